@@ -1,0 +1,96 @@
+"""``trimodal-ros``: one command, many subcommands. This file only parses arguments and calls
+functions; each subcommand's work lives in its own module (imported lazily, so ``--help`` is fast
+and ``generate`` does not need torch-heavy imports it does not use)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import List, Optional
+
+# subcommand -> "module:function"; the function takes the parsed argparse.Namespace
+COMMANDS = {
+    "generate": "trimodal_ros.data.metaworld:cli_generate",
+    "bench": "trimodal_ros.bench:cli_bench",
+    "info": "trimodal_ros.cli:cli_info",
+    "up": "trimodal_ros.ros.bringup:cli_up",
+    "replay": "trimodal_ros.ros.replay:cli_replay",
+    "record": "trimodal_ros.ros.record:cli_record",
+}
+
+
+def _add_generate(sub) -> None:
+    p = sub.add_parser("generate", help="roll out Meta-World experts and record one ROS 2 bag per episode")
+    p.add_argument("--tasks", required=True, help="comma list of Meta-World v3 tasks, or mt10 / mt50")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per task")
+    p.add_argument("--out", required=True, help="output folder (one bag folder per episode)")
+    p.add_argument("--camera", default="corner", help="Meta-World camera name (default: corner)")
+    p.add_argument("--size", type=int, default=224, help="square image size in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=200, help="episode step limit")
+    p.add_argument("--keep-failures", action="store_true", help="also keep episodes the expert failed")
+
+
+def _add_bench(sub) -> None:
+    p = sub.add_parser("bench", help="print speed and memory figures")
+    p.add_argument("what", choices=["model", "ros"], help="model: per-variant latency; ros: end-to-end")
+    p.add_argument("--fusion", default=None, help="only this fusion variant")
+    p.add_argument("--no-vitb32", action="store_true", help="skip the ViT-B-32 rows (model)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--iters", type=int, default=20)
+
+
+def _add_info(sub) -> None:
+    sub.add_parser("info", help="list fusion variants, adapters, losses, configs and architectures")
+
+
+def _add_ros(sub) -> None:
+    p = sub.add_parser("up", help="bring up the VLA nodes in-process (what vla.launch.py launches)")
+    from .ros.launch_args import add_launch_arguments  # no rclpy import: only the argument table
+
+    add_launch_arguments(p)
+    p = sub.add_parser("replay", help="publish a bag's messages with their original timing (ros2 bag play)")
+    p.add_argument("--bag", required=True)
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--namespace", default="")
+    p = sub.add_parser("record", help="record topics to an mcap bag (ros2 bag record)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--topics", nargs="*", default=None, help="default: the vla_node outputs")
+    p.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trimodal-ros", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in (_add_generate, _add_bench, _add_info, _add_ros):
+        add(sub)
+    return parser
+
+
+def cli_info(args) -> int:
+    from .config import config_names
+    from .model import ADAPTERS, CONTRASTIVE_LOSSES, FUSIONS
+    from .model.encoders import packaged_architectures
+
+    print("fusion variants :", ", ".join(FUSIONS.names()))
+    print("adapters        :", ", ".join(ADAPTERS.names()))
+    print("contrastive loss:", ", ".join(CONTRASTIVE_LOSSES.names()))
+    print("configs         :", ", ".join(config_names()))
+    print("architectures   :", ", ".join(packaged_architectures()), "(+ every open_clip model)")
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    module, func = COMMANDS[args.command].split(":")
+    try:
+        return int(getattr(importlib.import_module(module), func)(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

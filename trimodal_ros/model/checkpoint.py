@@ -1,0 +1,93 @@
+"""Checkpoints: written atomically, carrying config, variant, tokenizer bounds and version, and
+checked on load so a checkpoint for another variant gives a clear error instead of garbage."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Union
+
+import torch
+
+from .. import __version__
+from ..config import Config, ConfigError, config_from_dict
+from .action_tokenizer import ActionTokenizer
+from .trimodal import TriModalModel
+
+FORMAT = "trimodal_ros.checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, corrupt, or for another variant/config."""
+
+
+def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
+    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``:
+    a crash mid-write leaves the previous file intact, never a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def save_checkpoint(path, model: TriModalModel, cfg: Config, tokenizer: ActionTokenizer,
+                    extra: Optional[Dict[str, Any]] = None) -> Path:
+    payload = {
+        "format": FORMAT,
+        "version": __version__,
+        "fusion": cfg.model.fusion,
+        "config": cfg.to_dict(),
+        "tokenizer": tokenizer.to_dict(),
+        "model": model.state_dict(),
+        **(extra or {}),
+    }
+    return atomic_save(payload, path)
+
+
+def read_checkpoint(path) -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint: {e}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a trimodal_ros checkpoint (format {FORMAT!r})")
+    return ckpt
+
+
+def load_checkpoint(path, expect: Optional[Config] = None, fusion: Optional[str] = None,
+                    device: Union[str, torch.device] = "cpu") -> Tuple[TriModalModel, ActionTokenizer, Config]:
+    """Rebuild the model a checkpoint holds. ``fusion`` or ``expect`` (the config the caller was
+    launched with) must match the checkpoint's, else CheckpointError names both."""
+    ckpt = read_checkpoint(path)
+    try:
+        cfg = config_from_dict(ckpt["config"], where=f"{path}: config")
+    except ConfigError as e:
+        raise CheckpointError(str(e)) from None
+    if fusion is not None and fusion != cfg.model.fusion:
+        raise CheckpointError(f"checkpoint {path} is for fusion {cfg.model.fusion!r}, but {fusion!r} was asked for")
+    if expect is not None and expect.model != cfg.model:
+        diff = {k: (getattr(expect.model, k), getattr(cfg.model, k)) for k in vars(cfg.model)
+                if getattr(expect.model, k) != getattr(cfg.model, k)}
+        raise CheckpointError(f"checkpoint {path} does not match the config: (asked, checkpoint) = {diff}")
+    # The checkpoint holds every weight: never fetch the pretrained towers again.
+    model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path} weights do not fit its own config: {e}") from None
+    return model.to(device), ActionTokenizer.from_dict(ckpt["tokenizer"]), cfg

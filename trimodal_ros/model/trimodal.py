@@ -1,0 +1,106 @@
+"""TriModalModel: CLIP image + text towers, a proprio/action encoder, adapters, fusion, action head."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .adapters import ADAPTERS
+from .encoders import CLIPTowers, ProprioEncoder, TextFeatures, apply_tuning
+from .fusion import FUSIONS, FusionInputs
+from .heads import ActionHead
+from .preprocess import images_to_tensor
+
+
+@dataclass
+class TriModalOutput:
+    image: torch.Tensor  # (B, D) contrastive embeddings, un-normalised
+    text: torch.Tensor  # (B, D)
+    action: torch.Tensor  # (B, D) proprio/action-history embedding
+    fused: torch.Tensor  # (B, D)
+    logits: torch.Tensor  # (B, K, A, bins)
+
+    def embeddings(self) -> dict:
+        return {"image": self.image, "action": self.action, "text": self.text}
+
+    def tokens(self) -> torch.Tensor:
+        return self.logits.argmax(dim=-1)  # (B, K, A)
+
+
+class TriModalModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, cache_dir: Optional[str] = None):
+        super().__init__()
+        self.cfg = cfg
+        self.towers = CLIPTowers(cfg.clip_model, cfg.pretrained, cache_dir)
+        apply_tuning(self.towers.visual, cfg.image_tuning, cfg.lora_rank, cfg.lora_alpha)
+        apply_tuning(self.towers.text, cfg.text_tuning, cfg.lora_rank, cfg.lora_alpha)
+        e, d = self.towers.embed_dim, cfg.embed_dim
+        adapter = ADAPTERS.get(cfg.adapter)
+        self.image_adapter = adapter(e, d, cfg)
+        self.text_adapter = adapter(e, d, cfg)
+        self.proprio = ProprioEncoder(cfg.proprio_dim, cfg.proprio_hidden, cfg.proprio_hidden, cfg.dropout)
+        self.action_adapter = adapter(cfg.proprio_hidden, d, cfg)
+        self.fusion = FUSIONS.get(cfg.fusion)(cfg, e)
+        self.head = ActionHead(d, cfg.head_hidden, cfg.chunk, cfg.action_dim, cfg.bins, cfg.dropout)
+        # CLIP's log-parameterised inverse temperature, clamped to [1/τ_max, 1/τ_min] when read
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)))
+
+    # --- inputs ------------------------------------------------------------------------------------
+    @property
+    def image_size(self) -> int:
+        return self.towers.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale.device
+
+    def preprocess(self, frames) -> torch.Tensor:
+        """uint8 (B, H, W, 3) → (B, 3, S, S) on the model's device."""
+        return images_to_tensor(frames, self.image_size, self.towers.image_mean, self.towers.image_std,
+                                self.device)
+
+    def tokenize(self, texts: List[str]) -> torch.Tensor:
+        return self.towers.tokenize(list(texts)).to(self.device)
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        lo, hi = math.log(1.0 / self.cfg.temperature_max), math.log(1.0 / self.cfg.temperature_min)
+        return 1.0 / self.logit_scale.clamp(lo, hi).exp()
+
+    # --- encoders ----------------------------------------------------------------------------------
+    def encode_text(self, token_ids: torch.Tensor) -> TextFeatures:
+        return self.towers.encode_text(token_ids)
+
+    def encode_instructions(self, texts: List[str]) -> TextFeatures:
+        return self.encode_text(self.tokenize(texts))
+
+    def forward(self, images: torch.Tensor, proprio: torch.Tensor,
+                text_ids: Optional[torch.Tensor] = None, text: Optional[TextFeatures] = None) -> TriModalOutput:
+        """images (B, 3, S, S), proprio (B, P), and text ids (B, L) or a cached TextFeatures
+        (batch B or 1, broadcast)."""
+        b = images.shape[0]
+        if text is None:
+            if text_ids is None:
+                raise ValueError("give text_ids or cached text features")
+            text = self.encode_text(text_ids)
+        text = text.expand(b)
+        img_pooled, img_tokens = self.towers.encode_image(images)  # (B, E), (B, N, E)
+        image, image_tokens = self.image_adapter(img_pooled, img_tokens, None)  # (B, D), (B, N', D)
+        txt, txt_tokens = self.text_adapter(text.pooled, text.tokens, text.mask)  # (B, D), (B, L', D)
+        txt_mask = text.mask if txt_tokens.shape[1] == text.tokens.shape[1] else None
+        p = self.proprio(proprio)  # (B, H)
+        action, _ = self.action_adapter(p, p.unsqueeze(1), None)  # (B, D)
+        fused = self.fusion(FusionInputs(
+            image=image, image_tokens=image_tokens, text=txt, text_tokens=txt_tokens, text_mask=txt_mask,
+            action=action, image_tokens_clip=img_tokens, text_tokens_clip=text.tokens,
+            text_mask_clip=text.mask,
+        ))  # (B, D)
+        return TriModalOutput(image=image, text=txt, action=action, fused=fused, logits=self.head(fused))
+
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
