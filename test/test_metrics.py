@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from trimodal_ros.eval.metrics import (action_mae, all_pair_retrieval, chance_recall, mean_ci95, retrieval_metrics,
+                                       token_metrics, wilson_interval)
+
+
+def test_perfect_alignment_gives_recall_one():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 5)
+    centers = rng.normal(size=(10, 32))
+    emb = centers[labels] + 0.01 * rng.normal(size=(50, 32))
+    r = retrieval_metrics(emb, emb + 0.01 * rng.normal(size=emb.shape), labels, labels)
+    assert r["R@1"] == 1.0 and r["median_rank"] == 1.0
+    res = all_pair_retrieval({"image": emb, "text": emb, "action": emb}, labels)
+    assert len(res) == 7 and res["mean"]["R@1"] == 1.0
+
+
+def test_random_embeddings_score_chance():
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(10), 40)  # 400 items, 10 tasks
+    q, g = rng.normal(size=(400, 64)), rng.normal(size=(400, 64))
+    r = retrieval_metrics(q, g, labels, labels)
+    for k in (1, 5, 10):
+        assert r[f"R@{k}"] == pytest.approx(chance_recall(labels, labels, k), abs=0.06)
+    assert chance_recall(labels, labels, 1) == pytest.approx(0.1)
+
+
+def test_identical_gallery_does_not_win_by_tie():
+    labels = np.arange(4)
+    r = retrieval_metrics(np.ones((4, 3)), np.ones((4, 3)), labels, labels)
+    assert r["R@1"] == 0.0 and r["median_rank"] == 4.0
+
+
+def test_token_and_action_metrics_with_mask():
+    true = np.zeros((2, 3, 4), int)
+    pred = true.copy()
+    pred[0, 0, 1] = 5  # one wrong token in a valid step
+    pred[1, 2] = 9  # wrong, but masked out
+    mask = np.array([[1, 1, 1], [1, 1, 0]], bool)
+    m = token_metrics(pred, true, mask)
+    assert m["token_accuracy"] == pytest.approx(1 - 1 / 20)
+    assert m["token_accuracy_per_dim"][1] == pytest.approx(4 / 5)
+    a = action_mae(np.ones((2, 3, 4)), np.zeros((2, 3, 4)), mask)
+    assert a["action_mae"] == pytest.approx(1.0)
+
+
+def test_intervals():
+    m, h = mean_ci95([1.0, 2.0, 3.0])
+    assert m == 2.0 and h == pytest.approx(4.303 * 1 / np.sqrt(3), rel=1e-3)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and 0.2 < hi < 0.35
+    lo, hi = wilson_interval(10, 10)
+    assert hi == 1.0 and lo > 0.65

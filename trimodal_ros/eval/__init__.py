@@ -1,0 +1,1 @@
+"""Offline evaluation: retrieval and action metrics, reports and plots."""
