@@ -34,3 +34,9 @@ def select_latest(stamps, query, max_age: Optional[float] = None) -> Union[int, 
         age = q - s[np.clip(idx, 0, None)]
         out = np.where((idx >= 0) & (age > max_age), STALE, out)
     return int(out) if out.ndim == 0 else out
+
+
+def alignment_counts(indices) -> dict:
+    """How many results of ``select_latest`` are usable, MISSING and STALE (for drop reports)."""
+    i = np.asarray(indices)
+    return {"ok": int(np.sum(i >= 0)), "missing": int(np.sum(i == MISSING)), "stale": int(np.sum(i == STALE))}

@@ -1,0 +1,118 @@
+"""Bag helpers: message round trips, and clear errors for truncated / corrupt bags."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from trimodal_ros.data import bags as B
+
+
+def _write(path, n=20, seed=0):
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    msgs = [("/instruction", B.string_msg("open the drawer"), 1_000_000_000)]
+    for i in range(n):
+        t = 1_000_000_000 + i * 12_500_000
+        msgs += [("/camera/image_raw", B.image_msg(np.roll(img, i, axis=1), t, "corner")),
+                 ("/joint_states", B.joint_state_msg(["a", "b", "c"], [i, 2 * i, 3 * i], [1, 2, 3], t)),
+                 ("/expert/action", B.action_msg([0.1 * i, 0.2, -0.3, 1.0], t))]
+    B.write_bag(path, msgs, {"k": "v"})
+    (path / B.SIDECAR).write_text(json.dumps({"sha256": B.file_digests(path)}))
+    return img
+
+
+def test_roundtrip(tmp_path):
+    img = _write(tmp_path / "bag")
+    bag = B.read_bag(tmp_path / "bag")
+    assert bag.msgtypes == {"/instruction": B.STRING, "/camera/image_raw": B.IMAGE,
+                            "/joint_states": B.JOINT_STATE, "/expert/action": B.JOINT_STATE}
+    assert bag.custom_data == {"k": "v"}
+    stamps, images = bag.topic("/camera/image_raw")
+    assert len(images) == 20 and np.all(np.diff(stamps) == 12_500_000)
+    assert np.array_equal(B.image_to_numpy(images[3]), np.roll(img, 3, axis=1))
+    assert images[3].encoding == "rgb8" and images[3].header.frame_id == "corner"
+    assert B.stamp_ns(images[3]) == stamps[3]
+    js = bag.messages["/joint_states"][4]
+    pos, vel = B.joint_state_to_numpy(js, ["c", "a"])  # reordered by name
+    assert pos.tolist() == [12.0, 4.0] and vel.tolist() == [3.0, 1.0] and pos.dtype == np.float32
+    with pytest.raises(KeyError, match="zz"):
+        B.joint_state_to_numpy(js, ["a", "zz"])
+    assert np.allclose(B.action_to_numpy(bag.messages["/expert/action"][5]), [0.5, 0.2, -0.3, 1.0])
+    assert bag.messages["/instruction"][0].data == "open the drawer"
+    with pytest.raises(B.BagError, match="no topic '/nope'"):
+        bag.topic("/nope")
+    only = B.read_bag(tmp_path / "bag", topics=["/nope"])  # no match means nothing, not everything
+    assert len(only) == 0
+
+
+def test_image_encodings_and_padding():
+    rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    msg = B.image_msg(rgb, 5)
+    padded = B.msg_class(B.IMAGE)(header=msg.header, height=4, width=5, encoding="bgr8", is_bigendian=0,
+                                  step=16, data=np.pad(rgb[..., ::-1].reshape(4, 15), ((0, 0), (0, 1))).reshape(-1))
+    assert np.array_equal(B.image_to_numpy(padded), rgb)
+    msg.encoding = "mono16"
+    with pytest.raises(ValueError, match="mono16"):
+        B.image_to_numpy(msg)
+    with pytest.raises(ValueError, match="uint8"):
+        B.image_msg(rgb.astype(np.float32), 0)
+
+
+def test_truncated_bag_names_the_file(tmp_path):
+    _write(tmp_path / "bag")
+    mcap = tmp_path / "bag" / "bag.mcap"
+    data = mcap.read_bytes()
+    mcap.write_bytes(data[: len(data) // 2])
+    with pytest.raises(B.BagError, match=r"bag\.mcap") as e:  # sha256 check names the file
+        B.read_bag(tmp_path / "bag")
+    assert str(tmp_path / "bag") in str(e.value)
+    with pytest.raises(B.BagError, match="unreadable") as e:  # without the sidecar: the MCAP reader
+        B.read_bag(tmp_path / "bag", verify=False)
+    assert str(tmp_path / "bag") in str(e.value)
+
+
+def test_flipped_bytes_are_caught_without_sidecar(tmp_path):
+    _write(tmp_path / "bag")
+    (tmp_path / "bag" / B.SIDECAR).unlink()
+    mcap = tmp_path / "bag" / "bag.mcap"
+    data = bytearray(mcap.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(64)
+    mcap.write_bytes(bytes(data))
+    with pytest.raises(B.BagError, match=str(tmp_path / "bag")):  # zstd frame checksum
+        B.read_bag(tmp_path / "bag")
+
+
+def test_folder_with_one_corrupt_bag(tmp_path):
+    for name in ("a", "b", "c"):
+        _write(tmp_path / name, seed=ord(name))
+    mcap = tmp_path / "b" / "b.mcap"
+    mcap.write_bytes(mcap.read_bytes()[:100])
+    shutil.copytree(tmp_path / "a", tmp_path / f"{B.PARTIAL_PREFIX}d")  # being written: ignored
+    (tmp_path / "e").mkdir()  # no metadata.yaml: not a bag
+    assert [p.name for p in B.find_bags(tmp_path)] == ["a", "b", "c"]
+    with pytest.warns(RuntimeWarning, match=r"skipping bag .*b:"):
+        rep = B.read_bags(tmp_path)
+    assert [b.path.name for b in rep.bags] == ["a", "c"]
+    assert rep.n_skipped == 1 and rep.skipped[0][0] == tmp_path / "b"
+    assert all(len(b.messages["/camera/image_raw"]) == 20 for b in rep.bags)
+
+
+def test_missing_metadata_is_a_bag_error(tmp_path):
+    _write(tmp_path / "bag")
+    (tmp_path / "bag" / "metadata.yaml").unlink()
+    with pytest.raises(B.BagError, match="no metadata.yaml"):
+        B.read_bag(tmp_path / "bag")
+    with pytest.raises(B.BagError, match="does not exist"):
+        B.read_bag(tmp_path / "nothing")
+
+
+def test_aborted_writer_leaves_no_finished_bag(tmp_path):
+    with pytest.raises(RuntimeError, match="boom"):
+        with B.BagWriter(tmp_path / "bag") as w:
+            w.write("/instruction", B.string_msg("x"), 1)
+            raise RuntimeError("boom")
+    assert not B.is_bag(tmp_path / "bag")
+    assert B.find_bags(tmp_path) == []

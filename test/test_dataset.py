@@ -1,0 +1,130 @@
+"""BagDataset on hand-made episode bags: shapes, action chunks, padding, history, splits."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trimodal_ros.config import SAWYER_JOINTS, ModelConfig
+from trimodal_ros.data import bags as B
+from trimodal_ros.data.dataset import BagDataset, collate, dataset_stats
+from trimodal_ros.data.instructions import paraphrases, task_id
+from trimodal_ros.data.metaworld import CUSTOM_DATA_KEY
+
+DT = 12_500_000
+
+
+def _episode(root, name, task, layout, n, size=(16, 20), sidecar=True):
+    """n frames; action i = [i, -i, 0.5 i, ep] / 100, joint j of frame i = i + j/10."""
+    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    acts = np.stack([np.arange(n), -np.arange(n), 0.5 * np.arange(n), np.full(n, layout)], 1) / 100
+    frames = rng.integers(0, 255, (n, *size, 3), dtype=np.uint8)
+    t0 = 5 * 10**9
+    msgs = [("/instruction", B.string_msg(paraphrases(task)[0]), t0)]
+    for i in range(n):
+        t = t0 + i * DT
+        pos = i + np.arange(len(SAWYER_JOINTS)) / 10
+        msgs += [("/joint_states", B.joint_state_msg(SAWYER_JOINTS[::-1], pos[::-1], -pos[::-1], t)),
+                 ("/camera/image_raw", B.image_msg(frames[i], t, "corner")),
+                 ("/expert/action", B.action_msg(acts[i], t))]
+    meta = {"task": task, "layout": layout, "success": True, "length": n}
+    B.write_bag(root / name, msgs, {CUSTOM_DATA_KEY: json.dumps(meta)})
+    if sidecar:
+        (root / name / "episode.json").write_text(json.dumps(meta))
+    return frames, acts.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    r = tmp_path_factory.mktemp("bags")
+    data = {"a": _episode(r, "a", "reach-v3", 3, 10),
+            "b": _episode(r, "b", "drawer-close-v3", 45, 6, sidecar=False),  # metadata via custom_data
+            "c": _episode(r, "c", "push-v3", 12, 7)}
+    return r, data
+
+
+def test_items_shapes_and_values(root):
+    r, data = root
+    ds = BagDataset(r, chunk=4, verbose=False)
+    assert len(ds) == 23 and [e.name for e in ds.episodes] == ["a", "b", "c"]
+    x = ds[0]
+    assert x["image"].dtype == np.uint8 and x["image"].shape == (16, 20, 3)
+    assert x["proprio"].dtype == np.float32 and x["proprio"].shape == (18,)
+    assert x["actions"].dtype == np.float32 and x["actions"].shape == (4, 4)
+    assert x["action_mask"].dtype == bool and x["action_mask"].shape == (4,)
+    assert (x["task"], x["task_id"], x["episode"], x["step"], x["layout"]) == \
+        ("reach-v3", task_id("reach-v3"), "a", 0, 3)
+    assert x["instruction"] == paraphrases("reach-v3")[0]
+    for i in range(len(ds)):
+        y = ds[i]
+        frames, acts = data[y["episode"]]
+        s = y["step"]
+        assert np.array_equal(y["image"], frames[s])
+        # proprio in SAWYER_JOINTS order although the bag lists them reversed
+        pos = s + np.arange(9) / 10
+        assert np.allclose(y["proprio"], np.concatenate([pos, -pos]))
+        # the chunk is the recorded next K actions, the last one repeated past the end
+        n = len(acts)
+        want = acts[np.minimum(np.arange(s, s + 4), n - 1)]
+        assert np.allclose(y["actions"], want)
+        assert y["action_mask"].tolist() == [s + k < n for k in range(4)]
+    last = ds[9]  # episode a's last frame: one real action, 3 padded copies
+    assert last["step"] == 9 and last["action_mask"].tolist() == [True, False, False, False]
+    assert np.allclose(last["actions"], data["a"][1][9])
+    assert ds.memory_bytes >= 23 * 16 * 20 * 3
+
+
+def test_action_history_in_proprio(root):
+    r, data = root
+    cfg = ModelConfig(action_history=3, use_velocities=False, chunk=2)
+    ds = BagDataset.from_config(r, cfg, verbose=False)
+    assert ds[0]["proprio"].shape == (cfg.proprio_dim,) == (9 + 12,)
+    acts = data["a"][1]
+    assert np.allclose(ds[1]["proprio"][9:], np.concatenate([np.zeros(8), acts[0]]))  # zero-filled
+    assert np.allclose(ds[5]["proprio"][9:], acts[2:5].reshape(-1))  # oldest first
+
+
+def test_layout_split_and_task_filter(root):
+    r, _ = root
+    assert {e.name for e in BagDataset(r, split="train", verbose=False).episodes} == {"a", "c"}
+    held = BagDataset(r, split="heldout", verbose=False)
+    assert {e.name for e in held.episodes} == {"b"} and {held[i]["layout"] for i in range(len(held))} == {45}
+    assert len(BagDataset(r, tasks=["push-v3"], verbose=False)) == 7
+    with pytest.raises(ValueError, match="split"):
+        BagDataset(r, split="test")
+
+
+def test_instruction_modes(root):
+    r, _ = root
+    ds = BagDataset(r, instruction_mode="heldout", seed=1, verbose=False)
+    seen = {ds[0]["instruction"] for _ in range(30)}
+    assert seen == set(paraphrases("reach-v3", "heldout"))
+    tr = BagDataset(r, instruction_mode="train", verbose=False)
+    assert {tr[0]["instruction"] for _ in range(60)} <= set(paraphrases("reach-v3", "train"))
+
+
+def test_collate_and_stats(root):
+    r, _ = root
+    ds = BagDataset(r, chunk=3, verbose=False)
+    b = collate([ds[i] for i in (0, 12, 22)])
+    assert b["image"].dtype == torch.uint8 and b["image"].shape == (3, 16, 20, 3)
+    assert b["proprio"].shape == (3, 18) and b["actions"].shape == (3, 3, 4)
+    assert b["action_mask"].dtype == torch.bool and b["task_id"].dtype == torch.long
+    assert b["episode"] == ["a", "b", "c"] and len(b["instruction"]) == 3
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, shuffle=True, collate_fn=collate)
+    assert sum(len(batch["task"]) for batch in loader) == len(ds)
+    st = dataset_stats(ds)
+    assert st["actions"].shape == (23, 4)
+    assert np.allclose(st["proprio_mean"], ds.proprio.mean(0)) and np.all(st["proprio_std"] > 0)
+
+
+def test_corrupt_bag_is_skipped(tmp_path):
+    _episode(tmp_path, "good", "reach-v3", 1, 5)
+    _episode(tmp_path, "bad", "reach-v3", 2, 5)
+    mcap = tmp_path / "bad" / "bad.mcap"
+    mcap.write_bytes(mcap.read_bytes()[:-200])
+    with pytest.warns(RuntimeWarning, match="bad"):
+        ds = BagDataset(tmp_path, verbose=False)
+    assert len(ds) == 5 and len(ds.skipped) == 1 and ds.skipped[0][0].name == "bad"
+    assert "skipped bags: 1" in ds.summary()

@@ -1,0 +1,159 @@
+"""`trimodal-ros generate` for real (short episodes, small images), read back with rosbags."""
+
+import json
+
+import numpy as np
+import pytest
+
+from trimodal_ros.cli import main
+from trimodal_ros.config import SAWYER_JOINTS
+from trimodal_ros.data import bags as B
+from trimodal_ros.data import metaworld as mw
+from trimodal_ros.data.instructions import MT10, MT50, PARAPHRASES, instruction_for, paraphrases, resolve_tasks
+
+TASKS = ["reach-v3", "drawer-close-v3"]
+STEPS, SIZE = 15, 64
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory):
+    d = tmp_path_factory.mktemp("gen")
+    rc = main(["generate", "--tasks", ",".join(TASKS), "--episodes", "1", "--out", str(d),
+               "--size", str(SIZE), "--max-steps", str(STEPS), "--keep-failures", "--seed", "3"])
+    assert rc == 0
+    return d
+
+
+def test_bags_read_back(out):
+    bags = B.find_bags(out)
+    assert [b.name for b in bags] == [mw.episode_name(t, 3, 0) for t in sorted(TASKS)]
+    for path in bags:
+        meta = json.loads((path / "episode.json").read_text())
+        bag = B.read_bag(path)
+        assert bag.msgtypes == {mw.TOPIC_IMAGE: "sensor_msgs/msg/Image",
+                                mw.TOPIC_INSTRUCTION: "std_msgs/msg/String",
+                                mw.TOPIC_JOINTS: "sensor_msgs/msg/JointState",
+                                mw.TOPIC_ACTION: "sensor_msgs/msg/JointState"}
+        n = meta["length"]
+        assert 1 <= n <= STEPS and all(len(bag.messages[t]) == n for t in
+                                       (mw.TOPIC_IMAGE, mw.TOPIC_JOINTS, mw.TOPIC_ACTION))
+        # stamps: simulation time, 12.5 ms apart, identical across the per-step topics
+        cam = np.array([B.stamp_ns(m) for m in bag.messages[mw.TOPIC_IMAGE]])
+        assert np.all(np.diff(cam) == 12_500_000) and np.array_equal(cam, bag.stamps[mw.TOPIC_IMAGE])
+        for t in (mw.TOPIC_JOINTS, mw.TOPIC_ACTION):
+            assert np.array_equal([B.stamp_ns(m) for m in bag.messages[t]], cam)
+        assert bag.stamps[mw.TOPIC_INSTRUCTION].tolist() == [cam[0]]
+        # joints: the Sawyer's real names with positions and velocities that change
+        js = bag.messages[mw.TOPIC_JOINTS]
+        assert all(list(m.name) == SAWYER_JOINTS for m in js)
+        pos = np.stack([m.position for m in js])
+        assert pos.shape == (n, 9) and np.stack([m.velocity for m in js]).shape == (n, 9)
+        assert np.ptp(pos[:, :7], axis=0).max() > 1e-3  # the arm moved
+        # images: rgb8, upright size, not blank
+        for m in bag.messages[mw.TOPIC_IMAGE]:
+            assert (m.encoding, m.height, m.width, m.header.frame_id) == ("rgb8", SIZE, SIZE, "corner")
+        img = B.image_to_numpy(bag.messages[mw.TOPIC_IMAGE][0])
+        assert img.shape == (SIZE, SIZE, 3) and img.std() > 10
+        # actions: 4-D, named, within the env's [-1, 1]
+        acts = np.stack([B.action_to_numpy(m) for m in bag.messages[mw.TOPIC_ACTION]])
+        assert acts.shape == (n, 4) and np.abs(acts).max() <= 1 and np.abs(acts).max() > 0
+        # metadata in episode.json and in metadata.yaml custom_data
+        assert json.loads(bag.custom_data[mw.CUSTOM_DATA_KEY])["task"] == meta["task"]
+        assert meta["layout"] == mw.episode_layout(meta["task"], 3, 0)
+        assert meta["layout_split"] == mw.layout_split(meta["layout"])
+        assert meta["instruction"] == bag.messages[mw.TOPIC_INSTRUCTION][0].data
+        assert meta["instruction"] in paraphrases(meta["task"], meta["paraphrase_split"])
+        assert (meta["camera"], meta["image_size"], meta["seed"], meta["success"]) == ("corner", [SIZE, SIZE], 3, False)
+
+
+def test_frames_are_rotated_upright(out):
+    path = out / mw.episode_name("reach-v3", 3, 0)
+    meta = json.loads((path / "episode.json").read_text())
+    first = B.image_to_numpy(B.read_bag(path, [mw.TOPIC_IMAGE]).messages[mw.TOPIC_IMAGE][0])
+    scene = mw.SawyerScene("reach-v3", "corner", SIZE)
+    try:
+        scene.reset(meta["layout"])
+        raw = scene.render_raw()
+    finally:
+        scene.close()
+    assert scene.upside_down and meta["rotated_180"]
+    rot = raw[::-1, ::-1].astype(int)
+    assert np.abs(first - rot).mean() < 1.0  # the recorded frame is the raw render turned 180°
+    assert np.abs(first - raw.astype(int)).mean() > 10
+
+
+def test_rerun_skips_and_failures_are_not_kept(out, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*.mcap")}
+    rep = mw.generate(TASKS, 1, out, size=SIZE, seed=3, max_steps=STEPS, keep_failures=True, progress=False)
+    assert [r.status for r in rep.results] == ["exists", "exists"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*.mcap")} == before
+    with pytest.raises(mw.GenerateError, match="size"):
+        mw.generate(TASKS, 1, out, size=32, seed=3, max_steps=STEPS, progress=False)
+    # without --keep-failures a 3-step episode (no success) leaves no bag, only a marker
+    (tmp_path / f"{B.PARTIAL_PREFIX}{mw.episode_name('reach-v3', 0, 0)}").mkdir()  # from a crash
+    rc = main(["generate", "--tasks", "reach-v3", "--episodes", "1", "--out", str(tmp_path),
+               "--size", "32", "--max-steps", "3"])
+    assert rc == 1
+    assert B.find_bags(tmp_path) == [] and not list(tmp_path.glob(f"{B.PARTIAL_PREFIX}*"))
+    assert (tmp_path / f".failed-{mw.episode_name('reach-v3', 0, 0)}.json").is_file()
+    rep = mw.generate("reach-v3", 1, tmp_path, size=32, max_steps=3, progress=False)
+    assert [r.status for r in rep.results] == ["failed-before"]
+
+
+def test_dataset_on_generated_bags(out):
+    from trimodal_ros.data.dataset import BagDataset
+
+    ds = BagDataset(out, chunk=3, verbose=False)
+    assert len(ds) == 2 * STEPS and ds.frames.shape[1:] == (SIZE, SIZE, 3)
+    bag = B.read_bag(ds.episodes[0].path)
+    acts = np.stack([B.action_to_numpy(m) for m in bag.messages[mw.TOPIC_ACTION]])
+    x = ds[4]
+    assert np.allclose(x["actions"], acts[4:7])
+    assert np.allclose(x["proprio"][:9], bag.messages[mw.TOPIC_JOINTS][4].position)
+    assert np.array_equal(x["image"], B.image_to_numpy(bag.messages[mw.TOPIC_IMAGE][4]))
+
+
+def test_layouts_and_instructions():
+    assert len(mw.layouts("train")) == 40 and mw.layouts("heldout") == list(range(40, 50))
+    assert not set(mw.layouts("train")) & set(mw.layouts("heldout"))
+    eps = [mw.episode_layout("push-v3", 0, e) for e in range(50)]
+    assert sorted(eps) == list(range(50))  # 50 episodes visit every layout once
+    assert eps == [mw.episode_layout("push-v3", 0, e) for e in range(50)]  # deterministic
+    assert eps != [mw.episode_layout("push-v3", 1, e) for e in range(50)]  # the seed matters
+    import metaworld
+
+    assert MT50 == list(metaworld.env_dict.MT50_V3) and MT10 == list(metaworld.env_dict.MT10_V3)
+    assert set(PARAPHRASES) == set(MT50)
+    for task, ps in PARAPHRASES.items():
+        assert len(ps) >= 5 and len(set(ps)) == len(ps), task
+        assert not set(paraphrases(task, "train")) & set(paraphrases(task, "heldout"))
+    assert instruction_for("reach-v3", np.random.default_rng(0), "heldout") in paraphrases("reach-v3", "heldout")
+    assert resolve_tasks("mt10") == MT10 and resolve_tasks("reach-v3, push-v3") == ["reach-v3", "push-v3"]
+    with pytest.raises(ValueError, match="reach-v2"):
+        resolve_tasks("reach-v2")
+
+
+def test_interrupt_keeps_finished_bags(tmp_path, monkeypatch):
+    real_step = mw.SawyerScene.step
+
+    def step(self, action):
+        if self.task == "drawer-close-v3" and self.env.curr_path_length == 2:
+            raise KeyboardInterrupt
+        return real_step(self, action)
+
+    monkeypatch.setattr(mw.SawyerScene, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        mw.generate(TASKS, 1, tmp_path, size=32, max_steps=4, keep_failures=True, progress=False)
+    assert [p.name for p in B.find_bags(tmp_path)] == [mw.episode_name("reach-v3", 0, 0)]
+    assert not list(tmp_path.glob(f"{B.PARTIAL_PREFIX}*"))  # the half-written bag is gone
+    assert main(["generate", "--tasks", "reach-v9", "--episodes", "1", "--out", str(tmp_path)]) == 2
+
+
+def test_imports_stay_light():
+    import subprocess
+    import sys
+
+    code = ("import sys, trimodal_ros.data.dataset, trimodal_ros.data.bags; "
+            "print(sorted(m for m in ('rclpy', 'mujoco', 'metaworld') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

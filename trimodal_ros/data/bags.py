@@ -1,0 +1,420 @@
+"""Pure helpers over ``rosbags`` (no rclpy): read and write ROS 2 bag folders and convert
+messages to and from numpy.
+
+Bags are rosbag2 folders (``metadata.yaml`` + one ``.mcap`` file) readable by ``ros2 bag
+info/play``. Message classes come from the rosbags ROS 2 Jazzy typestore, so the helpers work
+on the same objects ``rosbags`` deserialises. Stamps are integer nanoseconds; ``*_s`` arrays are
+float seconds (what ``align.select_latest`` takes).
+
+Anything wrong with a bag on disk (truncated file, bad CDR, missing metadata) is raised as
+``BagError`` naming the bag, never returned as partial data. ``read_bags`` skips such bags with
+a warning and counts them so one bad file cannot take a whole dataset down.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+PARTIAL_PREFIX = ".partial-"  # a bag being written; never read as a finished bag
+SIDECAR = "episode.json"  # optional JSON next to the bag files; its "sha256" map is verified
+
+# msgtypes used by this package
+IMAGE = "sensor_msgs/msg/Image"
+JOINT_STATE = "sensor_msgs/msg/JointState"
+STRING = "std_msgs/msg/String"
+
+
+class BagError(RuntimeError):
+    """A bag that cannot be read (missing, truncated, corrupt, unexpected content)."""
+
+    def __init__(self, path: PathLike, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"bag {self.path}: {reason}")
+
+
+@lru_cache(maxsize=1)
+def typestore():
+    """The ROS 2 Jazzy typestore (message classes, CDR (de)serialisation, type hashes)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_JAZZY)
+
+
+def msg_class(msgtype: str):
+    return typestore().types[msgtype]
+
+
+# --- stamps -----------------------------------------------------------------------------------
+
+def time_msg(stamp_ns: int):
+    """builtin_interfaces/Time from integer nanoseconds."""
+    stamp_ns = int(stamp_ns)
+    if stamp_ns < 0:
+        raise ValueError(f"negative stamp {stamp_ns}")
+    return msg_class("builtin_interfaces/msg/Time")(sec=stamp_ns // 1_000_000_000,
+                                                   nanosec=stamp_ns % 1_000_000_000)
+
+
+def header_msg(stamp_ns: int, frame_id: str = ""):
+    return msg_class("std_msgs/msg/Header")(stamp=time_msg(stamp_ns), frame_id=frame_id)
+
+
+def stamp_ns(msg) -> int:
+    """Header stamp of ``msg`` (or of a Time / Header itself) in integer nanoseconds."""
+    t = getattr(msg, "header", msg)
+    t = getattr(t, "stamp", t)
+    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
+
+# --- message <-> numpy ------------------------------------------------------------------------
+
+_ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
+
+
+def image_msg(image: np.ndarray, stamp: int, frame_id: str = "", encoding: str = "rgb8"):
+    """uint8 (H, W, 3) RGB array → sensor_msgs/Image (rgb8, row-major, no padding)."""
+    a = np.ascontiguousarray(image)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != _ENCODINGS.get(encoding, -1):
+        raise ValueError(f"expected uint8 (H, W, {_ENCODINGS.get(encoding)}) for {encoding}, "
+                         f"got {a.dtype} {a.shape}")
+    h, w, c = a.shape
+    return msg_class(IMAGE)(header=header_msg(stamp, frame_id), height=h, width=w, encoding=encoding,
+                            is_bigendian=0, step=w * c, data=a.reshape(-1))
+
+
+def image_to_numpy(msg, copy: bool = False) -> np.ndarray:
+    """sensor_msgs/Image (rgb8 or bgr8) → uint8 (H, W, 3) RGB. Row padding (step > W*3) is
+    handled; other encodings are an error rather than a silently wrong picture."""
+    enc = msg.encoding.lower()
+    if enc not in ("rgb8", "bgr8"):
+        raise ValueError(f"unsupported image encoding {msg.encoding!r} (expected rgb8 or bgr8)")
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    buf = np.frombuffer(memoryview(msg.data), dtype=np.uint8) if not isinstance(msg.data, np.ndarray) \
+        else msg.data.view(np.uint8).reshape(-1)
+    if step < w * 3 or buf.size < h * step:
+        raise ValueError(f"image data of {buf.size} bytes is too short for {h}x{w} step {step}")
+    a = buf[: h * step].reshape(h, step)[:, : w * 3].reshape(h, w, 3)
+    if enc == "bgr8":
+        return np.ascontiguousarray(a[..., ::-1])
+    return a.copy() if copy else a
+
+
+def joint_state_msg(names: Sequence[str], positions, velocities=None, stamp: int = 0,
+                    frame_id: str = "", efforts=None):
+    f64 = lambda x: np.ascontiguousarray(np.asarray([] if x is None else x, dtype=np.float64).reshape(-1))  # noqa: E731
+    pos, vel, eff = f64(positions), f64(velocities), f64(efforts)
+    for what, arr in (("positions", pos), ("velocities", vel), ("efforts", eff)):
+        if arr.size not in (0, len(names)) or (what == "positions" and arr.size != len(names)):
+            raise ValueError(f"{len(names)} joint names but {arr.size} {what}")
+    return msg_class(JOINT_STATE)(header=header_msg(stamp, frame_id), name=list(names),
+                                  position=pos, velocity=vel, effort=eff)
+
+
+def joint_state_to_numpy(msg, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
+    """(positions, velocities) float32 in the order of ``names``. A joint missing from the
+    message is an error; missing velocities are zeros."""
+    index = {n: i for i, n in enumerate(msg.name)}
+    missing = [n for n in names if n not in index]
+    if missing:
+        raise KeyError(f"joint(s) {missing} not in JointState names {list(msg.name)}")
+    idx = np.array([index[n] for n in names], dtype=np.int64)
+    pos = np.asarray(msg.position, dtype=np.float64)[idx].astype(np.float32)
+    vel = np.asarray(msg.velocity, dtype=np.float64)
+    vel = vel[idx].astype(np.float32) if vel.size == len(msg.name) else np.zeros(len(names), np.float32)
+    return pos, vel
+
+
+def string_msg(text: str):
+    return msg_class(STRING)(data=str(text))
+
+
+# The expert's action travels as a JointState so that it carries a header stamp: the names are
+# these pseudo-joints and ``position`` holds the action (see data/metaworld.py).
+ACTION_NAMES = ["ee_dx", "ee_dy", "ee_dz", "gripper"]
+
+
+def action_msg(action, stamp: int, frame_id: str = "", names: Sequence[str] = ACTION_NAMES):
+    return joint_state_msg(names, action, None, stamp, frame_id)
+
+
+def action_to_numpy(msg, names: Sequence[str] = ACTION_NAMES) -> np.ndarray:
+    """Action float32 (len(names),) from an action JointState, checked by name."""
+    return joint_state_to_numpy(msg, names)[0]
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+class BagWriter:
+    """Write a rosbag2 folder with MCAP storage (zstd-compressed chunks, which ``ros2 bag`` reads
+    natively). Topics are declared on first write. Use as a context manager: an exception inside
+    the block aborts the bag (no metadata.yaml, so it never looks finished)."""
+
+    def __init__(self, path: PathLike, compress: bool = True):
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+        self.path = Path(path)
+        self._writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
+        if compress:
+            self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        self._conns: Dict[str, object] = {}
+        self._open = False
+
+    def __enter__(self) -> "BagWriter":
+        self._writer.open()
+        self._open = True
+        storage = self._writer.storage
+        if getattr(storage, "compression", "") == "zstd" and hasattr(storage, "compressor"):
+            # zstd frames carry no checksum by default, so a flipped byte would decode to wrong
+            # pixels; with the checksum flag any reader's decompressor rejects the chunk instead.
+            from functools import partial
+
+            try:
+                from compression import zstd  # Python >= 3.14
+            except ImportError:
+                from backports import zstd
+            storage.compressor = partial(zstd.compress,
+                                         options={zstd.CompressionParameter.checksum_flag: 1})
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def set_custom_data(self, key: str, value: str) -> None:
+        """A string pair in metadata.yaml's ``custom_data`` (``ros2 bag info`` shows it)."""
+        self._writer.set_custom_data(key, value)
+
+    def add_topic(self, topic: str, msgtype: str) -> None:
+        if topic not in self._conns:
+            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
+
+    def write(self, topic: str, msg, stamp: Optional[int] = None) -> None:
+        """Serialise ``msg`` to CDR on ``topic``; the log time defaults to its header stamp."""
+        msgtype = msg.__msgtype__
+        self.add_topic(topic, msgtype)
+        t = stamp_ns(msg) if stamp is None else int(stamp)
+        self._writer.write(self._conns[topic], t, typestore().serialize_cdr(msg, msgtype))
+
+    def close(self) -> None:
+        if self._open:
+            self._writer.close()
+            self._open = False
+
+    def abort(self) -> None:
+        if self._open:
+            self._writer.abort()
+            self._open = False
+
+
+def write_bag(path: PathLike, messages: Iterable[Tuple[str, object]],
+              custom_data: Optional[Dict[str, str]] = None, compress: bool = True) -> Path:
+    """Write ``(topic, msg)`` pairs (log time = header stamp; String has none: use
+    ``(topic, msg, stamp_ns)``) into a new bag folder ``path``."""
+    with BagWriter(path, compress=compress) as w:
+        for k, v in (custom_data or {}).items():
+            w.set_custom_data(k, v)
+        for item in messages:
+            w.write(*item)
+    return Path(path)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+@dataclass
+class Bag:
+    """A bag read into memory: per topic, the log stamps (int64 ns) and the typed messages."""
+
+    path: Path
+    msgtypes: Dict[str, str]
+    stamps: Dict[str, np.ndarray]
+    messages: Dict[str, list]
+    custom_data: Dict[str, str] = field(default_factory=dict)
+
+    def topic(self, name: str) -> Tuple[np.ndarray, list]:
+        if name not in self.messages:
+            raise BagError(self.path, f"no topic {name!r} (has {sorted(self.messages)})")
+        return self.stamps[name], self.messages[name]
+
+    def header_stamps_s(self, name: str) -> np.ndarray:
+        """Header stamps (float seconds) of a stamped topic, in log order."""
+        _, msgs = self.topic(name)
+        return np.array([stamp_ns(m) for m in msgs], dtype=np.int64) / 1e9
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.messages.values())
+
+
+def is_bag(path: PathLike) -> bool:
+    """A finished bag folder: has metadata.yaml and is not being written."""
+    p = Path(path)
+    return p.is_dir() and (p / "metadata.yaml").is_file() and not p.name.startswith(PARTIAL_PREFIX)
+
+
+def find_bags(root: PathLike) -> List[Path]:
+    """Finished bag folders under ``root`` (``root`` itself if it is one), sorted by path."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"no such folder: {root}")
+    if is_bag(root):
+        return [root]
+    return sorted(p.parent for p in root.rglob("metadata.yaml")
+                  if is_bag(p.parent) and not any(part.startswith(PARTIAL_PREFIX) for part in p.parts))
+
+
+def file_digests(path: PathLike) -> Dict[str, str]:
+    """sha256 of each storage file of a bag folder (what the sidecar's "sha256" records)."""
+    import hashlib
+
+    out = {}
+    for f in sorted(Path(path).glob("*.mcap")) + sorted(Path(path).glob("*.db3")):
+        h = hashlib.sha256()
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        out[f.name] = h.hexdigest()
+    return out
+
+
+def read_sidecar(path: PathLike) -> Dict:
+    """The bag folder's ``episode.json`` as a dict ({} when there is none)."""
+    import json
+
+    f = Path(path) / SIDECAR
+    if not f.is_file():
+        return {}
+    try:
+        return json.loads(f.read_text())
+    except (OSError, ValueError) as e:
+        raise BagError(path, f"{SIDECAR} is unreadable: {e}") from None
+
+
+def verify_bag(path: PathLike) -> None:
+    """Check the storage files against the sidecar's sha256 map (if any); BagError on mismatch."""
+    want = read_sidecar(path).get("sha256") or {}
+    if not want:
+        return
+    have = file_digests(path)
+    for name, digest in want.items():
+        if name not in have:
+            raise BagError(path, f"storage file {name} is missing")
+        if have[name] != digest:
+            raise BagError(path, f"{name} is corrupt (sha256 differs from {SIDECAR}; truncated or "
+                                 "modified after recording)")
+
+
+def read_bag(path: PathLike, topics: Optional[Sequence[str]] = None, deserialize: bool = True,
+             verify: bool = True) -> Bag:
+    """Read every message of ``topics`` (default: all) from a bag folder or ``.mcap`` file.
+
+    ``deserialize=False`` keeps raw CDR bytes (cheap when only stamps are needed). ``verify``
+    checks the sidecar's sha256 first (if the bag has one). Raises ``BagError`` naming the bag
+    for anything unreadable.
+    """
+    from rosbags.rosbag2 import Reader
+
+    path = Path(path)
+    if not path.exists():
+        raise BagError(path, "does not exist")
+    if path.is_dir() and not (path / "metadata.yaml").is_file():
+        raise BagError(path, "no metadata.yaml (not a bag folder, or an unfinished recording)")
+    if verify and path.is_dir():
+        verify_bag(path)
+    ts = typestore()
+    try:
+        with Reader(path) as reader:
+            conns = [c for c in reader.connections if topics is None or c.topic in topics]
+            msgtypes = {c.topic: c.msgtype for c in conns}
+            for c in conns:
+                if c.msgtype not in ts.types:  # a type we do not know: register it from the bag
+                    from rosbags.typesys import get_types_from_msg
+
+                    ts.register(get_types_from_msg(c.msgdef.data, c.msgtype))
+            stamps: Dict[str, list] = {t: [] for t in msgtypes}
+            msgs: Dict[str, list] = {t: [] for t in msgtypes}
+            # an empty connection list means "all" to rosbags: only read when something matched
+            for conn, t, raw in (reader.messages(connections=conns) if conns else ()):
+                stamps[conn.topic].append(t)
+                msgs[conn.topic].append(ts.deserialize_cdr(raw, conn.msgtype) if deserialize else bytes(raw))
+    except BagError:
+        raise
+    except Exception as e:  # rosbags raises ReaderError, struct errors, KeyError, ... on bad files
+        raise BagError(path, f"unreadable ({type(e).__name__}: {e})") from e
+    custom = _custom_data_from_yaml(path) if path.is_dir() else {}
+    order = {t: np.argsort(np.asarray(s, dtype=np.int64), kind="stable") for t, s in stamps.items()}
+    return Bag(path=path, msgtypes=msgtypes,
+               stamps={t: np.asarray(s, dtype=np.int64)[order[t]] for t, s in stamps.items()},
+               messages={t: [m[i] for i in order[t]] for t, m in msgs.items()},
+               custom_data=custom)
+
+
+def bag_info(path: PathLike) -> Dict:
+    """``rosbag2_bagfile_information`` of a bag folder's metadata.yaml (C YAML loader: fast)."""
+    import yaml
+
+    meta = Path(path) / "metadata.yaml"
+    try:
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        info = yaml.load(meta.read_text(), Loader=loader)["rosbag2_bagfile_information"]
+        if not isinstance(info, dict):
+            raise TypeError("rosbag2_bagfile_information is not a mapping")
+        return info
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        raise BagError(path, f"metadata.yaml unreadable: {type(e).__name__}: {e}") from None
+
+
+def topic_message_count(path: PathLike, topic: str) -> int:
+    """Messages on ``topic`` according to metadata.yaml (no decoding)."""
+    try:
+        return sum(int(t["message_count"]) for t in bag_info(path)["topics_with_message_count"]
+                   if t["topic_metadata"]["name"] == topic)
+    except (KeyError, TypeError, ValueError) as e:
+        raise BagError(path, f"metadata.yaml has no valid topic list: {e}") from None
+
+
+def _custom_data_from_yaml(path: Path) -> Dict[str, str]:
+    if not (Path(path) / "metadata.yaml").is_file():
+        return {}
+    return {str(k): str(v) for k, v in (bag_info(path).get("custom_data") or {}).items()}
+
+
+@dataclass
+class ReadReport:
+    bags: List[Bag]
+    skipped: List[Tuple[Path, str]]  # (bag, reason) of each unreadable bag
+
+    @property
+    def n_skipped(self) -> int:
+        return len(self.skipped)
+
+
+def read_bags(root: PathLike, topics: Optional[Sequence[str]] = None) -> ReadReport:
+    """Read every finished bag under ``root``; an unreadable one is skipped with a warning and
+    listed in ``skipped`` instead of failing the whole folder."""
+    bags, skipped = [], []
+    for p in find_bags(root):
+        try:
+            bags.append(read_bag(p, topics))
+        except BagError as e:
+            warnings.warn(f"skipping {e}", RuntimeWarning, stacklevel=2)
+            log.warning("skipping %s", e)
+            skipped.append((p, e.reason))
+    return ReadReport(bags, skipped)
+
+
+def bag_size_bytes(path: PathLike) -> int:
+    p = Path(path)
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size

@@ -1,0 +1,446 @@
+"""Record Meta-World v3 scripted-expert episodes as ROS 2 bags (``trimodal-ros generate``).
+
+One bag folder per episode, ``OUT/<task>_s<seed>_e<episode>/`` with ``metadata.yaml``, one
+zstd-chunked ``.mcap`` (``ros2 bag info/play`` read it) and ``episode.json``. Topics, all stamped
+with simulation time (one env step = 12.5 ms = 5 MuJoCo steps of 2.5 ms, starting at the sim
+time after ``reset``):
+
+* ``/camera/image_raw``  sensor_msgs/Image, rgb8, upright, ``frame_id`` = camera name;
+* ``/instruction``       std_msgs/String, once, at the first frame's stamp (log time);
+* ``/joint_states``      sensor_msgs/JointState: the Sawyer's MuJoCo joints ``right_j0..6``,
+                         ``r_close``, ``l_close`` with positions and velocities;
+* ``/expert/action``     the expert's 4-D action for that frame, as a **sensor_msgs/JointState**
+                         (it has a header, so the stamp is exact and ``ros2 bag play`` replays it
+                         with the right timing): ``name = ["ee_dx", "ee_dy", "ee_dz", "gripper"]``,
+                         ``position`` = the action clipped to [-1, 1] (what the env executes),
+                         velocity/effort empty. Stamped exactly like the frame it answers.
+
+Step ``i``: the frame, joint state and action all carry stamp ``t0 + i * 12.5 ms``; the action is
+the expert's response to the state in that frame, so an aligned dataset sample is (frame i,
+joints i) → actions i, i+1, ...
+
+Episode metadata (task, layout, seed, success, length, instruction, paraphrase split, camera,
+image size, ...) lives in ``episode.json`` (typed, plus sha256 of the .mcap so corruption is
+caught on read) and, as one JSON string, in metadata.yaml ``custom_data["trimodal_ros.episode"]``.
+
+Layouts: a layout is the index of the Meta-World task variation (object/goal placement) in
+``MT1(task, seed=LAYOUT_SEED).train_tasks`` (50 per task; ``LAYOUT_SEED`` is fixed, so layout 7
+is the same scene whatever ``--seed`` is). Layouts 0-39 are **train**, 40-49 **held out**
+(``layout_split``). Episode ``e`` of a task with ``--seed s`` uses the ``e``-th entry of a
+seeded permutation of all 50 layouts, so 50 episodes cover each layout once and ~20% of episodes
+land on held-out layouts; dataset split filters pick them apart. The recorded instruction is a
+train paraphrase on train layouts and a held-out paraphrase on held-out layouts (so a held-out
+bag is new in both scene and wording).
+
+Rendering uses ``mujoco.Renderer`` directly with shadows, reflections and MSAA off (~4x faster
+than the default). Cameras whose up axis points down in the world (all ``corner*`` cameras)
+render upside down and are rotated 180°.
+
+Crash safety: a bag is written into ``OUT/.partial-<name>/`` and renamed into place when
+complete, so an interrupted run keeps its finished bags and a re-run skips them; failed episodes
+leave a ``.failed-<name>.json`` marker so a re-run with the same ``--max-steps`` does not retry.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco / metaworld are imported anywhere
+
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+import zlib  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from functools import lru_cache  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Dict, List, Optional, Tuple  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from ..config import SAWYER_JOINTS  # noqa: E402
+from .instructions import instruction_for, resolve_tasks, task_id  # noqa: E402
+
+TOPIC_IMAGE = "/camera/image_raw"
+TOPIC_INSTRUCTION = "/instruction"
+TOPIC_JOINTS = "/joint_states"
+TOPIC_ACTION = "/expert/action"
+TOPICS = (TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_JOINTS, TOPIC_ACTION)
+CUSTOM_DATA_KEY = "trimodal_ros.episode"
+
+N_LAYOUTS = 50
+HELDOUT_LAYOUTS = tuple(range(40, 50))
+LAYOUT_SEED = 0
+CONTROL_PERIOD_NS = 12_500_000
+
+
+# --- layouts ----------------------------------------------------------------------------------
+
+def layout_split(layout: int) -> str:
+    """"train" for layouts 0-39, "heldout" for 40-49."""
+    if not 0 <= int(layout) < N_LAYOUTS:
+        raise ValueError(f"layout must be in [0, {N_LAYOUTS}), got {layout}")
+    return "heldout" if int(layout) in HELDOUT_LAYOUTS else "train"
+
+
+def layouts(split: str = "all") -> List[int]:
+    """The layout indices of a split: "train", "heldout" or "all"."""
+    if split == "all":
+        return list(range(N_LAYOUTS))
+    if split not in ("train", "heldout"):
+        raise ValueError(f"layout split must be 'train', 'heldout' or 'all', got {split!r}")
+    return [i for i in range(N_LAYOUTS) if layout_split(i) == split]
+
+
+def _task_key(task: str) -> int:
+    return zlib.crc32(task.encode())
+
+
+def episode_layout(task: str, seed: int, episode: int) -> int:
+    """Layout of episode ``episode``: entry ``episode % 50`` of a permutation of all layouts
+    seeded by (seed, task, episode // 50). Deterministic, and balanced over every 50 episodes."""
+    rng = np.random.default_rng([int(seed), _task_key(task), int(episode) // N_LAYOUTS])
+    return int(rng.permutation(N_LAYOUTS)[int(episode) % N_LAYOUTS])
+
+
+def episode_name(task: str, seed: int, episode: int) -> str:
+    return f"{task}_s{seed}_e{episode:04d}"
+
+
+def episode_instruction(task: str, seed: int, episode: int, layout: int) -> Tuple[str, str]:
+    """(instruction, paraphrase split) recorded for an episode; deterministic."""
+    split = layout_split(layout)
+    rng = np.random.default_rng([int(seed), _task_key(task), int(episode), 1])
+    return instruction_for(task, rng, split), split
+
+
+# --- simulation -------------------------------------------------------------------------------
+
+@lru_cache(maxsize=None)
+def _benchmark(task: str):
+    import metaworld
+
+    return metaworld.MT1(task, seed=LAYOUT_SEED)  # 50 resets: ~1 s per task, so cache it
+
+
+def _load_triton_before_mesa() -> None:
+    """Mesa's EGL renderer (llvmpipe) and Triton (which torch/torchvision import) each bring an
+    LLVM; loading Triton *after* Mesa has loaded its LLVM segfaults the process (seen with
+    generate-then-train in one pytest run). Loading Triton first is safe, and cheap (~0.3 s)."""
+    try:
+        import triton  # noqa: F401
+    except Exception:  # noqa: BLE001 - no triton (CPU-only torch builds): nothing to order
+        pass
+
+
+class SawyerScene:
+    """One Meta-World task env with a fast offscreen renderer and named-joint readout."""
+
+    def __init__(self, task: str, camera: str = "corner", size: int = 224, max_steps: int = 500):
+        _load_triton_before_mesa()
+        import mujoco
+
+        task_id(task)  # unknown task: clear error before the slow import
+        self.task, self.camera, self.size = task, camera, int(size)
+        self.bench = _benchmark(task)
+        self.env = self.bench.train_classes[task]()
+        self.env.max_path_length = max(int(self.env.max_path_length), int(max_steps))
+        self.env.set_task(self.bench.train_tasks[0])
+        self.env.reset()
+        m, d = self.model, self.data = self.env.model, self.env.data
+        self.dt_ns = int(round(m.opt.timestep * self.env.frame_skip * 1e9))
+        self.cam_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, camera)
+        if self.cam_id < 0:
+            names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(m.ncam)]
+            raise ValueError(f"camera {camera!r} not in the Meta-World model; cameras: {names}")
+        # joint name -> qpos / dof address, straight from the model
+        self.joint_names = list(SAWYER_JOINTS)
+        ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in self.joint_names]
+        if min(ids) < 0:
+            raise RuntimeError(f"joints {[n for n, i in zip(self.joint_names, ids) if i < 0]} not in model")
+        self.qpos_adr = np.array([m.jnt_qposadr[i] for i in ids])
+        self.dof_adr = np.array([m.jnt_dofadr[i] for i in ids])
+        # fast rendering: no shadows / reflections / MSAA
+        m.vis.quality.offsamples = 0
+        m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), self.size)
+        m.vis.global_.offheight = max(int(m.vis.global_.offheight), self.size)
+        self.renderer = mujoco.Renderer(m, self.size, self.size)
+        self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
+        self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
+        mujoco.mj_forward(m, d)
+        # a camera whose image "up" (its y axis) points down in the world renders upside down
+        self.upside_down = bool(d.cam_xmat[self.cam_id].reshape(3, 3)[2, 1] < 0)
+
+    def reset(self, layout: int) -> np.ndarray:
+        self.env.set_task(self.bench.train_tasks[int(layout)])
+        obs, _ = self.env.reset()
+        return obs
+
+    @property
+    def time_ns(self) -> int:
+        return int(round(self.data.time * 1e9))
+
+    def joints(self) -> Tuple[np.ndarray, np.ndarray]:
+        return self.data.qpos[self.qpos_adr].copy(), self.data.qvel[self.dof_adr].copy()
+
+    def render_raw(self) -> np.ndarray:
+        self.renderer.update_scene(self.data, camera=self.cam_id)
+        return self.renderer.render()
+
+    def render(self) -> np.ndarray:
+        """Upright uint8 (size, size, 3) RGB frame."""
+        img = self.render_raw()
+        return np.ascontiguousarray(img[::-1, ::-1]) if self.upside_down else img
+
+    def step(self, action: np.ndarray):
+        obs, _, _, _, info = self.env.step(action)
+        return obs, info
+
+    def close(self) -> None:
+        self.renderer.close()
+        self.env.close()
+
+
+def expert_policy(task: str):
+    from metaworld.policies import ENV_POLICY_MAP
+
+    return ENV_POLICY_MAP[task]()
+
+
+# --- recording --------------------------------------------------------------------------------
+
+@dataclass
+class EpisodeResult:
+    name: str
+    task: str
+    episode: int
+    layout: int
+    success: bool
+    length: int
+    status: str                 # "kept", "failed", "exists", "failed-before"
+    path: Optional[Path] = None
+    bytes: int = 0
+    seconds: float = 0.0
+    timing: Dict[str, float] = field(default_factory=dict)  # seconds: sim, render, write
+
+
+def _timer():
+    t = time.perf_counter()
+    return lambda: time.perf_counter() - t
+
+
+def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_steps: int,
+                   keep_failures: bool = False) -> EpisodeResult:
+    """Roll out the expert on one layout and write its bag (see module docstring)."""
+    from .bags import (BagWriter, action_msg, bag_size_bytes, file_digests, image_msg,
+                       joint_state_msg, string_msg)
+
+    task = scene.task
+    name = episode_name(task, seed, episode)
+    layout = episode_layout(task, seed, episode)
+    instruction, para_split = episode_instruction(task, seed, episode, layout)
+    partial = out / f".partial-{name}"
+    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
+    partial.mkdir(parents=True)
+    bag_dir = partial / name
+    policy = expert_policy(task)
+    timing = {"sim": 0.0, "render": 0.0, "write": 0.0}
+    clock = _timer()
+    success, first_success, steps = False, None, 0
+    try:
+        with BagWriter(bag_dir) as w:
+            obs = scene.reset(layout)
+            t0 = scene.time_ns
+            w.write(TOPIC_INSTRUCTION, string_msg(instruction), t0)
+            for i in range(max_steps):
+                t = t0 + i * scene.dt_ns
+                c = _timer()
+                frame = scene.render()
+                timing["render"] += c()
+                c = _timer()
+                pos, vel = scene.joints()
+                with warnings.catch_warnings():  # the experts' "Constant(s) may be too high" note
+                    warnings.filterwarnings("ignore", message="Constant", category=UserWarning)
+                    raw = policy.get_action(obs)
+                action = np.clip(np.asarray(raw, dtype=np.float64), -1.0, 1.0)
+                timing["sim"] += c()
+                c = _timer()
+                w.write(TOPIC_JOINTS, joint_state_msg(scene.joint_names, pos, vel, t))
+                w.write(TOPIC_IMAGE, image_msg(frame, t, scene.camera))
+                w.write(TOPIC_ACTION, action_msg(action, t))
+                timing["write"] += c()
+                c = _timer()
+                obs, info = scene.step(action)
+                timing["sim"] += c()
+                steps = i + 1
+                if info.get("success", 0.0) >= 1.0:
+                    success, first_success = True, i
+                    break
+            meta = {
+                "task": task, "task_id": task_id(task), "episode": episode, "name": name,
+                "layout": layout, "layout_split": layout_split(layout), "layout_seed": LAYOUT_SEED, "seed": seed,
+                "success": success, "length": steps, "first_success_step": first_success,
+                "max_steps": max_steps, "instruction": instruction, "paraphrase_split": para_split,
+                "camera": scene.camera, "image_size": [scene.size, scene.size],
+                "rotated_180": scene.upside_down, "control_period_ns": scene.dt_ns,
+                "start_ns": t0, "joint_names": scene.joint_names,
+                "action_names": ["ee_dx", "ee_dy", "ee_dz", "gripper"],
+                "action_topic_type": "sensor_msgs/msg/JointState", "topics": list(TOPICS),
+                "generator": "trimodal-ros generate",
+            }
+            if not success and not keep_failures:
+                raise _Discard()
+            w.set_custom_data(CUSTOM_DATA_KEY, json.dumps(meta, sort_keys=True))
+        meta["sha256"] = file_digests(bag_dir)
+        (bag_dir / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+        final = out / name
+        os.replace(bag_dir, final)  # atomic: a bag folder under OUT is always complete
+        partial.rmdir()
+        return EpisodeResult(name, task, episode, layout, success, steps, "kept", final,
+                             bag_size_bytes(final), clock(), timing)
+    except _Discard:
+        (out / f".failed-{name}.json").write_text(json.dumps(
+            {"task": task, "episode": episode, "layout": layout, "max_steps": max_steps,
+             "length": steps}) + "\n")
+        return EpisodeResult(name, task, episode, layout, False, steps, "failed", None, 0, clock(), timing)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+class GenerateError(ValueError):
+    """A generate request that conflicts with what is already in the output folder."""
+
+
+class _Discard(Exception):
+    """Abort the bag of a failed episode (not kept)."""
+
+
+def _existing(out: Path, name: str, camera: str, size: int, max_steps: int, keep_failures: bool):
+    """'exists' / 'failed-before' when a previous run already settled this episode."""
+    from .bags import is_bag, read_sidecar
+
+    bag = out / name
+    if is_bag(bag):
+        meta = read_sidecar(bag)
+        if meta and (meta.get("camera") != camera or list(meta.get("image_size", [])) != [size, size]):
+            raise GenerateError(f"{bag} was recorded with camera={meta.get('camera')} size="
+                             f"{meta.get('image_size')}; this run asks camera={camera} size={size}. "
+                             "Use another --out folder.")
+        return "exists", meta
+    marker = out / f".failed-{name}.json"
+    if not keep_failures and marker.is_file():
+        try:
+            if json.loads(marker.read_text()).get("max_steps") == max_steps:
+                return "failed-before", json.loads(marker.read_text())
+        except ValueError:
+            pass
+    return None, None
+
+
+@dataclass
+class GenerateReport:
+    results: List[EpisodeResult]
+    seconds: float
+
+    def of(self, status: str) -> List[EpisodeResult]:
+        return [r for r in self.results if r.status == status]
+
+    @property
+    def steps(self) -> int:
+        return sum(r.length for r in self.results if r.status in ("kept", "failed"))
+
+    @property
+    def ms_per_step(self) -> float:
+        ran = [r for r in self.results if r.status in ("kept", "failed")]
+        return 1e3 * sum(r.seconds for r in ran) / max(1, self.steps)
+
+    @property
+    def mb_per_episode(self) -> float:
+        kept = self.of("kept")
+        return sum(r.bytes for r in kept) / max(1, len(kept)) / 1e6
+
+
+def generate(tasks, episodes: int, out, camera: str = "corner", size: int = 224, seed: int = 0,
+             max_steps: int = 200, keep_failures: bool = False, progress: bool = True) -> GenerateReport:
+    """Record ``episodes`` expert episodes of each task into ``out`` (see module docstring)."""
+    from tqdm import tqdm
+
+    task_list = resolve_tasks(tasks)
+    if episodes < 1 or max_steps < 1 or size < 8:
+        raise ValueError("need episodes >= 1, max_steps >= 1 and size >= 8")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: List[EpisodeResult] = []
+    clock = _timer()
+    bar = tqdm(total=len(task_list) * episodes, unit="ep", disable=not progress, dynamic_ncols=True)
+    try:
+        for task in task_list:
+            todo = []
+            for e in range(episodes):
+                name = episode_name(task, seed, e)
+                status, meta = _existing(out, name, camera, size, max_steps, keep_failures)
+                if status:
+                    results.append(EpisodeResult(name, task, e, episode_layout(task, seed, e),
+                                                 bool(meta.get("success", False)) if status == "exists" else False,
+                                                 int(meta.get("length", 0)), status, out / name))
+                    bar.update(1)
+                else:
+                    todo.append(e)
+            if not todo:
+                continue
+            bar.set_description(task)
+            scene = SawyerScene(task, camera, size, max_steps)
+            try:
+                for e in todo:
+                    r = record_episode(scene, out, seed, e, max_steps, keep_failures)
+                    results.append(r)
+                    bar.update(1)
+                    bar.set_postfix(kept=len([x for x in results if x.status == "kept"]),
+                                    failed=len([x for x in results if x.status == "failed"]))
+            finally:
+                scene.close()
+    finally:
+        bar.close()
+    return GenerateReport(results, clock())
+
+
+def summarize(rep: GenerateReport, file=sys.stdout) -> None:
+    p = lambda *a: print(*a, file=file)  # noqa: E731
+    kept, failed = rep.of("kept"), rep.of("failed")
+    p(f"generate: {len(kept)} kept, {len(failed)} failed, {len(rep.of('exists'))} already there, "
+      f"{len(rep.of('failed-before'))} failed before, in {rep.seconds:.1f} s")
+    for task in dict.fromkeys(r.task for r in rep.results):
+        ran = [r for r in rep.results if r.task == task and r.status in ("kept", "failed")]
+        if ran:
+            ok = [r for r in ran if r.success]
+            p(f"  {task}: expert success {len(ok)}/{len(ran)}, mean length "
+              f"{np.mean([r.length for r in ran]):.0f} steps")
+    ran = kept + failed
+    if ran:
+        tot = {k: sum(r.timing.get(k, 0.0) for r in ran) for k in ("sim", "render", "write")}
+        n = max(1, rep.steps)
+        p(f"  {rep.ms_per_step:.1f} ms/step (sim+expert {1e3 * tot['sim'] / n:.1f}, render "
+          f"{1e3 * tot['render'] / n:.1f}, serialize+write {1e3 * tot['write'] / n:.1f}) over {rep.steps} steps")
+    if kept:
+        p(f"  {rep.mb_per_episode:.2f} MB/episode (mean of {len(kept)} kept bags, "
+          f"{np.mean([r.length for r in kept]):.0f} steps each)")
+    for r in [r for r in ran if not r.success]:
+        p(f"  FAILED {r.name} (layout {r.layout}): no success in {r.length} steps"
+          + ("" if r.path is None else f", kept at {r.path}"))
+
+
+def cli_generate(args) -> int:
+    """Entry point of ``trimodal-ros generate`` (arguments defined in trimodal_ros/cli.py)."""
+    try:
+        rep = generate(args.tasks, args.episodes, args.out, camera=args.camera, size=args.size,
+                       seed=args.seed, max_steps=args.max_steps, keep_failures=args.keep_failures)
+    except (GenerateError, ValueError) as e:  # bad task name, size, camera, mixed folder
+        print(f"generate: {e}", file=sys.stderr)
+        return 2
+    summarize(rep)
+    if not rep.of("kept") and not rep.of("exists") and (rep.of("failed") or rep.of("failed-before")):
+        print("generate: no episode succeeded (use --keep-failures to keep them anyway)", file=sys.stderr)
+        return 1
+    return 0
