@@ -1,0 +1,152 @@
+"""launch/vla.launch.py, ``trimodal-ros up`` and the README topic table describe the same thing.
+
+``launch``/``launch_ros`` are not installable here, so the launch file is imported with tiny fake
+modules that record what it declares and which nodes it starts."""
+
+import importlib.util
+import re
+import sys
+import time
+import types
+from pathlib import Path
+
+import pytest
+import rclpy
+
+from trimodal_ros.cli import build_parser
+from trimodal_ros.ros.bringup import Bringup, values_from_args
+from trimodal_ros.ros.launch_args import launch_arguments, node_specs
+
+pytestmark = pytest.mark.ros
+ROOT = Path(__file__).resolve().parents[1]
+STANDARD = {"/rosout", "/parameter_events"}  # every node has these
+
+
+class _Recorder:
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+@pytest.fixture
+def launch_file(monkeypatch):
+    launch = types.ModuleType("launch")
+    launch.LaunchDescription = type("LaunchDescription", (_Recorder,), {})
+    actions = types.ModuleType("launch.actions")
+    actions.DeclareLaunchArgument = type("DeclareLaunchArgument", (_Recorder,), {})
+    actions.OpaqueFunction = type("OpaqueFunction", (_Recorder,), {})
+    subs = types.ModuleType("launch.substitutions")
+
+    class LaunchConfiguration:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context[self.name]
+
+    subs.LaunchConfiguration = LaunchConfiguration
+    launch_ros = types.ModuleType("launch_ros")
+    ros_actions = types.ModuleType("launch_ros.actions")
+    ros_actions.Node = type("Node", (_Recorder,), {})
+    for name, mod in {"launch": launch, "launch.actions": actions, "launch.substitutions": subs,
+                      "launch_ros": launch_ros, "launch_ros.actions": ros_actions}.items():
+        monkeypatch.setitem(sys.modules, name, mod)
+    spec = importlib.util.spec_from_file_location("vla_launch", ROOT / "launch" / "vla.launch.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _up_parser():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sub.choices["up"]
+
+
+def test_launch_file_and_up_expose_the_same_arguments(launch_file):
+    ld = launch_file.generate_launch_description()
+    declared = [a for a in ld.args[0] if type(a).__name__ == "DeclareLaunchArgument"]
+    got = {a.args[0]: (a.kwargs["default_value"], a.kwargs["description"], a.kwargs.get("choices"))
+           for a in declared}
+    table = {a.name: (a.default, a.description, a.choices) for a in launch_arguments()}
+    assert got == table
+    assert table["fusion"][2] == sorted(table["fusion"][2]) and "qformer" in table["fusion"][2]
+
+    up = {a.dest: (a.default, a.help, a.choices) for a in _up_parser()._actions if a.dest != "help"}
+    assert up == table
+
+
+def test_launch_file_and_up_start_the_same_nodes(launch_file):
+    values = {a.name: a.default for a in launch_arguments()}
+    values.update(fusion="qformer", namespace="robot1", rate_hz="10", use_sim_time="true")
+    ld = launch_file.generate_launch_description()
+    opaque = next(a for a in ld.args[0] if type(a).__name__ == "OpaqueFunction")
+    nodes = opaque.kwargs["function"](values)
+    specs = node_specs(values)
+    assert [(n.kwargs["package"], n.kwargs["executable"], n.kwargs["name"], n.kwargs["namespace"],
+             n.kwargs["parameters"]) for n in nodes] == \
+        [(s.package, s.executable, s.name, s.namespace, [s.parameters]) for s in specs]
+    assert specs[0].parameters["rate_hz"] == 10.0 and specs[0].parameters["use_sim_time"] is True
+
+    args = _up_parser().parse_args(["--fusion", "qformer", "--namespace", "robot1", "--rate-hz", "10",
+                                    "--use-sim-time", "true"])
+    assert node_specs(values_from_args(args)) == specs
+    with pytest.raises(ValueError):
+        node_specs({"fusion": "no_such_fusion"})
+
+
+def readme_topics():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Topics", 1)[1].split("\n## ", 1)[0]
+    rows = []
+    for line in section.splitlines():
+        m = re.match(r"\|\s*`([^`]+)`\s*\|\s*(pub|sub)\s*\|\s*`([^`]+)`\s*\|", line)
+        if m:
+            rows.append(m.groups())
+    return rows
+
+
+def test_readme_topic_table_matches_the_running_node():
+    rows = readme_topics()
+    assert len(rows) >= 7
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    up = None
+    try:
+        up = Bringup({"fusion": "concat_mlp", "namespace": "cell_7", "max_input_age": "0.25"}, context=ctx).start()
+        node = up.nodes[0]
+        assert node.get_fully_qualified_name() == "/cell_7/vla_node"
+        assert node.get_parameter("max_input_age").value == 0.25 and node.cfg.fusion == "concat_mlp"
+        probe = rclpy.create_node("probe", context=ctx)
+
+        def resolve(name):
+            return name if name.startswith("/") else f"/cell_7/{name}"
+
+        want = {d: {(resolve(n), t) for n, dd, t in rows if dd == d} for d in ("pub", "sub")}
+
+        def graph():
+            pubs = probe.get_publisher_names_and_types_by_node("vla_node", "/cell_7")
+            subs = probe.get_subscriber_names_and_types_by_node("vla_node", "/cell_7")
+            return ({(n, t) for n, ts in pubs if n not in STANDARD for t in ts},
+                    {(n, t) for n, ts in subs if n not in STANDARD for t in ts})
+
+        end = time.monotonic() + 10
+        while graph() != (want["pub"], want["sub"]) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert graph() == (want["pub"], want["sub"])
+        probe.destroy_node()
+    finally:
+        if up is not None:
+            up.shutdown()
+        rclpy.shutdown(context=ctx)
+
+
+def test_bringup_fails_cleanly_on_a_bad_checkpoint(tmp_path):
+    from trimodal_ros.model.checkpoint import CheckpointError
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    try:
+        with pytest.raises(CheckpointError, match="does not exist"):
+            Bringup({"checkpoint": str(tmp_path / "missing.pt")}, context=ctx)
+    finally:
+        rclpy.shutdown(context=ctx)

@@ -1,0 +1,95 @@
+"""Message ↔ array conversions: round trips and every bad input the node must skip."""
+
+import numpy as np
+import pytest
+from sensor_msgs.msg import Image, JointState
+
+from trimodal_ros.config import SAWYER_JOINTS
+from trimodal_ros.ros.conversions import (BadInput, embedding_to_msg, image_from_msg, image_to_msg,
+                                          instruction_from_msg, joints_from_msg, joints_to_msg,
+                                          multiarray_to_numpy, sec_to_stamp, stamp_to_sec, tokens_to_msg,
+                                          trajectory_to_msg, trajectory_to_numpy)
+
+
+@pytest.fixture
+def rgb():
+    return np.random.default_rng(0).integers(0, 256, (6, 5, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("enc", ["rgb8", "bgr8"])
+def test_image_round_trip(rgb, enc):
+    msg = image_to_msg(rgb, sec_to_stamp(3.25), encoding=enc)
+    assert msg.encoding == enc and msg.step == 15 and len(msg.data) == 90
+    np.testing.assert_array_equal(image_from_msg(msg), rgb)
+
+
+def test_mono_and_alpha_and_padded_rows(rgb):
+    mono = image_from_msg(image_to_msg(rgb, encoding="mono8"))
+    assert mono.shape == (6, 5, 3) and np.all(mono[..., 0] == mono[..., 2])
+    bgra = np.concatenate([rgb[..., ::-1], np.full((6, 5, 1), 7, np.uint8)], axis=2)
+    padded = np.concatenate([bgra.reshape(6, 20), np.zeros((6, 4), np.uint8)], axis=1)  # step 24 > 20
+    msg = Image(height=6, width=5, encoding="bgra8", step=24, data=padded.tobytes())
+    np.testing.assert_array_equal(image_from_msg(msg), rgb)
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda m: setattr(m, "encoding", "yuv422"),
+    lambda m: setattr(m, "encoding", "32FC1"),
+    lambda m: setattr(m, "data", bytes(len(m.data) - 1)),
+    lambda m: setattr(m, "step", 2),
+    lambda m: setattr(m, "height", 0),
+])
+def test_bad_images(rgb, mutate):
+    msg = image_to_msg(rgb)
+    mutate(msg)
+    with pytest.raises(BadInput) as e:
+        image_from_msg(msg)
+    assert e.value.kind == "bad_image"
+
+
+def test_joints_by_name_any_order_extra_ignored():
+    names = list(reversed(SAWYER_JOINTS)) + ["head_pan"]
+    msg = joints_to_msg(names, np.arange(10.0), np.arange(10.0) * 2)
+    pos, vel = joints_from_msg(msg, SAWYER_JOINTS)
+    np.testing.assert_array_equal(pos, np.arange(9.0)[::-1])
+    np.testing.assert_array_equal(vel, 2 * np.arange(9.0)[::-1])
+    pos, vel = joints_from_msg(joints_to_msg(SAWYER_JOINTS, np.zeros(9)), SAWYER_JOINTS)
+    assert vel is None and pos.dtype == np.float32
+
+
+@pytest.mark.parametrize("msg,kind", [
+    (joints_to_msg(SAWYER_JOINTS, [0.0] * 8 + [float("nan")]), "nan_joints"),
+    (joints_to_msg(SAWYER_JOINTS, [0.0] * 9, [float("inf")] * 9), "nan_joints"),
+    (joints_to_msg(SAWYER_JOINTS[:-1], [0.0] * 8), "missing_joints"),
+    (joints_to_msg(["a", "b"], [0.0, 1.0]), "unknown_joint_names"),
+    (JointState(name=SAWYER_JOINTS, position=[0.0] * 3), "bad_joint_state"),
+    (JointState(name=SAWYER_JOINTS, position=[0.0] * 9, velocity=[0.0]), "bad_joint_state"),
+])
+def test_bad_joint_states(msg, kind):
+    with pytest.raises(BadInput) as e:
+        joints_from_msg(msg, SAWYER_JOINTS)
+    assert e.value.kind == kind
+
+
+def test_instructions():
+    assert instruction_from_msg("  push\n the  button ") == "push the button"
+    for bad in ("", "   \n", "x" * 100_000):
+        with pytest.raises(BadInput) as e:
+            instruction_from_msg(bad)
+        assert e.value.kind == "bad_instruction"
+
+
+def test_outputs():
+    emb = embedding_to_msg(np.arange(128, dtype=np.float32))
+    assert [(d.label, d.size, d.stride) for d in emb.layout.dim] == [("embedding", 128, 128)]
+    np.testing.assert_array_equal(multiarray_to_numpy(emb), np.arange(128))
+    tok = tokens_to_msg(np.arange(12).reshape(4, 3))
+    assert [(d.label, d.size, d.stride) for d in tok.layout.dim] == [("chunk", 4, 12), ("action_dim", 3, 3)]
+    np.testing.assert_array_equal(multiarray_to_numpy(tok), np.arange(12).reshape(4, 3))
+    actions = np.linspace(-1, 1, 16).reshape(4, 4)
+    traj = trajectory_to_msg(actions, sec_to_stamp(12.5), ["ee_dx", "ee_dy", "ee_dz", "gripper"], 0.0125)
+    assert stamp_to_sec(traj.header.stamp) == 12.5 and len(traj.points) == 4
+    assert [p.time_from_start.nanosec for p in traj.points] == [12_500_000, 25_000_000, 37_500_000, 50_000_000]
+    np.testing.assert_allclose(trajectory_to_numpy(traj), actions)
+    with pytest.raises(ValueError):
+        trajectory_to_msg(actions, sec_to_stamp(0), ["a"], 0.1)

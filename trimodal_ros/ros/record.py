@@ -1,0 +1,126 @@
+"""``trimodal-ros record``: what ``ros2 bag record`` does, with rclpy raw subscriptions + rosbags.
+
+Subscriptions take serialized CDR (``raw=True``), which goes into an mcap bag untouched. A topic's
+type comes from the table below or from the ROS graph once a publisher appears; its QoS follows
+the publishers (best effort if any is, transient-local if all are), as rosbag2 does.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Dict, Iterable, Optional
+
+from .replay import message_class
+
+# the vla_node outputs: recorded by default, types known before any publisher is seen
+DEFAULT_TOPICS = {
+    "trimodal/embedding": "std_msgs/msg/Float32MultiArray",
+    "trimodal/action_tokens": "std_msgs/msg/Int32MultiArray",
+    "trimodal/action": "trajectory_msgs/msg/JointTrajectory",
+}
+
+
+def resolve_name(topic: str, namespace: str = "") -> str:
+    """A relative name goes under ``namespace``; an absolute one stays as it is."""
+    if topic.startswith("/"):
+        return topic
+    ns = namespace.strip("/")
+    return f"/{ns}/{topic}" if ns else f"/{topic}"
+
+
+def _qos_for(node, topic: str):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    infos = node.get_publishers_info_by_topic(topic)
+    best_effort = any(i.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT for i in infos)
+    latched = bool(infos) and all(i.qos_profile.durability == DurabilityPolicy.TRANSIENT_LOCAL for i in infos)
+    return QoSProfile(depth=100,
+                      reliability=ReliabilityPolicy.BEST_EFFORT if best_effort else ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL if latched else DurabilityPolicy.VOLATILE)
+
+
+def record(out, topics: Optional[Iterable[str]] = None, duration: Optional[float] = None, namespace: str = "",
+           context=None, stop: Optional[threading.Event] = None,
+           ready: Optional[threading.Event] = None) -> Dict[str, int]:
+    """Record ``topics`` (relative names resolve under ``namespace``) into a new mcap bag at ``out``
+    until ``duration`` seconds pass or ``stop`` is set; returns messages written per topic.
+    ``ready`` is set once the known topics are subscribed."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    out = Path(out)
+    stop = stop or threading.Event()
+    typestore = get_typestore(Stores.ROS2_JAZZY)
+    known = {resolve_name(t, namespace): ty for t, ty in DEFAULT_TOPICS.items()}
+    wanted = list(dict.fromkeys(resolve_name(t, namespace) for t in (topics or DEFAULT_TOPICS)))
+    node = rclpy.create_node("bag_record", context=context, start_parameter_services=False)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    writer = Writer(out, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    conns, counts, subs = {}, {t: 0 for t in wanted}, []
+
+    def subscribe(topic: str, type_name: str) -> None:
+        if type_name not in typestore.types:
+            node.get_logger().warning(f"{topic}: type {type_name} is unknown to rosbags' typestore, not recorded")
+            conns[topic] = None
+            return
+        conn = writer.add_connection(topic, type_name, typestore=typestore)
+        conns[topic] = conn
+
+        def on_raw(raw: bytes, conn=conn, topic=topic) -> None:
+            writer.write(conn, time.time_ns(), raw)  # receive time, as rosbag2 stamps messages
+            counts[topic] += 1
+
+        subs.append(node.create_subscription(message_class(type_name), topic, on_raw, _qos_for(node, topic),
+                                             raw=True))
+
+    def discover() -> None:
+        graph = dict(node.get_topic_names_and_types())
+        for t in wanted:
+            if t in conns:
+                continue
+            if t in graph and graph[t]:
+                subscribe(t, graph[t][0])
+            elif t in known:
+                subscribe(t, known[t])
+
+    end = None if duration is None else time.monotonic() + duration
+    try:
+        discover()
+        if ready is not None:
+            ready.set()
+        last = time.monotonic()
+        while not stop.is_set() and (end is None or time.monotonic() < end):
+            executor.spin_once(timeout_sec=0.05)
+            if time.monotonic() - last > 0.5 and len(conns) < len(wanted):
+                discover()  # topics whose publisher appeared since
+                last = time.monotonic()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        writer.close()
+    return counts
+
+
+def cli_record(args) -> int:
+    import rclpy
+
+    rclpy.init()
+    try:
+        counts = record(args.out, topics=args.topics or None, duration=args.duration)
+        print(f"wrote {args.out}: " + ", ".join(f"{t}: {n}" for t, n in counts.items()))
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:  # an existing output folder, a bad topic name
+        print(f"trimodal-ros record: {type(e).__name__}: {e}")
+        return 1
+    finally:
+        rclpy.try_shutdown()
+    return 0

@@ -1,0 +1,121 @@
+"""``trimodal-ros replay``: what ``ros2 bag play`` does, with rosbags + rclpy (no rosbag2 here).
+
+The bag's CDR bytes go out unchanged (``Publisher.publish(bytes)`` → ``rcl_publish_serialized_message``),
+so nothing is deserialised; only the publisher needs the message class, imported from its type name.
+Messages keep their recorded spacing (divided by ``rate``). Instruction topics are published
+transient-local, like the latched command a live system would have.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterable, Optional
+
+LATCHED_TOPICS = ("instruction", "tf_static")  # topic basenames published transient-local
+
+
+def message_class(type_name: str):
+    """'sensor_msgs/msg/Image' → sensor_msgs.msg.Image."""
+    parts = type_name.split("/")
+    if len(parts) == 2:  # 'sensor_msgs/Image'
+        parts = [parts[0], "msg", parts[1]]
+    if len(parts) != 3:
+        raise ValueError(f"not a ROS 2 message type name: {type_name!r}")
+    pkg, kind, name = parts
+    try:
+        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"message type {type_name} is not installed: {e}") from None
+
+
+def resolve_topic(topic: str, namespace: str = "") -> str:
+    """Put a bag topic under ``namespace`` ('/camera/image_raw', 'r1' → '/r1/camera/image_raw')."""
+    ns = namespace.strip("/")
+    return f"/{ns}/{topic.lstrip('/')}" if ns else "/" + topic.lstrip("/")
+
+
+def topic_qos(topic: str):
+    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+
+    if topic.rstrip("/").rsplit("/", 1)[-1] in LATCHED_TOPICS:
+        return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                          durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topics: Optional[Iterable[str]] = None,
+           delay: float = 0.5, clock: bool = False, context=None, stop: Optional[threading.Event] = None,
+           on_message: Optional[Callable[[str, int], None]] = None) -> int:
+    """Publish ``bag``'s messages with their recorded timing; returns how many were published.
+
+    ``delay`` seconds pass between creating the publishers and the first message, so DDS discovery
+    can match subscribers (``ros2 bag play --delay``); otherwise early volatile messages are lost.
+    ``clock`` also publishes /clock with the bag time (for ``use_sim_time``). ``stop`` ends a
+    ``loop`` (or any replay) early. Needs ``rclpy.init()`` to have been called for ``context``.
+    """
+    import rclpy
+    from rosbags.rosbag2 import Reader
+    from rosgraph_msgs.msg import Clock
+
+    if rate <= 0:
+        raise ValueError(f"rate must be > 0, got {rate}")
+    bag = Path(bag)
+    stop = stop or threading.Event()
+    node = rclpy.create_node("bag_replay", context=context, start_parameter_services=False)
+    published = 0
+    try:
+        with Reader(bag) as reader:
+            wanted = None if topics is None else {"/" + t.lstrip("/") for t in topics}
+            conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
+            if not conns:
+                raise ValueError(f"{bag}: no messages on {sorted(wanted) if wanted else 'any topic'}")
+            pubs = {}
+            for c in conns:
+                name = resolve_topic(c.topic, namespace)
+                if name not in pubs:
+                    pubs[name] = node.create_publisher(message_class(c.msgtype), name, topic_qos(name))
+            by_id = {c.id: resolve_topic(c.topic, namespace) for c in conns}
+            clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
+            if stop.wait(delay):
+                return 0
+            while True:
+                t_bag0, t_wall0 = None, None
+                for conn, stamp_ns, raw in reader.messages(connections=conns):
+                    if t_bag0 is None:
+                        t_bag0, t_wall0 = stamp_ns, time.monotonic()
+                    due = t_wall0 + (stamp_ns - t_bag0) * 1e-9 / rate
+                    if stop.wait(max(0.0, due - time.monotonic())):
+                        return published
+                    if clock_pub is not None:
+                        c = Clock()
+                        c.clock.sec, c.clock.nanosec = divmod(stamp_ns, 1_000_000_000)
+                        clock_pub.publish(c)
+                    topic = by_id[conn.id]
+                    pubs[topic].publish(bytes(raw))
+                    published += 1
+                    if on_message is not None:
+                        on_message(topic, stamp_ns)
+                if not loop or stop.is_set():
+                    return published
+    finally:
+        node.destroy_node()
+
+
+def cli_replay(args) -> int:
+    import rclpy
+
+    rclpy.init()
+    try:
+        n = replay(args.bag, rate=args.rate, loop=args.loop, namespace=getattr(args, "namespace", "") or "")
+        print(f"published {n} messages from {args.bag}")
+    except KeyboardInterrupt:
+        pass
+    except (ValueError, FileNotFoundError) as e:
+        print(f"trimodal-ros replay: {e}")
+        return 1
+    finally:
+        rclpy.try_shutdown()
+    return 0
