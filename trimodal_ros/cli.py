@@ -14,6 +14,9 @@ COMMANDS = {
     "generate": "trimodal_ros.data.metaworld:cli_generate",
     "bench": "trimodal_ros.bench:cli_bench",
     "info": "trimodal_ros.cli:cli_info",
+    "train": "trimodal_ros.train.cli:cli_train",
+    "evaluate": "trimodal_ros.eval.cli:cli_evaluate",
+    "ablate": "trimodal_ros.eval.ablate:cli_ablate",
     "up": "trimodal_ros.ros.bringup:cli_up",
     "replay": "trimodal_ros.ros.replay:cli_replay",
     "record": "trimodal_ros.ros.record:cli_record",
@@ -41,6 +44,38 @@ def _add_bench(sub) -> None:
     p.add_argument("--iters", type=int, default=20)
 
 
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train on bags: contrastive alignment + action-token cross-entropy")
+    p.add_argument("--config", required=True, help="config YAML or variant name (config/<name>.yaml)")
+    p.add_argument("--data", required=True, help="folder of episode bags (trimodal-ros generate)")
+    p.add_argument("--out", required=True, help="run folder: last.pt, metrics.csv")
+    p.add_argument("--fusion", default=None, help="override the config's fusion variant")
+    p.add_argument("--loss", default=None, choices=["pairwise", "joint", "clip", "none"])
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="override train.steps")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p = sub.add_parser("evaluate", help="score a checkpoint on bags: retrieval, token accuracy, MAE")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--bags", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", default="heldout", choices=["train", "heldout", "all"], help="layouts to score")
+    p.add_argument("--instructions", default="bag", choices=["bag", "train", "heldout"],
+                   help="the recorded command, or a paraphrase from the train / held-out set")
+    p.add_argument("--fusion", default=None, help="fail unless the checkpoint is this variant")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p = sub.add_parser("ablate", help="fusion × loss × seeds grid: train, score held-out data, report")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--budget", default="small", choices=["tiny", "small", "full"])
+    p.add_argument("--fusions", default=None, help="comma list (default: all)")
+    p.add_argument("--losses", default=None, help="comma list (default: pairwise,joint,clip,none)")
+    p.add_argument("--device", default="auto")
+
+
 def _add_info(sub) -> None:
     sub.add_parser("info", help="list fusion variants, adapters, losses, configs and architectures")
 
@@ -62,9 +97,9 @@ def _add_ros(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="trimodal-ros", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="trimodal-ros", description="trimodal_ros: a vision-language-action front end for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_generate, _add_bench, _add_info, _add_ros):
+    for add in (_add_generate, _add_train, _add_bench, _add_info, _add_ros):
         add(sub)
     return parser
 

@@ -116,11 +116,13 @@ class TrainConfig:
     eval_every: int = 0                 # 0: only at the end
     ckpt_every: int = 200
     num_workers: int = 0
+    instructions: str = "train"         # bag: the recorded command; train: a fresh train paraphrase per sample
 
     def __post_init__(self) -> None:
         from .model.losses import CONTRASTIVE_LOSSES
 
         _one_of("loss", self.loss, CONTRASTIVE_LOSSES.names())
+        _one_of("instructions", self.instructions, ("bag", "train"))
         _positive(self, "batch_size", "steps", "lr", "log_every", "ckpt_every")
         for n in ("contrastive_weight", "weight_decay", "warmup_steps", "grad_clip", "eval_every",
                   "num_workers"):

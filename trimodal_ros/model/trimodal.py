@@ -24,6 +24,7 @@ class TriModalOutput:
     action: torch.Tensor  # (B, D) proprio/action-history embedding
     fused: torch.Tensor  # (B, D)
     logits: torch.Tensor  # (B, K, A, bins)
+    temperature: torch.Tensor  # () the learnable τ, read inside forward so DDP sees its use
 
     def embeddings(self) -> dict:
         return {"image": self.image, "action": self.action, "text": self.text}
@@ -100,7 +101,8 @@ class TriModalModel(nn.Module):
             action=action, image_tokens_clip=img_tokens, text_tokens_clip=text.tokens,
             text_mask_clip=text.mask,
         ))  # (B, D)
-        return TriModalOutput(image=image, text=txt, action=action, fused=fused, logits=self.head(fused))
+        return TriModalOutput(image=image, text=txt, action=action, fused=fused, logits=self.head(fused),
+                              temperature=self.temperature)
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

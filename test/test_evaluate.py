@@ -1,0 +1,53 @@
+"""Offline evaluation and the ablation grid on real (small) bags."""
+
+import json
+
+import pytest
+
+from trimodal_ros.cli import main
+from trimodal_ros.eval.ablate import run_grid
+from trimodal_ros.eval.evaluate import evaluate
+from trimodal_ros.model.checkpoint import CheckpointError
+
+
+@pytest.mark.slow
+def test_evaluate_writes_report_and_plots(small_bags, tiny_checkpoint, tmp_path):
+    assert main(["evaluate", "--checkpoint", str(tiny_checkpoint), "--bags", str(small_bags), "--out",
+                 str(tmp_path), "--split", "all", "--batch-size", "16"]) == 0
+    rep = json.loads((tmp_path / "report.json").read_text())
+    pairs = {"image->text", "text->image", "image->action", "action->image", "text->action", "action->text"}
+    assert pairs | {"mean"} == set(rep["retrieval"])
+    for v in rep["retrieval"].values():
+        assert 0 <= v["R@1"] <= v["R@5"] <= v["R@10"] <= 1 and v["median_rank"] >= 1
+    assert rep["retrieval_chance"]["R@1"] == pytest.approx(0.5, abs=0.2)  # two tasks
+    assert 0 <= rep["token_accuracy"] <= 1 and len(rep["token_accuracy_per_dim"]) == 4
+    assert rep["action_mae"] >= 0 and set(rep["per_task"]) == {"reach-v3", "drawer-close-v3"}
+    assert rep["model_only_samples_per_s"] >= rep["throughput_samples_per_s"] > 0
+    assert (tmp_path / "report.md").read_text().startswith("# Evaluation")
+    for png in ("retrieval.png", "per_task.png"):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_refuses_other_variant_and_missing_checkpoint(small_bags, tiny_checkpoint, tmp_path):
+    with pytest.raises(CheckpointError, match="'weighted_sum'.*'qformer'"):
+        evaluate(tiny_checkpoint, small_bags, tmp_path, fusion="qformer")
+    with pytest.raises(CheckpointError, match="does not exist"):
+        evaluate(tmp_path / "none.pt", small_bags, tmp_path)
+
+
+@pytest.mark.slow
+def test_ablate_tiny_grid_resumes_and_reports(small_bags, tmp_path):
+    res = run_grid(str(small_bags), tmp_path, seeds=2, budget="tiny", fusions=["weighted_sum", "concat_mlp"],
+                   losses=["pairwise", "none"])
+    assert set(res["cells"]) == {"weighted_sum/pairwise", "weighted_sum/none", "concat_mlp/pairwise", "concat_mlp/none"}
+    assert all(c["n"] == 2 for c in res["cells"].values())
+    m, h, n = res["comparisons"]["pairwise - none"]
+    assert n == 4 and h >= 0
+    md = (tmp_path / "ablation.md").read_text()
+    assert "## Verdict" in md and "pairwise - none" in md
+    assert (tmp_path / "ablation_token_accuracy.png").exists()
+    # a second call finds every run's summary and trains nothing
+    before = {p: p.stat().st_mtime for p in tmp_path.glob("runs/*/last.pt")}
+    run_grid(str(small_bags), tmp_path, seeds=2, budget="tiny", fusions=["weighted_sum", "concat_mlp"],
+             losses=["pairwise", "none"])
+    assert before == {p: p.stat().st_mtime for p in tmp_path.glob("runs/*/last.pt")}

@@ -1,0 +1,1 @@
+"""Training: contrastive alignment + action-token cross-entropy, single process or torchrun DDP."""

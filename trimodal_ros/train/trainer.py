@@ -1,0 +1,244 @@
+"""``trimodal-ros train``: the chosen contrastive loss plus action-token cross-entropy.
+
+AdamW with warm-up + cosine decay, gradient clipping, bf16 autocast on CUDA, atomic checkpoints
+that resume exactly (model, optimiser, schedule, step and the data order all restored), metrics in
+CSV (and TensorBoard when installed). Under ``torchrun`` it runs DistributedDataParallel, gloo on
+CPU and nccl on CUDA; every rank takes its own slice of each global batch.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import os
+import random
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..config import Config
+from ..data.instructions import instruction_for
+from ..model import ActionTokenizer, TriModalModel
+from ..model.checkpoint import atomic_save, read_checkpoint, save_checkpoint
+from ..model.losses import CONTRASTIVE_LOSSES, UncertaintyWeighting, gradient_conflict
+
+log = logging.getLogger(__name__)
+METRIC_FIELDS = ["step", "loss", "action_ce", "contrastive", "token_acc", "lr", "temperature", "grad_conflict"]
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("device=cuda asked for, but torch sees no CUDA device")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def lr_lambda(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float):
+    """No weight decay on biases, norms, embeddings, queries and the temperature (as CLIP)."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.dim() < 2 or "embedding" in name or "queries" in name or "lora_" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def batch_indices(n: int, batch: int, step: int, seed: int) -> np.ndarray:
+    """The global batch of a step: epoch-wise shuffles derived from (seed, epoch), so a resumed
+    run sees exactly the samples the uninterrupted one would have."""
+    per_epoch = max(1, n // batch)
+    epoch, pos = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    return perm[pos * batch:(pos + 1) * batch]
+
+
+class Batcher:
+    """Turns dataset items into model inputs on ``device`` (same preprocessing as the node)."""
+
+    def __init__(self, dataset, tokenizer: ActionTokenizer, model: TriModalModel, device, instructions: str, seed: int):
+        self.ds, self.tok, self.model, self.device = dataset, tokenizer, model, device
+        self.instructions, self.seed = instructions, seed
+
+    def __call__(self, idx: np.ndarray, step: int) -> Dict[str, torch.Tensor]:
+        items = [self.ds[int(i)] for i in idx]
+        rng = np.random.default_rng([self.seed, step, 7])
+        if self.instructions == "bag":
+            texts = [it["instruction"] for it in items]
+        else:  # a fresh paraphrase of the split per sample: language augmentation
+            texts = [instruction_for(it["task"], rng, split=self.instructions) for it in items]
+        frames = np.stack([it["image"] for it in items])
+        actions = np.stack([it["actions"] for it in items])  # (B, K, A)
+        return {
+            "images": self.model.preprocess(frames),
+            "proprio": torch.as_tensor(np.stack([it["proprio"] for it in items]), device=self.device),
+            "text_ids": self.model.tokenize(texts),
+            "tokens": torch.as_tensor(self.tok.encode(actions), device=self.device),
+            "mask": torch.as_tensor(np.stack([it["action_mask"] for it in items]), device=self.device),
+        }
+
+
+def compute_losses(out, batch, loss_name: str):
+    bins = out.logits.shape[-1]
+    mask = batch["mask"]  # (B, K)
+    ce = F.cross_entropy(out.logits.float().reshape(-1, bins), batch["tokens"].reshape(-1), reduction="none")
+    ce = ce.view(mask.shape[0], mask.shape[1], -1).mean(-1)  # (B, K)
+    ce = (ce * mask).sum() / mask.sum().clamp_min(1)
+    emb = {k: v.float() for k, v in out.embeddings().items()}
+    contrastive = CONTRASTIVE_LOSSES.get(loss_name)(emb, out.temperature)
+    with torch.no_grad():
+        acc = ((out.logits.argmax(-1) == batch["tokens"]).float().mean(-1) * mask).sum() / mask.sum().clamp_min(1)
+    return ce, contrastive, acc
+
+
+@dataclasses.dataclass
+class TrainResult:
+    checkpoint: Path
+    model: TriModalModel
+    tokenizer: ActionTokenizer
+    rank: int = 0
+
+
+def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = "auto", progress: bool = True,
+          dataset=None) -> TrainResult:
+    """Train ``cfg`` on the train layouts of the bags in ``data`` (or on ``dataset``)."""
+    from ..data.dataset import BagDataset, dataset_stats
+
+    ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank, world = 0, 1
+    dev = pick_device(device)
+    if ddp:
+        backend = "nccl" if dev.type == "cuda" else "gloo"
+        dist.init_process_group(backend)
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if dev.type == "cuda":
+            dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(dev)
+    main = rank == 0
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tc, mc = cfg.train, cfg.model
+    seed_everything(tc.seed)
+
+    ds = dataset or BagDataset.from_config(data, mc, split="train", verbose=main)
+    if len(ds) < tc.batch_size:
+        raise ValueError(f"{data}: {len(ds)} training samples, fewer than one batch of {tc.batch_size}")
+    if tc.batch_size % world:
+        raise ValueError(f"batch_size {tc.batch_size} must be divisible by the {world} processes")
+    stats = dataset_stats(ds)  # proprio mean/std and every action (for the tokenizer bounds)
+    tokenizer = ActionTokenizer.fit(stats["actions"], bins=mc.bins)
+    model = TriModalModel(mc).to(dev)
+    model.proprio.set_normalization(stats["proprio_mean"], stats["proprio_std"])
+    weighting = UncertaintyWeighting(2).to(dev) if tc.uncertainty_weighting else None
+    params = param_groups(model, tc.weight_decay)
+    if weighting is not None:
+        params.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
+    opt = torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.98), eps=1e-6)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
+    start = 0
+    last = out_dir / "last.pt"
+    if resume and last.exists():
+        ck = read_checkpoint(last)
+        if ck["config"] != cfg.to_dict():
+            raise ValueError(f"--resume: {last} was trained with another config")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        if weighting is not None:
+            weighting.load_state_dict(ck["weighting"])
+        start = int(ck["step"])
+        torch.set_rng_state(ck["torch_rng"])
+        log.info("resumed %s at step %d", last, start)
+    net = model
+    if ddp:
+        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+    batcher = Batcher(ds, tokenizer, model, dev, tc.instructions, tc.seed)
+    amp = tc.amp and dev.type == "cuda"
+    metrics_path = out_dir / "metrics.csv"
+    if main and (start == 0 or not metrics_path.exists()):
+        with open(metrics_path, "w", newline="") as f:
+            csv.writer(f).writerow(METRIC_FIELDS)
+    tb = _tensorboard(out_dir) if main else None
+
+    def checkpoint(step: int) -> Path:
+        extra = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "torch_rng": torch.get_rng_state(), "data": str(data)}
+        if weighting is not None:
+            extra["weighting"] = weighting.state_dict()
+        return save_checkpoint(last, model, cfg, tokenizer, extra)
+
+    model.train()
+    bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, disable=not (progress and main),
+               desc=f"train {mc.fusion}/{tc.loss}", dynamic_ncols=True)
+    for step in bar:
+        idx = batch_indices(len(ds), tc.batch_size, step, tc.seed)
+        shard = idx[rank::world]
+        batch = batcher(shard, step)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
+            out = net(batch["images"], batch["proprio"], text_ids=batch["text_ids"])
+        ce, con, acc = compute_losses(out, batch, tc.loss)
+        if weighting is not None and tc.loss != "none":
+            loss = weighting([ce, con])
+        else:
+            loss = ce + tc.contrastive_weight * con
+        log_now = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
+        conflict = float("nan")
+        if log_now and main and tc.loss != "none" and not ddp:
+            conflict = gradient_conflict(ce, con, [p for p in model.parameters() if p.requires_grad])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if ddp and weighting is not None:  # outside the DDP module: average its gradients by hand
+            for p in weighting.parameters():
+                if p.grad is not None:
+                    dist.all_reduce(p.grad)
+                    p.grad /= world
+        if tc.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+        opt.step()
+        sched.step()
+        if log_now and main:
+            row = [step + 1, loss.item(), ce.item(), con.item(), acc.item(), sched.get_last_lr()[0],
+                   out.temperature.item(), conflict]
+            with open(metrics_path, "a", newline="") as f:
+                csv.writer(f).writerow(row)
+            if tb is not None:
+                for k, v in zip(METRIC_FIELDS[1:], row[1:]):
+                    tb.add_scalar(k, v, step + 1)
+            bar.set_postfix(loss=f"{row[1]:.3f}", acc=f"{row[4]:.2f}")
+        if main and ((step + 1) % tc.ckpt_every == 0 or step + 1 == tc.steps):
+            checkpoint(step + 1)
+    if ddp:
+        dist.barrier()
+        dist.destroy_process_group()
+    if tb is not None:
+        tb.close()
+    return TrainResult(last, model, tokenizer, rank)
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:
+        return None
+    return SummaryWriter(str(out_dir / "tb"))
