@@ -1,0 +1,116 @@
+"""Live evaluation: replay a bag through the running ``vla_node`` over real DDS, collect what it
+publishes, and score it against the expert — next to the offline evaluation of the same frames.
+
+The node's trajectory carries the camera frame's stamp, so every output is matched to the bag
+frame it answers; tokens are recovered exactly from the decoded actions (bin centres re-encode
+to their own bin). Frames the node dropped (a newer frame replaced them) are reported, not scored.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+
+from ..model.checkpoint import load_checkpoint
+from .metrics import token_metrics
+
+
+def _wait_for(cond, timeout: float, poll: float = 0.05) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(poll)
+    return cond()
+
+
+def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1.0, device: str = "cpu",
+                  settle: float = 2.0, on_output=None) -> Dict[str, object]:
+    """Replay ``bag`` (one episode folder) through a vla_node running ``checkpoint``."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+    from trajectory_msgs.msg import JointTrajectory
+
+    from ..data.dataset import BagDataset
+    from ..ros.bringup import Bringup
+    from ..ros.conversions import trajectory_to_numpy
+    from ..ros.replay import replay
+    from .evaluate import run_inference
+
+    model, tokenizer, cfg = load_checkpoint(checkpoint, device=device)
+    ds = BagDataset.from_config(bag, cfg.model, split="all", verbose=False)
+    if len(ds) == 0:
+        raise ValueError(f"{bag}: no aligned frames to evaluate")
+    offline = run_inference(model, tokenizer, ds, batch_size=64, progress=False)
+    ep = ds.episodes[0]
+    stamps = ep.meta["start_ns"] + ds.steps * ep.meta["control_period_ns"]  # (N,) each sample's frame stamp
+    index_of = {int(s): i for i, s in enumerate(stamps)}
+
+    ctx = Context()
+    rclpy.init(context=ctx)
+    up = None
+    received: Dict[int, np.ndarray] = {}
+    recv_wall: Dict[int, float] = {}
+    sent_wall: Dict[int, float] = {}
+    listener = rclpy.create_node("live_eval_listener", namespace=namespace, context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    try:
+        up = Bringup({"checkpoint": str(checkpoint), "fusion": cfg.model.fusion, "device": device,
+                      "namespace": namespace, "image_qos_reliability": "reliable", "image_qos_depth": "10",
+                      "max_input_age": "0.5"}, context=ctx).start()
+
+        def on_traj(msg: JointTrajectory) -> None:
+            s = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            received[s] = trajectory_to_numpy(msg)
+            recv_wall[s] = time.monotonic()
+            if on_output is not None and s in index_of:
+                i = index_of[s]
+                on_output(int(ds.steps[i]), tokenizer.encode(received[s]), offline["true"][i])
+
+        listener.create_subscription(JointTrajectory, "trimodal/action", on_traj, 100)
+        ex.add_node(listener)
+        spin = threading.Thread(target=ex.spin, daemon=True)
+        spin.start()
+        cam = f"/{namespace.strip('/')}/camera/image_raw"
+        if not _wait_for(lambda: listener.count_subscribers(cam) > 0, 30.0):
+            raise RuntimeError("vla_node did not subscribe to the camera within 30 s")
+
+        def on_msg(topic: str, stamp_ns: int) -> None:
+            if topic == cam:
+                sent_wall[stamp_ns] = time.monotonic()
+
+        t0 = time.monotonic()
+        replay(bag, rate=rate, namespace=namespace, context=ctx, delay=1.0, on_message=on_msg)
+        _wait_for(lambda: len(received) >= len(sent_wall), settle)
+        wall = time.monotonic() - t0
+    finally:
+        ex.shutdown()
+        if up is not None:
+            up.shutdown()
+        listener.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+
+    got = [index_of[s] for s in received if s in index_of]
+    if not got:
+        raise RuntimeError("the node published no action for any frame of the bag")
+    got = np.array(sorted(got))
+    live_tokens = np.stack([tokenizer.encode(received[int(stamps[i])]) for i in got])
+    off = token_metrics(offline["pred"][got], offline["true"][got], offline["mask"][got])
+    live = token_metrics(live_tokens, offline["true"][got], offline["mask"][got])
+    lat = np.array([recv_wall[int(stamps[i])] - sent_wall[int(stamps[i])] for i in got
+                    if int(stamps[i]) in sent_wall]) * 1e3
+    return {
+        "bag": str(bag), "frames": len(ds), "frames_answered": int(len(got)),
+        "frames_dropped_by_node": int(len(ds) - len(got)),
+        "live_token_accuracy": live["token_accuracy"], "offline_token_accuracy_same_frames": off["token_accuracy"],
+        "live_offline_token_agreement": float((live_tokens == offline["pred"][got]).mean()),
+        "end_to_end_latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+        "end_to_end_latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+        "model_only_ms_per_sample_offline_batched": 1e3 * offline["seconds_model"] / len(ds),
+        "wall_seconds": wall,
+    }
