@@ -30,7 +30,7 @@ def batch(model):
 def objective(model, out):
     target = torch.randint(0, model.cfg.bins, out.logits.shape[:-1])
     ce = F.cross_entropy(out.logits.reshape(-1, model.cfg.bins), target.reshape(-1))
-    return ce + pairwise_infonce([out.image, out.action, out.text], model.temperature)
+    return ce + pairwise_infonce([out.image, out.action, out.text], out.temperature)
 
 
 @pytest.mark.parametrize("fusion", FUSIONS.names())

@@ -154,7 +154,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     params = param_groups(model, tc.weight_decay)
     if weighting is not None:
         params.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
-    opt = torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.98), eps=1e-6)
+    opt = torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
     start = 0
     last = out_dir / "last.pt"
