@@ -201,6 +201,16 @@ def test_bad_inputs_are_survived_and_counted(bad):
     assert float(d["latency_p50_ms"]) > 0 and "dropped_frames" in d and "image_rate_hz" in d
 
 
+def test_log_lines_of_every_severity_can_follow_each_other(bad):
+    """rclpy refuses a logging call site whose severity changes; an info line ("waiting for an
+    instruction") followed by a warning (bad input) once killed the inference worker."""
+    node, _ = bad
+    node._log("sev_info", "first, at info", level="info", every=0)
+    node._log("sev_warning", "then a warning", every=0)
+    node._log("sev_error", "then an error", level="error", every=0)
+    node._log("sev_info2", "and info again", level="info", every=0)
+
+
 def test_stale_joint_state_stops_output_until_fresh(bad):
     node, h = bad
     stale_before = node.counts()["stale_joint_state"]

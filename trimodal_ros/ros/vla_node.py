@@ -228,6 +228,7 @@ class VLANode(Node):
             return self._bad(e.kind, str(e))
         with self._lock:
             changed, self._instruction = text != self._instruction, text
+            self._history_for = None  # every instruction (re)starts a task: forget past actions
         if changed:
             self.get_logger().info(f"instruction: {text[:200]!r}")
 
@@ -337,8 +338,25 @@ class VLANode(Node):
         if now - self._last_log.get(kind, -1e9) < every:
             return
         self._last_log[kind] = now
-        n = self.counters.get(kind, 0)
-        getattr(self.get_logger(), level)(f"{message} [{kind}: {n} so far]")
+        text = f"{message} [{kind}: {self.counters.get(kind, 0)} so far]"
+        # one call site per severity: rclpy refuses a call site whose severity changes between calls
+        if level == "info":
+            self.get_logger().info(text)
+        elif level == "error":
+            self.get_logger().error(text)
+        else:
+            self.get_logger().warning(text)
+
+    def reset_history(self) -> None:
+        """Forget the executed-action history (an episode restarts with the same instruction)."""
+        with self._lock:
+            self._history_for = None
+
+    @property
+    def instruction(self) -> Optional[str]:
+        """The instruction in force (None until one arrived)."""
+        with self._lock:
+            return self._instruction
 
     def latencies_ms(self) -> np.ndarray:
         with self._lock:
