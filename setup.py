@@ -34,6 +34,7 @@ setup(
         "console_scripts": [
             "trimodal-ros = trimodal_ros.cli:main",
             "vla_node = trimodal_ros.ros.vla_node:main",
+            "sim_node = trimodal_ros.ros.sim_node:main",
         ],
     },
 )

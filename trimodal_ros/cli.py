@@ -14,12 +14,15 @@ COMMANDS = {
     "generate": "trimodal_ros.data.metaworld:cli_generate",
     "bench": "trimodal_ros.bench:cli_bench",
     "info": "trimodal_ros.cli:cli_info",
+    "demo": "trimodal_ros.demo:run",
     "train": "trimodal_ros.train.cli:cli_train",
     "evaluate": "trimodal_ros.eval.cli:cli_evaluate",
     "ablate": "trimodal_ros.eval.ablate:cli_ablate",
     "up": "trimodal_ros.ros.bringup:cli_up",
     "replay": "trimodal_ros.ros.replay:cli_replay",
     "record": "trimodal_ros.ros.record:cli_record",
+    "sim": "trimodal_ros.sim.cli:cli_sim",
+    "rollout": "trimodal_ros.sim.cli:cli_rollout",
 }
 
 
@@ -76,6 +79,23 @@ def _add_train(sub) -> None:
     p.add_argument("--device", default="auto")
 
 
+def _add_demo(sub) -> None:
+    from .demo import DEMO_TASKS
+
+    p = sub.add_parser("demo", help="generate bags, train a tiny model, evaluate it, run it live through vla_node")
+    p.add_argument("--data", default="data/demo", help="bag folder (generated when missing)")
+    p.add_argument("--run", default="runs/demo", help="run folder; RUN/<fusion>/last.pt is reused when present")
+    p.add_argument("--fusion", default="weighted_sum")
+    p.add_argument("--tasks", default=DEMO_TASKS)
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    p.add_argument("--size", type=int, default=128, help="camera image size")
+    p.add_argument("--steps", type=int, default=400, help="training steps")
+    p.add_argument("--retrain", action="store_true")
+    p.add_argument("--rate", type=float, default=1.0, help="replay speed")
+    p.add_argument("--every", type=int, default=8, help="print every N-th frame")
+    p.add_argument("--device", default="auto")
+
+
 def _add_info(sub) -> None:
     sub.add_parser("info", help="list fusion variants, adapters, losses, configs and architectures")
 
@@ -96,10 +116,47 @@ def _add_ros(sub) -> None:
     p.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
 
 
+def _add_sim(sub) -> None:
+    p = sub.add_parser("sim", help="run Meta-World as a ROS 2 robot (camera, joints, instruction, /clock; "
+                                   "steps on trimodal/action)")
+    p.add_argument("--task", required=True, help="Meta-World v3 task, e.g. reach-v3")
+    p.add_argument("--layout", type=int, default=-1, help="layout 0-49; -1 cycles the held-out layouts 40-49")
+    p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
+    p.add_argument("--instruction", default=None, help="this exact command instead of a paraphrase")
+    p.add_argument("--episodes", type=int, default=0, help="episodes before exiting; 0 runs until Ctrl-C")
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--size", type=int, default=224, help="square camera image size in pixels")
+    p.add_argument("--camera", default="corner")
+    p.add_argument("--execute-steps", type=int, default=1, help="trajectory points executed per frame")
+    p.add_argument("--action-timeout", type=float, default=5.0, help="wall seconds before a frame is re-sent")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--namespace", default="")
+    p = sub.add_parser("rollout", help="closed-loop success rate of a checkpoint in Meta-World "
+                                       "(in-process or through ROS)")
+    p.add_argument("--checkpoint", default=None, help="trained .pt; omit to run random weights (wiring)")
+    p.add_argument("--fusion", default=None, help="fusion variant (must match the checkpoint, if any)")
+    p.add_argument("--config", default=None, help="config for random weights (default: the fusion's)")
+    p.add_argument("--tasks", required=True, help="comma list of Meta-World v3 tasks, or mt10 / mt50")
+    p.add_argument("--episodes", type=int, default=10, help="episodes (layouts) per task")
+    p.add_argument("--through-ros", action="store_true", help="via sim_node <-> vla_node over DDS")
+    p.add_argument("--compare", action="store_true", help="run both paths and compare their actions")
+    p.add_argument("--split", default="heldout", choices=["heldout", "train", "all"], help="layouts")
+    p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--execute", type=int, default=1, help="actions of each predicted chunk executed")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--camera", default="corner")
+    p.add_argument("--seed", type=int, default=0, help="layout / instruction draw")
+    p.add_argument("--model-seed", type=int, default=0, help="random-weight init (no checkpoint)")
+    p.add_argument("--action-timeout", type=float, default=60.0, help="through ROS: wall s per model answer")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="folder for rollout.json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="trimodal-ros", description="trimodal_ros: a vision-language-action front end for ROS 2")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in (_add_generate, _add_train, _add_bench, _add_info, _add_ros):
+    for add in (_add_generate, _add_train, _add_demo, _add_bench, _add_info, _add_ros, _add_sim):
         add(sub)
     return parser
 

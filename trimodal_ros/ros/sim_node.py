@@ -1,0 +1,395 @@
+"""sim_node: Meta-World as a ROS 2 robot, so vla_node can be scored closed-loop through real topics.
+
+Publishes (relative topics, so a namespace moves them; ``/clock`` is absolute, as ROS expects):
+
+* ``camera/image_raw``  sensor_msgs/Image rgb8, upright, stamped with **sim time**;
+* ``joint_states``      sensor_msgs/JointState, SAWYER_JOINTS positions + velocities, same stamp,
+                        published just before the frame it belongs to;
+* ``instruction``       std_msgs/String, reliable + transient-local (a late vla_node still gets it),
+                        a train or held-out paraphrase (parameter ``instructions``) or ``instruction``;
+* ``/clock``            rosgraph_msgs/Clock: nodes with use_sim_time=true follow the simulation;
+* ``sim/episode``       std_msgs/String JSON at every episode end (task, layout, success, length,
+                        ticks, seconds, counters), latched; also logged.
+
+Subscribes ``trimodal/action`` (trajectory_msgs/JointTrajectory, what vla_node publishes) and
+``sim/reset`` (std_msgs/String JSON ``{"layout": 42, "instruction": "..."}``, both optional:
+start the next episode now).
+
+Synchronous stepping (the only mode): the node publishes one frame, then waits for the trajectory
+whose header.stamp equals that frame's stamp; it executes the first ``execute_steps`` points of
+it (receding horizon; point k = the action for the k-th env step after the frame, each clipped
+to [-1, 1], stopping early at success: ``sim.rollout.EpisodeStepper``, the very rule the
+in-process rollout uses) and only then renders and publishes the next frame. So a slow model
+never makes the robot act on a stale frame, and sim time advances only when the sim steps. If no
+answer comes within ``action_timeout`` wall seconds the same frame is published again (counted:
+a frame lost, or the model still waiting for its instruction). Trajectories stamped before the
+current frame are ignored (``stale_actions``), ones with any other stamp too
+(``unmatched_actions``); trajectories of the wrong shape (joint_names ≠ ``action_names``, a point
+with ≠ 4 positions, no points, NaN/inf) are refused with a logged error (``refused_actions``) and
+never stepped with.
+
+Sim time is monotonic across episodes (each episode continues where the previous one ended), so
+the clock never jumps back and stamps never repeat. All MuJoCo work runs on one sim thread (the
+EGL context belongs to the thread that created it); callbacks only enqueue.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import String
+from trajectory_msgs.msg import JointTrajectory
+
+from .conversions import BadInput, duration_to_sec, image_to_msg, joints_to_msg
+from .vla_node import ACTION_NAMES, ACTION_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, JOINTS_TOPIC, LATCHED, RELIABLE
+
+EPISODE_TOPIC, RESET_TOPIC, CLOCK_TOPIC = "sim/episode", "sim/reset", "/clock"
+COUNTERS = ("refused_actions", "stale_actions", "unmatched_actions", "action_timeouts", "frames", "steps",
+            "episodes")
+
+
+def _ns(stamp) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def _stamp(ns: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+
+def chunk_from_trajectory(msg: JointTrajectory, action_names: List[str]) -> np.ndarray:
+    """JointTrajectory → (K, A) actions, or BadInput("refused_actions") saying what is wrong: a
+    robot must never move on a command of the wrong shape or with NaNs in it."""
+    names, a = list(msg.joint_names), len(action_names)
+    if names != list(action_names):
+        raise BadInput("refused_actions", f"trajectory has {len(names)} joint_names {names[:8]}, expected the "
+                                          f"{a} action dims {list(action_names)}")
+    if not msg.points:
+        raise BadInput("refused_actions", "trajectory has no points")
+    for k, p in enumerate(msg.points):
+        if len(p.positions) != a:
+            raise BadInput("refused_actions", f"trajectory point {k} has {len(p.positions)} positions, expected {a}")
+    chunk = np.asarray([p.positions for p in msg.points], dtype=np.float64)
+    if not np.all(np.isfinite(chunk)):
+        raise BadInput("refused_actions", "trajectory has NaN or infinite positions")
+    return chunk
+
+
+class SimNode(Node):
+    """See the module docstring. ``start_episode`` / ``wait_episodes`` are the rollout driver's
+    in-process handles; ``sim/reset`` is the same over a topic."""
+
+    def __init__(self, node_name: str = "sim_node", **kwargs):
+        super().__init__(node_name, **kwargs)
+        from rcl_interfaces.msg import ParameterDescriptor
+
+        from ..data.instructions import SPLITS, task_id
+
+        dyn = ParameterDescriptor(dynamic_typing=True)
+        p = {
+            "task": self.declare_parameter("task", "reach-v3").value,
+            "layout": int(self.declare_parameter("layout", -1, dyn).value),
+            "instructions": self.declare_parameter("instructions", "train").value,
+            "instruction": self.declare_parameter("instruction", "").value,
+            "seed": int(self.declare_parameter("seed", 0, dyn).value),
+            "max_steps": int(self.declare_parameter("max_steps", 200, dyn).value),
+            "size": int(self.declare_parameter("size", 224, dyn).value),
+            "camera": self.declare_parameter("camera", "corner").value,
+            "execute_steps": int(self.declare_parameter("execute_steps", 1, dyn).value),
+            "action_timeout": float(self.declare_parameter("action_timeout", 5.0, dyn).value),
+            "instruction_settle": float(self.declare_parameter("instruction_settle", 0.2, dyn).value),
+            "action_names": list(self.declare_parameter("action_names", list(ACTION_NAMES)).value),
+            "autostart": bool(self.declare_parameter("autostart", True).value),
+            "episodes": int(self.declare_parameter("episodes", 0, dyn).value),
+        }
+        task_id(p["task"])  # unknown task: fail at start, with the task list
+        if p["instructions"] not in SPLITS:
+            raise ValueError(f"instructions must be one of {SPLITS}, not {p['instructions']!r}")
+        if not -1 <= p["layout"] < 50:
+            raise ValueError(f"layout must be -1 (cycle the held-out layouts) or in [0, 50), got {p['layout']}")
+        if p["max_steps"] < 1 or p["execute_steps"] < 1 or p["size"] < 8 or p["action_timeout"] <= 0:
+            raise ValueError("need max_steps >= 1, execute_steps >= 1, size >= 8, action_timeout > 0")
+        self.params = p
+        self.counters: Dict[str, int] = {k: 0 for k in COUNTERS}
+        self.outcomes: List[dict] = []  # one per finished episode (also on sim/episode)
+        self.traces: List[List[np.ndarray]] = []  # the actions executed, per finished episode
+        self._lock = threading.Condition()
+        self._last_log: Dict[str, float] = {}
+        self._rng = np.random.default_rng([p["seed"], 11])
+        self._events: "queue.Queue" = queue.Queue()
+        self.finished = threading.Event()  # `episodes` episodes done (autostart); the CLI exits
+
+        self._pub_clock = self.create_publisher(Clock, CLOCK_TOPIC, 10)
+        self._pub_joints = self.create_publisher(JointState, JOINTS_TOPIC, RELIABLE)
+        self._pub_image = self.create_publisher(Image, IMAGE_TOPIC, RELIABLE)
+        self._pub_instruction = self.create_publisher(String, INSTRUCTION_TOPIC, LATCHED)
+        self._pub_episode = self.create_publisher(String, EPISODE_TOPIC, LATCHED)
+        self.create_subscription(JointTrajectory, ACTION_TOPIC, lambda m: self._events.put(("action", m)), RELIABLE)
+        self.create_subscription(String, RESET_TOPIC, self._on_reset, RELIABLE)
+
+        self._ready, self._init_error = threading.Event(), None
+        self._thread = threading.Thread(target=self._run, name=f"{node_name}-sim", daemon=True)
+        self._thread.start()
+        self._ready.wait()
+        if self._init_error is not None:
+            super().destroy_node()
+            raise self._init_error
+        self.get_logger().info(
+            f"ready: task={p['task']} layout={'cycle held-out' if p['layout'] < 0 else p['layout']} "
+            f"size={p['size']} max_steps={p['max_steps']} execute_steps={p['execute_steps']} "
+            f"dt={self.dt_ns / 1e6:.1f} ms action_timeout={p['action_timeout']} s (synchronous stepping)")
+        if p["autostart"]:
+            self.start_episode()
+
+    # --- driver handles ----------------------------------------------------------------------------
+    def start_episode(self, layout: Optional[int] = None, instruction: Optional[str] = None,
+                      ready: Optional[Callable[[], bool]] = None) -> None:
+        """Queue a new episode (ends a running one unscored). ``ready``, if given, is polled
+        (up to action_timeout) after the instruction is published and before the first frame:
+        the in-process driver uses it to wait until vla_node holds the new instruction."""
+        self._events.put(("start", layout, instruction, ready))
+
+    def wait_episodes(self, n: int, timeout: float) -> bool:
+        """Block until ``n`` episodes have finished (or ``timeout`` wall seconds passed)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self.outcomes) >= n or self._init_error is not None, timeout)
+
+    def counts(self) -> Dict[str, int]:
+        with self._lock:
+            return dict(self.counters)
+
+    # --- callbacks: enqueue only -------------------------------------------------------------------
+    def _on_reset(self, msg: String) -> None:
+        try:
+            req = json.loads(msg.data) if msg.data.strip() else {}
+            if not isinstance(req, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as e:
+            return self.get_logger().error(f"sim/reset: ignored {msg.data[:100]!r}: {e}")
+        self.start_episode(req.get("layout"), req.get("instruction"))
+
+    # --- the sim thread: owns the scene -------------------------------------------------------------
+    def _run(self) -> None:
+        from ..data.metaworld import SawyerScene
+        from ..sim.rollout import EpisodeStepper
+
+        p = self.params
+        try:
+            scene = SawyerScene(p["task"], camera=p["camera"], size=p["size"], max_steps=p["max_steps"])
+        except BaseException as e:  # noqa: BLE001 - re-raised by the constructor
+            self._init_error = e
+            self._ready.set()
+            return
+        self.dt_ns = scene.dt_ns
+        self._stepper = EpisodeStepper(scene, p["max_steps"], p["execute_steps"])
+        self._running = False
+        self._sim_ns: Optional[int] = None  # monotonic sim clock (see the module docstring)
+        self._awaiting: Optional[int] = None  # stamp (ns) of the frame we wait an answer for
+        self._ready.set()
+        try:
+            while True:
+                try:
+                    ev = self._events.get(timeout=0.05)
+                except queue.Empty:
+                    ev = None
+                if ev is not None and ev[0] == "stop":
+                    break
+                if ev is not None and ev[0] == "start":
+                    self._start(*ev[1:])
+                elif ev is not None and ev[0] == "action":
+                    self._on_action(ev[1])
+                if (self._awaiting is not None and time.monotonic() - self._sent_at > p["action_timeout"]):
+                    self._count("action_timeouts")
+                    self._log("action_timeouts", f"no trimodal/action for the frame at sim time "
+                                                 f"{self._awaiting / 1e9:.4f} s within {p['action_timeout']} s: "
+                                                 f"publishing it again", "warning")
+                    self._publish_observation(again=True)
+        except Exception as e:  # noqa: BLE001 - say why the sim stopped instead of dying silently
+            self.get_logger().fatal(f"sim thread failed: {type(e).__name__}: {e}")
+            raise
+        finally:
+            scene.close()
+
+    def _start(self, layout, instruction, ready) -> None:
+        from ..data.instructions import instruction_for
+        from ..data.metaworld import HELDOUT_LAYOUTS
+
+        p = self.params
+        if self._running:
+            self.get_logger().warning("new episode requested: the running one ends unscored")
+        if layout is None:
+            n = len(self.outcomes)
+            layout = p["layout"] if p["layout"] >= 0 else HELDOUT_LAYOUTS[n % len(HELDOUT_LAYOUTS)]
+        if not instruction:
+            instruction = p["instruction"] or instruction_for(p["task"], self._rng, p["instructions"])
+        st = self._stepper
+        st.reset(int(layout))
+        self._scene_t0 = st.scene.time_ns
+        self._sim_ns = self._scene_t0 if self._sim_ns is None else self._sim_ns + self.dt_ns
+        self._episode_t0_ns = self._sim_ns
+        self._instruction, self._trace, self._running = instruction, [], True
+        self._at_start = self.counts()
+        self._pub_instruction.publish(String(data=instruction))
+        self.get_logger().info(f"episode {len(self.outcomes)}: {p['task']} layout {layout}: {instruction!r}")
+        # vla_node must hold the new instruction before the first frame; the driver can tell
+        # (``ready``), a remote node cannot: wait for a camera subscriber, then let the latched
+        # instruction settle. A frame that still goes unanswered is re-sent after action_timeout.
+        end = time.monotonic() + p["action_timeout"]
+        if ready is None:
+            ready = lambda: self._pub_image.get_subscription_count() > 0  # noqa: E731
+            settle = p["instruction_settle"]
+        else:
+            settle = 0.0
+        while time.monotonic() < end and not ready():
+            time.sleep(0.005)
+        time.sleep(settle)
+        self._publish_observation()
+
+    def _publish_observation(self, again: bool = False) -> None:
+        frame, pos, vel = self._stepper.observe()
+        t = self._sim_ns
+        stamp = _stamp(t)
+        self._pub_clock.publish(Clock(clock=stamp))
+        self._pub_joints.publish(joints_to_msg(self._stepper.scene.joint_names, pos, vel, stamp))
+        self._pub_image.publish(image_to_msg(frame, stamp, self.params["camera"]))
+        self._awaiting, self._sent_at = t, time.monotonic()
+        if not again:
+            self._count("frames")
+
+    def _on_action(self, msg: JointTrajectory) -> None:
+        try:
+            chunk = chunk_from_trajectory(msg, self.params["action_names"])
+        except BadInput as e:
+            self._count(e.kind)
+            return self._log(e.kind, f"REFUSED trimodal/action: {e}; the robot did not move", "error")
+        t = _ns(msg.header.stamp)
+        if self._awaiting is None or t < self._awaiting:
+            self._count("stale_actions")
+            return self._log("stale_actions", f"ignored a trajectory stamped {t / 1e9:.4f} s, older than the "
+                                              f"current frame", "info")
+        if t != self._awaiting:
+            self._count("unmatched_actions")
+            return self._log("unmatched_actions", f"ignored a trajectory stamped {t / 1e9:.4f} s: no frame has "
+                                                  f"that stamp (current {self._awaiting / 1e9:.4f} s)", "warning")
+        self._check_timing(msg)
+        st, self._awaiting = self._stepper, None
+        done = st.apply(chunk)
+        self._trace.extend(done)
+        self._sim_ns = self._episode_t0_ns + (st.scene.time_ns - self._scene_t0)
+        with self._lock:
+            self.counters["steps"] += len(done)
+        if st.done:
+            self._finish()
+        else:
+            self._publish_observation()
+
+    def _check_timing(self, msg: JointTrajectory) -> None:
+        """Point k is executed at env step k after the frame; say so once if the sender meant
+        another spacing (vla_node's control_period should equal the sim's 12.5 ms)."""
+        dt = self.dt_ns / 1e9
+        if any(abs(duration_to_sec(q.time_from_start) - (k + 1) * dt) > dt / 2 for k, q in enumerate(msg.points)):
+            self._log("timing", f"trajectory points are not spaced by the sim step {dt * 1e3:.1f} ms "
+                                f"(time_from_start); executing them one per step anyway", "warning", every=60.0)
+
+    def _finish(self) -> None:
+        st = self._stepper
+        o = st.outcome()
+        c = self.counts()
+        out = {"event": "episode_end", "episode": len(self.outcomes), "task": o.task, "layout": o.layout,
+               "instruction": self._instruction, "success": o.success, "length": o.length, "ticks": o.ticks,
+               "seconds": o.seconds, "control_rate_hz": o.ticks / o.seconds if o.seconds > 0 else None,
+               "sim_time_start": self._episode_t0_ns / 1e9, "sim_time_end": self._sim_ns / 1e9,
+               **{k: c[k] - self._at_start[k] for k in ("refused_actions", "stale_actions", "unmatched_actions",
+                                                          "action_timeouts")}}
+        self._running = False
+        self._pub_episode.publish(String(data=json.dumps(out)))
+        self.get_logger().info(
+            f"episode {out['episode']} done: {o.task} layout {o.layout} "
+            f"{'SUCCESS' if o.success else 'failure'} after {o.length} steps ({o.ticks} ticks, "
+            f"{o.ticks / max(o.seconds, 1e-9):.1f} Hz)")
+        with self._lock:
+            self.counters["episodes"] += 1
+            self.outcomes.append(out)
+            self.traces.append(self._trace)
+            self._lock.notify_all()
+        p = self.params
+        if p["autostart"]:
+            if p["episodes"] <= 0 or len(self.outcomes) < p["episodes"]:
+                self.start_episode()
+            else:
+                self.finished.set()
+
+    # --- bookkeeping -------------------------------------------------------------------------------
+    def _count(self, kind: str) -> None:
+        with self._lock:
+            self.counters[kind] += 1
+
+    def _log(self, kind: str, message: str, level: str, every: float = 5.0) -> None:
+        """At most one line per kind every ``every`` s; the counters keep the exact numbers."""
+        now = time.monotonic()
+        if now - self._last_log.get(kind, -1e9) < every:
+            return
+        self._last_log[kind] = now
+        n = self.counters.get(kind)
+        text = message + (f" [{kind}: {n} so far]" if n is not None else "")
+        log = self.get_logger()
+        # one call site per severity: rclpy refuses a call site whose severity changes between calls
+        if level == "error":
+            log.error(text)
+        elif level == "warning":
+            log.warning(text)
+        else:
+            log.info(text)
+
+    def destroy_node(self):
+        """Stop the sim thread (it owns the renderer) before the node's handles go away."""
+        self._events.put(("stop",))
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=10.0)
+        return super().destroy_node()
+
+
+def spin_until_finished(node: SimNode, context=None) -> None:
+    """Spin ``node`` until its ``episodes`` are done, Ctrl-C, or an external shutdown."""
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    try:
+        while not node.finished.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()  # executors first: rclpy.shutdown() under a spinning executor aborts
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = SimNode()
+    except Exception as e:  # unknown task, bad parameter: say what, exit non-zero
+        rclpy.logging.get_logger("sim_node").fatal(f"cannot start: {type(e).__name__}: {e}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        spin_until_finished(node)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Closed-loop rollouts through ROS 2: sim_node (Meta-World) ↔ vla_node (the model), real topics
+over DDS, both in this process on one MultiThreadedExecutor.
+
+Runs the same ``episode_plan`` (layouts, instructions) as ``rollout_in_process`` and steps with
+the same ``EpisodeStepper``, so with a deterministic model and synchronous stepping the two
+paths execute the same actions; ``compare_traces`` measures how close they are.
+
+Two things the topics alone cannot carry, done here through the in-process node handles:
+
+* vla_node clears its action history when an instruction arrives, but an episode that repeats the
+  previous instruction must not race that message: before each episode the driver calls
+  ``VLANode.reset_history()`` (each in-process episode also starts from an empty history).
+* Frames must not reach vla_node before the episode's instruction does (topics are not ordered
+  against each other); sim_node waits until vla_node holds the new instruction.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from .rollout import EpisodeOutcome, episode_plan, summarize
+
+_RUNS = itertools.count()
+
+
+def _holds(vla, instruction: str):
+    want = " ".join(instruction.split())  # vla_node normalises whitespace
+    return lambda: vla.instruction == want
+
+
+def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
+                        max_steps: int = 200, execute: int = 1, size: int = 224, camera: str = "corner",
+                        instructions: str = "train", checkpoint: str = "", fusion: Optional[str] = None,
+                        config: str = "", device: str = "cpu", model_seed: int = 0, progress: bool = True,
+                        traces: Optional[List[List[np.ndarray]]] = None, action_timeout: float = 60.0,
+                        namespace: Optional[str] = None) -> Dict[str, object]:
+    """``rollout_in_process``'s report (plus a "ros" block of node counters), measured through
+    sim_node and vla_node. ``traces``, if a list, receives each episode's executed actions."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.parameter import Parameter
+    from tqdm import tqdm
+
+    from ..ros.sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL (see metaworld.py)
+    from ..ros.vla_node import VLANode
+
+    ns = namespace or f"/rollout_{os.getpid()}_{next(_RUNS)}"
+    plan = episode_plan(tasks, episodes, split, seed, instructions)
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    executor = MultiThreadedExecutor(num_threads=3, context=context)
+    spin = threading.Thread(target=executor.spin, name="rollout-executor", daemon=True)
+    nodes, outcomes, ros_counts = [], [], {}
+    bar = tqdm(total=len(plan), desc="rollout (ROS)", disable=not progress, dynamic_ncols=True)
+    try:
+        vla_params = {"fusion": fusion or "weighted_sum", "config": config, "checkpoint": checkpoint,
+                      "device": device, "seed": model_seed, "use_sim_time": True,
+                      "image_qos_reliability": "reliable", "image_qos_depth": 2}
+        vla = VLANode("vla_node", namespace=ns, context=context,
+                      parameter_overrides=[Parameter(k, value=v) for k, v in vla_params.items()])
+        nodes.append(vla)
+        executor.add_node(vla)
+        spin.start()
+        for task in tasks:
+            sim = SimNode("sim_node", namespace=ns, context=context, parameter_overrides=[
+                Parameter(k, value=v) for k, v in {
+                    "task": task, "size": size, "camera": camera, "max_steps": max_steps,
+                    "execute_steps": execute, "action_timeout": action_timeout, "autostart": False}.items()])
+            nodes.append(sim)
+            executor.add_node(sim)
+            _wait_matched(sim)
+            try:
+                for i, (_, layout, instruction) in enumerate(e for e in plan if e[0] == task):
+                    vla.reset_history()
+                    sim.start_episode(layout, instruction, ready=_holds(vla, instruction))
+                    if not sim.wait_episodes(i + 1, timeout=action_timeout * (max_steps + 2)):
+                        raise TimeoutError(f"{task} layout {layout}: episode did not finish ({sim.counts()})")
+                    o = sim.outcomes[i]
+                    outcomes.append(EpisodeOutcome(task, o["layout"], o["success"], o["length"], o["ticks"],
+                                                   o["seconds"]))
+                    if traces is not None:
+                        traces.append(list(sim.traces[i]))
+                    bar.update(1)
+            finally:
+                for k, v in sim.counts().items():
+                    ros_counts[f"sim.{k}"] = ros_counts.get(f"sim.{k}", 0) + v
+                executor.remove_node(sim)
+                nodes.remove(sim)
+                sim.destroy_node()
+        lat = vla.latencies_ms()
+        ros_counts.update({f"vla.{k}": v for k, v in vla.counts().items()})
+        ros_counts["vla.latency_p50_ms"] = float(np.percentile(lat, 50)) if lat.size else float("nan")
+    finally:
+        bar.close()
+        executor.shutdown()  # executor first: rclpy.shutdown() under a spinning executor aborts
+        if spin.is_alive():
+            spin.join(timeout=10.0)
+        for n in nodes:
+            n.destroy_node()
+        rclpy.try_shutdown(context=context)
+    report = summarize(outcomes)
+    report["ros"] = ros_counts
+    return report
+
+
+def _wait_matched(sim, timeout: float = 10.0) -> None:
+    """Discovery: the first frame must not go out before vla_node's subscriptions match."""
+    import time
+
+    end = time.monotonic() + timeout
+    pubs = (sim._pub_image, sim._pub_joints, sim._pub_instruction)
+    while time.monotonic() < end and not all(p.get_subscription_count() > 0 for p in pubs):
+        time.sleep(0.01)
+
+
+def compare_traces(a: List[List[np.ndarray]], b: List[List[np.ndarray]]) -> Dict[str, object]:
+    """Per-step agreement of two rollouts' executed actions (episode by episode, step by step)."""
+    steps = identical = 0
+    max_diff, first = 0.0, None
+    lengths_equal = True
+    for e, (x, y) in enumerate(zip(a, b)):
+        lengths_equal &= len(x) == len(y)
+        for s, (u, v) in enumerate(zip(x, y)):
+            d = float(np.max(np.abs(np.asarray(u, np.float64) - np.asarray(v, np.float64))))
+            steps += 1
+            identical += d == 0.0
+            max_diff = max(max_diff, d)
+            if d > 0 and first is None:
+                first = [e, s]
+    return {"episodes": min(len(a), len(b)), "steps_compared": steps, "identical_steps": identical,
+            "max_abs_diff": max_diff, "first_difference": first, "lengths_equal": bool(lengths_equal)}
