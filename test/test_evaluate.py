@@ -38,13 +38,15 @@ def test_evaluate_refuses_other_variant_and_missing_checkpoint(small_bags, tiny_
 @pytest.mark.slow
 def test_ablate_tiny_grid_resumes_and_reports(small_bags, tmp_path):
     res = run_grid(str(small_bags), tmp_path, seeds=2, budget="tiny", fusions=["weighted_sum", "concat_mlp"],
-                   losses=["pairwise", "none"])
+                   losses=["pairwise", "none"], rollout_episodes=1, rollout_steps=10)
+    assert 0 <= res["expert_closed_loop_success"] <= 1 and res["rollout_tasks"] == ["drawer-close-v3", "reach-v3"]
+    assert all(0 <= c["closed_loop_success"][0] <= 1 for c in res["cells"].values())
     assert set(res["cells"]) == {"weighted_sum/pairwise", "weighted_sum/none", "concat_mlp/pairwise", "concat_mlp/none"}
     assert all(c["n"] == 2 for c in res["cells"].values())
     m, h, n = res["comparisons"]["pairwise - none"]
     assert n == 4 and h >= 0
     md = (tmp_path / "ablation.md").read_text()
-    assert "## Verdict" in md and "pairwise - none" in md
+    assert "## Verdict" in md and "pairwise - none" in md and "closed loop" in md
     assert (tmp_path / "ablation_token_accuracy.png").exists()
     # a second call finds every run's summary and trains nothing
     before = {p: p.stat().st_mtime for p in tmp_path.glob("runs/*/last.pt")}

@@ -76,6 +76,8 @@ def _add_train(sub) -> None:
     p.add_argument("--budget", default="small", choices=["tiny", "small", "full"])
     p.add_argument("--fusions", default=None, help="comma list (default: all)")
     p.add_argument("--losses", default=None, help="comma list (default: pairwise,joint,clip,none)")
+    p.add_argument("--rollout-episodes", type=int, default=0,
+                   help="closed-loop episodes per task and run on held-out layouts (0: offline metrics only)")
     p.add_argument("--device", default="auto")
 
 

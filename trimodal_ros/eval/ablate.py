@@ -30,7 +30,7 @@ from .metrics import mean_ci95
 log = logging.getLogger(__name__)
 LOSSES = ["pairwise", "joint", "clip", "none"]
 # steps, batch size: "small" fits the whole 5×4×3 grid into ~60 min on a 2-core CPU (README)
-BUDGETS = {"tiny": (6, 8), "small": (120, 32), "full": (3000, 128)}
+BUDGETS = {"tiny": (6, 8), "small": (250, 32), "full": (3000, 128)}
 METRICS = [  # (key in the run summary, label, higher is better)
     ("layouts_token_acc", "token acc, held-out layouts", True),
     ("paraphrase_token_acc", "token acc, held-out paraphrases", True),
@@ -38,10 +38,12 @@ METRICS = [  # (key in the run summary, label, higher is better)
     ("layouts_retrieval_r1", "mean R@1 (6 pairs)", True),
     ("layouts_image_text_r1", "image→text R@1", True),
     ("grad_conflict", "cos(∇CE, ∇contrastive)", None),
+    ("closed_loop_success", "closed-loop success, held-out layouts", True),
 ]
 
 
-def _summary(rep_layouts: dict, rep_para: dict, metrics_csv: Path, seconds: float) -> dict:
+def _summary(rep_layouts: dict, rep_para: dict, metrics_csv: Path, seconds: float,
+             rollout: Optional[dict] = None) -> dict:
     conflicts = []
     if metrics_csv.exists():
         with open(metrics_csv) as f:
@@ -58,11 +60,16 @@ def _summary(rep_layouts: dict, rep_para: dict, metrics_csv: Path, seconds: floa
         "grad_conflict": float(np.mean(conflicts)) if conflicts else float("nan"),
         "grad_conflict_curve": conflicts,
         "train_seconds": seconds,
+        "closed_loop_success": rollout["overall"]["success_rate"] if rollout else float("nan"),
     }
 
 
 def run_grid(data: str, out: str, seeds: int = 3, budget: str = "small", fusions: Optional[List[str]] = None,
-             losses: Optional[List[str]] = None, device: str = "auto", config: str = "weighted_sum") -> dict:
+             losses: Optional[List[str]] = None, device: str = "auto", config: str = "weighted_sum",
+             rollout_episodes: int = 0, rollout_steps: int = 150) -> dict:
+    """Train and score the grid; ``rollout_episodes`` > 0 also drives Meta-World with every
+    checkpoint on that many held-out layouts per task (closed-loop success) and runs the scripted
+    expert on the same layouts for reference."""
     from ..data.dataset import BagDataset
     from ..model.checkpoint import load_checkpoint
     from ..train.trainer import pick_device, train
@@ -78,6 +85,13 @@ def run_grid(data: str, out: str, seeds: int = 3, budget: str = "small", fusions
     held_ds = BagDataset.from_config(data, mc, split="heldout")
     if len(held_ds) == 0:
         raise ValueError(f"{data}: no episodes on held-out layouts; generate more episodes per task")
+    tasks = sorted({ep.task for ep in train_ds.episodes})
+    image_size = int(train_ds.frames.shape[1])
+    expert = None
+    if rollout_episodes:
+        from ..sim.rollout import expert_success
+
+        expert = expert_success(tasks, rollout_episodes, split="heldout", max_steps=rollout_steps)
     runs: Dict[str, dict] = {}
     grid = list(itertools.product(fusions, losses, range(seeds)))
     for fusion, loss, seed in tqdm(grid, desc="ablate", dynamic_ncols=True):
@@ -97,11 +111,21 @@ def run_grid(data: str, out: str, seeds: int = 3, budget: str = "small", fusions
         bundle = load_checkpoint(ckpt, device=pick_device(device))
         rep_l = evaluate(ckpt, data, None, dataset=held_ds, instructions="train", progress=False, model_bundle=bundle)
         rep_p = evaluate(ckpt, data, None, dataset=held_ds, instructions="heldout", progress=False, model_bundle=bundle)
-        s = {"fusion": fusion, "loss": loss, "seed": seed, **_summary(rep_l, rep_p, run_dir / "metrics.csv", seconds)}
+        rollout = None
+        if rollout_episodes:
+            from ..sim.policy import ModelPolicy
+            from ..sim.rollout import rollout_in_process
+
+            rollout = rollout_in_process(ModelPolicy(*bundle), tasks, rollout_episodes, split="heldout",
+                                         max_steps=rollout_steps, size=image_size, progress=False)
+        s = {"fusion": fusion, "loss": loss, "seed": seed,
+             **_summary(rep_l, rep_p, run_dir / "metrics.csv", seconds, rollout)}
         atomic_write_json(summary_path, s)
         runs[name] = s
     result = aggregate(list(runs.values()), fusions, losses)
-    result.update({"budget": budget, "steps": steps, "batch_size": batch, "seeds": seeds, "data": str(data),
+    result.update({"expert_closed_loop_success": expert["overall"]["success_rate"] if expert else None,
+                   "rollout_episodes_per_task": rollout_episodes, "rollout_tasks": tasks if rollout_episodes else [],
+                   "budget": budget, "steps": steps, "batch_size": batch, "seeds": seeds, "data": str(data),
                    "train_samples": len(train_ds), "heldout_samples": len(held_ds)})
     atomic_write_json(out / "ablation.json", result)
     atomic_write_text(out / "ablation.md", report_md(result))
@@ -139,7 +163,14 @@ def verdict(result: dict) -> List[str]:
         sig = abs(m) > h and n > 1
         lines.append(f"- {name}: Δ token accuracy on held-out layouts = {m:+.3f} ± {h:.3f} (95% CI, {n} paired runs): "
                      + (("helps" if m > 0 else "hurts") if sig else "no difference distinguishable from noise"))
+    if result.get("expert_closed_loop_success") is not None:
+        cl = {c: v["closed_loop_success"] for c, v in result["cells"].items()}
+        best = max(cl, key=lambda c: cl[c][0])
+        lines.append(f"- closed loop: best cell {best} succeeds {cl[best][0]:.2f} ± {cl[best][1]:.2f} on held-out layouts; "
+                     f"the scripted expert {result['expert_closed_loop_success']:.2f} on the same layouts")
     bf = result["by_fusion"]
+    if len(bf) < 2:
+        return lines
     best = max(bf, key=lambda f: bf[f][0])
     worst = min(bf, key=lambda f: bf[f][0])
     overlap = bf[best][0] - bf[best][1] <= bf[worst][0] + bf[worst][1]
@@ -204,6 +235,7 @@ def cli_ablate(args) -> int:
     logging.basicConfig(level=logging.WARNING)
     result = run_grid(args.data, args.out, args.seeds, args.budget,
                       args.fusions.split(",") if args.fusions else None,
-                      args.losses.split(",") if args.losses else None, args.device)
+                      args.losses.split(",") if args.losses else None, args.device,
+                      rollout_episodes=args.rollout_episodes)
     print(report_md(result))
     return 0
