@@ -136,7 +136,7 @@ def test_loop_replays_until_stopped(ros, tmp_path):
 def test_replay_into_vla_node_and_record_its_outputs(ros, tmp_path):
     """The demo pipeline: bag → vla_node → mcap bag of actions stamped with the bag's camera stamps."""
     ctx, ex, client = ros
-    order = write_bag(tmp_path / "in", frames=10)
+    write_bag(tmp_path / "in", frames=10)
     node = VLANode(namespace="/e2e", context=ctx, parameter_overrides=[
         Parameter("fusion", value="concat_mlp"), Parameter("image_qos_reliability", value="reliable"),
         Parameter("image_qos_depth", value=20)])

@@ -20,20 +20,12 @@ from trimodal_ros.config import SAWYER_JOINTS
 from trimodal_ros.ros.conversions import BadInput, sec_to_duration, stamp_to_sec
 from trimodal_ros.ros.sim_node import SimNode, chunk_from_trajectory
 from trimodal_ros.ros.vla_node import ACTION_NAMES, LATCHED
+from trimodal_ros.utils import wait_for
 
 pytestmark = pytest.mark.ros
 
 ROLLOUT = dict(tasks=["reach-v3"], episodes=2, split="heldout", seed=0, max_steps=12, execute=1, size=64,
                progress=False)
-
-
-def wait_for(cond, timeout=20.0, every=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(every)
-    return cond()
 
 
 def trajectory(stamp, rows, names=ACTION_NAMES):

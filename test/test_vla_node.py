@@ -20,17 +20,9 @@ from trimodal_ros.model.fusion import FUSIONS
 from trimodal_ros.ros.conversions import (duration_to_sec, image_to_msg, joints_to_msg, multiarray_to_numpy,
                                           sec_to_stamp, stamp_to_sec, trajectory_to_numpy)
 from trimodal_ros.ros.vla_node import LATCHED, VLANode
+from trimodal_ros.utils import wait_for
 
 pytestmark = pytest.mark.ros
-
-
-def wait_for(cond, timeout=20.0, every=0.02):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(every)
-    return cond()
 
 
 class Ros:

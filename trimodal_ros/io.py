@@ -6,16 +6,17 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, BinaryIO, Callable, Union
 
 
-def atomic_write_bytes(path: Union[str, Path], data: bytes) -> Path:
+def atomic_write(path: Union[str, Path], write: Callable[[BinaryIO], None]) -> Path:
+    """``write(f)`` into a temporary file beside ``path``, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -24,6 +25,10 @@ def atomic_write_bytes(path: Union[str, Path], data: bytes) -> Path:
             os.unlink(tmp)
         raise
     return path
+
+
+def atomic_write_bytes(path: Union[str, Path], data: bytes) -> Path:
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def atomic_write_text(path: Union[str, Path], text: str) -> Path:

@@ -8,7 +8,7 @@ from pathlib import Path
 def cli_evaluate(args) -> int:
     from .evaluate import evaluate
 
-    report = evaluate(args.checkpoint, args.bags, args.out, split=args.split, instructions=args.instructions,
-                      batch_size=args.batch_size, device=args.device, fusion=args.fusion)
+    evaluate(args.checkpoint, args.bags, args.out, split=args.split, instructions=args.instructions,
+             batch_size=args.batch_size, device=args.device, fusion=args.fusion)
     print((Path(args.out) / "report.md").read_text())
     return 0

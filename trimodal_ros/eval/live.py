@@ -10,22 +10,13 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 
 from ..model.checkpoint import load_checkpoint
+from ..utils import wait_for
 from .metrics import token_metrics
-
-
-def _wait_for(cond, timeout: float, poll: float = 0.05) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(poll)
-    return cond()
 
 
 def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1.0, device: str = "cpu",
@@ -77,7 +68,7 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
         spin = threading.Thread(target=ex.spin, daemon=True)
         spin.start()
         cam = f"/{namespace.strip('/')}/camera/image_raw"
-        if not _wait_for(lambda: listener.count_subscribers(cam) > 0, 30.0):
+        if not wait_for(lambda: listener.count_subscribers(cam) > 0, 30.0):
             raise RuntimeError("vla_node did not subscribe to the camera within 30 s")
 
         def on_msg(topic: str, stamp_ns: int) -> None:
@@ -86,7 +77,7 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
 
         t0 = time.monotonic()
         replay(bag, rate=rate, namespace=namespace, context=ctx, delay=1.0, on_message=on_msg)
-        _wait_for(lambda: len(received) >= len(sent_wall), settle)
+        wait_for(lambda: len(received) >= len(sent_wall), settle)
         wall = time.monotonic() - t0
     finally:
         ex.shutdown()

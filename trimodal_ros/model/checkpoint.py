@@ -4,14 +4,13 @@ checked on load so a checkpoint for another variant gives a clear error instead 
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
 from .. import __version__
+from ..io import atomic_write
 from ..config import Config, ConfigError, config_from_dict
 from .action_tokenizer import ActionTokenizer
 from .trimodal import TriModalModel
@@ -24,22 +23,8 @@ class CheckpointError(RuntimeError):
 
 
 def atomic_save(obj: Any, path: Union[str, Path]) -> Path:
-    """torch.save to a temporary file in the same folder, fsync, then rename over ``path``:
-    a crash mid-write leaves the previous file intact, never a half-written one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """torch.save through ``atomic_write``: a crash mid-write leaves the previous file intact."""
+    return atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def save_checkpoint(path, model: TriModalModel, cfg: Config, tokenizer: ActionTokenizer,

@@ -15,7 +15,7 @@ import math
 import os
 import random
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..config import Config
 from ..data.instructions import instruction_for
 from ..model import ActionTokenizer, TriModalModel
-from ..model.checkpoint import atomic_save, read_checkpoint, save_checkpoint
+from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.losses import CONTRASTIVE_LOSSES, UncertaintyWeighting, gradient_conflict
 
 log = logging.getLogger(__name__)
