@@ -23,7 +23,6 @@ def _header(i: int, text: str) -> None:
 
 def run(args) -> int:
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("root").setLevel(logging.ERROR)  # open_clip's "no pretrained weights" note
     from .config import load_config
     from .data.metaworld import generate, summarize
     from .eval.evaluate import evaluate

@@ -36,6 +36,15 @@ def packaged_architectures() -> List[str]:
     return sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
 
 
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
 class PretrainedWeightsError(RuntimeError):
     """Pretrained CLIP weights were asked for and cannot be had."""
 
@@ -47,7 +56,13 @@ def create_clip(name: str, pretrained: Optional[str] = None, cache_dir: Optional
         raise ValueError(f"unknown open_clip architecture {name!r}; packaged: {packaged_architectures()}, "
                          f"open_clip has e.g. ViT-B-32, ViT-B-16 (open_clip.list_models())")
     if pretrained is None or pretrained == "":
-        return open_clip.create_model(name, pretrained=None, pretrained_text=False)
+        # random init is asked for explicitly here: open_clip's root-logger warning about it is noise
+        quiet = _DropMessage("No pretrained weights loaded")
+        logging.getLogger().addFilter(quiet)
+        try:
+            return open_clip.create_model(name, pretrained=None, pretrained_text=False)
+        finally:
+            logging.getLogger().removeFilter(quiet)
     path = Path(pretrained).expanduser()
     if path.is_dir():
         if (path / "open_clip_config.json").exists():
