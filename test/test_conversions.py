@@ -5,10 +5,21 @@ import pytest
 from sensor_msgs.msg import Image, JointState
 
 from trimodal_ros.config import SAWYER_JOINTS
-from trimodal_ros.ros.conversions import (BadInput, embedding_to_msg, image_from_msg, image_to_msg,
-                                          instruction_from_msg, joints_from_msg, joints_to_msg,
-                                          multiarray_to_numpy, sec_to_stamp, stamp_to_sec, tokens_to_msg,
-                                          trajectory_to_msg, trajectory_to_numpy)
+from trimodal_ros.ros.conversions import (
+    BadInput,
+    embedding_to_msg,
+    image_from_msg,
+    image_to_msg,
+    instruction_from_msg,
+    joints_from_msg,
+    joints_to_msg,
+    multiarray_to_numpy,
+    sec_to_stamp,
+    stamp_to_sec,
+    tokens_to_msg,
+    trajectory_to_msg,
+    trajectory_to_numpy,
+)
 
 
 @pytest.fixture

@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from trimodal_ros.model.losses import (CONTRASTIVE_LOSSES, UncertaintyWeighting, clip_loss, gradient_conflict,
-                                       joint_infonce, pairwise_infonce)
+from trimodal_ros.model.losses import (
+    CONTRASTIVE_LOSSES,
+    UncertaintyWeighting,
+    clip_loss,
+    gradient_conflict,
+    joint_infonce,
+    pairwise_infonce,
+)
 
 
 def _lecture_embeddings():

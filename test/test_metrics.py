@@ -1,8 +1,15 @@
 import numpy as np
 import pytest
 
-from trimodal_ros.eval.metrics import (action_mae, all_pair_retrieval, chance_recall, mean_ci95, retrieval_metrics,
-                                       token_metrics, wilson_interval)
+from trimodal_ros.eval.metrics import (
+    action_mae,
+    all_pair_retrieval,
+    chance_recall,
+    mean_ci95,
+    retrieval_metrics,
+    token_metrics,
+    wilson_interval,
+)
 
 
 def test_perfect_alignment_gives_recall_one():

@@ -17,8 +17,15 @@ from trajectory_msgs.msg import JointTrajectory
 
 from trimodal_ros.config import SAWYER_JOINTS, load_config
 from trimodal_ros.model.fusion import FUSIONS
-from trimodal_ros.ros.conversions import (duration_to_sec, image_to_msg, joints_to_msg, multiarray_to_numpy,
-                                          sec_to_stamp, stamp_to_sec, trajectory_to_numpy)
+from trimodal_ros.ros.conversions import (
+    duration_to_sec,
+    image_to_msg,
+    joints_to_msg,
+    multiarray_to_numpy,
+    sec_to_stamp,
+    stamp_to_sec,
+    trajectory_to_numpy,
+)
 from trimodal_ros.ros.vla_node import LATCHED, VLANode
 from trimodal_ros.utils import wait_for
 

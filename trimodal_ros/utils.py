@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Callable
 
@@ -18,3 +19,18 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0, every: float = 0.0
             return True
         time.sleep(every)
     return bool(cond())
+
+
+def pick_device(device: str = "auto"):
+    """'auto' → cuda when torch sees a GPU, else cpu; 'cpu', 'cuda', 'cuda:N' as given. A bad name,
+    or cuda without a GPU, is a clear error rather than a crash at the first tensor."""
+    import torch
+
+    device = str(device)
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device} asked for, but torch sees no CUDA device")
+    return torch.device(device)

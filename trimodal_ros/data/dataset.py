@@ -32,12 +32,21 @@ from torch.utils.data import Dataset
 from ..config import SAWYER_JOINTS
 from ..model.preprocess import proprio_vector
 from .align import MISSING, STALE, select_latest
-from .bags import (IMAGE, BagError, PathLike, action_to_numpy, find_bags, image_to_numpy,
-                   joint_state_to_numpy, read_bag, read_sidecar, stamp_ns,
-                   topic_message_count)
+from .bags import (
+    IMAGE,
+    BagError,
+    PathLike,
+    action_to_numpy,
+    find_bags,
+    image_to_numpy,
+    joint_state_to_numpy,
+    read_bag,
+    read_sidecar,
+    stamp_ns,
+    topic_message_count,
+)
 from .instructions import instruction_for, task_id
-from .metaworld import (CUSTOM_DATA_KEY, TOPIC_ACTION, TOPIC_IMAGE, TOPIC_INSTRUCTION,
-                        TOPIC_JOINTS, layout_split)
+from .metaworld import CUSTOM_DATA_KEY, TOPIC_ACTION, TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_JOINTS, layout_split
 
 log = logging.getLogger(__name__)
 

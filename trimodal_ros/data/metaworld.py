@@ -234,8 +234,7 @@ def _timer():
 def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_steps: int,
                    keep_failures: bool = False) -> EpisodeResult:
     """Roll out the expert on one layout and write its bag (see module docstring)."""
-    from .bags import (BagWriter, action_msg, bag_size_bytes, file_digests, image_msg,
-                       joint_state_msg, string_msg)
+    from .bags import BagWriter, action_msg, bag_size_bytes, file_digests, image_msg, joint_state_msg, string_msg
 
     task = scene.task
     name = episode_name(task, seed, episode)

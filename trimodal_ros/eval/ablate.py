@@ -72,7 +72,8 @@ def run_grid(data: str, out: str, seeds: int = 3, budget: str = "small", fusions
     expert on the same layouts for reference."""
     from ..data.dataset import BagDataset
     from ..model.checkpoint import load_checkpoint
-    from ..train.trainer import pick_device, train
+    from ..train.trainer import train
+    from ..utils import pick_device
     from .evaluate import evaluate
 
     fusions = fusions or FUSIONS.names()

@@ -154,7 +154,7 @@ def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = 
              device: str = "auto", fusion: Optional[str] = None, progress: bool = True, dataset=None,
              model_bundle=None) -> Dict[str, object]:
     from ..data.dataset import BagDataset
-    from ..train.trainer import pick_device
+    from ..utils import pick_device
 
     model, tokenizer, cfg = model_bundle or load_checkpoint(checkpoint, fusion=fusion, device=pick_device(device))
     model.eval()

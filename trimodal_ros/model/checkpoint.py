@@ -10,8 +10,8 @@ from typing import Any, Dict, Optional, Tuple, Union
 import torch
 
 from .. import __version__
-from ..io import atomic_write
 from ..config import Config, ConfigError, config_from_dict
+from ..io import atomic_write
 from .action_tokenizer import ActionTokenizer
 from .trimodal import TriModalModel
 
@@ -76,3 +76,28 @@ def load_checkpoint(path, expect: Optional[Config] = None, fusion: Optional[str]
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path} weights do not fit its own config: {e}") from None
     return model.to(device), ActionTokenizer.from_dict(ckpt["tokenizer"]), cfg
+
+
+def load_for_inference(checkpoint: str = "", fusion: Optional[str] = None, config: str = "",
+                       device: Union[str, torch.device] = "cpu", seed: int = 0):
+    """What vla_node and the in-process policy both run → (model, tokenizer, config, random_weights).
+
+    With a checkpoint: its model; ``fusion`` must match it, and so must an explicit ``config``.
+    Without: the configured architecture (``config`` or the fusion's YAML) with random weights drawn
+    after ``torch.manual_seed(seed)``, and a tokenizer over [-1, 1] per dimension (Meta-World's
+    action range) — for wiring tests, never for a robot.
+    """
+    import numpy as np
+
+    from ..config import load_config
+
+    if checkpoint:
+        expect = load_config(config, fusion=fusion) if config else None
+        model, tok, cfg = load_checkpoint(checkpoint, fusion=fusion, expect=expect, device=device)
+        return model.eval(), tok, cfg, False
+    fusion = fusion or "weighted_sum"
+    cfg = load_config(config or fusion, fusion=fusion)
+    torch.manual_seed(seed)
+    model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None)).to(device)
+    a = cfg.model.action_dim
+    return model.eval(), ActionTokenizer(-np.ones(a), np.ones(a), cfg.model.bins), cfg, True

@@ -33,9 +33,17 @@ from std_msgs.msg import Float32MultiArray, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from ..data.align import MISSING, STALE, select_latest
-from .conversions import (MAX_INSTRUCTION_CHARS, BadInput, embedding_to_msg, image_from_msg,
-                          instruction_from_msg, joints_from_msg, stamp_to_sec, tokens_to_msg,
-                          trajectory_to_msg)
+from .conversions import (
+    MAX_INSTRUCTION_CHARS,
+    BadInput,
+    embedding_to_msg,
+    image_from_msg,
+    instruction_from_msg,
+    joints_from_msg,
+    stamp_to_sec,
+    tokens_to_msg,
+    trajectory_to_msg,
+)
 
 ACTION_NAMES = ["ee_dx", "ee_dy", "ee_dz", "gripper"]  # Meta-World's 4-D action
 COUNTERS = ("bad_image", "bad_joint_state", "nan_joints", "missing_joints", "unknown_joint_names",
@@ -149,41 +157,23 @@ class VLANode(Node):
 
     # --- model -------------------------------------------------------------------------------------
     def _load_model(self, p) -> None:
-        import torch
-
-        from ..config import load_config
-        from ..model.action_tokenizer import ActionTokenizer
-        from ..model.checkpoint import load_checkpoint
+        from ..model.checkpoint import load_for_inference
         from ..model.fusion import FUSIONS
-        from ..model.trimodal import TriModalModel
+        from ..utils import pick_device
 
         if p["fusion"] not in FUSIONS:
             raise ValueError(f"unknown fusion {p['fusion']!r}; choose one of {FUSIONS.names()}")
-        device = p["device"]
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        elif device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-            raise ValueError(f"device must be auto, cpu or cuda, not {device!r}")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError("device=cuda but CUDA is not available")
-        cfg = load_config(p["config"] or p["fusion"], fusion=p["fusion"])
-        if p["checkpoint"]:
-            # the fusion must match; an explicit config must match the checkpoint's architecture too
-            model, tokenizer, ckpt_cfg = load_checkpoint(p["checkpoint"], fusion=p["fusion"],
-                                                         expect=cfg if p["config"] else None, device=device)
-            cfg, self.random_weights = ckpt_cfg, False
-            self.get_logger().info(f"loaded checkpoint {p['checkpoint']} ({tokenizer})")
-        else:
-            torch.manual_seed(p["seed"])
-            model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None)).to(device)
-            a = cfg.model.action_dim
-            tokenizer = ActionTokenizer(-np.ones(a), np.ones(a), cfg.model.bins)  # Meta-World's [-1, 1]
-            self.random_weights = True
+        device = pick_device(p["device"])
+        model, tokenizer, cfg, self.random_weights = load_for_inference(
+            p["checkpoint"], p["fusion"], p["config"], device, p["seed"])
+        if self.random_weights:
             bar = "!" * 78
             self.get_logger().warning(
                 f"\n{bar}\n!!! NO CHECKPOINT: vla_node runs fusion '{cfg.model.fusion}' with RANDOM WEIGHTS.\n"
                 f"!!! Its actions are noise. Fine for wiring tests; NEVER send them to a robot.\n"
                 f"!!! Set the 'checkpoint' parameter to a trained .pt file.\n{bar}")
+        else:
+            self.get_logger().info(f"loaded checkpoint {p['checkpoint']} ({tokenizer})")
         self.cfg, self.model, self.tokenizer, self.device = cfg.model, model.eval(), tokenizer, device
 
     # --- callbacks: convert, check, store; never block ---------------------------------------------

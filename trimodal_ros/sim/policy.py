@@ -50,24 +50,9 @@ class ModelPolicy:
 
 def build_policy(checkpoint: str = "", fusion: Optional[str] = None, config: str = "", device: str = "cpu",
                  seed: int = 0) -> "ModelPolicy":
-    """The policy vla_node would run with the same parameters: a checkpoint, or (no checkpoint)
-    random weights drawn exactly as vla_node draws them (``torch.manual_seed(seed)`` then the
-    model), so an in-process rollout and a rollout through vla_node can be compared step by step."""
-    import dataclasses
+    """The policy vla_node would run with the same parameters (``load_for_inference``), so an
+    in-process rollout and a rollout through vla_node can be compared step by step."""
+    from ..model.checkpoint import load_for_inference
 
-    from ..config import load_config
-    from ..model.action_tokenizer import ActionTokenizer
-    from ..model.checkpoint import load_checkpoint
-    from ..model.trimodal import TriModalModel
-
-    if checkpoint:
-        expect = load_config(config, fusion=fusion) if config else None
-        model, tok, cfg = load_checkpoint(checkpoint, fusion=fusion, expect=expect, device=device)
-        return ModelPolicy(model, tok, cfg)
-    fusion = fusion or "weighted_sum"
-    cfg = load_config(config or fusion, fusion=fusion)
-    torch.manual_seed(seed)
-    model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None)).to(device)
-    a = cfg.model.action_dim
-    tok = ActionTokenizer(-np.ones(a), np.ones(a), cfg.model.bins)
+    model, tok, cfg, _ = load_for_inference(checkpoint, fusion, config, device, seed)
     return ModelPolicy(model, tok, cfg)

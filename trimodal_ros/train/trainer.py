@@ -28,17 +28,10 @@ from ..data.instructions import instruction_for
 from ..model import ActionTokenizer, TriModalModel
 from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.losses import CONTRASTIVE_LOSSES, UncertaintyWeighting, gradient_conflict
+from ..utils import pick_device
 
 log = logging.getLogger(__name__)
 METRIC_FIELDS = ["step", "loss", "action_ce", "contrastive", "token_acc", "lr", "temperature", "grad_conflict"]
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("device=cuda asked for, but torch sees no CUDA device")
-    return torch.device(device)
 
 
 def seed_everything(seed: int) -> None:
