@@ -44,14 +44,6 @@ def cli_sim(args) -> int:
     return 0
 
 
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 def format_table(report: Dict[str, object], title: str) -> str:
     rows = [("task", "episodes", "success", "95% CI", "mean len", "control Hz")]
     blocks = list(report["per_task"].items()) + [("ALL", report["overall"])]
@@ -69,6 +61,7 @@ def cli_rollout(args) -> int:
     from ..config import ConfigError
     from ..data.instructions import resolve_tasks
     from ..model.checkpoint import CheckpointError, read_checkpoint
+    from ..utils import pick_device
 
     try:
         tasks: List[str] = resolve_tasks(args.tasks)
@@ -78,7 +71,7 @@ def cli_rollout(args) -> int:
     if not args.checkpoint:
         print(f"WARNING: no --checkpoint: fusion '{args.fusion or 'weighted_sum'}' with RANDOM WEIGHTS "
               f"(wiring check; expect ~0 success)")
-    device = _device(args.device)
+    device = str(pick_device(args.device))
     fusion = args.fusion
     if args.checkpoint and not fusion:  # vla_node needs the fusion named: take the checkpoint's
         try:
