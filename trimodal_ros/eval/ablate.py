@@ -183,14 +183,17 @@ def verdict(result: dict) -> List[str]:
 
 
 def report_md(result: dict) -> str:
-    hdr = "| fusion / loss | n | " + " | ".join(lbl for _, lbl, _ in METRICS) + " |"
+    cells = result["cells"]
+    # a metric nobody measured (closed loop without --rollout-episodes) gets no column
+    metrics = [m for m in METRICS if any(not math.isnan(c[m[0]][0]) for c in cells.values())]
+    hdr = "| fusion / loss | n | " + " | ".join(lbl for _, lbl, _ in metrics) + " |"
     lines = ["# Ablation: fusion × contrastive loss", "",
              f"budget `{result['budget']}`: {result['steps']} steps × batch {result['batch_size']}, "
              f"{result['seeds']} seeds; {result['train_samples']} train samples, {result['heldout_samples']} "
              "held-out-layout samples. Cells: mean ± 95% CI (t) over seeds.", "", "## Verdict", "",
-             *verdict(result), "", "## Table", "", hdr, "|" + "---|" * (len(METRICS) + 2)]
-    for cell, v in result["cells"].items():
-        vals = " | ".join(f"{v[k][0]:.3f} ± {v[k][1]:.3f}" for k, _, _ in METRICS)
+             *verdict(result), "", "## Table", "", hdr, "|" + "---|" * (len(metrics) + 2)]
+    for cell, v in cells.items():
+        vals = " | ".join(f"{v[k][0]:.3f} ± {v[k][1]:.3f}" for k, _, _ in metrics)
         lines.append(f"| {cell} | {v['n']} | {vals} |")
     return "\n".join(lines) + "\n"
 
