@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -27,6 +29,9 @@ def test_round_trip_gives_identical_outputs(saved):
         torch.testing.assert_close(loaded.eval()(x, p, text_ids=model.tokenize(["go"])).logits,
                                    model(x, p, text_ids=model.tokenize(["go"])).logits)
     assert not list(path.parent.glob(".*.tmp")), "no temporary file left behind"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask, "the usual file mode, not mkstemp's 0600"
 
 
 def test_other_variant_and_config_mismatch_name_both(saved):

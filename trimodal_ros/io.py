@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable, Union
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Union[str, Path], write: Callable[[BinaryIO], None]) -> Path:
     """``write(f)`` into a temporary file beside ``path``, fsync, then rename over ``path``."""
     path = Path(path)
@@ -19,6 +25,7 @@ def atomic_write(path: Union[str, Path], write: Callable[[BinaryIO], None]) -> P
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
