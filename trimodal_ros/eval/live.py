@@ -63,22 +63,25 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
                 i = index_of[s]
                 on_output(int(ds.steps[i]), tokenizer.encode(received[s]), offline["true"][i])
 
-        listener.create_subscription(JointTrajectory, "trimodal/action", on_traj, 100)
+        sub = listener.create_subscription(JointTrajectory, "trimodal/action", on_traj, 100)
         ex.add_node(listener)
         spin = threading.Thread(target=ex.spin, daemon=True)
         spin.start()
         cam = f"/{namespace.strip('/')}/camera/image_raw"
-        if not wait_for(lambda: listener.count_subscribers(cam) > 0, 30.0):
-            raise RuntimeError("vla_node did not subscribe to the camera within 30 s")
+        if not wait_for(lambda: listener.count_subscribers(cam) > 0 and sub.get_publisher_count() > 0, 30.0):
+            raise RuntimeError("vla_node's camera subscription and action publisher did not appear within 30 s")
 
         def on_msg(topic: str, stamp_ns: int) -> None:
             if topic == cam:
                 sent_wall[stamp_ns] = time.monotonic()
 
         t0 = time.monotonic()
-        replay(bag, rate=rate, namespace=namespace, context=ctx, delay=1.0, on_message=on_msg)
+        ns = "/" + namespace.strip("/")
+        replay(bag, rate=rate, namespace=namespace, context=ctx, delay=0.5, on_message=on_msg,
+               require_subscribers=[cam, f"{ns}/joint_states", f"{ns}/instruction"])
         wait_for(lambda: len(received) >= len(sent_wall), settle)
         wall = time.monotonic() - t0
+        counters = up.nodes[0].counts()
     finally:
         ex.shutdown()
         if up is not None:
@@ -104,4 +107,5 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
         "end_to_end_latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
         "model_only_ms_per_sample_offline_batched": 1e3 * offline["seconds_model"] / len(ds),
         "wall_seconds": wall,
+        "node_counters": {k: v for k, v in counters.items() if v},
     }

@@ -48,12 +48,15 @@ def topic_qos(topic: str):
 
 def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topics: Optional[Iterable[str]] = None,
            delay: float = 0.5, clock: bool = False, context=None, stop: Optional[threading.Event] = None,
-           on_message: Optional[Callable[[str, int], None]] = None) -> int:
+           on_message: Optional[Callable[[str, int], None]] = None,
+           require_subscribers: Iterable[str] = (), subscriber_timeout: float = 30.0) -> int:
     """Publish ``bag``'s messages with their recorded timing; returns how many were published.
 
     ``delay`` seconds pass between creating the publishers and the first message, so DDS discovery
     can match subscribers (``ros2 bag play --delay``); otherwise early volatile messages are lost.
-    ``clock`` also publishes /clock with the bag time (for ``use_sim_time``). ``stop`` ends a
+    ``require_subscribers`` (resolved topic names) are waited for, up to ``subscriber_timeout`` s,
+    until each has a matched subscription: a live evaluation must not lose the first frames to DDS
+    discovery. ``clock`` also publishes /clock with the bag time (for ``use_sim_time``). ``stop`` ends a
     ``loop`` (or any replay) early. Needs ``rclpy.init()`` to have been called for ``context``.
     """
     import rclpy
@@ -79,6 +82,12 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
                     pubs[name] = node.create_publisher(message_class(c.msgtype), name, topic_qos(name))
             by_id = {c.id: resolve_topic(c.topic, namespace) for c in conns}
             clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
+            from ..utils import wait_for
+
+            required = [pubs[t] for t in require_subscribers if t in pubs]
+            if required and not wait_for(lambda: all(p.get_subscription_count() > 0 for p in required),
+                                         subscriber_timeout):
+                raise RuntimeError(f"no subscriber matched {list(require_subscribers)} within {subscriber_timeout} s")
             if stop.wait(delay):
                 return 0
             while True:

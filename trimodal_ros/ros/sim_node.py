@@ -313,16 +313,16 @@ class SimNode(Node):
                **{k: c[k] - self._at_start[k] for k in ("refused_actions", "stale_actions", "unmatched_actions",
                                                           "action_timeouts")}}
         self._running = False
+        with self._lock:  # record first: whoever sees sim/episode can read outcomes and traces
+            self.counters["episodes"] += 1
+            self.outcomes.append(out)
+            self.traces.append(self._trace)
+            self._lock.notify_all()
         self._pub_episode.publish(String(data=json.dumps(out)))
         self.get_logger().info(
             f"episode {out['episode']} done: {o.task} layout {o.layout} "
             f"{'SUCCESS' if o.success else 'failure'} after {o.length} steps ({o.ticks} ticks, "
             f"{o.ticks / max(o.seconds, 1e-9):.1f} Hz)")
-        with self._lock:
-            self.counters["episodes"] += 1
-            self.outcomes.append(out)
-            self.traces.append(self._trace)
-            self._lock.notify_all()
         p = self.params
         if p["autostart"]:
             if p["episodes"] <= 0 or len(self.outcomes) < p["episodes"]:
