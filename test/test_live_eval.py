@@ -9,11 +9,11 @@ from trimodal_ros.eval.live import live_evaluate
 def test_live_replay_matches_offline_evaluation(small_bags, tiny_checkpoint):
     bag = sorted(p for p in small_bags.iterdir() if p.is_dir() and not p.name.startswith("."))[0]
     seen = []
-    r = live_evaluate(tiny_checkpoint, bag, namespace="live_test", rate=0.25, settle=5.0,
+    r = live_evaluate(tiny_checkpoint, bag, namespace="live_test", rate=0.5, settle=5.0, lockstep=True,
                       on_output=lambda step, live, expert: seen.append(step))
-    # on 2 busy cores the node may replace frames while it infers (counted, by design): score the
-    # frames it answered, but it must answer most of them
-    assert r["frames_answered"] >= 0.5 * r["frames"], r
+    # lockstep: every frame is answered, even on 2 busy cores (at full bag rate the node would
+    # replace frames it cannot keep up with: counted, by design)
+    assert r["frames_answered"] >= 0.95 * r["frames"], r
     assert seen and seen == sorted(seen)  # outputs arrive in frame order
     # the same frames through DDS + the node's single-frame path vs the batched offline path
     assert r["live_offline_token_agreement"] >= 0.98, r

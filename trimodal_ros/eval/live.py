@@ -20,8 +20,11 @@ from .metrics import token_metrics
 
 
 def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1.0, device: str = "cpu",
-                  settle: float = 2.0, on_output=None) -> Dict[str, object]:
-    """Replay ``bag`` (one episode folder) through a vla_node running ``checkpoint``."""
+                  settle: float = 2.0, on_output=None, lockstep: bool = False) -> Dict[str, object]:
+    """Replay ``bag`` (one episode folder) through a vla_node running ``checkpoint``.
+
+    ``lockstep`` publishes each camera frame only once the previous one was answered (up to 2 s):
+    it measures agreement on every frame, on a machine too busy to keep up with the bag's rate."""
     import rclpy
     from rclpy.context import Context
     from rclpy.executors import SingleThreadedExecutor
@@ -74,6 +77,8 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
         def on_msg(topic: str, stamp_ns: int) -> None:
             if topic == cam:
                 sent_wall[stamp_ns] = time.monotonic()
+                if lockstep:
+                    wait_for(lambda: stamp_ns in received, 2.0, every=0.002)
 
         t0 = time.monotonic()
         ns = "/" + namespace.strip("/")
