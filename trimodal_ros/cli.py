@@ -95,6 +95,8 @@ def _add_demo(sub) -> None:
     p.add_argument("--retrain", action="store_true")
     p.add_argument("--rate", type=float, default=1.0, help="replay speed")
     p.add_argument("--every", type=int, default=8, help="print every N-th frame")
+    p.add_argument("--realtime", action="store_true",
+                   help="replay at the bag's timing (default: lockstep, every frame answered)")
     p.add_argument("--device", default="auto")
 
 

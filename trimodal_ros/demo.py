@@ -76,7 +76,10 @@ def run(args) -> int:
     bag = held[0]
     meta = episode_meta(bag)
     _header(4, f"live: vla_node + replay of {bag.name} ({meta['task']}, layout {meta['layout']}) over DDS")
-    print(f"instruction: \"{meta['instruction']}\"")
+    print(f"instruction: \"{meta['instruction']}\"  ("
+          + ("bag timing: the node drops frames it cannot keep up with" if args.realtime else
+             "lockstep: each frame is published once the previous one was answered; --realtime for bag timing")
+          + ")")
     print(f"{'frame':>5}  {'expert tokens (next action)':<28} {'live tokens':<28} match")
     shown = []
 
@@ -87,7 +90,7 @@ def run(args) -> int:
         shown.append(step)
 
     live = live_evaluate(ckpt, bag, rate=args.rate, device=args.device if args.device != "auto" else "cpu",
-                         on_output=show)
+                         on_output=show, lockstep=not args.realtime)
     print("\n=== summary")
     print(f"live token accuracy      : {live['live_token_accuracy']:.3f} on {live['frames_answered']}/{live['frames']} "
           f"frames ({live['frames_dropped_by_node']} dropped by the node: a newer frame replaced them)")
