@@ -43,7 +43,8 @@ def run(args) -> int:
     reuse = False
     if ckpt.exists() and not args.retrain:
         try:
-            reuse = read_checkpoint(ckpt)["config"] == cfg.to_dict() and read_checkpoint(ckpt)["step"] == cfg.train.steps
+            saved = read_checkpoint(ckpt)
+            reuse = saved["config"] == cfg.to_dict() and saved["step"] == cfg.train.steps
         except CheckpointError:
             reuse = False
     if reuse:

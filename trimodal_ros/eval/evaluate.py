@@ -31,7 +31,7 @@ def run_inference(model, tokenizer, dataset, batch_size: int = 64, instructions:
     rng = np.random.default_rng(seed)
     text_cache: Dict[str, object] = {}
     keys = ("image", "text", "action", "fused")
-    acc = {k: [] for k in keys + ("pred", "true", "mask", "task_id", "pred_actions", "true_actions")}
+    acc = {k: [] for k in keys + ("pred", "true", "mask", "task_id", "tasks", "pred_actions", "true_actions")}
     model_time, t0 = 0.0, time.perf_counter()
     n = len(dataset)
     for start in tqdm(range(0, n, batch_size), desc="evaluate", disable=not progress, dynamic_ncols=True):
@@ -64,11 +64,11 @@ def run_inference(model, tokenizer, dataset, batch_size: int = 64, instructions:
         acc["true"].append(tokenizer.encode(actions))
         acc["mask"].append(np.stack([it["action_mask"] for it in items]))
         acc["task_id"].append(np.array([it["task_id"] for it in items]))
+        acc["tasks"].append(np.array([it["task"] for it in items]))
         acc["pred_actions"].append(tokenizer.decode(p))
         acc["true_actions"].append(actions)
     total = time.perf_counter() - t0
     res = {k: np.concatenate(v) for k, v in acc.items() if v}
-    res["tasks"] = np.array([dataset[i]["task"] for i in range(n)]) if n else np.array([])
     res["seconds_total"], res["seconds_model"] = total, model_time
     return res
 
