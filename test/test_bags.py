@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from trimodal_ros.data import bags as B
+from trimodal_ros.decode import BadInput, image_from_msg, joints_from_msg, stamp_ns
+from trimodal_ros.interface import ACTION_NAMES
 
 
 def _write(path, n=20, seed=0):
@@ -31,15 +33,16 @@ def test_roundtrip(tmp_path):
     assert bag.custom_data == {"k": "v"}
     stamps, images = bag.topic("/camera/image_raw")
     assert len(images) == 20 and np.all(np.diff(stamps) == 12_500_000)
-    assert np.array_equal(B.image_to_numpy(images[3]), np.roll(img, 3, axis=1))
+    assert np.array_equal(image_from_msg(images[3]), np.roll(img, 3, axis=1))
     assert images[3].encoding == "rgb8" and images[3].header.frame_id == "corner"
-    assert B.stamp_ns(images[3]) == stamps[3]
+    assert stamp_ns(images[3]) == stamps[3]
     js = bag.messages["/joint_states"][4]
-    pos, vel = B.joint_state_to_numpy(js, ["c", "a"])  # reordered by name
+    pos, vel = joints_from_msg(js, ["c", "a"])  # reordered by name
     assert pos.tolist() == [12.0, 4.0] and vel.tolist() == [3.0, 1.0] and pos.dtype == np.float32
-    with pytest.raises(KeyError, match="zz"):
-        B.joint_state_to_numpy(js, ["a", "zz"])
-    assert np.allclose(B.action_to_numpy(bag.messages["/expert/action"][5]), [0.5, 0.2, -0.3, 1.0])
+    with pytest.raises(BadInput, match="zz") as e:
+        joints_from_msg(js, ["a", "zz"])
+    assert e.value.kind == "unknown_joint_names"  # "b" is not among the names asked for
+    assert np.allclose(joints_from_msg(bag.messages["/expert/action"][5], ACTION_NAMES)[0], [0.5, 0.2, -0.3, 1.0])
     assert bag.messages["/instruction"][0].data == "open the drawer"
     with pytest.raises(B.BagError, match="no topic '/nope'"):
         bag.topic("/nope")
@@ -52,10 +55,10 @@ def test_image_encodings_and_padding():
     msg = B.image_msg(rgb, 5)
     padded = B.msg_class(B.IMAGE)(header=msg.header, height=4, width=5, encoding="bgr8", is_bigendian=0,
                                   step=16, data=np.pad(rgb[..., ::-1].reshape(4, 15), ((0, 0), (0, 1))).reshape(-1))
-    assert np.array_equal(B.image_to_numpy(padded), rgb)
+    assert np.array_equal(image_from_msg(padded), rgb)
     msg.encoding = "mono16"
-    with pytest.raises(ValueError, match="mono16"):
-        B.image_to_numpy(msg)
+    with pytest.raises(BadInput, match="mono16"):
+        image_from_msg(msg)
     with pytest.raises(ValueError, match="uint8"):
         B.image_msg(rgb.astype(np.float32), 0)
 

@@ -15,7 +15,7 @@ import rclpy
 
 from trimodal_ros.cli import build_parser
 from trimodal_ros.ros.bringup import Bringup, values_from_args
-from trimodal_ros.ros.launch_args import launch_arguments, node_specs
+from trimodal_ros.ros.params import VLA_PARAMS, launch_arguments, node_specs
 
 pytestmark = pytest.mark.ros
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +47,7 @@ def launch_file(monkeypatch):
     launch_ros = types.ModuleType("launch_ros")
     ros_actions = types.ModuleType("launch_ros.actions")
     ros_actions.Node = type("Node", (_Recorder,), {})
+    ros_actions.LifecycleNode = type("LifecycleNode", (_Recorder,), {})
     for name, mod in {"launch": launch, "launch.actions": actions, "launch.substitutions": subs,
                       "launch_ros": launch_ros, "launch_ros.actions": ros_actions}.items():
         monkeypatch.setitem(sys.modules, name, mod)
@@ -71,8 +72,13 @@ def test_launch_file_and_up_expose_the_same_arguments(launch_file):
     assert got == table
     assert table["fusion"][2] == sorted(table["fusion"][2]) and "qformer" in table["fusion"][2]
 
-    up = {a.dest: (a.default, a.help, a.choices) for a in _up_parser()._actions if a.dest != "help"}
-    assert up == table
+    # `up` lists the same arguments with the same defaults; its help leaves the fusion list out
+    # (computing it imports torch, and `--help` must stay light) and node_specs checks the value
+    up = {a.dest: (a.default, a.help) for a in _up_parser()._actions if a.dest != "help"}
+    assert up == {a.name: (a.default, a.description) for a in launch_arguments(resolve=False)}
+    assert set(up) == set(table)
+    # every launchable parameter of the node's own table is a launch argument, with its default
+    assert {p.name for p in VLA_PARAMS if p.launch} <= set(table)
 
 
 def test_launch_file_and_up_start_the_same_nodes(launch_file):
@@ -82,16 +88,22 @@ def test_launch_file_and_up_start_the_same_nodes(launch_file):
     opaque = next(a for a in ld.args[0] if type(a).__name__ == "OpaqueFunction")
     nodes = opaque.kwargs["function"](values)
     specs = node_specs(values)
-    assert [(n.kwargs["package"], n.kwargs["executable"], n.kwargs["name"], n.kwargs["namespace"],
+    assert [(type(n).__name__, n.kwargs["package"], n.kwargs["executable"], n.kwargs["name"], n.kwargs["namespace"],
              n.kwargs["parameters"]) for n in nodes] == \
-        [(s.package, s.executable, s.name, s.namespace, [s.parameters]) for s in specs]
+        [("Node", s.package, s.executable, s.name, s.namespace, [s.parameters]) for s in specs]
     assert specs[0].parameters["rate_hz"] == 10.0 and specs[0].parameters["use_sim_time"] is True
+    assert specs[0].parameters["autostart"] is True
+    managed = opaque.kwargs["function"](dict(values, lifecycle="true"))
+    assert type(managed[0]).__name__ == "LifecycleNode" and managed[0].kwargs["parameters"][0]["autostart"] is False
 
     args = _up_parser().parse_args(["--fusion", "qformer", "--namespace", "robot1", "--rate-hz", "10",
                                     "--use-sim-time", "true"])
     assert node_specs(values_from_args(args)) == specs
-    with pytest.raises(ValueError):
-        node_specs({"fusion": "no_such_fusion"})
+    for bad, name in (({"fusion": "no_such_fusion"}, "fusion"), ({"rate_hz": "inf"}, "rate_hz"),
+                      ({"rate_hz": "fast"}, "rate_hz"), ({"device": "gpu"}, "device"),
+                      ({"lifecycle": "maybe"}, "lifecycle"), ({"no_such_arg": "1"}, "no_such_arg")):
+        with pytest.raises(ValueError, match=name):
+            node_specs(bad)
 
 
 def readme_topics():
@@ -115,7 +127,8 @@ def test_readme_topic_table_matches_the_running_node():
         up = Bringup({"fusion": "concat_mlp", "namespace": "cell_7", "max_input_age": "0.25"}, context=ctx).start()
         node = up.nodes[0]
         assert node.get_fully_qualified_name() == "/cell_7/vla_node"
-        assert node.get_parameter("max_input_age").value == 0.25 and node.cfg.fusion == "concat_mlp"
+        assert node.get_parameter("max_input_age").value == 0.25
+        assert node.policy.model_config.fusion == "concat_mlp"
         probe = rclpy.create_node("probe", context=ctx)
 
         def resolve(name):
@@ -126,8 +139,9 @@ def test_readme_topic_table_matches_the_running_node():
         def graph():
             pubs = probe.get_publisher_names_and_types_by_node("vla_node", "/cell_7")
             subs = probe.get_subscriber_names_and_types_by_node("vla_node", "/cell_7")
-            return ({(n, t) for n, ts in pubs if n not in STANDARD for t in ts},
-                    {(n, t) for n, ts in subs if n not in STANDARD for t in ts})
+            std = STANDARD | {"/cell_7/vla_node/transition_event"}  # every lifecycle node has it
+            return ({(n, t) for n, ts in pubs if n not in std for t in ts},
+                    {(n, t) for n, ts in subs if n not in std for t in ts})
 
         end = time.monotonic() + 10
         while graph() != (want["pub"], want["sub"]) and time.monotonic() < end:
@@ -141,7 +155,7 @@ def test_readme_topic_table_matches_the_running_node():
 
 
 def test_bringup_fails_cleanly_on_a_bad_checkpoint(tmp_path):
-    from trimodal_ros.model.checkpoint import CheckpointError
+    from trimodal_ros.checkpoint import CheckpointError
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx)

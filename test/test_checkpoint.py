@@ -6,7 +6,7 @@ import torch
 
 from trimodal_ros.config import load_config
 from trimodal_ros.model import ActionTokenizer, TriModalModel
-from trimodal_ros.model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from trimodal_ros.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -53,3 +53,29 @@ def test_missing_and_corrupt_checkpoints(tmp_path, saved):
     torch.save({"weights": 1}, other)
     with pytest.raises(CheckpointError, match="not a trimodal_ros checkpoint"):
         load_checkpoint(other)
+
+
+class _Boom:
+    """A pickle that runs code when loaded the unsafe way."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_checkpoint_cannot_run_code(tmp_path):
+    evil, marker = tmp_path / "evil.pt", tmp_path / "pwned"
+    torch.save({"format": "trimodal_ros.checkpoint/1", "model": _Boom(marker)}, evil)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_retired_train_keys_of_older_checkpoints_still_load(saved, tmp_path):
+    path, _, _ = saved
+    ck = torch.load(path, weights_only=True)
+    ck["config"]["train"].update(eval_every=0, num_workers=0)  # what older versions wrote
+    torch.save(ck, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt")[2].train == load_checkpoint(path)[2].train

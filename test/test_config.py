@@ -48,3 +48,30 @@ def test_overrides_win_and_proprio_dim():
     assert cfg.model.fusion == "qformer"
     m = dataclasses.replace(cfg.model, action_history=2, use_velocities=True)
     assert m.proprio_dim == 9 * 2 + 2 * 4
+
+
+def test_bare_names_never_resolve_against_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "qformer").mkdir()  # a stray folder named like a variant
+    (tmp_path / "weighted_sum").write_text("model: {fusion: qformer}\n")  # and a stray file
+    assert load_config("qformer").model.fusion == "qformer"
+    assert load_config("weighted_sum").model.fusion == "weighted_sum"  # the package's, not ./weighted_sum
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config("./qformer")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("configs/none.yaml")
+
+
+def test_a_missing_ament_index_is_named_not_reported_as_not_found(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_ament(name, *a, **k):
+        if name.startswith("ament_index_python"):
+            raise ImportError(name)
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ament)
+    with pytest.raises(ConfigError, match="ament_index_python is not installed"):
+        load_config("no-such-variant")

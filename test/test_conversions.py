@@ -84,15 +84,17 @@ def test_bad_joint_states(msg, kind):
 
 def test_instructions():
     assert instruction_from_msg("  push\n the  button ") == "push the button"
-    for bad in ("", "   \n", "x" * 100_000):
-        with pytest.raises(BadInput) as e:
-            instruction_from_msg(bad)
-        assert e.value.kind == "bad_instruction"
+    assert instruction_from_msg("") == instruction_from_msg("   \n") == ""  # empty: the documented stop
+    with pytest.raises(BadInput) as e:
+        instruction_from_msg("x" * 100_000)
+    assert e.value.kind == "bad_instruction"
 
 
 def test_outputs():
     emb = embedding_to_msg(np.arange(128, dtype=np.float32))
     assert [(d.label, d.size, d.stride) for d in emb.layout.dim] == [("embedding", 128, 128)]
+    assert "random weights" in embedding_to_msg(np.zeros(2), random_weights=True).layout.dim[0].label
+    assert "random weights" in tokens_to_msg(np.zeros((1, 4)), random_weights=True).layout.dim[0].label
     np.testing.assert_array_equal(multiarray_to_numpy(emb), np.arange(128))
     tok = tokens_to_msg(np.arange(12).reshape(4, 3))
     assert [(d.label, d.size, d.stride) for d in tok.layout.dim] == [("chunk", 4, 12), ("action_dim", 3, 3)]

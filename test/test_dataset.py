@@ -95,15 +95,6 @@ def test_layout_split_and_task_filter(root):
         BagDataset(r, split="test")
 
 
-def test_instruction_modes(root):
-    r, _ = root
-    ds = BagDataset(r, instruction_mode="heldout", seed=1, verbose=False)
-    seen = {ds[0]["instruction"] for _ in range(30)}
-    assert seen == set(paraphrases("reach-v3", "heldout"))
-    tr = BagDataset(r, instruction_mode="train", verbose=False)
-    assert {tr[0]["instruction"] for _ in range(60)} <= set(paraphrases("reach-v3", "train"))
-
-
 def test_collate_and_stats(root):
     r, _ = root
     ds = BagDataset(r, chunk=3, verbose=False)

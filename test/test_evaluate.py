@@ -7,7 +7,7 @@ import pytest
 from trimodal_ros.cli import main
 from trimodal_ros.eval.ablate import run_grid
 from trimodal_ros.eval.evaluate import evaluate
-from trimodal_ros.model.checkpoint import CheckpointError
+from trimodal_ros.checkpoint import CheckpointError
 
 
 @pytest.mark.slow

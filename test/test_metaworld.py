@@ -7,6 +7,8 @@ import pytest
 
 from trimodal_ros.cli import main
 from trimodal_ros.config import SAWYER_JOINTS
+from trimodal_ros.decode import image_from_msg, joints_from_msg
+from trimodal_ros.interface import ACTION_NAMES
 from trimodal_ros.data import bags as B
 from trimodal_ros.data import metaworld as mw
 from trimodal_ros.data.instructions import MT10, MT50, PARAPHRASES, instruction_for, paraphrases, resolve_tasks
@@ -52,10 +54,10 @@ def test_bags_read_back(out):
         # images: rgb8, upright size, not blank
         for m in bag.messages[mw.TOPIC_IMAGE]:
             assert (m.encoding, m.height, m.width, m.header.frame_id) == ("rgb8", SIZE, SIZE, "corner")
-        img = B.image_to_numpy(bag.messages[mw.TOPIC_IMAGE][0])
+        img = image_from_msg(bag.messages[mw.TOPIC_IMAGE][0])
         assert img.shape == (SIZE, SIZE, 3) and img.std() > 10
         # actions: 4-D, named, within the env's [-1, 1]
-        acts = np.stack([B.action_to_numpy(m) for m in bag.messages[mw.TOPIC_ACTION]])
+        acts = np.stack([joints_from_msg(m, ACTION_NAMES)[0] for m in bag.messages[mw.TOPIC_ACTION]])
         assert acts.shape == (n, 4) and np.abs(acts).max() <= 1 and np.abs(acts).max() > 0
         # metadata in episode.json and in metadata.yaml custom_data
         assert json.loads(bag.custom_data[mw.CUSTOM_DATA_KEY])["task"] == meta["task"]
@@ -69,7 +71,7 @@ def test_bags_read_back(out):
 def test_frames_are_rotated_upright(out):
     path = out / mw.episode_name("reach-v3", 3, 0)
     meta = json.loads((path / "episode.json").read_text())
-    first = B.image_to_numpy(B.read_bag(path, [mw.TOPIC_IMAGE]).messages[mw.TOPIC_IMAGE][0])
+    first = image_from_msg(B.read_bag(path, [mw.TOPIC_IMAGE]).messages[mw.TOPIC_IMAGE][0])
     scene = mw.SawyerScene("reach-v3", "corner", SIZE)
     try:
         scene.reset(meta["layout"])
@@ -106,16 +108,18 @@ def test_dataset_on_generated_bags(out):
     ds = BagDataset(out, chunk=3, verbose=False)
     assert len(ds) == 2 * STEPS and ds.frames.shape[1:] == (SIZE, SIZE, 3)
     bag = B.read_bag(ds.episodes[0].path)
-    acts = np.stack([B.action_to_numpy(m) for m in bag.messages[mw.TOPIC_ACTION]])
+    acts = np.stack([joints_from_msg(m, ACTION_NAMES)[0] for m in bag.messages[mw.TOPIC_ACTION]])
     x = ds[4]
     assert np.allclose(x["actions"], acts[4:7])
     assert np.allclose(x["proprio"][:9], bag.messages[mw.TOPIC_JOINTS][4].position)
-    assert np.array_equal(x["image"], B.image_to_numpy(bag.messages[mw.TOPIC_IMAGE][4]))
+    assert np.array_equal(x["image"], image_from_msg(bag.messages[mw.TOPIC_IMAGE][4]))
 
 
 def test_layouts_and_instructions():
-    assert len(mw.layouts("train")) == 40 and mw.layouts("heldout") == list(range(40, 50))
-    assert not set(mw.layouts("train")) & set(mw.layouts("heldout"))
+    assert len(mw.layouts("train")) == 35 and mw.layouts("val") == list(range(35, 40))
+    assert mw.layouts("heldout") == list(range(40, 50))
+    splits = [set(mw.layouts(s)) for s in ("train", "val", "heldout")]
+    assert sum(map(len, splits)) == 50 and set.union(*splits) == set(range(50))  # disjoint, complete
     eps = [mw.episode_layout("push-v3", 0, e) for e in range(50)]
     assert sorted(eps) == list(range(50))  # 50 episodes visit every layout once
     assert eps == [mw.episode_layout("push-v3", 0, e) for e in range(50)]  # deterministic

@@ -17,7 +17,11 @@ from std_msgs.msg import String
 from trimodal_ros.config import SAWYER_JOINTS
 from trimodal_ros.ros.record import record, resolve_name
 from trimodal_ros.ros.replay import message_class, replay, resolve_topic, topic_qos
-from trimodal_ros.ros.vla_node import LATCHED, VLANode
+from trimodal_ros.interface import LATCHED as _LATCHED
+from trimodal_ros.ros.conversions import qos_profile
+from trimodal_ros.ros.vla_node import VLANode
+
+LATCHED = qos_profile(_LATCHED)
 
 pytestmark = pytest.mark.ros
 
@@ -139,7 +143,7 @@ def test_replay_into_vla_node_and_record_its_outputs(ros, tmp_path):
     write_bag(tmp_path / "in", frames=10)
     node = VLANode(namespace="/e2e", context=ctx, parameter_overrides=[
         Parameter("fusion", value="concat_mlp"), Parameter("image_qos_reliability", value="reliable"),
-        Parameter("image_qos_depth", value=20)])
+        Parameter("image_qos_depth", value=20), Parameter("allow_random_weights", value=True)])
     ex.add_node(node)
     latched = client.create_publisher(String, "/e2e/instruction", LATCHED)  # found in the graph by record
     latched.publish(String(data="close the drawer"))
@@ -151,13 +155,13 @@ def test_replay_into_vla_node_and_record_its_outputs(ros, tmp_path):
     assert ready.wait(10)
     replay(tmp_path / "in", namespace="e2e", context=ctx, delay=1.0)
     end = time.monotonic() + 20
-    while node.counts()["outputs_published"] + node.counts()["dropped_frames"] + \
-            node.counts()["waiting_for_joint_state"] < 10 and time.monotonic() < end:
+    while node.ledger.snapshot()["outputs"] + node.ledger.snapshot()["replaced"] + \
+            node.ledger.snapshot()["waiting_for_joint_state"] < 10 and time.monotonic() < end:
         time.sleep(0.05)
     time.sleep(0.5)
     stop.set()
     rec.join(10)
-    assert node.counts()["outputs_published"] >= 1, node.counts()
+    assert node.ledger.snapshot()["outputs"] >= 1, node.ledger.snapshot()
 
     with Reader(tmp_path / "out") as reader:
         topics = {c.topic: c.msgtype for c in reader.connections}

@@ -19,7 +19,9 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from trimodal_ros.config import SAWYER_JOINTS
 from trimodal_ros.ros.conversions import BadInput, sec_to_duration, stamp_to_sec
 from trimodal_ros.ros.sim_node import SimNode, chunk_from_trajectory
-from trimodal_ros.ros.vla_node import ACTION_NAMES, LATCHED
+from trimodal_ros.interface import ACTION_NAMES
+from trimodal_ros.interface import LATCHED as _LATCHED
+from trimodal_ros.ros.conversions import qos_profile
 from trimodal_ros.utils import wait_for
 
 pytestmark = pytest.mark.ros
@@ -54,12 +56,12 @@ def test_chunk_from_trajectory_says_what_is_wrong():
 @pytest.fixture(scope="module")
 def both_paths():
     """The same random-weight model, same layouts and instructions: in-process, then through ROS."""
-    from trimodal_ros.sim.policy import build_policy
+    from trimodal_ros.policy import Policy
     from trimodal_ros.sim.rollout import rollout_in_process
-    from trimodal_ros.sim.ros_rollout import rollout_through_ros
+    from trimodal_ros.ros.rollout import rollout_through_ros
 
     t_in, t_ros = [], []
-    r_in = rollout_in_process(build_policy(fusion="weighted_sum", seed=0), traces=t_in, **ROLLOUT)
+    r_in = rollout_in_process(Policy.load(fusion="weighted_sum", seed=0), traces=t_in, **ROLLOUT)
     r_ros = rollout_through_ros(fusion="weighted_sum", model_seed=0, traces=t_ros, action_timeout=30.0, **ROLLOUT)
     return r_in, r_ros, t_in, t_ros
 
@@ -76,13 +78,14 @@ def test_untrained_rollout_runs_end_to_end_through_ros(both_paths):
         assert ep["length"] == len(trace) and (ep["length"] == 12 or ep["success"])
         assert ep["ticks"] == ep["length"]  # execute=1: one model call per env step
     ros = r["ros"]
-    assert ros["sim.steps"] == sum(e["length"] for e in r["episodes"]) == ros["vla.outputs_published"]
+    assert ros["sim.steps"] == sum(e["length"] for e in r["episodes"]) == ros["vla.outputs"]
     assert ros["sim.refused_actions"] == ros["sim.stale_actions"] == ros["sim.action_timeouts"] == 0
-    assert ros["vla.dropped_frames"] == 0  # synchronous: never a second frame in flight
+    assert ros["vla.replaced"] == 0  # synchronous: never a second frame in flight
+    assert ros["vla.frames_in"] == ros["vla.outputs"] and ros["vla.unaccounted"] == 0
 
 
 def test_in_process_and_through_ros_take_the_same_actions(both_paths):
-    from trimodal_ros.sim.ros_rollout import compare_traces
+    from trimodal_ros.ros.rollout import compare_traces
 
     r_in, r_ros, t_in, t_ros = both_paths
     agree = compare_traces(t_in, t_ros)
@@ -118,8 +121,8 @@ def test_sim_node_steps_only_on_fresh_well_formed_actions(ros):
     got = {"image": [], "joints": [], "instruction": [], "episode": [], "clock": []}
     client.create_subscription(Image, f"{ns}/camera/image_raw", got["image"].append, 10)
     client.create_subscription(JointState, f"{ns}/joint_states", got["joints"].append, 10)
-    client.create_subscription(String, f"{ns}/instruction", got["instruction"].append, LATCHED)
-    client.create_subscription(String, f"{ns}/sim/episode", got["episode"].append, LATCHED)
+    client.create_subscription(String, f"{ns}/instruction", got["instruction"].append, qos_profile(_LATCHED))
+    client.create_subscription(String, f"{ns}/sim/episode", got["episode"].append, qos_profile(_LATCHED))
     client.create_subscription(Clock, "/clock", got["clock"].append, 10)
     act = client.create_publisher(JointTrajectory, f"{ns}/trimodal/action", 10)
     sim = SimNode(namespace=ns, context=ctx, parameter_overrides=[
@@ -163,7 +166,7 @@ def test_sim_node_steps_only_on_fresh_well_formed_actions(ros):
     ep = json.loads(got["episode"][0].data)
     assert ep["task"] == "reach-v3" and ep["layout"] == 45 and ep["length"] == 2 and ep["ticks"] == 2
     assert ep["refused_actions"] == 3 and ep["stale_actions"] == 1 and isinstance(ep["success"], bool)
-    np.testing.assert_allclose(sim.traces[0], [good[0], good[0]])
+    np.testing.assert_allclose(sim.trace(0), [good[0], good[0]])
     # autostart: the next episode began, its sim time continuing (never back to t0)
     assert wait_for(lambda: len(got["image"]) == 3)
     assert stamp_to_sec(got["image"][2].header.stamp) > stamp_to_sec(got["image"][1].header.stamp)
@@ -173,6 +176,16 @@ def test_sim_node_steps_only_on_fresh_well_formed_actions(ros):
     reset.publish(String(data=json.dumps({"layout": 41, "instruction": "touch the goal"})))
     assert wait_for(lambda: got["instruction"][-1].data == "touch the goal" and len(got["image"]) == 4)
     assert sim._stepper.layout == 41
+    # malformed resets are refused and counted; the simulation goes on
+    for bad in ('{"layout": 99}', '"abc"', '{"instruction": 5}', '{"layout": -1}', '{"layuot": 3}', "{"):
+        reset.publish(String(data=bad))
+    assert wait_for(lambda: sim.counts()["bad_resets"] == 6), sim.counts()
+    assert sim._thread.is_alive() and sim._stepper.layout == 41
+    n = len(got["image"])
+    act.publish(trajectory(got["image"][-1].header.stamp, good))
+    assert wait_for(lambda: len(got["image"]) == n + 1)  # still stepping
+    with pytest.raises(ValueError, match="layout"):
+        sim.start_episode(layout=-1)
 
 
 def test_rollout_cli_writes_report(tmp_path, capsys):

@@ -11,7 +11,7 @@ import torch
 from trimodal_ros.config import load_config
 from trimodal_ros.data.dataset import BagDataset
 from trimodal_ros.model import TriModalModel
-from trimodal_ros.model.checkpoint import read_checkpoint
+from trimodal_ros.checkpoint import read_checkpoint
 from trimodal_ros.train.trainer import batch_indices, lr_lambda, train
 
 

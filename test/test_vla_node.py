@@ -1,6 +1,7 @@
 """vla_node over real DDS: inputs from a separate node, outputs checked for type, shape and stamp for
-every fusion variant; bad and stale inputs survived and counted. One rclpy context per module;
-each test uses its own namespace so tests never see each other's messages."""
+every fusion variant; bad and stale inputs survived and counted, every frame accounted for; QoS that
+ordinary publishers can reach; parameters that validate and take effect; lifecycle; diagnostics
+levels. One rclpy context per module; each test uses its own namespace."""
 
 import threading
 import time
@@ -11,25 +12,31 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image, JointState
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
-from trimodal_ros.config import SAWYER_JOINTS, load_config
+from trimodal_ros import interface as I
+from trimodal_ros.config import load_config
 from trimodal_ros.model.fusion import FUSIONS
 from trimodal_ros.ros.conversions import (
+    compressed_image_to_msg,
     duration_to_sec,
     image_to_msg,
     joints_to_msg,
     multiarray_to_numpy,
+    qos_profile,
     sec_to_stamp,
     stamp_to_sec,
     trajectory_to_numpy,
 )
-from trimodal_ros.ros.vla_node import LATCHED, VLANode
+from trimodal_ros.ros.ledger import FRAME_OUTCOMES
+from trimodal_ros.ros.vla_node import VLANode
 from trimodal_ros.utils import wait_for
 
 pytestmark = pytest.mark.ros
+JOINTS = I.SAWYER_JOINTS
 
 
 class Ros:
@@ -46,6 +53,7 @@ class Ros:
         self.nodes = []
 
     def vla_node(self, namespace, **params):
+        params.setdefault("allow_random_weights", True)
         node = VLANode(namespace=namespace, context=self.context,
                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
         self.nodes.append(node)
@@ -63,12 +71,14 @@ class Ros:
 class Harness:
     """Publishers for a vla_node's inputs and collectors for its outputs, under one namespace."""
 
-    def __init__(self, ros, ns):
+    def __init__(self, ros, ns, instruction_qos=I.LATCHED, joints_qos=I.RELIABLE, compressed=False):
         c, self.ns = ros.client, ns
-        self.instruction = c.create_publisher(String, f"{ns}/instruction", LATCHED)
-        self.joints = c.create_publisher(JointState, f"{ns}/joint_states", 10)
-        self.image = c.create_publisher(Image, f"{ns}/camera/image_raw", 10)
-        self.got = {"action": [], "tokens": [], "embedding": [], "diagnostics": []}
+        self.instruction = c.create_publisher(String, f"{ns}/instruction", qos_profile(instruction_qos))
+        self.joints = c.create_publisher(JointState, f"{ns}/joint_states", qos_profile(joints_qos))
+        self.compressed = compressed
+        self.image = (c.create_publisher(CompressedImage, f"{ns}/camera/image_raw/compressed", 10) if compressed
+                      else c.create_publisher(Image, f"{ns}/camera/image_raw", 10))
+        self.got = {"action": [], "tokens": [], "embedding": [], "diagnostics": [], "levels": []}
         c.create_subscription(JointTrajectory, f"{ns}/trimodal/action", self.got["action"].append, 10)
         c.create_subscription(Int32MultiArray, f"{ns}/trimodal/action_tokens", self.got["tokens"].append, 10)
         c.create_subscription(Float32MultiArray, f"{ns}/trimodal/embedding", self.got["embedding"].append, 10)
@@ -78,6 +88,7 @@ class Harness:
         for s in msg.status:
             if s.name.startswith(f"{self.ns}/vla_node"):
                 self.got["diagnostics"].append({kv.key: kv.value for kv in s.values})
+                self.got["levels"].append((s.level[0] if isinstance(s.level, bytes) else s.level, s.message))
 
     def connected(self):
         return all(p.get_subscription_count() > 0 for p in (self.instruction, self.joints, self.image))
@@ -85,22 +96,28 @@ class Harness:
     def step(self, t, joint_t=None, rgb=None, positions=None):
         """One joint state (stamped ``joint_t``, default ``t``) then one camera frame stamped ``t``."""
         pos = np.linspace(-0.5, 0.5, 9) if positions is None else positions
-        stamp = sec_to_stamp(t if joint_t is None else joint_t)
-        self.joints.publish(joints_to_msg(SAWYER_JOINTS, pos, np.zeros(9), stamp))
+        self.joints.publish(joints_to_msg(JOINTS, pos, np.zeros(9), sec_to_stamp(t if joint_t is None else joint_t)))
         if rgb is None:
             rgb = np.random.default_rng(int(t * 100)).integers(0, 256, (48, 64, 3), dtype=np.uint8)
-        self.image.publish(image_to_msg(rgb, sec_to_stamp(t)))
+        self.image.publish(compressed_image_to_msg(rgb, "png", sec_to_stamp(t)) if self.compressed
+                           else image_to_msg(rgb, sec_to_stamp(t)))
 
-    def drive_until_output(self, t0, n_min=1, period=0.15, timeout=30.0):
-        """Publish steps until ``n_min`` actions came back (best-effort images may be lost)."""
-        sent, t, start = [], t0, len(self.got["action"])
+    def drive_until(self, t0, key="action", n_min=1, period=0.15, timeout=30.0):
+        """Publish steps until ``n_min`` new ``key`` outputs came back (best-effort images may be lost)."""
+        sent, t, start = [], t0, len(self.got[key])
         end = time.monotonic() + timeout
-        while len(self.got["action"]) - start < n_min and time.monotonic() < end:
+        while len(self.got[key]) - start < n_min and time.monotonic() < end:
             self.step(t)
             sent.append(t)
             t = round(t + 0.05, 3)
             time.sleep(period)
         return sent
+
+
+def settled(node):
+    """Wait until no frame is in flight; the ledger's snapshot then."""
+    assert wait_for(lambda: node.ledger.snapshot()["in_flight"] == 0, timeout=10)
+    return node.ledger.snapshot()
 
 
 @pytest.fixture(scope="module")
@@ -117,26 +134,39 @@ def test_outputs_for_every_fusion(ros, fusion):
     h.instruction.publish(String(data="push the red button"))  # before the node exists: latched
     node = ros.vla_node(ns, fusion=fusion)
     cfg = load_config(fusion).model
-    assert node.random_weights and node.cfg.fusion == fusion
+    assert node.policy.random_weights and node.policy.model_config.fusion == fusion
     assert wait_for(h.connected)
-    sent = h.drive_until_output(100.0, n_min=2)
+    sent = h.drive_until(100.0, n_min=2)
     assert wait_for(lambda: len(h.got["embedding"]) >= 2 and len(h.got["tokens"]) >= 2)
 
     for traj in h.got["action"]:
         assert stamp_to_sec(traj.header.stamp) in sent  # the camera frame's own stamp
-        assert traj.joint_names == ["ee_dx", "ee_dy", "ee_dz", "gripper"]
+        assert traj.joint_names == I.ACTION_NAMES
         a = trajectory_to_numpy(traj)
         assert a.shape == (cfg.chunk, cfg.action_dim) and np.all(np.abs(a) <= 1.0)
         assert [round(duration_to_sec(p.time_from_start), 6) for p in traj.points] == \
             [round(0.0125 * (k + 1), 6) for k in range(cfg.chunk)]
     emb = h.got["embedding"][0]
-    assert [(d.label, d.size) for d in emb.layout.dim] == [("embedding", cfg.embed_dim)]
+    assert [(d.label, d.size) for d in emb.layout.dim] == [("embedding (random weights)", cfg.embed_dim)]
     assert multiarray_to_numpy(emb).shape == (cfg.embed_dim,) and np.all(np.isfinite(emb.data))
     tok = multiarray_to_numpy(h.got["tokens"][0])
-    assert [d.label for d in h.got["tokens"][0].layout.dim] == ["chunk", "action_dim"]
+    assert [d.label for d in h.got["tokens"][0].layout.dim] == ["chunk (random weights)", "action_dim"]
     assert tok.shape == (cfg.chunk, cfg.action_dim) and tok.min() >= 0 and tok.max() < cfg.bins
     # tokens and actions agree: the action is the tokenizer's decode of the tokens
-    np.testing.assert_allclose(node.tokenizer.decode(tok), trajectory_to_numpy(h.got["action"][0]), atol=1e-6)
+    np.testing.assert_allclose(node.policy.tokenizer.decode(tok), trajectory_to_numpy(h.got["action"][0]), atol=1e-6)
+
+
+def test_no_checkpoint_publishes_no_action_unless_allowed(ros):
+    h = Harness(ros, "/noact")
+    node = ros.vla_node("/noact", allow_random_weights=False)
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="reach the goal"))
+    h.drive_until(1.0, key="tokens", n_min=3)
+    assert len(h.got["tokens"]) >= 3 and len(h.got["embedding"]) >= 3
+    time.sleep(0.3)
+    assert h.got["action"] == []  # a robot never gets random actions by default
+    assert wait_for(lambda: h.got["levels"] and "RANDOM WEIGHTS" in h.got["levels"][-1][1], timeout=5)
+    assert node.policy.random_weights
 
 
 def test_namespace_moves_every_relative_topic(ros):
@@ -157,47 +187,51 @@ def test_namespace_moves_every_relative_topic(ros):
 @pytest.fixture(scope="module")
 def bad(ros):
     h = Harness(ros, "/bad")
-    node = ros.vla_node("/bad", fusion="weighted_sum", max_input_age=0.5)
+    node = ros.vla_node("/bad", fusion="weighted_sum", max_input_age=0.5, image_qos_reliability="reliable")
     assert wait_for(h.connected)
     h.instruction.publish(String(data="open the drawer"))
-    h.drive_until_output(10.0)
+    h.drive_until(10.0)
     return node, h
 
 
-def test_bad_inputs_are_survived_and_counted(bad):
+def test_bad_inputs_are_survived_counted_and_every_frame_accounted_for(bad):
     node, h = bad
-    before = node.counts()
+    before = settled(node)
     enc = image_to_msg(np.zeros((8, 8, 3), np.uint8))
     enc.encoding = "yuv422"
     short = image_to_msg(np.zeros((8, 8, 3), np.uint8))
     short.data = bytes(10)  # != height * step
-    sends = [(h.instruction, String(data="")), (h.instruction, String(data="x" * 100_000)),
-             (h.joints, joints_to_msg(SAWYER_JOINTS, [float("nan")] * 9)),
-             (h.joints, joints_to_msg(SAWYER_JOINTS[:5], [0.0] * 5)),
+    sends = [(h.instruction, String(data="x" * 100_000)),
+             (h.joints, joints_to_msg(JOINTS, [float("nan")] * 9)),
+             (h.joints, joints_to_msg(JOINTS[:5], [0.0] * 5)),
              (h.joints, joints_to_msg(["wheel_left", "wheel_right"], [0.0, 0.0]))]
-    for pub, msg in sends:  # one at a time: the latched instruction subscription keeps depth 1
+    for pub, msg in sends:
         pub.publish(msg)
         time.sleep(0.1)
-    want = {"bad_image": 2, "bad_instruction": 2, "nan_joints": 1, "missing_joints": 1, "unknown_joint_names": 1}
-
-    def counted():
-        c = node.counts()
-        if c["bad_image"] - before["bad_image"] < 2:  # images go best effort: send again until seen
-            h.image.publish(enc if c["bad_image"] == before["bad_image"] else short)
-        return all(c[k] - before[k] >= n for k, n in want.items())
-
-    assert wait_for(counted, timeout=15, every=0.1), node.counts()
-    # still alive, and still on the last *good* instruction
+    t = 12.0
+    for k in range(12):  # good frames with malformed ones mixed in (reliable camera: none lost)
+        h.step(t)
+        h.image.publish(enc if k % 2 else short)
+        t = round(t + 0.05, 3)
+        time.sleep(0.05)
+    want = {"bad_image": 12, "bad_instruction": 1, "nan_joints": 1, "missing_joints": 1, "unknown_joint_names": 1}
+    assert wait_for(lambda: all(node.ledger.snapshot()[k] - before[k] >= n for k, n in want.items()), timeout=15), \
+        node.ledger.snapshot()
+    c = settled(node)
+    # the identity: every frame that came in ended in exactly one counted outcome
+    assert c["frames_in"] == sum(c[k] for k in FRAME_OUTCOMES) and c["unaccounted"] == 0, c
+    assert c["frames_in"] - before["frames_in"] == 24 and c["bad_image"] - before["bad_image"] == 12
+    assert c["outputs"] > before["outputs"]
+    # still alive, and still on the last good instruction
     n = len(h.got["action"])
-    h.drive_until_output(20.0)
-    assert len(h.got["action"]) > n and node._instruction == "open the drawer"
+    h.drive_until(20.0)
+    assert len(h.got["action"]) > n and node.instruction() == "open the drawer"
     # and the counters reach /diagnostics (published at 1 Hz)
-    assert wait_for(lambda: h.got["diagnostics"] and
-                    int(h.got["diagnostics"][-1]["nan_joints"]) >= 1 and
-                    int(h.got["diagnostics"][-1]["bad_image"]) >= 2, timeout=5)
+    assert wait_for(lambda: h.got["diagnostics"] and int(h.got["diagnostics"][-1]["nan_joints"]) >= 1 and
+                    int(h.got["diagnostics"][-1]["bad_image"]) >= 12, timeout=5)
     d = h.got["diagnostics"][-1]
-    assert d["random_weights"] == "true" and d["fusion"] == "weighted_sum"
-    assert float(d["latency_p50_ms"]) > 0 and "dropped_frames" in d and "image_rate_hz" in d
+    assert d["random_weights"] == "true" and d["fusion"] == "weighted_sum" and d["unaccounted"] == "0"
+    assert float(d["latency_p50_ms"]) > 0 and "replaced" in d and "image_rate_hz" in d
 
 
 def test_log_lines_of_every_severity_can_follow_each_other(bad):
@@ -212,67 +246,208 @@ def test_log_lines_of_every_severity_can_follow_each_other(bad):
 
 def test_stale_joint_state_stops_output_until_fresh(bad):
     node, h = bad
-    stale_before = node.counts()["stale_joint_state"]
+    stale_before = node.ledger.snapshot()["stale_joint_state"]
     n = len(h.got["action"])
     for k in range(4):  # joint state 1 s older than the frame > max_input_age 0.5 s
         h.step(30.0 + k * 0.1, joint_t=29.0)
         time.sleep(0.15)
-    assert wait_for(lambda: node.counts()["stale_joint_state"] > stale_before, timeout=10)
+    assert wait_for(lambda: node.ledger.snapshot()["stale_joint_state"] > stale_before, timeout=10)
     time.sleep(0.5)
     assert len(h.got["action"]) == n  # nothing published while stale
-    h.drive_until_output(31.0)  # fresh again
+    h.drive_until(31.0)  # fresh again
     assert len(h.got["action"]) > n
     assert stamp_to_sec(h.got["action"][-1].header.stamp) >= 31.0
+
+
+def test_joint_buffer_spans_max_input_age_at_high_rates(bad):
+    """At 1 kHz the buffer must still hold max_input_age seconds (it once held 200 messages)."""
+    node, _ = bad
+    for k in range(1500):  # 1.5 s of joint states at 1 kHz
+        node._on_joints(joints_to_msg(JOINTS, np.zeros(9), np.zeros(9), sec_to_stamp(40.0 + k * 1e-3)))
+    assert node.inputs.span() >= node.params["max_input_age"]
 
 
 def test_new_frame_replaces_a_pending_one(ros):
     """A burst faster than the model: frames are replaced, counted, and never queue up."""
     h = Harness(ros, "/burst")
-    node = ros.vla_node("/burst", fusion="cross_attention", image_qos_reliability="reliable",
-                        image_qos_depth=50)
+    node = ros.vla_node("/burst", fusion="cross_attention", image_qos_reliability="reliable", image_qos_depth=50)
     assert wait_for(h.connected)
     h.instruction.publish(String(data="reach the goal"))
-    h.drive_until_output(1.0)
-    h.joints.publish(joints_to_msg(SAWYER_JOINTS, np.zeros(9), np.zeros(9), sec_to_stamp(2.0)))
+    h.drive_until(1.0)
+    h.joints.publish(joints_to_msg(JOINTS, np.zeros(9), np.zeros(9), sec_to_stamp(2.0)))
     time.sleep(0.3)  # one fresh joint state for the whole burst
-    n0 = node.counts()
+    n0 = settled(node)
     rgb = np.zeros((48, 64, 3), np.uint8)
     for k in range(30):
         h.image.publish(image_to_msg(rgb, sec_to_stamp(2.0 + k * 0.01)))
-    assert wait_for(lambda: node.counts()["dropped_frames"] + node.counts()["outputs_published"] >=
-                    n0["dropped_frames"] + n0["outputs_published"] + 30, timeout=20), str((n0, node.counts()))
-    c = node.counts()
-    assert c["dropped_frames"] > n0["dropped_frames"]
+    assert wait_for(lambda: node.ledger.snapshot()["frames_in"] >= n0["frames_in"] + 30, timeout=20)
+    c = settled(node)
+    assert c["replaced"] > n0["replaced"] and c["unaccounted"] == 0
+    assert c["replaced"] - n0["replaced"] + c["outputs"] - n0["outputs"] == 30
     # the last frame of the burst is never the one dropped
     assert wait_for(lambda: stamp_to_sec(h.got["action"][-1].header.stamp) == 2.29, timeout=10)
 
 
-def test_rate_mode_repeats_the_latest_frame_until_it_is_stale(ros):
-    """rate_hz > 0: a fixed-rate control loop on the latest frame, which stops once the camera
-    has been silent for max_input_age; the fed-back action history stays one chunk per output."""
+def test_rate_mode_uses_each_frame_once_and_drops_stale_ones(ros):
+    """rate_hz > 0: the newest frame is released at that rate, each frame at most once; a frame
+    older than max_input_age when its tick comes is counted stale, never used."""
     h = Harness(ros, "/rate")
-    node = ros.vla_node("/rate", fusion="concat_mlp", rate_hz=20.0, max_input_age=0.6,
+    node = ros.vla_node("/rate", fusion="concat_mlp", rate_hz=5.0, max_input_age=0.1,
                         image_qos_reliability="reliable")
     assert wait_for(h.connected)
     h.instruction.publish(String(data="slide the plate"))
-    assert wait_for(lambda: node._instruction == "slide the plate", timeout=10)
-    h.step(50.0)
-    assert wait_for(lambda: node.counts()["stale_image"] > 0, timeout=10)  # camera went silent
-    n = len(h.got["action"])
-    assert n >= 2 and {stamp_to_sec(a.header.stamp) for a in h.got["action"]} == {50.0}
-    time.sleep(0.3)
-    assert len(h.got["action"]) == n  # stale: nothing more
-    assert len(node._history) == min(node.outputs_published, node.cfg.action_history)
-    h.instruction.publish(String(data="open the window"))
+    assert wait_for(lambda: node.instruction() == "slide the plate", timeout=10)
+    before = settled(node)
+    for k in range(8):  # a 40 Hz burst: a 5 Hz tick takes at most one of them, the rest are replaced
+        h.step(50.0 + k * 0.025)
+        time.sleep(0.025)
+    assert wait_for(lambda: node.ledger.snapshot()["frames_in"] - before["frames_in"] == 8, timeout=10)
+    time.sleep(0.5)
+    c = settled(node)
+    outs = c["outputs"] - before["outputs"]
+    assert outs <= 2 and c["replaced"] - before["replaced"] >= 6 and c["unaccounted"] == 0
+    assert len({stamp_to_sec(a.header.stamp) for a in h.got["action"]}) == len(h.got["action"])  # each frame once
+    # a single frame that sits longer than max_input_age before a tick: stale (rate 1 Hz)
+    node.set_parameters([Parameter("rate_hz", value=1.0)])
+    before = settled(node)
+    time.sleep(1.1)  # the 1 Hz tick fires with an empty slot first
     h.step(60.0)
-    assert wait_for(lambda: len(h.got["action"]) > n and node._history_for == "open the window", timeout=10)
+    assert wait_for(lambda: node.ledger.snapshot()["stale_image"] > before["stale_image"] or
+                    node.ledger.snapshot()["outputs"] > before["outputs"], timeout=5)
+    c = settled(node)
+    assert c["stale_image"] + c["outputs"] - before["stale_image"] - before["outputs"] == 1
+
+
+def test_instruction_reaches_the_node_from_volatile_and_latched_publishers(ros):
+    """A planner's ordinary publisher (volatile) and a latched one both reach the node; a message
+    from a latched publisher, delivered through both subscriptions, counts once."""
+    h = Harness(ros, "/qos_v", instruction_qos=I.RELIABLE, joints_qos=I.Qos("best_effort", "volatile", 10))
+    node = ros.vla_node("/qos_v")
+    assert wait_for(h.connected)
+    n0 = node.ledger.snapshot()["instructions"]
+    assert wait_for(lambda: (h.instruction.publish(String(data="close the window")) or
+                             node.instruction() == "close the window"), timeout=10, every=0.3)
+    assert h.drive_until(1.0)  # best-effort joint states matched too: outputs flow
+    latched = ros.client.create_publisher(String, "/qos_v/instruction", qos_profile(I.LATCHED))
+    assert wait_for(lambda: latched.get_subscription_count() == 2)  # both of the node's subscriptions
+    n1 = node.ledger.snapshot()["instructions"]
+    assert n1 > n0
+    latched.publish(String(data="open the door"))
+    assert wait_for(lambda: node.instruction() == "open the door", timeout=5)
+    time.sleep(0.3)
+    assert node.ledger.snapshot()["instructions"] == n1 + 1
+
+
+def test_empty_instruction_stops_and_timeout_ends_a_task(ros):
+    h = Harness(ros, "/stop")
+    node = ros.vla_node("/stop", instruction_timeout=0.0)
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="push the puck"))
+    assert h.drive_until(1.0) and node.instruction() == "push the puck"
+    h.instruction.publish(String(data=""))
+    assert wait_for(lambda: node.instruction() is None, timeout=5)
+    n, before = len(h.got["action"]), settled(node)
+    for k in range(3):
+        h.step(2.0 + 0.05 * k)
+        time.sleep(0.1)
+    assert wait_for(lambda: settled(node)["waiting_for_instruction"] - before["waiting_for_instruction"] >= 1)
+    assert len(h.got["action"]) == n  # stopped: nothing published
+    node.set_parameters([Parameter("instruction_timeout", value=0.3)])
+    h.instruction.publish(String(data="push the puck"))
+    assert wait_for(lambda: node.instruction() == "push the puck", timeout=5)
+    time.sleep(0.5)
+    h.step(3.0)
+    assert wait_for(lambda: node.ledger.snapshot()["instruction_timeouts"] >= 1, timeout=5)
+    assert node.instruction() is None
+
+
+def test_parameters_validate_and_take_effect(ros):
+    node = ros.vla_node("/params", rate_hz=0.0)
+    ok = node.set_parameters([Parameter("rate_hz", value=5)])[0]  # an int for a rate is fine
+    assert ok.successful and node.params["rate_hz"] == 5.0 and node._timer is not None
+    for name, value in (("rate_hz", float("inf")), ("control_period", float("nan")), ("max_input_age", -1.0)):
+        r = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not r.successful and name in r.reason
+    r = node.set_parameters([Parameter("fusion", value="qformer")])[0]
+    assert not r.successful and "read-only" in r.reason
+    assert node.params["rate_hz"] == 5.0 and node.params["fusion"] != "qformer"
+    # one descriptor per parameter: `ros2 param describe rate_hz` names rate_hz, not another one
+    d = node.describe_parameters(["rate_hz", "fusion", "seed"])
+    assert [x.name for x in d] == ["rate_hz", "fusion", "seed"] and d[1].read_only and not d[0].read_only
+    assert "inference rate" in d[0].description and d[0].floating_point_range[0].to_value == 1000.0
+    with pytest.raises(ValueError, match="rate_hz"):
+        VLANode(namespace="/params_bad", context=ros.context, parameter_overrides=[Parameter("rate_hz", value=float("inf"))])
+
+
+def test_lifecycle_configure_activate_deactivate_cleanup(ros):
+    from lifecycle_msgs.msg import State
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    h = Harness(ros, "/lc")
+    node = ros.vla_node("/lc", autostart=False)
+    assert node.policy is None and node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.policy is not None  # the model loads in configure
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="open the drawer"))
+    before = settled(node)
+    for k in range(3):
+        h.step(1.0 + 0.05 * k)
+        time.sleep(0.1)
+    assert wait_for(lambda: node.ledger.snapshot()["inactive"] - before["inactive"] >= 1)
+    assert h.got["action"] == []  # configured but not active: nothing out
+    node.trigger_activate()
+    assert h.drive_until(2.0)
+    node.trigger_deactivate()
+    assert node.policy is not None  # deactivate keeps the model
+    n = len(h.got["action"])
+    time.sleep(0.3)
+    for k in range(3):
+        h.step(3.0 + 0.05 * k)
+        time.sleep(0.1)
+    time.sleep(0.3)
+    assert len(h.got["action"]) == n
+    node.trigger_cleanup()
+    assert node.policy is None and node._worker is None  # cleanup frees the model
+
+
+def test_diagnostics_go_stale_without_camera_and_error_when_every_frame_fails(ros):
+    h = Harness(ros, "/diag")
+    node = ros.vla_node("/diag", max_input_age=0.25)
+    assert wait_for(lambda: h.got["levels"] and h.got["levels"][-1][0] == 3, timeout=5)  # STALE: no camera yet
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="open the drawer"))
+    bad = image_to_msg(np.zeros((8, 8, 3), np.uint8))
+    bad.encoding = "yuv422"
+    end = time.monotonic() + 8
+    while time.monotonic() < end and not (h.got["levels"] and h.got["levels"][-1][0] == 2):
+        h.image.publish(bad)
+        time.sleep(0.05)
+    assert h.got["levels"][-1][0] == 2 and "bad_image" in h.got["levels"][-1][1]  # ERROR, and why
+    assert node.ledger.snapshot()["outputs"] == 0
+
+
+def test_compressed_images_give_the_same_output_as_raw(ros):
+    """image_transport=compressed: PNG (lossless) frames give exactly the raw frames' tokens."""
+    hr, hc = Harness(ros, "/raw"), Harness(ros, "/cmp", compressed=True)
+    ros.vla_node("/raw", image_qos_reliability="reliable")
+    ros.vla_node("/cmp", image_transport="compressed", image_qos_reliability="reliable")
+    assert wait_for(lambda: hr.connected() and hc.connected())
+    for h in (hr, hc):
+        h.instruction.publish(String(data="press the button"))
+        h.drive_until(5.0, n_min=3)
+    stamps = lambda h: {stamp_to_sec(a.header.stamp): trajectory_to_numpy(a) for a in h.got["action"]}  # noqa: E731
+    common = sorted(set(stamps(hr)) & set(stamps(hc)))
+    assert common, (stamps(hr).keys(), stamps(hc).keys())
+    for t in common:
+        np.testing.assert_array_equal(stamps(hr)[t], stamps(hc)[t])
 
 
 def test_checkpoint_for_another_fusion_is_a_clear_error(ros, tmp_path):
     import torch
 
+    from trimodal_ros.checkpoint import CheckpointError, save_checkpoint
     from trimodal_ros.model.action_tokenizer import ActionTokenizer
-    from trimodal_ros.model.checkpoint import CheckpointError, save_checkpoint
     from trimodal_ros.model.trimodal import TriModalModel
 
     cfg = load_config("concat_mlp")
@@ -283,4 +458,9 @@ def test_checkpoint_for_another_fusion_is_a_clear_error(ros, tmp_path):
         VLANode(namespace="/ckpt_bad", context=ros.context,
                 parameter_overrides=[Parameter("fusion", value="qformer"), Parameter("checkpoint", value=str(path))])
     node = ros.vla_node("/ckpt_ok", fusion="concat_mlp", checkpoint=str(path))
-    assert not node.random_weights
+    assert not node.policy.random_weights
+
+
+def test_best_effort_reader_qos_is_what_the_interface_says():
+    assert qos_profile(I.JOINTS_QOS).reliability == ReliabilityPolicy.BEST_EFFORT
+    assert isinstance(qos_profile(I.LATCHED), QoSProfile)

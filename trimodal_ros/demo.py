@@ -21,22 +21,43 @@ def _header(i: int, text: str) -> None:
     print(f"\n=== [{i}/4] {text}", flush=True)
 
 
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="generate bags, train a tiny model, evaluate it, run it live through vla_node")
+    p.add_argument("--data", default="data/demo", help="bag folder (generated when missing)")
+    p.add_argument("--run", default="runs/demo", help="run folder; RUN/<fusion>/last.pt is reused when present")
+    p.add_argument("--fusion", default=None, help="fusion variant (default: the package default)")
+    p.add_argument("--tasks", default=DEMO_TASKS)
+    p.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    p.add_argument("--size", type=int, default=128, help="camera image size")
+    p.add_argument("--steps", type=int, default=400, help="training steps")
+    p.add_argument("--retrain", action="store_true")
+    p.add_argument("--rate", type=float, default=1.0, help="replay speed")
+    p.add_argument("--every", type=int, default=8, help="print every N-th frame")
+    p.add_argument("--realtime", action="store_true",
+                   help="replay at the bag's timing (default: lockstep, every frame answered)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=run)
+
+
 def run(args) -> int:
     logging.basicConfig(level=logging.WARNING)
     from .config import load_config
     from .data.metaworld import generate, summarize
     from .eval.evaluate import evaluate
-    from .eval.live import live_evaluate
-    from .model.checkpoint import CheckpointError, read_checkpoint
+    from .ros.live_eval import live_evaluate
+    from .checkpoint import CheckpointError, read_checkpoint
     from .train.trainer import train
 
+    from .model.configuration import DEFAULT_FUSION
+
     t_start = time.perf_counter()
-    data, run_dir = Path(args.data), Path(args.run) / args.fusion
+    fusion = args.fusion or DEFAULT_FUSION
+    data, run_dir = Path(args.data), Path(args.run) / fusion
     _header(1, f"Meta-World expert episodes → ROS 2 bags in {data}")
     rep = generate(args.tasks, episodes=args.episodes, out=data, size=args.size, seed=0, max_steps=150)
     summarize(rep)
 
-    cfg = load_config(args.fusion)
+    cfg = load_config(fusion)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=args.steps))
     ckpt = run_dir / "last.pt"
     _header(2, f"train {cfg.model.fusion} / {cfg.train.loss} for {cfg.train.steps} steps → {ckpt}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 
 def wait_for(cond: Callable[[], bool], timeout: float = 20.0, every: float = 0.02) -> bool:
@@ -34,3 +35,27 @@ def pick_device(device: str = "auto"):
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={device} asked for, but torch sees no CUDA device")
     return torch.device(device)
+
+
+def auto_torch_threads(device, parameters: int, cores: Optional[int] = None) -> int:
+    """Intra-op threads for one inference at a time: 1 on a GPU (the CPU only launches kernels) and
+    for small models (their ops are too small to split: extra threads only wait and steal the
+    cores the executor and DDS need), else all but one core, at most 4."""
+    cores = cores or os.cpu_count() or 1
+    if str(device).startswith("cuda") or parameters < SMALL_MODEL_PARAMETERS:
+        return 1
+    return max(1, min(4, cores - 1))
+
+
+SMALL_MODEL_PARAMETERS = 50_000_000
+
+
+def set_torch_threads(threads: int, policy=None) -> int:
+    """``torch.set_num_threads`` for inference: ``threads`` > 0 as given, 0 by ``auto_torch_threads``."""
+    import torch
+
+    if threads <= 0:
+        n = sum(p.numel() for p in policy.model.parameters()) if policy is not None else 0
+        threads = auto_torch_threads(policy.device if policy is not None else "cpu", n)
+    torch.set_num_threads(int(threads))
+    return int(threads)

@@ -1,6 +1,16 @@
 """Benchmarks print figures; tests never assert on time."""
 
 
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="print speed and memory figures")
+    p.add_argument("what", choices=["model", "ros"], help="model: per-variant latency; ros: end-to-end")
+    p.add_argument("--fusion", default=None, help="only this fusion variant")
+    p.add_argument("--no-vitb32", action="store_true", help="skip the ViT-B-32 rows (model)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--iters", type=int, default=20)
+    p.set_defaults(func=cli_bench)
+
+
 def cli_bench(args) -> int:
     if args.what == "model":
         from .model_bench import run

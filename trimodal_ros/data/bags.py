@@ -22,6 +22,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from ..decode import stamp_ns
+from ..interface import ACTION_NAMES
+
 log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
@@ -70,13 +73,6 @@ def header_msg(stamp_ns: int, frame_id: str = ""):
     return msg_class("std_msgs/msg/Header")(stamp=time_msg(stamp_ns), frame_id=frame_id)
 
 
-def stamp_ns(msg) -> int:
-    """Header stamp of ``msg`` (or of a Time / Header itself) in integer nanoseconds."""
-    t = getattr(msg, "header", msg)
-    t = getattr(t, "stamp", t)
-    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
-
-
 # --- message <-> numpy ------------------------------------------------------------------------
 
 _ENCODINGS = {"rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4}
@@ -93,23 +89,6 @@ def image_msg(image: np.ndarray, stamp: int, frame_id: str = "", encoding: str =
                             is_bigendian=0, step=w * c, data=a.reshape(-1))
 
 
-def image_to_numpy(msg, copy: bool = False) -> np.ndarray:
-    """sensor_msgs/Image (rgb8 or bgr8) → uint8 (H, W, 3) RGB. Row padding (step > W*3) is
-    handled; other encodings are an error rather than a silently wrong picture."""
-    enc = msg.encoding.lower()
-    if enc not in ("rgb8", "bgr8"):
-        raise ValueError(f"unsupported image encoding {msg.encoding!r} (expected rgb8 or bgr8)")
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    buf = np.frombuffer(memoryview(msg.data), dtype=np.uint8) if not isinstance(msg.data, np.ndarray) \
-        else msg.data.view(np.uint8).reshape(-1)
-    if step < w * 3 or buf.size < h * step:
-        raise ValueError(f"image data of {buf.size} bytes is too short for {h}x{w} step {step}")
-    a = buf[: h * step].reshape(h, step)[:, : w * 3].reshape(h, w, 3)
-    if enc == "bgr8":
-        return np.ascontiguousarray(a[..., ::-1])
-    return a.copy() if copy else a
-
-
 def joint_state_msg(names: Sequence[str], positions, velocities=None, stamp: int = 0,
                     frame_id: str = "", efforts=None):
     f64 = lambda x: np.ascontiguousarray(np.asarray([] if x is None else x, dtype=np.float64).reshape(-1))  # noqa: E731
@@ -121,36 +100,15 @@ def joint_state_msg(names: Sequence[str], positions, velocities=None, stamp: int
                                   position=pos, velocity=vel, effort=eff)
 
 
-def joint_state_to_numpy(msg, names: Sequence[str]) -> Tuple[np.ndarray, np.ndarray]:
-    """(positions, velocities) float32 in the order of ``names``. A joint missing from the
-    message is an error; missing velocities are zeros."""
-    index = {n: i for i, n in enumerate(msg.name)}
-    missing = [n for n in names if n not in index]
-    if missing:
-        raise KeyError(f"joint(s) {missing} not in JointState names {list(msg.name)}")
-    idx = np.array([index[n] for n in names], dtype=np.int64)
-    pos = np.asarray(msg.position, dtype=np.float64)[idx].astype(np.float32)
-    vel = np.asarray(msg.velocity, dtype=np.float64)
-    vel = vel[idx].astype(np.float32) if vel.size == len(msg.name) else np.zeros(len(names), np.float32)
-    return pos, vel
-
-
 def string_msg(text: str):
     return msg_class(STRING)(data=str(text))
 
 
 # The expert's action travels as a JointState so that it carries a header stamp: the names are
-# these pseudo-joints and ``position`` holds the action (see data/metaworld.py).
-ACTION_NAMES = ["ee_dx", "ee_dy", "ee_dz", "gripper"]
-
-
+# interface.ACTION_NAMES and ``position`` holds the action (see data/metaworld.py); read it back
+# with ``decode.joints_from_msg(msg, ACTION_NAMES)``.
 def action_msg(action, stamp: int, frame_id: str = "", names: Sequence[str] = ACTION_NAMES):
     return joint_state_msg(names, action, None, stamp, frame_id)
-
-
-def action_to_numpy(msg, names: Sequence[str] = ACTION_NAMES) -> np.ndarray:
-    """Action float32 (len(names),) from an action JointState, checked by name."""
-    return joint_state_to_numpy(msg, names)[0]
 
 
 # --- writing ----------------------------------------------------------------------------------

@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,30 +27,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..config import SAWYER_JOINTS
+from ..decode import BadInput, image_from_msg, joints_from_msg, stamp_ns
+from ..interface import ACTION_NAMES, SAWYER_JOINTS
 from ..model.preprocess import proprio_vector
 from .align import MISSING, STALE, select_latest
-from .bags import (
-    IMAGE,
-    BagError,
-    PathLike,
-    action_to_numpy,
-    find_bags,
-    image_to_numpy,
-    joint_state_to_numpy,
-    read_bag,
-    read_sidecar,
-    stamp_ns,
-    topic_message_count,
+from .bags import IMAGE, BagError, PathLike, find_bags, read_bag, read_sidecar, topic_message_count
+from .instructions import task_id
+from .metaworld import (
+    CUSTOM_DATA_KEY,
+    LAYOUT_SPLITS,
+    TOPIC_ACTION,
+    TOPIC_IMAGE,
+    TOPIC_INSTRUCTION,
+    TOPIC_JOINTS,
+    layout_split,
 )
-from .instructions import instruction_for, task_id
-from .metaworld import CUSTOM_DATA_KEY, TOPIC_ACTION, TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_JOINTS, layout_split
 
 log = logging.getLogger(__name__)
 
-ACTION_DIM = 4
-INSTRUCTION_MODES = ("bag", "train", "heldout")
-LAYOUT_SPLITS = ("train", "heldout", "all")
+ACTION_DIM = len(ACTION_NAMES)
 
 
 @dataclass
@@ -93,35 +86,30 @@ class BagDataset(Dataset):
             action past the episode end; ``action_mask`` marks the real ones).
         action_history: past expert actions fed into ``proprio`` (zero-filled at episode start).
         joint_names, use_velocities: the proprio layout (``ModelConfig`` fields).
-        split: keep episodes whose layout is in "train", "heldout" or "all" layouts.
-        instruction_mode: "bag" = the recorded instruction; "train" / "heldout" = a paraphrase
-            resampled from that set on every ``__getitem__``.
+        split: keep episodes whose layout is in the "train", "val" or "heldout" layouts, or "all".
         max_input_age: seconds; a joint state / action older than this at a frame is STALE.
         tasks: optionally keep only these task names.
-        seed: seeds paraphrase resampling (per DataLoader worker).
+
+    A sample's ``instruction`` is the one recorded in the bag; training and evaluation draw
+    paraphrases themselves (``train.trainer.Batcher``, ``eval.evaluate``).
     """
 
     def __init__(self, root: PathLike, chunk: int = 1, action_history: int = 0,
                  joint_names: Sequence[str] = SAWYER_JOINTS, use_velocities: bool = True,
-                 split: str = "all", instruction_mode: str = "bag", max_input_age: float = 0.1,
-                 tasks: Optional[Sequence[str]] = None, seed: int = 0, verbose: bool = True):
+                 split: str = "all", max_input_age: float = 0.1, tasks: Optional[Sequence[str]] = None,
+                 verbose: bool = True):
         if chunk < 1 or action_history < 0:
             raise ValueError(f"need chunk >= 1 and action_history >= 0, got {chunk}, {action_history}")
-        if split not in LAYOUT_SPLITS:
-            raise ValueError(f"split must be one of {LAYOUT_SPLITS}, got {split!r}")
-        if instruction_mode not in INSTRUCTION_MODES:
-            raise ValueError(f"instruction_mode must be one of {INSTRUCTION_MODES}, got {instruction_mode!r}")
+        if split not in LAYOUT_SPLITS + ("all",):
+            raise ValueError(f"split must be one of {LAYOUT_SPLITS + ('all',)}, got {split!r}")
         self.root = Path(root)
         self.chunk, self.action_history = int(chunk), int(action_history)
         self.joint_names, self.use_velocities = list(joint_names), bool(use_velocities)
-        self.split, self.instruction_mode = split, instruction_mode
-        self.max_input_age, self.seed = max_input_age, seed
+        self.split, self.max_input_age = split, max_input_age
         self.skipped: List[Tuple[Path, str]] = []
         self.dropped = {"missing_joint_state": 0, "stale_joint_state": 0, "missing_action": 0,
                         "stale_action": 0, "missing_instruction": 0}
         self.episodes: List[Episode] = []
-        self._rng: Optional[random.Random] = None
-        self._rng_owner = None
         self._load(tasks)
         (print if verbose else log.info)(self.summary())
 
@@ -153,7 +141,7 @@ class BagDataset(Dataset):
         return out
 
     def _skip(self, path: Path, err: Exception) -> None:
-        reason = err.reason if isinstance(err, BagError) else str(err)
+        reason = err.reason if isinstance(err, BagError) else f"{getattr(err, 'kind', 'error')}: {err}"
         warnings.warn(f"skipping bag {path}: {reason}", RuntimeWarning, stacklevel=3)
         log.warning("skipping bag %s: %s", path, reason)
         self.skipped.append((path, reason))
@@ -171,17 +159,15 @@ class BagDataset(Dataset):
                 if len(bag.messages.get(TOPIC_IMAGE, ())) != n_meta:  # also guards the preallocation
                     raise BagError(path, f"metadata.yaml lists {n_meta} {TOPIC_IMAGE} messages, the "
                                          f"storage has {len(bag.messages.get(TOPIC_IMAGE, ()))}")
-                ep = self._align(bag, meta)
-            except BagError as e:
+                keep, js_i, act_i, ins_i, pos, vel, acts, images = self._align(bag, meta)
+                decoded = [image_from_msg(images[f]) for f in keep]  # views: no copy for rgb8
+            except (BagError, BadInput) as e:
                 self._skip(path, e)
                 continue
-            keep, js_i, act_i, ins_i, pos, vel, acts, images = ep
             k = len(keep)
             if k and self.frames.size == 0:
-                h, w = images[0].height, images[0].width
-                self.frames = np.empty((capacity, h, w, 3), np.uint8)  # one allocation for all frames
-            for j, f in enumerate(keep):
-                img = image_to_numpy(images[f])
+                self.frames = np.empty((capacity,) + decoded[0].shape, np.uint8)  # one allocation for all frames
+            for j, img in enumerate(decoded):
                 if img.shape != self.frames.shape[1:]:
                     raise ValueError(f"bag {path}: image size {img.shape} differs from "
                                      f"{self.frames.shape[1:]} of earlier bags; use one --size per folder")
@@ -240,17 +226,19 @@ class BagDataset(Dataset):
         d["missing_action"] += int(np.sum(ok & (act_i == MISSING)))
         d["stale_action"] += int(np.sum(ok & (act_i == STALE)))
         ok &= act_i >= 0
-        if self.instruction_mode == "bag":
-            d["missing_instruction"] += int(np.sum(ok & (ins_i < 0)))
-            ok &= ins_i >= 0
+        d["missing_instruction"] += int(np.sum(ok & (ins_i < 0)))
+        ok &= ins_i >= 0
         keep = np.flatnonzero(ok)
+        # the node's decoder: the same accepted messages and the same errors as serving
         try:
-            pv = [joint_state_to_numpy(m, self.joint_names) for m in js_msgs]
-            acts = np.stack([action_to_numpy(m) for m in act_msgs]) if act_msgs else np.zeros((0, ACTION_DIM))
-        except KeyError as e:
-            raise ValueError(f"bag {bag.path}: {e.args[0]}") from None
-        pos = np.stack([p for p, _ in pv]) if pv else np.zeros((0, len(self.joint_names)))
-        vel = np.stack([v for _, v in pv]) if pv else np.zeros((0, len(self.joint_names)))
+            pv = [joints_from_msg(m, self.joint_names) for m in js_msgs]
+            acts = (np.stack([joints_from_msg(m, ACTION_NAMES)[0] for m in act_msgs]) if act_msgs
+                    else np.zeros((0, ACTION_DIM)))
+        except BadInput as e:
+            raise BagError(bag.path, f"{e.kind}: {e}") from None
+        n_j = len(self.joint_names)
+        pos = np.stack([p for p, _ in pv]) if pv else np.zeros((0, n_j))
+        vel = np.stack([np.zeros(n_j, np.float32) if v is None else v for _, v in pv]) if pv else np.zeros((0, n_j))
         return keep, js_i[keep], act_i[keep], ins_i[keep], pos, vel, acts.astype(np.float32), images
 
     # --- access -----------------------------------------------------------------------------
@@ -273,13 +261,6 @@ class BagDataset(Dataset):
                 f"(split={self.split}), frames {shape} uint8, {self.memory_bytes / 1e6:.1f} MB in memory; "
                 f"dropped frames: {drops}; skipped bags: {len(self.skipped)}")
 
-    def _paraphrase_rng(self) -> random.Random:
-        info = torch.utils.data.get_worker_info()
-        owner = (os.getpid(), info.id if info else -1)
-        if self._rng is None or self._rng_owner != owner:  # each DataLoader worker: its own stream
-            self._rng, self._rng_owner = random.Random(f"{self.seed}-{owner[1]}"), owner
-        return self._rng
-
     def action_chunk(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
         """(K, 4) float32 expert actions from sample ``i``'s frame on, and the (K,) real-action mask."""
         idx = self._act_start[i] + np.arange(self.chunk)
@@ -291,10 +272,7 @@ class BagDataset(Dataset):
             raise IndexError(f"index {i} out of range for {len(self)} samples")
         i = int(i) % len(self)
         ep = self.episodes[self._episode[i]]
-        if self.instruction_mode == "bag":
-            text = ep.instructions[self._instr[i]]
-        else:
-            text = instruction_for(ep.task, self._paraphrase_rng(), self.instruction_mode)
+        text = ep.instructions[self._instr[i]]
         actions, mask = self.action_chunk(i)
         return {"image": self.frames[i], "instruction": text, "proprio": self.proprio[i],
                 "actions": actions, "action_mask": mask, "task_id": ep.task_id, "task": ep.task,

@@ -9,7 +9,7 @@ size of that tail. Plain Python: no metaworld, mujoco or torch import.
 from __future__ import annotations
 
 import random
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Sequence, Union
 
 import numpy as np
 
@@ -550,11 +550,3 @@ def resolve_tasks(spec: Union[str, Sequence[str]]) -> List[str]:
     if not tasks:
         raise ValueError("no tasks given")
     return tasks
-
-
-def split_of(task: str, instruction: str) -> Optional[str]:
-    """Which paraphrase split ``instruction`` belongs to for ``task`` (None if it is not one)."""
-    for s in SPLITS:
-        if instruction in paraphrases(task, s):
-            return s
-    return None

@@ -25,12 +25,13 @@ caught on read) and, as one JSON string, in metadata.yaml ``custom_data["trimoda
 
 Layouts: a layout is the index of the Meta-World task variation (object/goal placement) in
 ``MT1(task, seed=LAYOUT_SEED).train_tasks`` (50 per task; ``LAYOUT_SEED`` is fixed, so layout 7
-is the same scene whatever ``--seed`` is). Layouts 0-39 are **train**, 40-49 **held out**
-(``layout_split``). Episode ``e`` of a task with ``--seed s`` uses the ``e``-th entry of a
-seeded permutation of all 50 layouts, so 50 episodes cover each layout once and ~20% of episodes
-land on held-out layouts; dataset split filters pick them apart. The recorded instruction is a
-train paraphrase on train layouts and a held-out paraphrase on held-out layouts (so a held-out
-bag is new in both scene and wording).
+is the same scene whatever ``--seed`` is). Layouts 0-34 are **train**, 35-39 **val** (every
+choice of configuration, checkpoint or hyper-parameter is made there) and 40-49 **held out** (the
+final numbers only; ``layout_split``). Episode ``e`` of a task with ``--seed s`` uses the ``e``-th
+entry of a seeded permutation of all 50 layouts, so 50 episodes cover each layout once; dataset
+split filters pick them apart. The recorded instruction is a train paraphrase on train and val
+layouts and a held-out paraphrase on held-out layouts (so a held-out bag is new in both scene and
+wording).
 
 Rendering uses ``mujoco.Renderer`` directly with shadows, reflections and MSAA off (~4x faster
 than the default). Cameras whose up axis points down in the world (all ``corner*`` cameras)
@@ -60,37 +61,41 @@ from typing import Dict, List, Optional, Tuple  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from ..config import SAWYER_JOINTS  # noqa: E402
+from .. import interface as I  # noqa: E402
 from .instructions import instruction_for, resolve_tasks, task_id  # noqa: E402
 
-TOPIC_IMAGE = "/camera/image_raw"
-TOPIC_INSTRUCTION = "/instruction"
-TOPIC_JOINTS = "/joint_states"
-TOPIC_ACTION = "/expert/action"
+# bag topics: the interface's names, absolute (a bag is recorded from the root namespace)
+TOPIC_IMAGE = I.absolute(I.IMAGE_TOPIC)
+TOPIC_INSTRUCTION = I.absolute(I.INSTRUCTION_TOPIC)
+TOPIC_JOINTS = I.absolute(I.JOINTS_TOPIC)
+TOPIC_ACTION = I.absolute(I.EXPERT_ACTION_TOPIC)
 TOPICS = (TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_JOINTS, TOPIC_ACTION)
 CUSTOM_DATA_KEY = "trimodal_ros.episode"
 
 N_LAYOUTS = 50
-HELDOUT_LAYOUTS = tuple(range(40, 50))
+VAL_LAYOUTS = tuple(range(35, 40))      # for every choice: configuration, checkpoint, hyper-parameters
+HELDOUT_LAYOUTS = tuple(range(40, 50))  # the final numbers only
+LAYOUT_SPLITS = ("train", "val", "heldout")
 LAYOUT_SEED = 0
-CONTROL_PERIOD_NS = 12_500_000
 
 
 # --- layouts ----------------------------------------------------------------------------------
 
 def layout_split(layout: int) -> str:
-    """"train" for layouts 0-39, "heldout" for 40-49."""
+    """"train" for layouts 0-34, "val" for 35-39 (model selection), "heldout" for 40-49 (test)."""
     if not 0 <= int(layout) < N_LAYOUTS:
         raise ValueError(f"layout must be in [0, {N_LAYOUTS}), got {layout}")
-    return "heldout" if int(layout) in HELDOUT_LAYOUTS else "train"
+    if int(layout) in HELDOUT_LAYOUTS:
+        return "heldout"
+    return "val" if int(layout) in VAL_LAYOUTS else "train"
 
 
 def layouts(split: str = "all") -> List[int]:
-    """The layout indices of a split: "train", "heldout" or "all"."""
+    """The layout indices of a split: "train", "val", "heldout" or "all"."""
     if split == "all":
         return list(range(N_LAYOUTS))
-    if split not in ("train", "heldout"):
-        raise ValueError(f"layout split must be 'train', 'heldout' or 'all', got {split!r}")
+    if split not in LAYOUT_SPLITS:
+        raise ValueError(f"layout split must be one of {LAYOUT_SPLITS} or 'all', got {split!r}")
     return [i for i in range(N_LAYOUTS) if layout_split(i) == split]
 
 
@@ -110,8 +115,9 @@ def episode_name(task: str, seed: int, episode: int) -> str:
 
 
 def episode_instruction(task: str, seed: int, episode: int, layout: int) -> Tuple[str, str]:
-    """(instruction, paraphrase split) recorded for an episode; deterministic."""
-    split = layout_split(layout)
+    """(instruction, paraphrase split) recorded for an episode; deterministic. Held-out layouts get
+    held-out wording (new scene and new words); train and validation layouts train wording."""
+    split = "heldout" if layout_split(layout) == "heldout" else "train"
     rng = np.random.default_rng([int(seed), _task_key(task), int(episode), 1])
     return instruction_for(task, rng, split), split
 
@@ -156,7 +162,7 @@ class SawyerScene:
             names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(m.ncam)]
             raise ValueError(f"camera {camera!r} not in the Meta-World model; cameras: {names}")
         # joint name -> qpos / dof address, straight from the model
-        self.joint_names = list(SAWYER_JOINTS)
+        self.joint_names = list(I.SAWYER_JOINTS)
         ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in self.joint_names]
         if min(ids) < 0:
             raise RuntimeError(f"joints {[n for n, i in zip(self.joint_names, ids) if i < 0]} not in model")
@@ -285,7 +291,7 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                 "camera": scene.camera, "image_size": [scene.size, scene.size],
                 "rotated_180": scene.upside_down, "control_period_ns": scene.dt_ns,
                 "start_ns": t0, "joint_names": scene.joint_names,
-                "action_names": ["ee_dx", "ee_dy", "ee_dz", "gripper"],
+                "action_names": list(I.ACTION_NAMES),
                 "action_topic_type": "sensor_msgs/msg/JointState", "topics": list(TOPICS),
                 "generator": "trimodal-ros generate",
             }
@@ -430,8 +436,21 @@ def summarize(rep: GenerateReport, file=sys.stdout) -> None:
           + ("" if r.path is None else f", kept at {r.path}"))
 
 
+def register(sub) -> None:
+    p = sub.add_parser("generate", help="roll out Meta-World experts and record one ROS 2 bag per episode")
+    p.add_argument("--tasks", required=True, help="comma list of Meta-World v3 tasks, or mt10 / mt50")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per task")
+    p.add_argument("--out", required=True, help="output folder (one bag folder per episode)")
+    p.add_argument("--camera", default="corner", help="Meta-World camera name (default: corner)")
+    p.add_argument("--size", type=int, default=224, help="square image size in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-steps", type=int, default=200, help="episode step limit")
+    p.add_argument("--keep-failures", action="store_true", help="also keep episodes the expert failed")
+    p.set_defaults(func=cli_generate)
+
+
 def cli_generate(args) -> int:
-    """Entry point of ``trimodal-ros generate`` (arguments defined in trimodal_ros/cli.py)."""
+    """``trimodal-ros generate``."""
     try:
         rep = generate(args.tasks, args.episodes, args.out, camera=args.camera, size=args.size,
                        seed=args.seed, max_steps=args.max_steps, keep_failures=args.keep_failures)

@@ -24,7 +24,6 @@ from tqdm import tqdm
 
 from ..config import load_config
 from ..io import atomic_savefig, atomic_write_json, atomic_write_text
-from ..model import FUSIONS
 from .metrics import mean_ci95
 
 log = logging.getLogger(__name__)
@@ -71,10 +70,12 @@ def run_grid(data: str, out: str, seeds: int = 3, budget: str = "small", fusions
     checkpoint on that many held-out layouts per task (closed-loop success) and runs the scripted
     expert on the same layouts for reference."""
     from ..data.dataset import BagDataset
-    from ..model.checkpoint import load_checkpoint
+    from ..policy import Policy
     from ..train.trainer import train
     from ..utils import pick_device
     from .evaluate import evaluate
+
+    from ..model import FUSIONS
 
     fusions = fusions or FUSIONS.names()
     losses = losses or LOSSES
@@ -109,15 +110,14 @@ def run_grid(data: str, out: str, seeds: int = 3, budget: str = "small", fusions
         t0 = time.perf_counter()
         ckpt = train(cfg, data, run_dir, device=device, progress=False, dataset=train_ds).checkpoint
         seconds = time.perf_counter() - t0
-        bundle = load_checkpoint(ckpt, device=pick_device(device))
-        rep_l = evaluate(ckpt, data, None, dataset=held_ds, instructions="train", progress=False, model_bundle=bundle)
-        rep_p = evaluate(ckpt, data, None, dataset=held_ds, instructions="heldout", progress=False, model_bundle=bundle)
+        policy = Policy.load(str(ckpt), device=pick_device(device))
+        rep_l = evaluate(ckpt, data, None, dataset=held_ds, instructions="train", progress=False, policy=policy)
+        rep_p = evaluate(ckpt, data, None, dataset=held_ds, instructions="heldout", progress=False, policy=policy)
         rollout = None
         if rollout_episodes:
-            from ..sim.policy import ModelPolicy
             from ..sim.rollout import rollout_in_process
 
-            rollout = rollout_in_process(ModelPolicy(*bundle), tasks, rollout_episodes, split="heldout",
+            rollout = rollout_in_process(policy, tasks, rollout_episodes, split="heldout",
                                          max_steps=rollout_steps, size=image_size, progress=False)
         s = {"fusion": fusion, "loss": loss, "seed": seed,
              **_summary(rep_l, rep_p, run_dir / "metrics.csv", seconds, rollout)}
@@ -233,6 +233,20 @@ def plot(result: dict, out: Path) -> None:
     ax.legend(fontsize=6, ncol=2)
     atomic_savefig(fig, out / "ablation_grad_conflict.png")
     plt.close(fig)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ablate", help="fusion × loss × seeds grid: train, score held-out data, report")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--budget", default="small", choices=sorted(BUDGETS))
+    p.add_argument("--fusions", default=None, help="comma list (default: all)")
+    p.add_argument("--losses", default=None, help="comma list (default: pairwise,joint,clip,none)")
+    p.add_argument("--rollout-episodes", type=int, default=0,
+                   help="closed-loop episodes per task and run on held-out layouts (0: offline metrics only)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cli_ablate)
 
 
 def cli_ablate(args) -> int:

@@ -1,8 +1,22 @@
-"""Argument glue for ``trimodal-ros evaluate``."""
+"""``trimodal-ros evaluate``: arguments and the call into ``evaluate.evaluate``."""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evaluate", help="score a checkpoint on bags: retrieval, token accuracy, MAE")
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--bags", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", default="heldout", choices=["train", "val", "heldout", "all"], help="layouts to score")
+    p.add_argument("--instructions", default="bag", choices=["bag", "train", "heldout"],
+                   help="the recorded command, or a paraphrase from the train / held-out set")
+    p.add_argument("--fusion", default=None, help="fail unless the checkpoint is this variant")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cli_evaluate)
 
 
 def cli_evaluate(args) -> int:

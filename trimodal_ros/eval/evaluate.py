@@ -1,5 +1,5 @@
-"""``trimodal-ros evaluate``: replay bags offline through the node's preprocessing and alignment,
-batched, and write report.json, report.md and PNG plots."""
+"""``trimodal-ros evaluate``: replay bags offline through the node's preprocessing, alignment and
+``Policy`` (batched), and write report.json, report.md and PNG plots."""
 
 from __future__ import annotations
 
@@ -9,27 +9,22 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from ..data.instructions import instruction_for
 from ..io import atomic_savefig, atomic_write_json, atomic_write_text
-from ..model.checkpoint import load_checkpoint
-from ..model.encoders import TextFeatures
 from .metrics import PAIRS, action_mae, all_pair_retrieval, chance_recall, token_metrics
 
 log = logging.getLogger(__name__)
 MAX_RETRIEVAL = 4000  # retrieval is O(N²): above this, a fixed-seed subsample is scored
 
 
-@torch.inference_mode()
-def run_inference(model, tokenizer, dataset, batch_size: int = 64, instructions: str = "bag", seed: int = 0,
+def run_inference(policy, dataset, batch_size: int = 64, instructions: str = "bag", seed: int = 0,
                   progress: bool = True) -> Dict[str, np.ndarray]:
-    """Every sample of ``dataset`` through the model; returns embeddings, tokens and timings."""
-    dev = model.device
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    """Every sample of ``dataset`` through ``policy.infer`` (the node's forward pass and text
+    cache, batched); returns embeddings, tokens and timings. ``instructions``: the recorded one
+    ("bag") or a paraphrase drawn from the "train" / "heldout" set per sample."""
     rng = np.random.default_rng(seed)
-    text_cache: Dict[str, object] = {}
     keys = ("image", "text", "action", "fused")
     acc = {k: [] for k in keys + ("pred", "true", "mask", "task_id", "tasks", "pred_actions", "true_actions")}
     model_time, t0 = 0.0, time.perf_counter()
@@ -38,34 +33,17 @@ def run_inference(model, tokenizer, dataset, batch_size: int = 64, instructions:
         items = [dataset[i] for i in range(start, min(n, start + batch_size))]
         texts = [it["instruction"] if instructions == "bag" else instruction_for(it["task"], rng, instructions)
                  for it in items]
-        frames = np.stack([it["image"] for it in items])
-        proprio = torch.as_tensor(np.stack([it["proprio"] for it in items]), device=dev)
         actions = np.stack([it["actions"] for it in items])
-        sync()
-        tm = time.perf_counter()
-        images = model.preprocess(frames)
-        # the node caches one text encoding per instruction: so does evaluation
-        missing = [t for t in dict.fromkeys(texts) if t not in text_cache]
-        if missing:
-            feats = model.encode_instructions(missing)
-            for i, t in enumerate(missing):
-                text_cache[t] = TextFeatures(feats.pooled[i:i + 1], feats.tokens[i:i + 1], feats.mask[i:i + 1])
-        text = TextFeatures(
-            torch.cat([text_cache[t].pooled for t in texts]), torch.cat([text_cache[t].tokens for t in texts]),
-            torch.cat([text_cache[t].mask for t in texts]))
-        out = model(images, proprio, text=text)
-        pred = out.tokens()
-        sync()
-        model_time += time.perf_counter() - tm
+        out = policy.infer(np.stack([it["image"] for it in items]), np.stack([it["proprio"] for it in items]), texts)
+        model_time += out.seconds
         for k in keys:
-            acc[k].append(getattr(out, k).float().cpu().numpy())
-        p = pred.cpu().numpy()
-        acc["pred"].append(p)
-        acc["true"].append(tokenizer.encode(actions))
+            acc[k].append(getattr(out, k))
+        acc["pred"].append(out.tokens)
+        acc["true"].append(policy.tokenizer.encode(actions))
         acc["mask"].append(np.stack([it["action_mask"] for it in items]))
         acc["task_id"].append(np.array([it["task_id"] for it in items]))
         acc["tasks"].append(np.array([it["task"] for it in items]))
-        acc["pred_actions"].append(tokenizer.decode(p))
+        acc["pred_actions"].append(out.actions)
         acc["true_actions"].append(actions)
     total = time.perf_counter() - t0
     res = {k: np.concatenate(v) for k, v in acc.items() if v}
@@ -152,22 +130,22 @@ def plots(report: Dict[str, object], out: Path) -> None:
 
 def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = "bag", batch_size: int = 64,
              device: str = "auto", fusion: Optional[str] = None, progress: bool = True, dataset=None,
-             model_bundle=None) -> Dict[str, object]:
+             policy=None) -> Dict[str, object]:
     from ..data.dataset import BagDataset
+    from ..policy import Policy
     from ..utils import pick_device
 
-    model, tokenizer, cfg = model_bundle or load_checkpoint(checkpoint, fusion=fusion, device=pick_device(device))
-    model.eval()
-    mc = cfg.model
-    ds = dataset or BagDataset.from_config(bags, mc, split=split, verbose=progress)
+    policy = policy or Policy.load(str(checkpoint), fusion=fusion, device=pick_device(device))
+    cfg = policy.config
+    ds = dataset or BagDataset.from_config(bags, cfg.model, split=split, verbose=progress)
     if len(ds) == 0:
         raise ValueError(f"{bags}: no samples in split {split!r}")
-    res = run_inference(model, tokenizer, ds, batch_size, instructions, progress=progress)
-    report = {"checkpoint": str(checkpoint), "fusion": mc.fusion, "loss": cfg.train.loss, "bags": str(bags),
+    res = run_inference(policy, ds, batch_size, instructions, progress=progress)
+    report = {"checkpoint": str(checkpoint), "fusion": cfg.model.fusion, "loss": cfg.train.loss, "bags": str(bags),
               "split": split, "instructions": instructions, **score(res)}
     if out is not None:
         out = Path(out)
         atomic_write_json(out / "report.json", report)
-        atomic_write_text(out / "report.md", markdown(report, f"Evaluation of {mc.fusion} / {cfg.train.loss}"))
+        atomic_write_text(out / "report.md", markdown(report, f"Evaluation of {cfg.model.fusion} / {cfg.train.loss}"))
         plots(report, out)
     return report

@@ -16,7 +16,9 @@ def images_to_tensor(frames, size: int, mean: Sequence[float], std: Sequence[flo
     Resizes with antialiased bilinear interpolation (no crop: the robot camera's whole view
     matters), then applies the CLIP mean/std. Runs on ``device`` so the node can do it on GPU.
     """
-    x = torch.as_tensor(np.ascontiguousarray(frames) if isinstance(frames, np.ndarray) else frames)
+    if isinstance(frames, np.ndarray):  # torch wants a writable buffer (a decoded JPEG's is not)
+        frames = np.require(frames, requirements=("C", "W"))
+    x = torch.as_tensor(frames)
     if x.dim() == 3:
         x = x.unsqueeze(0)
     if x.dim() != 4 or x.shape[-1] != 3:

@@ -9,7 +9,7 @@ from typing import List, Optional
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from .configuration import ModelConfig
 from .adapters import ADAPTERS
 from .encoders import CLIPTowers, ProprioEncoder, TextFeatures, apply_tuning
 from .fusion import FUSIONS, FusionInputs

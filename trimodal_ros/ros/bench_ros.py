@@ -12,14 +12,14 @@ image → output crosses process boundaries as on a robot. Three figures:
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import threading
 import time
 from typing import Dict, List, Optional
 
 import numpy as np
+
+from ..model.configuration import DEFAULT_FUSION
 
 NS = "/trimodal_bench"
 RATES = (5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0)
@@ -34,8 +34,10 @@ class _Client:
         from std_msgs.msg import String
         from trajectory_msgs.msg import JointTrajectory
 
-        from .vla_node import LATCHED
+        from .. import interface as I
+        from .conversions import qos_profile
 
+        LATCHED = qos_profile(I.LATCHED)
         self.node = rclpy.create_node("bench_ros_client", context=context)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.instruction = self.node.create_publisher(String, f"{NS}/instruction", LATCHED)
@@ -81,7 +83,7 @@ class _Client:
         return self.diag
 
 
-def bench(fusion: str = "weighted_sum", device: str = "cpu", iters: int = 20, rates=RATES,
+def bench(fusion: str = DEFAULT_FUSION, device: str = "cpu", iters: int = 20, rates=RATES,
           size: int = 224, startup_timeout: float = 180.0, log=print) -> dict:
     """Run the benchmark; returns the figures it printed."""
     import rclpy
@@ -89,12 +91,13 @@ def bench(fusion: str = "weighted_sum", device: str = "cpu", iters: int = 20, ra
     from std_msgs.msg import String
 
     from ..config import load_config
+    from .bringup import spawn
+    from .params import node_specs
 
     joints = load_config(fusion).model.joint_names
-    cmd = [sys.executable, "-m", "trimodal_ros.ros.vla_node", "--ros-args", "-r", f"__ns:={NS}",
-           "-p", f"fusion:={fusion}", "-p", f"device:={device}", "-p", "image_qos_reliability:=reliable",
-           "-p", "max_input_age:=1.0", "--log-level", "warn"]
-    proc = subprocess.Popen(cmd, env=dict(os.environ), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    spec = node_specs({"fusion": fusion, "device": device, "image_qos_reliability": "reliable",
+                       "max_input_age": "1.0", "allow_random_weights": "true", "namespace": NS})[0]
+    proc = spawn(spec, log_level="warn", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     ex = SingleThreadedExecutor(context=ctx)
@@ -185,7 +188,7 @@ def bench(fusion: str = "weighted_sum", device: str = "cpu", iters: int = 20, ra
 def run(args) -> int:
     """Entry for ``trimodal-ros bench ros`` (args: fusion, device, iters)."""
     try:
-        bench(fusion=getattr(args, "fusion", None) or "weighted_sum", device=getattr(args, "device", "cpu"),
+        bench(fusion=getattr(args, "fusion", None) or DEFAULT_FUSION, device=getattr(args, "device", "cpu"),
               iters=int(getattr(args, "iters", 20)))
     except RuntimeError as e:
         print(f"bench ros: {e}")

@@ -1,8 +1,10 @@
-"""``trimodal-ros up``: start what ``launch/vla.launch.py`` starts, in this process, with rclpy.
+"""``trimodal-ros up`` (and ``sim``): start what ``launch/vla.launch.py`` starts, in this process.
 
 ``ros2 launch`` needs the ``launch`` packages, which a pip-installed ROS 2 lacks; both read the same
-table (launch_args.launch_arguments / node_specs), so they start the same nodes with the same
-parameters. Nodes share one executor; each node keeps its own inference thread.
+table (``params.launch_arguments`` / ``node_specs``), so they start the same nodes with the same
+parameters. Every in-process start of vla_node (this command, the demo, the live evaluation, the
+through-ROS rollout) goes through ``Bringup``. Nodes share one executor; each node keeps its own
+inference thread.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ import importlib
 import threading
 from typing import Any, Dict, List, Mapping, Optional
 
-from .launch_args import NodeSpec, launch_arguments, node_specs
+from .params import NodeSpec, launch_arguments, node_specs
 
 # executable (console script) -> "module:class" of the node it runs
-NODE_CLASSES = {"vla_node": "trimodal_ros.ros.vla_node:VLANode"}
+NODE_CLASSES = {"vla_node": "trimodal_ros.ros.vla_node:VLANode", "sim_node": "trimodal_ros.ros.sim_node:SimNode"}
 
 
 def _node_class(executable: str):
@@ -28,6 +30,26 @@ def create_node(spec: NodeSpec, context=None):
     overrides = [Parameter(k, value=v) for k, v in spec.parameters.items()]
     return _node_class(spec.executable)(spec.name, namespace=spec.namespace or None,
                                         parameter_overrides=overrides, context=context)
+
+
+def spawn(spec: NodeSpec, log_level: str = "info", **popen):
+    """Start ``spec`` in its own process, as ``ros2 launch`` would (``--ros-args``, a params
+    file written from the table's typed values); returns the ``subprocess.Popen``."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import yaml
+
+    module = NODE_CLASSES[spec.executable].split(":")[0]
+    fd, path = tempfile.mkstemp(prefix=f"{spec.name}-", suffix=".yaml")
+    with open(fd, "w") as f:
+        yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}, f)
+    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={spec.name}", "--params-file", path,
+           "--log-level", log_level]
+    if spec.namespace:
+        cmd[5:5] = ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
+    return subprocess.Popen(cmd, **popen)
 
 
 class Bringup:
@@ -74,7 +96,30 @@ class Bringup:
 
 
 def values_from_args(args) -> Dict[str, str]:
-    return {a.name: getattr(args, a.name) for a in launch_arguments() if hasattr(args, a.name)}
+    return {a.name: getattr(args, a.name) for a in launch_arguments(resolve=False) if hasattr(args, a.name)}
+
+
+def register(sub) -> None:
+    from .params import add_cli_options
+
+    p = sub.add_parser("up", help="bring up vla_node in this process (what vla.launch.py launches)")
+    add_cli_options(p)
+    p.set_defaults(func=cli_up)
+    p = sub.add_parser("sim", help="run Meta-World as a ROS 2 robot (camera, joints, instruction, /clock; "
+                                   "steps on trimodal/action)")
+    p.add_argument("--task", required=True, help="Meta-World v3 task, e.g. reach-v3")
+    p.add_argument("--layout", type=int, default=-1, help="layout 0-49; -1 cycles the held-out layouts 40-49")
+    p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
+    p.add_argument("--instruction", default=None, help="this exact command instead of a paraphrase")
+    p.add_argument("--episodes", type=int, default=0, help="episodes before exiting; 0 runs until Ctrl-C")
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--size", type=int, default=224, help="square camera image size in pixels")
+    p.add_argument("--camera", default="corner")
+    p.add_argument("--execute-steps", type=int, default=1, help="trajectory points executed per frame")
+    p.add_argument("--action-timeout", type=float, default=5.0, help="wall seconds before a frame is re-sent")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--namespace", default="")
+    p.set_defaults(func=cli_sim)
 
 
 def cli_up(args) -> int:
@@ -95,6 +140,42 @@ def cli_up(args) -> int:
             pass
         finally:
             up.shutdown()
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
+def cli_sim(args) -> int:
+    """``trimodal-ros sim``: sim_node in this process until its episodes are done (or Ctrl-C)."""
+    import os
+
+    os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from .sim_node import SimNode, spin_until_finished
+
+    params = {"task": args.task, "layout": args.layout, "instructions": args.instructions,
+              "instruction": args.instruction or "", "seed": args.seed, "max_steps": args.max_steps,
+              "size": args.size, "camera": args.camera, "execute_steps": args.execute_steps,
+              "action_timeout": args.action_timeout, "episodes": args.episodes, "autostart": True}
+    rclpy.init()
+    try:
+        try:
+            node = SimNode(namespace=args.namespace or None,
+                           parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        except Exception as e:
+            print(f"trimodal-ros sim: cannot start: {type(e).__name__}: {e}")
+            return 1
+        print(f"simulating {args.task} as {node.get_fully_qualified_name()}; "
+              f"{'Ctrl-C to stop' if args.episodes <= 0 else f'{args.episodes} episode(s)'}")
+        try:
+            spin_until_finished(node)
+        finally:
+            node.destroy_node()
+        for o in node.outcomes:
+            print(f"episode {o['episode']}: layout {o['layout']} {'success' if o['success'] else 'failure'} "
+                  f"after {o['length']} steps")
     finally:
         rclpy.try_shutdown()
     return 0

@@ -1,7 +1,6 @@
-"""Message ↔ array conversions for the VLA node: pure functions, checked, no node state.
-
-Each ``*_from_msg`` raises ``BadInput`` (with a ``kind`` the node counts in its diagnostics)
-instead of returning garbage, so the node can log, count and skip a bad message and live on.
+"""rclpy-side message helpers: building the node's output messages, stamps and durations, and
+QoS profiles from ``interface.Qos``. Decoding incoming messages is ``trimodal_ros.decode`` (shared
+with the bag reader); it is re-exported here for the node's convenience.
 """
 
 from __future__ import annotations
@@ -10,29 +9,30 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Int32MultiArray, MultiArrayDimension, MultiArrayLayout
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-# encoding -> (channels, channel order to take for RGB); only 8-bit encodings: the model eats uint8
-ENCODINGS = {
-    "rgb8": (3, [0, 1, 2]),
-    "bgr8": (3, [2, 1, 0]),
-    "rgba8": (4, [0, 1, 2]),
-    "bgra8": (4, [2, 1, 0]),
-    "mono8": (1, [0, 0, 0]),
-    "8uc1": (1, [0, 0, 0]),
-    "8uc3": (3, [0, 1, 2]),  # OpenCV's untagged 3-channel: taken as RGB
-}
-MAX_INSTRUCTION_CHARS = 2000
+from ..decode import (  # noqa: F401  (re-exported)
+    BadInput,
+    compressed_image_from_msg,
+    image_from_msg,
+    instruction_from_msg,
+    joints_from_msg,
+    stamp_ns,
+)
+from ..interface import Qos
 
 
-class BadInput(ValueError):
-    """A message the node must skip. ``kind`` names the diagnostics counter it goes to."""
+def qos_profile(q: Qos):
+    """interface.Qos → rclpy QoSProfile (keep-last history)."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
+    return QoSProfile(depth=q.depth, history=HistoryPolicy.KEEP_LAST,
+                      reliability=(ReliabilityPolicy.RELIABLE if q.reliability == "reliable"
+                                   else ReliabilityPolicy.BEST_EFFORT),
+                      durability=(DurabilityPolicy.TRANSIENT_LOCAL if q.durability == "transient_local"
+                                  else DurabilityPolicy.VOLATILE))
 
 
 # --- time ----------------------------------------------------------------------------------------
@@ -45,35 +45,16 @@ def sec_to_stamp(t: float) -> Time:
     return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
+def ns_to_stamp(ns: int) -> Time:
+    return Time(sec=int(ns) // 1_000_000_000, nanosec=int(ns) % 1_000_000_000)
+
+
 def sec_to_duration(t: float) -> Duration:
     ns = int(round(t * 1e9))
     return Duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
 
 
-# --- inputs --------------------------------------------------------------------------------------
-def image_from_msg(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image → uint8 RGB (H, W, 3). Honors ``step`` (row padding); rejects unknown
-    encodings and data whose length is not height × step."""
-    enc = msg.encoding.lower()
-    if enc not in ENCODINGS:
-        raise BadInput("bad_image", f"unsupported image encoding {msg.encoding!r} (supported: {sorted(ENCODINGS)})")
-    ch, order = ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0:
-        raise BadInput("bad_image", f"empty image {w}x{h}")
-    if step < w * ch:
-        raise BadInput("bad_image", f"step {step} < width {w} x {ch} channels")
-    data = msg.data
-    n = len(data)
-    if n != h * step:
-        raise BadInput("bad_image", f"image data has {n} bytes, expected height {h} x step {step} = {h * step}")
-    buf = np.frombuffer(data, dtype=np.uint8)  # array.array / bytes: no copy
-    rows = buf.reshape(h, step)[:, : w * ch].reshape(h, w, ch)
-    if order == [0, 1, 2] and ch == 3:
-        return rows
-    return rows[:, :, order]
-
-
+# --- test/bench inputs --------------------------------------------------------------------------------------
 def image_to_msg(rgb: np.ndarray, stamp: Optional[Time] = None, frame_id: str = "camera",
                  encoding: str = "rgb8") -> Image:
     """uint8 RGB (H, W, 3) → sensor_msgs/Image in ``rgb8``, ``bgr8`` or ``mono8``."""
@@ -96,31 +77,25 @@ def image_to_msg(rgb: np.ndarray, stamp: Optional[Time] = None, frame_id: str = 
     return msg
 
 
-def joints_from_msg(msg: JointState, names: Sequence[str]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
-    """sensor_msgs/JointState → (positions, velocities or None) in the order of ``names``.
+def compressed_image_to_msg(rgb: np.ndarray, fmt: str = "jpeg", stamp: Optional[Time] = None,
+                            frame_id: str = "camera", quality: int = 90) -> CompressedImage:
+    """uint8 RGB (H, W, 3) → sensor_msgs/CompressedImage (``jpeg`` or ``png``), as image_transport's
+    compressed plugin names them."""
+    import io
 
-    Extra joints the model does not use (a head pan, another arm) are ignored; a missing or
-    non-finite joint, or arrays whose length does not match ``name``, make the message bad.
-    """
-    n = len(msg.name)
-    if len(msg.position) != n:
-        raise BadInput("bad_joint_state", f"joint_states has {n} names but {len(msg.position)} positions")
-    if len(msg.velocity) not in (0, n):
-        raise BadInput("bad_joint_state", f"joint_states has {n} names but {len(msg.velocity)} velocities")
-    index = {name: i for i, name in enumerate(msg.name)}
-    missing = [j for j in names if j not in index]
-    if missing:
-        unknown = [j for j in msg.name if j not in set(names)]
-        if unknown:
-            raise BadInput("unknown_joint_names", f"joint_states names {unknown} are not the expected joints; "
-                                                  f"missing {missing} (parameter joint_names)")
-        raise BadInput("missing_joints", f"joint_states lacks joints {missing}")
-    idx = [index[j] for j in names]
-    pos = np.asarray(msg.position, dtype=np.float64)[idx].astype(np.float32)
-    vel = np.asarray(msg.velocity, dtype=np.float64)[idx].astype(np.float32) if len(msg.velocity) else None
-    if not np.all(np.isfinite(pos)) or (vel is not None and not np.all(np.isfinite(vel))):
-        raise BadInput("nan_joints", "joint_states has NaN or infinite positions/velocities")
-    return pos, vel
+    from PIL import Image as PILImage
+
+    if fmt not in ("jpeg", "png"):
+        raise ValueError(f"fmt must be jpeg or png, not {fmt!r}")
+    buf = io.BytesIO()
+    PILImage.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format=fmt.upper(), **(
+        {"quality": quality} if fmt == "jpeg" else {}))
+    msg = CompressedImage(format=f"rgb8; {fmt} compressed bgr8" if fmt == "jpeg" else "rgb8; png compressed bgr8")
+    msg.header.frame_id = frame_id
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.data = buf.getvalue()
+    return msg
 
 
 def joints_to_msg(names: Sequence[str], positions, velocities=None, stamp: Optional[Time] = None) -> JointState:
@@ -132,17 +107,6 @@ def joints_to_msg(names: Sequence[str], positions, velocities=None, stamp: Optio
     return msg
 
 
-def instruction_from_msg(text: str, max_chars: int = MAX_INSTRUCTION_CHARS) -> str:
-    """std_msgs/String data → a stripped instruction; empty or over-long ones are bad input
-    (the text tower truncates anyway: a 100 kB string is a bug upstream, not a command)."""
-    if len(text) > max_chars:
-        raise BadInput("bad_instruction", f"instruction of {len(text)} chars exceeds {max_chars}")
-    s = " ".join(text.split())
-    if not s:
-        raise BadInput("bad_instruction", "empty instruction")
-    return s
-
-
 # --- outputs -------------------------------------------------------------------------------------
 def _layout(dims: List[Tuple[str, int]]) -> MultiArrayLayout:
     out, stride = [], int(np.prod([s for _, s in dims])) if dims else 0
@@ -152,16 +116,21 @@ def _layout(dims: List[Tuple[str, int]]) -> MultiArrayLayout:
     return MultiArrayLayout(dim=out, data_offset=0)
 
 
-def embedding_to_msg(vec) -> Float32MultiArray:
+RANDOM_MARK = " (random weights)"  # appended to the first layout label when no checkpoint is loaded
+
+
+def embedding_to_msg(vec, random_weights: bool = False) -> Float32MultiArray:
     v = np.asarray(vec, dtype=np.float32).reshape(-1)
-    return Float32MultiArray(layout=_layout([("embedding", v.size)]), data=v.tolist())
+    label = "embedding" + (RANDOM_MARK if random_weights else "")
+    return Float32MultiArray(layout=_layout([(label, v.size)]), data=v.tolist())
 
 
-def tokens_to_msg(tokens) -> Int32MultiArray:
+def tokens_to_msg(tokens, random_weights: bool = False) -> Int32MultiArray:
     t = np.asarray(tokens, dtype=np.int64)
     if t.ndim != 2:
         raise ValueError(f"tokens must be (chunk, action_dim), got {t.shape}")
-    return Int32MultiArray(layout=_layout([("chunk", t.shape[0]), ("action_dim", t.shape[1])]),
+    label = "chunk" + (RANDOM_MARK if random_weights else "")
+    return Int32MultiArray(layout=_layout([(label, t.shape[0]), ("action_dim", t.shape[1])]),
                            data=t.reshape(-1).astype(np.int32).tolist())
 
 

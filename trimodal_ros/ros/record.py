@@ -12,22 +12,14 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
+from .. import interface as I
 from .replay import message_class
 
 # the vla_node outputs: recorded by default, types known before any publisher is seen
-DEFAULT_TOPICS = {
-    "trimodal/embedding": "std_msgs/msg/Float32MultiArray",
-    "trimodal/action_tokens": "std_msgs/msg/Int32MultiArray",
-    "trimodal/action": "trajectory_msgs/msg/JointTrajectory",
-}
+DEFAULT_TOPICS = {t: I.MSG_TYPES[t] for t in (I.EMBEDDING_TOPIC, I.TOKENS_TOPIC, I.ACTION_TOPIC)}
 
 
-def resolve_name(topic: str, namespace: str = "") -> str:
-    """A relative name goes under ``namespace``; an absolute one stays as it is."""
-    if topic.startswith("/"):
-        return topic
-    ns = namespace.strip("/")
-    return f"/{ns}/{topic}" if ns else f"/{topic}"
+resolve_name = I.absolute  # a relative name goes under the namespace; an absolute one stays
 
 
 def _qos_for(node, topic: str):
@@ -107,6 +99,14 @@ def record(out, topics: Optional[Iterable[str]] = None, duration: Optional[float
         node.destroy_node()
         writer.close()
     return counts
+
+
+def register(sub) -> None:
+    p = sub.add_parser("record", help="record topics to an mcap bag (ros2 bag record)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--topics", nargs="*", default=None, help="default: the vla_node outputs")
+    p.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
+    p.set_defaults(func=cli_record)
 
 
 def cli_record(args) -> int:

@@ -113,6 +113,15 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
         node.destroy_node()
 
 
+def register(sub) -> None:
+    p = sub.add_parser("replay", help="publish a bag's messages with their original timing (ros2 bag play)")
+    p.add_argument("--bag", required=True)
+    p.add_argument("--rate", type=float, default=1.0)
+    p.add_argument("--loop", action="store_true")
+    p.add_argument("--namespace", default="")
+    p.set_defaults(func=cli_replay)
+
+
 def cli_replay(args) -> int:
     import rclpy
 

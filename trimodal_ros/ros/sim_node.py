@@ -35,6 +35,7 @@ EGL context belongs to the thread that created it); callbacks only enqueue.
 
 from __future__ import annotations
 
+import collections
 import json
 import queue
 import threading
@@ -50,22 +51,16 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from .conversions import BadInput, duration_to_sec, image_to_msg, joints_to_msg
-from .vla_node import ACTION_NAMES, ACTION_TOPIC, IMAGE_TOPIC, INSTRUCTION_TOPIC, JOINTS_TOPIC, LATCHED, RELIABLE
+from .. import interface as I
+from .conversions import BadInput, duration_to_sec, image_to_msg, joints_to_msg, ns_to_stamp, qos_profile, stamp_ns
+from .params import SIM_PARAMS, declare, follow_updates
+from .throttle import Throttle
 
-EPISODE_TOPIC, RESET_TOPIC, CLOCK_TOPIC = "sim/episode", "sim/reset", "/clock"
 COUNTERS = ("refused_actions", "stale_actions", "unmatched_actions", "action_timeouts", "frames", "steps",
-            "episodes")
-
-
-def _ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-
-
-def _stamp(ns: int):
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+            "episodes", "bad_resets", "dropped_events")
+KEEP = 1000           # finished episodes kept in memory (outcomes, traces): a long-running sim stays bounded
+MAX_EVENTS = 10_000   # callbacks → sim thread queue; beyond it events are dropped and counted
+START_TIMEOUT = 300.0  # seconds for the sim thread to build its scene (MuJoCo + renderer)
 
 
 def chunk_from_trajectory(msg: JointTrajectory, action_names: List[str]) -> np.ndarray:
@@ -92,56 +87,36 @@ class SimNode(Node):
 
     def __init__(self, node_name: str = "sim_node", **kwargs):
         super().__init__(node_name, **kwargs)
-        from rcl_interfaces.msg import ParameterDescriptor
+        from ..data.instructions import task_id
 
-        from ..data.instructions import SPLITS, task_id
-
-        dyn = ParameterDescriptor(dynamic_typing=True)
-        p = {
-            "task": self.declare_parameter("task", "reach-v3").value,
-            "layout": int(self.declare_parameter("layout", -1, dyn).value),
-            "instructions": self.declare_parameter("instructions", "train").value,
-            "instruction": self.declare_parameter("instruction", "").value,
-            "seed": int(self.declare_parameter("seed", 0, dyn).value),
-            "max_steps": int(self.declare_parameter("max_steps", 200, dyn).value),
-            "size": int(self.declare_parameter("size", 224, dyn).value),
-            "camera": self.declare_parameter("camera", "corner").value,
-            "execute_steps": int(self.declare_parameter("execute_steps", 1, dyn).value),
-            "action_timeout": float(self.declare_parameter("action_timeout", 5.0, dyn).value),
-            "instruction_settle": float(self.declare_parameter("instruction_settle", 0.2, dyn).value),
-            "action_names": list(self.declare_parameter("action_names", list(ACTION_NAMES)).value),
-            "autostart": bool(self.declare_parameter("autostart", True).value),
-            "episodes": int(self.declare_parameter("episodes", 0, dyn).value),
-        }
+        p = declare(self, SIM_PARAMS)  # ValueError names a bad parameter
         task_id(p["task"])  # unknown task: fail at start, with the task list
-        if p["instructions"] not in SPLITS:
-            raise ValueError(f"instructions must be one of {SPLITS}, not {p['instructions']!r}")
-        if not -1 <= p["layout"] < 50:
-            raise ValueError(f"layout must be -1 (cycle the held-out layouts) or in [0, 50), got {p['layout']}")
-        if p["max_steps"] < 1 or p["execute_steps"] < 1 or p["size"] < 8 or p["action_timeout"] <= 0:
-            raise ValueError("need max_steps >= 1, execute_steps >= 1, size >= 8, action_timeout > 0")
         self.params = p
+        follow_updates(self, SIM_PARAMS, self.params)
         self.counters: Dict[str, int] = {k: 0 for k in COUNTERS}
-        self.outcomes: List[dict] = []  # one per finished episode (also on sim/episode)
-        self.traces: List[List[np.ndarray]] = []  # the actions executed, per finished episode
+        self.outcomes: collections.deque = collections.deque(maxlen=KEEP)  # finished episodes (also on sim/episode)
+        self.traces: collections.deque = collections.deque(maxlen=KEEP)  # the actions executed, per episode
+        self.episodes_done = 0
         self._lock = threading.Condition()
-        self._last_log: Dict[str, float] = {}
+        self._log = Throttle(self.get_logger(), lambda kind: self.counters.get(kind))
         self._rng = np.random.default_rng([p["seed"], 11])
-        self._events: "queue.Queue" = queue.Queue()
+        self._events: "queue.Queue" = queue.Queue(maxsize=MAX_EVENTS)
         self.finished = threading.Event()  # `episodes` episodes done (autostart); the CLI exits
 
-        self._pub_clock = self.create_publisher(Clock, CLOCK_TOPIC, 10)
-        self._pub_joints = self.create_publisher(JointState, JOINTS_TOPIC, RELIABLE)
-        self._pub_image = self.create_publisher(Image, IMAGE_TOPIC, RELIABLE)
-        self._pub_instruction = self.create_publisher(String, INSTRUCTION_TOPIC, LATCHED)
-        self._pub_episode = self.create_publisher(String, EPISODE_TOPIC, LATCHED)
-        self.create_subscription(JointTrajectory, ACTION_TOPIC, lambda m: self._events.put(("action", m)), RELIABLE)
-        self.create_subscription(String, RESET_TOPIC, self._on_reset, RELIABLE)
+        reliable, latched = qos_profile(I.RELIABLE), qos_profile(I.LATCHED)
+        self._pub_clock = self.create_publisher(Clock, I.CLOCK_TOPIC, 10)
+        self._pub_joints = self.create_publisher(JointState, I.JOINTS_TOPIC, reliable)
+        self._pub_image = self.create_publisher(Image, I.IMAGE_TOPIC, reliable)
+        self._pub_instruction = self.create_publisher(String, I.INSTRUCTION_TOPIC, latched)
+        self._pub_episode = self.create_publisher(String, I.SIM_EPISODE_TOPIC, latched)
+        self.create_subscription(JointTrajectory, I.ACTION_TOPIC, lambda m: self._put(("action", m)), reliable)
+        self.create_subscription(String, I.SIM_RESET_TOPIC, self._on_reset, reliable)
 
         self._ready, self._init_error = threading.Event(), None
         self._thread = threading.Thread(target=self._run, name=f"{node_name}-sim", daemon=True)
         self._thread.start()
-        self._ready.wait()
+        if not self._ready.wait(START_TIMEOUT):
+            self._init_error = TimeoutError(f"the simulation did not start within {START_TIMEOUT} s")
         if self._init_error is not None:
             super().destroy_node()
             raise self._init_error
@@ -155,15 +130,41 @@ class SimNode(Node):
     # --- driver handles ----------------------------------------------------------------------------
     def start_episode(self, layout: Optional[int] = None, instruction: Optional[str] = None,
                       ready: Optional[Callable[[], bool]] = None) -> None:
-        """Queue a new episode (ends a running one unscored). ``ready``, if given, is polled
-        (up to action_timeout) after the instruction is published and before the first frame:
-        the in-process driver uses it to wait until vla_node holds the new instruction."""
-        self._events.put(("start", layout, instruction, ready))
+        """Queue a new episode (ends a running one unscored). ``layout`` None follows the
+        ``layout`` parameter; ``instruction`` None draws a paraphrase. ``ready``, if given, is
+        polled (up to action_timeout) after the instruction is published and before the first
+        frame: the in-process driver uses it to wait until vla_node holds the new instruction.
+        A layout outside 0-49 or an instruction that is not a string raises ValueError."""
+        from ..data.metaworld import N_LAYOUTS
+
+        if layout is not None and (isinstance(layout, bool) or not isinstance(layout, int)
+                                   or not 0 <= layout < N_LAYOUTS):
+            raise ValueError(f"layout must be an integer in [0, {N_LAYOUTS}), got {layout!r}")
+        if instruction is not None and not isinstance(instruction, str):
+            raise ValueError(f"instruction must be a string, got {instruction!r}")
+        self._put(("start", layout, instruction, ready), block=True)
 
     def wait_episodes(self, n: int, timeout: float) -> bool:
         """Block until ``n`` episodes have finished (or ``timeout`` wall seconds passed)."""
         with self._lock:
-            return self._lock.wait_for(lambda: len(self.outcomes) >= n or self._init_error is not None, timeout)
+            return self._lock.wait_for(lambda: self.episodes_done >= n or self._init_error is not None, timeout)
+
+    def outcome(self, i: int) -> dict:
+        """Episode ``i`` (counted from the node's start) if it is among the last KEEP."""
+        with self._lock:
+            return self.outcomes[i - (self.episodes_done - len(self.outcomes))]
+
+    def trace(self, i: int) -> List[np.ndarray]:
+        with self._lock:
+            return list(self.traces[i - (self.episodes_done - len(self.traces))])
+
+    def _put(self, event, block: bool = False) -> None:
+        try:
+            self._events.put(event, block=block, timeout=10.0 if block else None)
+        except queue.Full:
+            self._count("dropped_events")
+            self._log("dropped_events", "event queue full: an event was dropped (a publisher floods "
+                                        "trimodal/action or sim/reset?)", "warning")
 
     def counts(self) -> Dict[str, int]:
         with self._lock:
@@ -171,13 +172,19 @@ class SimNode(Node):
 
     # --- callbacks: enqueue only -------------------------------------------------------------------
     def _on_reset(self, msg: String) -> None:
+        """``{"layout": 0-49, "instruction": "..."}`` (both optional); anything else is refused
+        with a logged error and counted, and the simulation goes on."""
         try:
             req = json.loads(msg.data) if msg.data.strip() else {}
             if not isinstance(req, dict):
                 raise ValueError("not a JSON object")
+            unknown = sorted(set(req) - {"layout", "instruction"})
+            if unknown:
+                raise ValueError(f"unknown key(s) {unknown}; expected layout, instruction")
+            self.start_episode(req.get("layout"), req.get("instruction"))
         except ValueError as e:
-            return self.get_logger().error(f"sim/reset: ignored {msg.data[:100]!r}: {e}")
-        self.start_episode(req.get("layout"), req.get("instruction"))
+            self._count("bad_resets")
+            self._log("bad_resets", f"sim/reset: refused {msg.data[:100]!r}: {e}", "error", every=0.0)
 
     # --- the sim thread: owns the scene -------------------------------------------------------------
     def _run(self) -> None:
@@ -205,10 +212,13 @@ class SimNode(Node):
                     ev = None
                 if ev is not None and ev[0] == "stop":
                     break
-                if ev is not None and ev[0] == "start":
-                    self._start(*ev[1:])
-                elif ev is not None and ev[0] == "action":
-                    self._on_action(ev[1])
+                try:
+                    if ev is not None and ev[0] == "start":
+                        self._start(*ev[1:])
+                    elif ev is not None and ev[0] == "action":
+                        self._on_action(ev[1])
+                except Exception as e:  # noqa: BLE001 - one bad event must not end the simulation
+                    self._log("event_errors", f"{ev[0]} failed: {type(e).__name__}: {e}", "error", every=0.0)
                 if (self._awaiting is not None and time.monotonic() - self._sent_at > p["action_timeout"]):
                     self._count("action_timeouts")
                     self._log("action_timeouts", f"no trimodal/action for the frame at sim time "
@@ -229,7 +239,7 @@ class SimNode(Node):
         if self._running:
             self.get_logger().warning("new episode requested: the running one ends unscored")
         if layout is None:
-            n = len(self.outcomes)
+            n = self.episodes_done
             layout = p["layout"] if p["layout"] >= 0 else HELDOUT_LAYOUTS[n % len(HELDOUT_LAYOUTS)]
         if not instruction:
             instruction = p["instruction"] or instruction_for(p["task"], self._rng, p["instructions"])
@@ -241,7 +251,7 @@ class SimNode(Node):
         self._instruction, self._trace, self._running = instruction, [], True
         self._at_start = self.counts()
         self._pub_instruction.publish(String(data=instruction))
-        self.get_logger().info(f"episode {len(self.outcomes)}: {p['task']} layout {layout}: {instruction!r}")
+        self.get_logger().info(f"episode {self.episodes_done}: {p['task']} layout {layout}: {instruction!r}")
         # vla_node must hold the new instruction before the first frame; the driver can tell
         # (``ready``), a remote node cannot: wait for a camera subscriber, then let the latched
         # instruction settle. A frame that still goes unanswered is re-sent after action_timeout.
@@ -259,7 +269,7 @@ class SimNode(Node):
     def _publish_observation(self, again: bool = False) -> None:
         frame, pos, vel = self._stepper.observe()
         t = self._sim_ns
-        stamp = _stamp(t)
+        stamp = ns_to_stamp(t)
         self._pub_clock.publish(Clock(clock=stamp))
         self._pub_joints.publish(joints_to_msg(self._stepper.scene.joint_names, pos, vel, stamp))
         self._pub_image.publish(image_to_msg(frame, stamp, self.params["camera"]))
@@ -273,7 +283,7 @@ class SimNode(Node):
         except BadInput as e:
             self._count(e.kind)
             return self._log(e.kind, f"REFUSED trimodal/action: {e}; the robot did not move", "error")
-        t = _ns(msg.header.stamp)
+        t = stamp_ns(msg)
         if self._awaiting is None or t < self._awaiting:
             self._count("stale_actions")
             return self._log("stale_actions", f"ignored a trajectory stamped {t / 1e9:.4f} s, older than the "
@@ -306,7 +316,7 @@ class SimNode(Node):
         st = self._stepper
         o = st.outcome()
         c = self.counts()
-        out = {"event": "episode_end", "episode": len(self.outcomes), "task": o.task, "layout": o.layout,
+        out = {"event": "episode_end", "episode": self.episodes_done, "task": o.task, "layout": o.layout,
                "instruction": self._instruction, "success": o.success, "length": o.length, "ticks": o.ticks,
                "seconds": o.seconds, "control_rate_hz": o.ticks / o.seconds if o.seconds > 0 else None,
                "sim_time_start": self._episode_t0_ns / 1e9, "sim_time_end": self._sim_ns / 1e9,
@@ -317,6 +327,7 @@ class SimNode(Node):
             self.counters["episodes"] += 1
             self.outcomes.append(out)
             self.traces.append(self._trace)
+            self.episodes_done += 1
             self._lock.notify_all()
         self._pub_episode.publish(String(data=json.dumps(out)))
         self.get_logger().info(
@@ -325,7 +336,7 @@ class SimNode(Node):
             f"{o.ticks / max(o.seconds, 1e-9):.1f} Hz)")
         p = self.params
         if p["autostart"]:
-            if p["episodes"] <= 0 or len(self.outcomes) < p["episodes"]:
+            if p["episodes"] <= 0 or self.episodes_done < p["episodes"]:
                 self.start_episode()
             else:
                 self.finished.set()
@@ -334,23 +345,6 @@ class SimNode(Node):
     def _count(self, kind: str) -> None:
         with self._lock:
             self.counters[kind] += 1
-
-    def _log(self, kind: str, message: str, level: str, every: float = 5.0) -> None:
-        """At most one line per kind every ``every`` s; the counters keep the exact numbers."""
-        now = time.monotonic()
-        if now - self._last_log.get(kind, -1e9) < every:
-            return
-        self._last_log[kind] = now
-        n = self.counters.get(kind)
-        text = message + (f" [{kind}: {n} so far]" if n is not None else "")
-        log = self.get_logger()
-        # one call site per severity: rclpy refuses a call site whose severity changes between calls
-        if level == "error":
-            log.error(text)
-        elif level == "warning":
-            log.warning(text)
-        else:
-            log.info(text)
 
     def destroy_node(self):
         """Stop the sim thread (it owns the renderer) before the node's handles go away."""

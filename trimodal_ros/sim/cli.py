@@ -1,6 +1,6 @@
-"""``trimodal-ros sim`` (Meta-World as a ROS 2 robot) and ``trimodal-ros rollout`` (closed-loop
-success rates, in-process or through ROS). Argument handling only; the work is in sim_node,
-rollout and ros_rollout."""
+"""``trimodal-ros rollout``: closed-loop success rates in Meta-World, in-process (``sim.rollout``) or
+through ROS (``ros.rollout``, imported only for ``--through-ros`` / ``--compare``: it needs rclpy).
+Argument handling only."""
 
 from __future__ import annotations
 
@@ -12,36 +12,28 @@ from typing import Dict, List
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported anywhere
 
 
-def cli_sim(args) -> int:
-    import rclpy
-    from rclpy.parameter import Parameter
-
-    from ..ros.sim_node import SimNode, spin_until_finished
-
-    params = {"task": args.task, "layout": args.layout, "instructions": args.instructions,
-              "instruction": args.instruction or "", "seed": args.seed, "max_steps": args.max_steps,
-              "size": args.size, "camera": args.camera, "execute_steps": args.execute_steps,
-              "action_timeout": args.action_timeout, "episodes": args.episodes, "autostart": True}
-    rclpy.init()
-    try:
-        try:
-            node = SimNode(namespace=args.namespace or None,
-                           parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-        except Exception as e:
-            print(f"trimodal-ros sim: cannot start: {type(e).__name__}: {e}")
-            return 1
-        print(f"simulating {args.task} as {node.get_fully_qualified_name()}; "
-              f"{'Ctrl-C to stop' if args.episodes <= 0 else f'{args.episodes} episode(s)'}")
-        try:
-            spin_until_finished(node)
-        finally:
-            node.destroy_node()
-        for o in node.outcomes:
-            print(f"episode {o['episode']}: layout {o['layout']} {'success' if o['success'] else 'failure'} "
-                  f"after {o['length']} steps")
-    finally:
-        rclpy.try_shutdown()
-    return 0
+def register(sub) -> None:
+    p = sub.add_parser("rollout", help="closed-loop success rate of a checkpoint in Meta-World "
+                                       "(in-process or through ROS)")
+    p.add_argument("--checkpoint", default=None, help="trained .pt; omit to run random weights (wiring)")
+    p.add_argument("--fusion", default=None, help="fusion variant (must match the checkpoint, if any)")
+    p.add_argument("--config", default=None, help="config for random weights (default: the fusion's)")
+    p.add_argument("--tasks", required=True, help="comma list of Meta-World v3 tasks, or mt10 / mt50")
+    p.add_argument("--episodes", type=int, default=10, help="episodes (layouts) per task")
+    p.add_argument("--through-ros", action="store_true", help="via sim_node <-> vla_node over DDS")
+    p.add_argument("--compare", action="store_true", help="run both paths and compare their actions")
+    p.add_argument("--split", default="heldout", choices=["heldout", "val", "train", "all"], help="layouts")
+    p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--execute", type=int, default=1, help="actions of each predicted chunk executed")
+    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--camera", default="corner")
+    p.add_argument("--seed", type=int, default=0, help="layout / instruction draw")
+    p.add_argument("--model-seed", type=int, default=0, help="random-weight init (no checkpoint)")
+    p.add_argument("--action-timeout", type=float, default=60.0, help="through ROS: wall s per model answer")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default=None, help="folder for rollout.json")
+    p.set_defaults(func=cli_rollout)
 
 
 def format_table(report: Dict[str, object], title: str) -> str:
@@ -59,8 +51,9 @@ def format_table(report: Dict[str, object], title: str) -> str:
 
 def cli_rollout(args) -> int:
     from ..config import ConfigError
+    from ..model.configuration import DEFAULT_FUSION
     from ..data.instructions import resolve_tasks
-    from ..model.checkpoint import CheckpointError, read_checkpoint
+    from ..checkpoint import CheckpointError, read_checkpoint
     from ..utils import pick_device
 
     try:
@@ -69,7 +62,7 @@ def cli_rollout(args) -> int:
         print(f"trimodal-ros rollout: {e}")
         return 1
     if not args.checkpoint:
-        print(f"WARNING: no --checkpoint: fusion '{args.fusion or 'weighted_sum'}' with RANDOM WEIGHTS "
+        print(f"WARNING: no --checkpoint: fusion '{args.fusion or DEFAULT_FUSION}' with RANDOM WEIGHTS "
               f"(wiring check; expect ~0 success)")
     device = str(pick_device(args.device))
     fusion = args.fusion
@@ -93,9 +86,9 @@ def cli_rollout(args) -> int:
 
 def _rollout(args, common, model, out) -> int:
     from ..io import atomic_write_json
-    from .policy import build_policy
+    from ..policy import Policy
     from .rollout import rollout_in_process
-    from .ros_rollout import compare_traces, rollout_through_ros
+    from ..ros.rollout import compare_traces, rollout_through_ros
 
     traces_ros: list = []
     traces_in: list = []
@@ -105,7 +98,7 @@ def _rollout(args, common, model, out) -> int:
                                                  traces=traces_ros, action_timeout=args.action_timeout)
         print(format_table(out["through_ros"], "through ROS (sim_node <-> vla_node)"))
     if not args.through_ros or args.compare:
-        policy = build_policy(seed=args.model_seed, **model)
+        policy = Policy.load(seed=args.model_seed, execute=args.execute, **model)
         out["in_process"] = rollout_in_process(policy, **common, traces=traces_in)
         print(format_table(out["in_process"], "in-process"))
     if args.compare:

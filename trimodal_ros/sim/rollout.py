@@ -3,12 +3,9 @@
 Action chunks (K steps) are executed receding-horizon by default: each tick predicts K actions
 and the robot executes the first ``execute`` of them (default 1) before the next frame is
 encoded. ``execute=K`` runs whole chunks open-loop (K× fewer model calls, less reactive). The
-ROS path (``sim_node``, parameter ``execute_steps``) steps through the same ``EpisodeStepper``:
-trajectory point k is the action of the k-th env step after the frame.
-
-One known difference with ``execute > 1`` and ``action_history > 0``: here the history holds every
-executed action (``ModelPolicy.executed``), vla_node feeds back only the first action of each
-chunk it published. With ``execute=1`` (the default) the two are the same.
+ROS path (``sim_node``, parameter ``execute_steps``) steps through the same ``EpisodeStepper``,
+and both paths ask the same ``trimodal_ros.policy.Policy`` for actions (its ``execute`` decides
+what enters the action history), so they execute the same actions.
 """
 
 from __future__ import annotations
@@ -84,18 +81,17 @@ class EpisodeStepper:
         return EpisodeOutcome(self.scene.task, self.layout, self.success, self.steps, self.ticks, t1 - t0)
 
 
-def run_episode(scene, act: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray],
-                executed: Callable[[np.ndarray], None], layout: int, max_steps: int, execute: int = 1,
-                trace: Optional[List[np.ndarray]] = None) -> EpisodeOutcome:
-    """Step ``scene`` with actions from ``act`` until success or ``max_steps`` (``trace``, if a
-    list, receives every executed action: to compare with the ROS path step by step)."""
+def run_episode(scene, act: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], layout: int,
+                max_steps: int, execute: int = 1, trace: Optional[List[np.ndarray]] = None) -> EpisodeOutcome:
+    """Step ``scene`` with chunks from ``act(frame, positions, velocities)`` until success or
+    ``max_steps`` (``trace``, if a list, receives every executed action: to compare with the ROS
+    path step by step)."""
     stepper = EpisodeStepper(scene, max_steps, execute)
     stepper.reset(layout)
     while not stepper.done:
-        for a in stepper.apply(act(*stepper.observe())):
-            executed(a)
-            if trace is not None:
-                trace.append(a)
+        done = stepper.apply(act(*stepper.observe()))
+        if trace is not None:
+            trace.extend(done)
     return stepper.outcome()
 
 
@@ -138,8 +134,9 @@ def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "he
                        max_steps: int = 200, execute: int = 1, size: int = 224, camera: str = "corner",
                        instructions: str = "train", progress: bool = True,
                        traces: Optional[List[List[np.ndarray]]] = None) -> Dict[str, object]:
-    """The model drives each task for ``episodes`` layouts of ``split``, no ROS in between
-    (``traces``, if a list, receives each episode's executed actions)."""
+    """The ``Policy`` drives each task for ``episodes`` layouts of ``split``, no ROS in between
+    (``traces``, if a list, receives each episode's executed actions). The policy's ``execute``
+    is set to ``execute``, as vla_node's ``execute_steps`` would be."""
     from tqdm import tqdm
 
     from ..data.metaworld import SawyerScene
@@ -151,17 +148,19 @@ def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "he
     # renders with Mesa's EGL made every call ~70x slower on 2 cores (measured 360 ms vs 5 ms).
     model_thread = ThreadPoolExecutor(1, thread_name_prefix="policy")
 
+    policy.execute = max(1, int(execute))
+
     def act(frame, pos, vel):
-        return model_thread.submit(policy.act, frame, pos, vel).result()
+        return model_thread.submit(policy.act, frame, pos, vel).result().actions
 
     try:
         for task in tasks:
             scene = SawyerScene(task, camera=camera, size=size, max_steps=max_steps)
             try:
                 for _, layout, instruction in (e for e in plan if e[0] == task):
-                    policy.reset(instruction)
+                    model_thread.submit(policy.reset, instruction).result()
                     trace = [] if traces is not None else None
-                    outcomes.append(run_episode(scene, act, policy.executed, layout, max_steps, execute, trace))
+                    outcomes.append(run_episode(scene, act, layout, max_steps, execute, trace))
                     if traces is not None:
                         traces.append(trace)
                     bar.update(1)

@@ -1,4 +1,4 @@
-"""Argument glue for ``trimodal-ros train``."""
+"""``trimodal-ros train``: arguments and the call into ``trainer.train``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,21 @@ import dataclasses
 import logging
 
 from ..config import load_config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train on bags: contrastive alignment + action-token cross-entropy")
+    p.add_argument("--config", required=True, help="config YAML or variant name (config/<name>.yaml)")
+    p.add_argument("--data", required=True, help="folder of episode bags (trimodal-ros generate)")
+    p.add_argument("--out", required=True, help="run folder: last.pt, metrics.csv")
+    p.add_argument("--fusion", default=None, help="override the config's fusion variant")
+    p.add_argument("--loss", default=None, help="override the contrastive loss (pairwise, joint, clip, none)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--steps", type=int, default=None, help="override train.steps")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.set_defaults(func=cli_train)
 
 
 def cli_train(args) -> int:

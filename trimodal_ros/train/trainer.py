@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..config import Config
 from ..data.instructions import instruction_for
 from ..model import ActionTokenizer, TriModalModel
-from ..model.checkpoint import read_checkpoint, save_checkpoint
+from ..checkpoint import read_checkpoint, save_checkpoint
 from ..model.losses import CONTRASTIVE_LOSSES, UncertaintyWeighting, gradient_conflict
 from ..utils import pick_device
 

@@ -14,9 +14,9 @@ from typing import Dict
 
 import numpy as np
 
-from ..model.checkpoint import load_checkpoint
+from .. import interface as I
 from ..utils import wait_for
-from .metrics import token_metrics
+from ..eval.metrics import token_metrics
 
 
 def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1.0, device: str = "cpu",
@@ -31,16 +31,18 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
     from trajectory_msgs.msg import JointTrajectory
 
     from ..data.dataset import BagDataset
-    from ..ros.bringup import Bringup
-    from ..ros.conversions import trajectory_to_numpy
-    from ..ros.replay import replay
-    from .evaluate import run_inference
+    from ..policy import Policy
+    from ..eval.evaluate import run_inference
+    from .bringup import Bringup
+    from .conversions import trajectory_to_numpy
+    from .replay import replay
 
-    model, tokenizer, cfg = load_checkpoint(checkpoint, device=device)
+    policy = Policy.load(str(checkpoint), device=device)
+    tokenizer, cfg = policy.tokenizer, policy.config
     ds = BagDataset.from_config(bag, cfg.model, split="all", verbose=False)
     if len(ds) == 0:
         raise ValueError(f"{bag}: no aligned frames to evaluate")
-    offline = run_inference(model, tokenizer, ds, batch_size=64, progress=False)
+    offline = run_inference(policy, ds, batch_size=64, progress=False)
     ep = ds.episodes[0]
     stamps = ep.meta["start_ns"] + ds.steps * ep.meta["control_period_ns"]  # (N,) each sample's frame stamp
     index_of = {int(s): i for i, s in enumerate(stamps)}
@@ -66,11 +68,11 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
                 i = index_of[s]
                 on_output(int(ds.steps[i]), tokenizer.encode(received[s]), offline["true"][i])
 
-        sub = listener.create_subscription(JointTrajectory, "trimodal/action", on_traj, 100)
+        sub = listener.create_subscription(JointTrajectory, I.ACTION_TOPIC, on_traj, 100)
         ex.add_node(listener)
         spin = threading.Thread(target=ex.spin, daemon=True)
         spin.start()
-        cam = f"/{namespace.strip('/')}/camera/image_raw"
+        cam = I.absolute(I.IMAGE_TOPIC, namespace)
         if not wait_for(lambda: listener.count_subscribers(cam) > 0 and sub.get_publisher_count() > 0, 30.0):
             raise RuntimeError("vla_node's camera subscription and action publisher did not appear within 30 s")
 
@@ -81,12 +83,11 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
                     wait_for(lambda: stamp_ns in received, 2.0, every=0.002)
 
         t0 = time.monotonic()
-        ns = "/" + namespace.strip("/")
         replay(bag, rate=rate, namespace=namespace, context=ctx, delay=0.5, on_message=on_msg,
-               require_subscribers=[cam, f"{ns}/joint_states", f"{ns}/instruction"])
+               require_subscribers=[cam] + [I.absolute(t, namespace) for t in (I.JOINTS_TOPIC, I.INSTRUCTION_TOPIC)])
         wait_for(lambda: len(received) >= len(sent_wall), settle)
         wall = time.monotonic() - t0
-        counters = up.nodes[0].counts()
+        counters = up.nodes[0].ledger.snapshot()
     finally:
         ex.shutdown()
         if up is not None:

@@ -1,5 +1,9 @@
 """Checkpoints: written atomically, carrying config, variant, tokenizer bounds and version, and
-checked on load so a checkpoint for another variant gives a clear error instead of garbage."""
+checked on load so a checkpoint for another variant gives a clear error instead of garbage.
+
+Loading never executes code from the file: ``torch.load(weights_only=True)`` (tensors, numbers,
+strings, lists and dicts only), so a ``.pt`` handed to a robot cannot run anything.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
-from .. import __version__
-from ..config import Config, ConfigError, config_from_dict
-from ..io import atomic_write
-from .action_tokenizer import ActionTokenizer
-from .trimodal import TriModalModel
+from . import __version__
+from .config import Config, config_from_dict
+from .io import atomic_write
+from .model.action_tokenizer import ActionTokenizer
+from .model.trimodal import TriModalModel
+from .schema import ConfigError
 
 FORMAT = "trimodal_ros.checkpoint/1"
 
@@ -46,9 +51,11 @@ def read_checkpoint(path) -> Dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a checkpoint: {e}") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # also a pickle that asks to run code: weights_only refuses it
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} is corrupt, not a checkpoint, or holds objects other than "
+                              f"tensors and plain data (refused: {first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a trimodal_ros checkpoint (format {FORMAT!r})")
     return ckpt
@@ -60,7 +67,7 @@ def load_checkpoint(path, expect: Optional[Config] = None, fusion: Optional[str]
     launched with) must match the checkpoint's, else CheckpointError names both."""
     ckpt = read_checkpoint(path)
     try:
-        cfg = config_from_dict(ckpt["config"], where=f"{path}: config")
+        cfg = config_from_dict(ckpt.get("config"), where=f"{path}: config", retired_ok=True)
     except ConfigError as e:
         raise CheckpointError(str(e)) from None
     if fusion is not None and fusion != cfg.model.fusion:
@@ -76,28 +83,3 @@ def load_checkpoint(path, expect: Optional[Config] = None, fusion: Optional[str]
     except RuntimeError as e:
         raise CheckpointError(f"checkpoint {path} weights do not fit its own config: {e}") from None
     return model.to(device), ActionTokenizer.from_dict(ckpt["tokenizer"]), cfg
-
-
-def load_for_inference(checkpoint: str = "", fusion: Optional[str] = None, config: str = "",
-                       device: Union[str, torch.device] = "cpu", seed: int = 0):
-    """What vla_node and the in-process policy both run → (model, tokenizer, config, random_weights).
-
-    With a checkpoint: its model; ``fusion`` must match it, and so must an explicit ``config``.
-    Without: the configured architecture (``config`` or the fusion's YAML) with random weights drawn
-    after ``torch.manual_seed(seed)``, and a tokenizer over [-1, 1] per dimension (Meta-World's
-    action range) — for wiring tests, never for a robot.
-    """
-    import numpy as np
-
-    from ..config import load_config
-
-    if checkpoint:
-        expect = load_config(config, fusion=fusion) if config else None
-        model, tok, cfg = load_checkpoint(checkpoint, fusion=fusion, expect=expect, device=device)
-        return model.eval(), tok, cfg, False
-    fusion = fusion or "weighted_sum"
-    cfg = load_config(config or fusion, fusion=fusion)
-    torch.manual_seed(seed)
-    model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None)).to(device)
-    a = cfg.model.action_dim
-    return model.eval(), ActionTokenizer(-np.ones(a), np.ones(a), cfg.model.bins), cfg, True

@@ -1,5 +1,6 @@
 """Closed-loop rollouts through ROS 2: sim_node (Meta-World) ↔ vla_node (the model), real topics
-over DDS, both in this process on one MultiThreadedExecutor.
+over DDS, both in this process on one executor; vla_node is started through ``ros.bringup``
+with the launch arguments ``ros2 launch`` would get.
 
 Runs the same ``episode_plan`` (layouts, instructions) as ``rollout_in_process`` and steps with
 the same ``EpisodeStepper``, so with a deterministic model and synchronous stepping the two
@@ -7,9 +8,9 @@ paths execute the same actions; ``compare_traces`` measures how close they are.
 
 Two things the topics alone cannot carry, done here through the in-process node handles:
 
-* vla_node clears its action history when an instruction arrives, but an episode that repeats the
-  previous instruction must not race that message: before each episode the driver calls
-  ``VLANode.reset_history()`` (each in-process episode also starts from an empty history).
+* vla_node restarts its task (empty action history) when an instruction arrives, but an episode
+  that repeats the previous instruction must not race that message: before each episode the
+  driver calls ``VLANode.reset_history()`` (each in-process episode also starts from ``reset``).
 * Frames must not reach vla_node before the episode's instruction does (topics are not ordered
   against each other); sim_node waits until vla_node holds the new instruction.
 """
@@ -18,19 +19,18 @@ from __future__ import annotations
 
 import itertools
 import os
-import threading
 from typing import Dict, List, Optional
 
 import numpy as np
 
-from .rollout import EpisodeOutcome, episode_plan, summarize
+from ..sim.rollout import EpisodeOutcome, episode_plan, summarize
 
 _RUNS = itertools.count()
 
 
 def _holds(vla, instruction: str):
     want = " ".join(instruction.split())  # vla_node normalises whitespace
-    return lambda: vla.instruction == want
+    return lambda: vla.instruction() == want
 
 
 def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
@@ -42,37 +42,33 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
     """``rollout_in_process``'s report (plus a "ros" block of node counters), measured through
     sim_node and vla_node. ``traces``, if a list, receives each episode's executed actions."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from tqdm import tqdm
 
-    from ..ros.sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL (see metaworld.py)
-    from ..ros.vla_node import VLANode
+    from .bringup import Bringup
+    from .sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL (see metaworld.py)
 
     ns = namespace or f"/rollout_{os.getpid()}_{next(_RUNS)}"
     plan = episode_plan(tasks, episodes, split, seed, instructions)
     context = rclpy.Context()
     rclpy.init(context=context)
-    executor = MultiThreadedExecutor(num_threads=3, context=context)
-    spin = threading.Thread(target=executor.spin, name="rollout-executor", daemon=True)
-    nodes, outcomes, ros_counts = [], [], {}
+    up, sims, outcomes, ros_counts = None, [], [], {}
     bar = tqdm(total=len(plan), desc="rollout (ROS)", disable=not progress, dynamic_ncols=True)
     try:
-        vla_params = {"fusion": fusion or "weighted_sum", "config": config, "checkpoint": checkpoint,
-                      "device": device, "seed": model_seed, "use_sim_time": True,
-                      "image_qos_reliability": "reliable", "image_qos_depth": 2}
-        vla = VLANode("vla_node", namespace=ns, context=context,
-                      parameter_overrides=[Parameter(k, value=v) for k, v in vla_params.items()])
-        nodes.append(vla)
-        executor.add_node(vla)
-        spin.start()
+        # vla_node exactly as `ros2 launch ... use_sim_time:=true` starts it (the one parameter table)
+        values = {"fusion": fusion, "config": config, "checkpoint": checkpoint, "device": device,
+                  "seed": model_seed, "use_sim_time": True, "image_qos_reliability": "reliable",
+                  "image_qos_depth": 2, "execute_steps": execute, "allow_random_weights": not checkpoint,
+                  "namespace": ns}
+        up = Bringup({k: v for k, v in values.items() if v is not None}, context=context).start()
+        vla = up.nodes[0]
         for task in tasks:
             sim = SimNode("sim_node", namespace=ns, context=context, parameter_overrides=[
                 Parameter(k, value=v) for k, v in {
                     "task": task, "size": size, "camera": camera, "max_steps": max_steps,
                     "execute_steps": execute, "action_timeout": action_timeout, "autostart": False}.items()])
-            nodes.append(sim)
-            executor.add_node(sim)
+            sims.append(sim)
+            up.executor.add_node(sim)
             _wait_matched(sim)
             try:
                 for i, (_, layout, instruction) in enumerate(e for e in plan if e[0] == task):
@@ -80,27 +76,26 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
                     sim.start_episode(layout, instruction, ready=_holds(vla, instruction))
                     if not sim.wait_episodes(i + 1, timeout=action_timeout * (max_steps + 2)):
                         raise TimeoutError(f"{task} layout {layout}: episode did not finish ({sim.counts()})")
-                    o = sim.outcomes[i]
+                    o = sim.outcome(i)
                     outcomes.append(EpisodeOutcome(task, o["layout"], o["success"], o["length"], o["ticks"],
                                                    o["seconds"]))
                     if traces is not None:
-                        traces.append(list(sim.traces[i]))
+                        traces.append(sim.trace(i))
                     bar.update(1)
             finally:
                 for k, v in sim.counts().items():
                     ros_counts[f"sim.{k}"] = ros_counts.get(f"sim.{k}", 0) + v
-                executor.remove_node(sim)
-                nodes.remove(sim)
+                up.executor.remove_node(sim)
+                sims.remove(sim)
                 sim.destroy_node()
-        lat = vla.latencies_ms()
-        ros_counts.update({f"vla.{k}": v for k, v in vla.counts().items()})
+        lat = vla.ledger.latencies_ms()
+        ros_counts.update({f"vla.{k}": v for k, v in vla.ledger.snapshot().items()})
         ros_counts["vla.latency_p50_ms"] = float(np.percentile(lat, 50)) if lat.size else float("nan")
     finally:
         bar.close()
-        executor.shutdown()  # executor first: rclpy.shutdown() under a spinning executor aborts
-        if spin.is_alive():
-            spin.join(timeout=10.0)
-        for n in nodes:
+        if up is not None:
+            up.shutdown()  # executor first: rclpy.shutdown() under a spinning executor aborts
+        for n in sims:
             n.destroy_node()
         rclpy.try_shutdown(context=context)
     report = summarize(outcomes)

@@ -1,0 +1,92 @@
+"""One decoder for training (rosbags messages) and serving (rclpy messages): the same frames and
+joints, the same accepted encodings and the same errors, whichever side the message came from."""
+
+import numpy as np
+import pytest
+from rclpy.serialization import deserialize_message
+from sensor_msgs.msg import CompressedImage, Image, JointState
+
+from trimodal_ros.data import bags as B
+from trimodal_ros.decode import ENCODINGS, BadInput, compressed_image_from_msg, image_from_msg, joints_from_msg
+from trimodal_ros.interface import SAWYER_JOINTS
+from trimodal_ros.ros.conversions import compressed_image_to_msg
+
+
+def both(msg_rosbags, rclpy_type):
+    """The same message as rosbags hands it to the dataset and as rclpy hands it to the node."""
+    raw = B.typestore().serialize_cdr(msg_rosbags, msg_rosbags.__msgtype__)
+    return msg_rosbags, deserialize_message(bytes(raw), rclpy_type)
+
+
+def image(encoding, h=6, w=5, step=None, data=None):
+    ch = ENCODINGS.get(encoding, (3,))[0]
+    step = step or w * ch
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, h * step, dtype=np.uint8) if data is None else data
+    return B.msg_class(B.IMAGE)(header=B.header_msg(5), height=h, width=w, encoding=encoding, is_bigendian=0,
+                                step=step, data=np.asarray(data, np.uint8))
+
+
+@pytest.mark.parametrize("encoding", sorted(ENCODINGS))
+def test_every_encoding_decodes_identically_from_bags_and_topics(encoding):
+    for step in (None, 5 * ENCODINGS[encoding][0] + 3):  # with and without row padding
+        bag_msg, ros_msg = both(image(encoding, step=step), Image)
+        a, b = image_from_msg(bag_msg), image_from_msg(ros_msg)
+        assert a.shape == (6, 5, 3) and a.dtype == np.uint8
+        np.testing.assert_array_equal(a, b)
+    rgb = image("rgb8")
+    bgr = image("bgr8", data=np.asarray(rgb.data).reshape(6, 5, 3)[..., ::-1].reshape(-1))
+    np.testing.assert_array_equal(image_from_msg(rgb), image_from_msg(bgr))
+
+
+@pytest.mark.parametrize("bad,match", [(image("mono16"), "mono16"), (image("yuv422"), "yuv422"),
+                                       (image("rgb8", data=np.zeros(7, np.uint8)), "bytes"),
+                                       (image("rgb8", step=4), "step")])
+def test_bad_images_give_the_same_error_on_both_sides(bad, match):
+    for msg in both(bad, Image):
+        with pytest.raises(BadInput, match=match) as e:
+            image_from_msg(msg)
+        assert e.value.kind == "bad_image"
+
+
+def test_joint_states_decode_identically_and_fail_alike():
+    names = list(reversed(SAWYER_JOINTS)) + ["head_pan"]
+    pos = np.arange(10, dtype=np.float64) / 7
+    for msg in both(B.joint_state_msg(names, pos, -pos, 3), JointState):
+        p, v = joints_from_msg(msg, SAWYER_JOINTS)
+        np.testing.assert_array_equal(p, (pos[:9][::-1]).astype(np.float32))
+        np.testing.assert_array_equal(v, (-pos[:9][::-1]).astype(np.float32))
+    for bad, kind in ((B.joint_state_msg(SAWYER_JOINTS, [np.nan] * 9, None, 0), "nan_joints"),
+                      (B.joint_state_msg(SAWYER_JOINTS[:4], [0.0] * 4, None, 0), "missing_joints"),
+                      (B.joint_state_msg(["w1", "w2"], [0.0, 0.0], None, 0), "unknown_joint_names")):
+        kinds = []
+        for msg in both(bad, JointState):
+            with pytest.raises(BadInput) as e:
+                joints_from_msg(msg, SAWYER_JOINTS)
+            kinds.append(e.value.kind)
+        assert kinds == [kind, kind]
+
+
+def test_compressed_png_is_lossless_and_jpeg_close(monkeypatch):
+    rgb = np.random.default_rng(1).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(compressed_image_from_msg(compressed_image_to_msg(rgb, "png")), rgb)
+    smooth = np.repeat(np.repeat(rgb[::8, ::8], 8, 0), 8, 1)  # JPEG-friendly blocks
+    out = compressed_image_from_msg(compressed_image_to_msg(smooth, "jpeg", quality=95))
+    assert out.shape == smooth.shape and np.abs(out.astype(int) - smooth).mean() < 8
+    for bad, match in ((CompressedImage(format="tiff", data=b"xx"), "tiff"),
+                       (CompressedImage(format="jpeg", data=b""), "no data"),
+                       (CompressedImage(format="png", data=b"\x89PNG not really"), "cannot decode")):
+        with pytest.raises(BadInput, match=match):
+            compressed_image_from_msg(bad)
+
+
+def test_compressed_decoders_agree_where_opencv_is_installed():
+    """cv_bridge decodes with OpenCV; where it is installed the node uses it. Pillow (the
+    fallback) must give the same pixels: exactly for PNG, within JPEG's IDCT rounding."""
+    cv2 = pytest.importorskip("cv2", reason="OpenCV (cv_bridge's decoder) is not installed here")
+    rgb = np.random.default_rng(2).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    for fmt, tol in (("png", 0), ("jpeg", 2)):
+        msg = compressed_image_to_msg(rgb, fmt)
+        ours = compressed_image_from_msg(msg, use_cv_bridge=False)
+        cv = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+        assert np.abs(ours.astype(int) - cv.astype(int)).max() <= tol, fmt

@@ -1,0 +1,96 @@
+"""The one parameter table: checks, launch arguments, node specs, and the CLI that reads it
+without importing torch."""
+
+import math
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from trimodal_ros.ros.inputs import Inputs, Mailbox
+from trimodal_ros.ros.params import SIM_PARAMS, VLA_PARAMS, check, launch_arguments, node_specs, table
+
+
+def test_every_parameter_has_a_description_and_a_checkable_default():
+    for params in (VLA_PARAMS, SIM_PARAMS):
+        assert len({p.name for p in params}) == len(params)
+        for p in params:
+            assert p.description and check(p, p.default)[1] is None, p.name
+
+
+def test_check_refuses_non_finite_out_of_range_and_wrong_types():
+    t = table(VLA_PARAMS)
+    assert check(t["rate_hz"], 10) == (10.0, None)  # an int for a float parameter is fine
+    for name, value in (("rate_hz", math.inf), ("control_period", math.nan), ("max_input_age", 0.0),
+                        ("image_qos_depth", 0), ("image_qos_reliability", "sometimes"), ("device", "gpu"),
+                        ("torch_threads", 1.5), ("allow_random_weights", "yes"), ("fusion", "nope")):
+        v, err = check(t[name], value)
+        assert err and name in err, (name, err)
+
+
+def test_launch_arguments_and_node_specs_come_from_the_table():
+    args = {a.name: a for a in launch_arguments()}
+    for p in VLA_PARAMS:
+        if p.launch:
+            assert p.description in args[p.name].description
+    assert {"namespace", "use_sim_time", "lifecycle"} <= set(args)
+    spec = node_specs({"fusion": "qformer", "rate_hz": "2.5", "image_qos_depth": "7", "lifecycle": "true",
+                       "allow_random_weights": "true"})[0]
+    assert spec.parameters["rate_hz"] == 2.5 and spec.parameters["image_qos_depth"] == 7
+    assert spec.parameters["allow_random_weights"] is True and spec.managed and spec.parameters["autostart"] is False
+    with pytest.raises(ValueError, match="image_qos_depth"):
+        node_specs({"image_qos_depth": "0"})
+
+
+def test_cli_help_and_generate_import_no_torch():
+    code = ("import sys; from trimodal_ros.cli import build_parser; p = build_parser(); "
+            "p.parse_args(['generate', '--tasks', 'mt10', '--out', 'x']); "
+            "import trimodal_ros.data.metaworld; "
+            "print(sorted(m for m in ('torch', 'rclpy', 'open_clip') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_inputs_task_generations_dedupe_and_timeout():
+    i = Inputs()
+    assert i.task() == (0, None, False)
+    assert i.instruct("open", msg_id=(1, 1)) and not i.instruct("open", msg_id=(1, 1))  # the same message twice
+    assert i.task()[:2] == (1, "open")
+    i.restart()
+    assert i.task()[:2] == (2, "open")
+    i.instruct("")
+    assert i.instruction is None
+    i.instruct("close")
+    time.sleep(0.05)
+    gen, text, expired = i.task(timeout=0.01)
+    assert text is None and expired and i.task(timeout=0.01)[2] is False  # counted once
+
+
+def test_joint_buffer_keeps_a_time_span_and_restarts_when_time_goes_back():
+    i = Inputs()
+    for k in range(3000):  # 3 s at 1 kHz
+        i.add_joints(k * 1e-3, k, None, keep=1.5)
+    assert 1.499 <= i.span() <= 1.5
+    assert i.joints_at(2.9995, 0.5)[1] == 2999 and i.joints_at(0.1, 0.5) == -1  # MISSING: trimmed
+    assert i.joints_at(5.0, 0.5) == -2  # STALE
+    i.add_joints(0.0, "reset", None, keep=1.5)
+    assert i.span() == 0.0 and i.joints_at(0.0, 0.5)[1] == "reset"
+
+
+def test_mailbox_replaces_releases_and_closes():
+    m = Mailbox()
+    assert m.put("a", release=False) is None and m.put("b", release=False) == "a"  # replaced
+    got = []
+    worker = threading.Thread(target=lambda: got.append(m.take()))
+    worker.start()
+    time.sleep(0.05)
+    assert not got  # not released yet (rate mode)
+    assert m.release(lambda f: True) is None
+    worker.join(1)
+    assert got == ["b"]
+    m.put("c", release=False)
+    assert m.release(lambda f: False) == "c"  # stale: dropped and handed back to be counted
+    m.put("d", release=False)
+    assert m.close() == "d" and m.take() is None

@@ -1,0 +1,89 @@
+"""The one Policy: what vla_node, the rollouts and both evaluations call to turn a frame into an
+action. Pure torch/numpy: no rclpy here."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from trimodal_ros.checkpoint import CheckpointError, save_checkpoint
+from trimodal_ros.config import load_config
+from trimodal_ros.policy import TEXT_CACHE_SIZE, Policy
+
+
+def frame(seed=0, size=40):
+    return np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+
+
+def test_act_shapes_and_reset():
+    p = Policy.load(fusion="concat_mlp", seed=0)
+    mc = p.model_config
+    assert p.random_weights and mc.fusion == "concat_mlp"
+    with pytest.raises(RuntimeError, match="reset"):
+        p.act(frame(), np.zeros(9), np.zeros(9))
+    p.reset("open the drawer")
+    s = p.act(frame(), np.zeros(9), np.zeros(9), stamp=123)
+    assert s.embedding.shape == (mc.embed_dim,) and s.tokens.shape == s.actions.shape == (mc.chunk, mc.action_dim)
+    np.testing.assert_allclose(p.tokenizer.decode(s.tokens), s.actions)
+    assert s.seconds > 0 and p.last_stamp == 123
+    p.reset("")  # stop
+    assert p.instruction is None
+    with pytest.raises(RuntimeError):
+        p.act(frame(), np.zeros(9))
+
+
+def test_action_history_is_the_commanded_actions_and_reset_clears_it(monkeypatch):
+    cfg = load_config("weighted_sum")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, action_history=3))
+    monkeypatch.setattr("trimodal_ros.policy.load_config", lambda *a, **k: cfg)
+    p = Policy.load(seed=0, execute=2)
+    p.reset("push the puck")
+    first = p.proprio(np.ones(9), np.zeros(9))
+    assert first.shape == (9 + 9 + 3 * 4,) and not first[18:].any()  # zero-filled at the start
+    s1 = p.act(frame(1), np.ones(9), np.zeros(9))
+    s2 = p.act(frame(2), np.ones(9), np.zeros(9))
+    hist = p.proprio(np.ones(9), np.zeros(9))[18:].reshape(3, 4)
+    # the last 3 of the 4 commanded actions (2 per tick), oldest first
+    np.testing.assert_allclose(hist, np.stack([s1.actions[1], s2.actions[0], s2.actions[1]]))
+    p.reset("push the puck")
+    assert not p.proprio(np.ones(9), np.zeros(9))[18:].any()
+
+
+def test_text_is_encoded_once_per_instruction(monkeypatch):
+    p = Policy.load(seed=0)
+    calls = []
+    real = p.model.encode_instructions
+    monkeypatch.setattr(p.model, "encode_instructions", lambda texts: calls.append(list(texts)) or real(texts))
+    p.reset("a")
+    for _ in range(3):
+        p.act(frame(), np.zeros(9), np.zeros(9))
+    p.infer(np.stack([frame(1), frame(2)]), np.zeros((2, 18), np.float32), ["a", "b"])
+    assert calls == [["a"], ["b"]]
+    p.text_features([f"t{i}" for i in range(TEXT_CACHE_SIZE + 5)])
+    assert len(p._text) == TEXT_CACHE_SIZE  # bounded
+
+
+def test_batched_infer_equals_one_tick_at_a_time():
+    """Offline evaluation (batched) and the node (one frame) run the same forward pass."""
+    p = Policy.load(fusion="cross_attention", seed=3)
+    frames = np.stack([frame(i) for i in range(4)])
+    q = np.random.default_rng(0).normal(size=(4, 9)).astype(np.float32)
+    texts = ["open the door", "close the window", "open the door", "reach the goal"]
+    out = p.infer(frames, np.concatenate([q, np.zeros_like(q)], 1), texts)
+    for i in range(4):
+        p.reset(texts[i])
+        s = p.act(frames[i], q[i], None)
+        np.testing.assert_array_equal(s.tokens, out.tokens[i])
+        np.testing.assert_allclose(s.embedding, out.fused[i], atol=1e-5)
+
+
+def test_checkpoint_round_trip_and_wrong_variant(tmp_path):
+    a = Policy.load(fusion="qformer", seed=1)
+    path = save_checkpoint(tmp_path / "q.pt", a.model, a.config, a.tokenizer)
+    b = Policy.load(str(path), device="cpu")
+    assert not b.random_weights and b.model_config == a.model_config
+    for k, v in a.model.state_dict().items():
+        assert torch.equal(v, b.model.state_dict()[k])
+    with pytest.raises(CheckpointError, match="qformer"):
+        Policy.load(str(path), fusion="weighted_sum")

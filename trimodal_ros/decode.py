@@ -1,0 +1,165 @@
+"""The one decoder of incoming messages, for training (bags, read with rosbags) and serving
+(topics, received by rclpy) alike: both hand over objects with the ROS field names, so one
+function per message type serves both, with the same accepted encodings and the same errors.
+
+Every decoder raises ``BadInput`` with a ``kind`` (the diagnostics counter it goes to) instead of
+returning a wrong picture or wrong joints. No rclpy, no torch.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+
+from .interface import MAX_INSTRUCTION_CHARS
+
+# encoding -> (channels, channel order that gives RGB); 8-bit only: the model eats uint8
+ENCODINGS = {
+    "rgb8": (3, (0, 1, 2)),
+    "bgr8": (3, (2, 1, 0)),
+    "rgba8": (4, (0, 1, 2)),
+    "bgra8": (4, (2, 1, 0)),
+    "mono8": (1, (0, 0, 0)),
+    "8uc1": (1, (0, 0, 0)),
+    "8uc3": (3, (0, 1, 2)),  # OpenCV's untagged 3-channel: taken as RGB
+}
+COMPRESSED_FORMATS = ("jpeg", "png")
+MAX_PIXELS = 4096 * 4096  # a camera frame larger than this is a bug upstream, not a picture
+
+
+class BadInput(ValueError):
+    """A message that must be skipped. ``kind`` names the diagnostics counter it goes to."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def stamp_ns(msg) -> int:
+    """Header stamp of ``msg`` (or of a Header / Time itself) in integer nanoseconds."""
+    t = getattr(msg, "header", msg)
+    t = getattr(t, "stamp", t)
+    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
+
+def _bytes(data) -> np.ndarray:
+    """A message's ``data`` (bytes, array.array('B'), list or uint8 ndarray) as a flat uint8 view."""
+    if isinstance(data, np.ndarray):
+        return data.reshape(-1).view(np.uint8)
+    if isinstance(data, list):
+        return np.asarray(data, dtype=np.uint8)
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def image_from_msg(msg) -> np.ndarray:
+    """sensor_msgs/Image → uint8 RGB (H, W, 3). Honours ``step`` (row padding); rejects unknown
+    encodings, 16-bit data, and data whose length is not height × step."""
+    enc = str(msg.encoding).lower()
+    if enc not in ENCODINGS:
+        raise BadInput("bad_image", f"unsupported image encoding {msg.encoding!r} (supported: {sorted(ENCODINGS)})")
+    ch, order = ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0:
+        raise BadInput("bad_image", f"empty image {w}x{h}")
+    if h * w > MAX_PIXELS:
+        raise BadInput("bad_image", f"image {w}x{h} is larger than {MAX_PIXELS} pixels")
+    if step < w * ch:
+        raise BadInput("bad_image", f"step {step} < width {w} x {ch} channels")
+    buf = _bytes(msg.data)
+    if buf.size != h * step:
+        raise BadInput("bad_image", f"image data has {buf.size} bytes, expected height {h} x step {step} = {h * step}")
+    rows = buf.reshape(h, step)[:, : w * ch].reshape(h, w, ch)
+    if order == (0, 1, 2) and ch == 3:
+        return rows
+    return np.ascontiguousarray(rows[:, :, list(order)])
+
+
+def _cv_bridge():
+    """cv_bridge's decoder where a ROS install has it (None otherwise)."""
+    try:
+        from cv_bridge import CvBridge
+    except Exception:  # noqa: BLE001 - absent, or present without a working cv2
+        return None
+    return CvBridge()
+
+
+_BRIDGE = None
+_BRIDGE_CHECKED = False
+
+
+def compressed_image_from_msg(msg, use_cv_bridge: Optional[bool] = None) -> np.ndarray:
+    """sensor_msgs/CompressedImage (jpeg or png, as image_transport's compressed plugin sends) →
+    uint8 RGB (H, W, 3). Decodes with cv_bridge where it is installed, else with Pillow."""
+    global _BRIDGE, _BRIDGE_CHECKED
+    fmt = str(msg.format).lower()
+    kind = next((f for f in COMPRESSED_FORMATS if f in fmt or (f == "jpeg" and "jpg" in fmt)), None)
+    if kind is None:
+        raise BadInput("bad_image", f"unsupported compressed format {msg.format!r} (supported: jpeg, png)")
+    data = _bytes(msg.data)
+    if data.size == 0:
+        raise BadInput("bad_image", "compressed image has no data")
+    if use_cv_bridge is None:
+        if not _BRIDGE_CHECKED:
+            _BRIDGE, _BRIDGE_CHECKED = _cv_bridge(), True
+        use_cv_bridge = _BRIDGE is not None
+    try:
+        if use_cv_bridge:
+            rgb = (_BRIDGE or _cv_bridge()).compressed_imgmsg_to_cv2(msg, desired_encoding="rgb8")
+        else:
+            rgb = _pil_decode(data)
+    except BadInput:
+        raise
+    except Exception as e:  # noqa: BLE001 - a truncated or corrupt file: skip it, say why
+        raise BadInput("bad_image", f"cannot decode {kind} image: {type(e).__name__}: {e}") from None
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise BadInput("bad_image", f"decoded {kind} image has shape {rgb.shape}, expected (H, W, 3)")
+    return rgb
+
+
+def _pil_decode(data: np.ndarray) -> np.ndarray:
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data.tobytes())) as im:
+        if im.width * im.height > MAX_PIXELS:
+            raise BadInput("bad_image", f"image {im.width}x{im.height} is larger than {MAX_PIXELS} pixels")
+        return np.asarray(im.convert("RGB"))
+
+
+def joints_from_msg(msg, names: Sequence[str]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """sensor_msgs/JointState → (positions, velocities or None) float32 in the order of ``names``.
+
+    Extra joints the model does not use (a head pan, another arm) are ignored; a missing or
+    non-finite joint, or arrays whose length does not match ``name``, make the message bad.
+    """
+    n = len(msg.name)
+    position, velocity = np.asarray(msg.position, np.float64), np.asarray(msg.velocity, np.float64)
+    if position.size != n:
+        raise BadInput("bad_joint_state", f"joint_states has {n} names but {position.size} positions")
+    if velocity.size not in (0, n):
+        raise BadInput("bad_joint_state", f"joint_states has {n} names but {velocity.size} velocities")
+    index = {name: i for i, name in enumerate(msg.name)}
+    missing = [j for j in names if j not in index]
+    if missing:
+        unknown = [j for j in msg.name if j not in set(names)]
+        if unknown:
+            raise BadInput("unknown_joint_names", f"joint_states names {unknown} are not the expected joints; "
+                                                  f"missing {missing} (parameter joint_names)")
+        raise BadInput("missing_joints", f"joint_states lacks joints {missing}")
+    idx = [index[j] for j in names]
+    pos = position[idx].astype(np.float32)
+    vel = velocity[idx].astype(np.float32) if velocity.size else None
+    if not np.all(np.isfinite(pos)) or (vel is not None and not np.all(np.isfinite(vel))):
+        raise BadInput("nan_joints", "joint_states has NaN or infinite positions/velocities")
+    return pos, vel
+
+
+def instruction_from_msg(text: str, max_chars: int = MAX_INSTRUCTION_CHARS) -> str:
+    """std_msgs/String data → the instruction with whitespace normalised; "" means *stop*.
+    Over-long text is bad input (the text tower truncates anyway: 100 kB is a bug upstream)."""
+    if len(text) > max_chars:
+        raise BadInput("bad_instruction", f"instruction of {len(text)} chars exceeds {max_chars}")
+    return " ".join(str(text).split())

@@ -1,0 +1,91 @@
+"""The ROS contract of trimodal_ros, in one place: topic names, joint and action names, QoS.
+
+Plain data, no rclpy: the bag writer (training data), the nodes (serving), the replay/record
+tools and the tests all read the names here. QoS profiles are described as ``Qos`` values;
+``ros/conversions.qos_profile`` turns one into an rclpy ``QoSProfile`` and the bag writer into
+rosbag2's ``offered_qos_profiles``.
+
+Topic names are relative, so a node's namespace moves them all (``/robot1/camera/image_raw``);
+``absolute`` gives the name a bag records them under.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# --- vla_node ---------------------------------------------------------------------------------
+IMAGE_TOPIC = "camera/image_raw"                      # sensor_msgs/Image
+COMPRESSED_IMAGE_TOPIC = "camera/image_raw/compressed"  # sensor_msgs/CompressedImage (image_transport)
+INSTRUCTION_TOPIC = "instruction"                     # std_msgs/String
+JOINTS_TOPIC = "joint_states"                         # sensor_msgs/JointState
+EMBEDDING_TOPIC = "trimodal/embedding"                # std_msgs/Float32MultiArray
+TOKENS_TOPIC = "trimodal/action_tokens"               # std_msgs/Int32MultiArray
+ACTION_TOPIC = "trimodal/action"                      # trajectory_msgs/JointTrajectory
+DIAGNOSTICS_TOPIC = "/diagnostics"                    # diagnostic_msgs/DiagnosticArray
+
+# --- recorded episodes and the simulated robot ------------------------------------------------
+EXPERT_ACTION_TOPIC = "expert/action"                 # sensor_msgs/JointState (see data/metaworld.py)
+CLOCK_TOPIC = "/clock"                                # rosgraph_msgs/Clock
+SIM_EPISODE_TOPIC = "sim/episode"                     # std_msgs/String (JSON)
+SIM_RESET_TOPIC = "sim/reset"                         # std_msgs/String (JSON)
+
+# --- names --------------------------------------------------------------------------------------
+# The Sawyer's MuJoCo joints in Meta-World: seven arm joints and the two gripper fingers.
+SAWYER_JOINTS = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "right_j5", "right_j6",
+                 "r_close", "l_close"]
+# Meta-World's 4-D action: end-effector displacement and gripper effort, each in [-1, 1].
+ACTION_NAMES = ["ee_dx", "ee_dy", "ee_dz", "gripper"]
+
+MAX_INSTRUCTION_CHARS = 2000
+
+MSG_TYPES = {
+    IMAGE_TOPIC: "sensor_msgs/msg/Image",
+    COMPRESSED_IMAGE_TOPIC: "sensor_msgs/msg/CompressedImage",
+    INSTRUCTION_TOPIC: "std_msgs/msg/String",
+    JOINTS_TOPIC: "sensor_msgs/msg/JointState",
+    EMBEDDING_TOPIC: "std_msgs/msg/Float32MultiArray",
+    TOKENS_TOPIC: "std_msgs/msg/Int32MultiArray",
+    ACTION_TOPIC: "trajectory_msgs/msg/JointTrajectory",
+    DIAGNOSTICS_TOPIC: "diagnostic_msgs/msg/DiagnosticArray",
+    EXPERT_ACTION_TOPIC: "sensor_msgs/msg/JointState",
+    CLOCK_TOPIC: "rosgraph_msgs/msg/Clock",
+    SIM_EPISODE_TOPIC: "std_msgs/msg/String",
+    SIM_RESET_TOPIC: "std_msgs/msg/String",
+}
+
+
+def absolute(topic: str, namespace: str = "") -> str:
+    """``camera/image_raw`` → ``/camera/image_raw`` (or ``/<namespace>/camera/image_raw``)."""
+    if topic.startswith("/"):
+        return topic
+    ns = namespace.strip("/")
+    return f"/{ns}/{topic}" if ns else f"/{topic}"
+
+
+# --- QoS ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Qos:
+    """A QoS profile as plain data (history is always keep-last)."""
+
+    reliability: str = "reliable"   # reliable | best_effort
+    durability: str = "volatile"    # volatile | transient_local
+    depth: int = 10
+
+    def __post_init__(self) -> None:
+        if self.reliability not in ("reliable", "best_effort"):
+            raise ValueError(f"reliability must be reliable or best_effort, not {self.reliability!r}")
+        if self.durability not in ("volatile", "transient_local"):
+            raise ValueError(f"durability must be volatile or transient_local, not {self.durability!r}")
+        if not isinstance(self.depth, int) or self.depth < 1:
+            raise ValueError(f"depth must be an integer >= 1, not {self.depth!r}")
+
+
+RELIABLE = Qos("reliable", "volatile", 10)     # outputs, commands
+LATCHED = Qos("reliable", "transient_local", 1)  # the instruction a late subscriber must still get
+SENSOR = Qos("best_effort", "volatile", 5)     # camera and joint subscriptions: match any publisher
+
+# What vla_node's inputs accept. A best-effort reader matches reliable and best-effort writers
+# alike; the instruction is subscribed twice (latched and volatile) so that latched publishers
+# (whose last command must reach a node started later) and ordinary ones both connect.
+INSTRUCTION_QOS = (LATCHED, RELIABLE)
+JOINTS_QOS = Qos("best_effort", "volatile", 50)

@@ -1,0 +1,72 @@
+"""ModelConfig: the architecture of a TriModalModel, next to the model (lerobot's
+``configuration_*.py`` beside ``modeling_*.py``). Everything a checkpoint must match lives here;
+``__post_init__`` checks it, so a wrong key or value fails on load with the key named."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from ..interface import ACTION_NAMES, SAWYER_JOINTS
+from ..schema import ConfigError, one_of, positive
+
+TUNING_MODES = ("full", "frozen", "lora", "bitfit")
+DEFAULT_FUSION = "weighted_sum"  # the variant used when none is named (node, CLI, configs)
+
+
+@dataclass
+class ModelConfig:
+    clip_model: str = "tiny-vit"        # an open_clip architecture: ours in model/configs or open_clip's
+    pretrained: Optional[str] = None    # open_clip pretrained tag, local file/folder, or None (random)
+    embed_dim: int = 128                # D: the shared image–action–text space
+    fusion: str = DEFAULT_FUSION        # key of model.fusion.FUSIONS
+    adapter: str = "linear"             # key of model.adapters.ADAPTERS (per-modality projection)
+    adapter_queries: int = 8            # queries of the q-former adapter
+    image_tuning: str = "full"          # full | frozen | lora | bitfit
+    text_tuning: str = "full"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    joint_names: List[str] = field(default_factory=lambda: list(SAWYER_JOINTS))
+    use_velocities: bool = True
+    action_history: int = 0             # past commanded actions fed to the proprio/action encoder
+    proprio_hidden: int = 256
+    action_dim: int = len(ACTION_NAMES)
+    chunk: int = 1                      # K future actions predicted per tick
+    bins: int = 256
+    fusion_heads: int = 4
+    fusion_layers: int = 1
+    fusion_queries: int = 4             # learned queries of qformer / early_fusion pooling
+    head_hidden: int = 256
+    dropout: float = 0.0
+    temperature_init: float = 0.07
+    temperature_min: float = 0.01       # the learnable τ is clamped to [min, max]
+    temperature_max: float = 1.0
+
+    def __post_init__(self) -> None:
+        from .adapters import ADAPTERS
+        from .fusion import FUSIONS
+
+        one_of("fusion", self.fusion, FUSIONS.names())
+        one_of("adapter", self.adapter, ADAPTERS.names())
+        one_of("image_tuning", self.image_tuning, TUNING_MODES)
+        one_of("text_tuning", self.text_tuning, TUNING_MODES)
+        positive(self, "embed_dim", "adapter_queries", "lora_rank", "proprio_hidden", "action_dim",
+                 "chunk", "fusion_heads", "fusion_layers", "fusion_queries", "head_hidden")
+        if self.embed_dim % self.fusion_heads:
+            raise ConfigError(f"embed_dim={self.embed_dim} must be divisible by fusion_heads={self.fusion_heads}")
+        if not 2 <= self.bins <= 65536:
+            raise ConfigError(f"bins must be in [2, 65536], got {self.bins}")
+        if self.action_history < 0:
+            raise ConfigError(f"action_history must be >= 0, got {self.action_history}")
+        if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
+            raise ConfigError(f"joint_names must be a non-empty list of distinct names: {self.joint_names}")
+        if not 0 < self.temperature_min <= self.temperature_init <= self.temperature_max:
+            raise ConfigError("need 0 < temperature_min <= temperature_init <= temperature_max")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def proprio_dim(self) -> int:
+        """Width of the proprio/action encoder's input: positions, velocities, action history."""
+        n = len(self.joint_names)
+        return n * (2 if self.use_velocities else 1) + self.action_history * self.action_dim

@@ -1,0 +1,178 @@
+"""Policy: where a camera frame becomes an action.
+
+One object owns everything between "a frame, the joints and an instruction arrived" and "here is
+the action chunk": loading a checkpoint (or random weights for wiring tests), the per-instruction
+text-feature cache, the action history, assembling the proprio vector, the forward pass and
+decoding the tokens. ``vla_node``, the in-process and through-ROS rollouts, the live and the
+offline evaluation all call it, so they cannot drift apart. Pure torch/numpy: no rclpy.
+
+Action history (``action_history`` > 0 in the model config): the actions the policy *commanded*,
+the first ``execute`` rows of each chunk (what the controller executes before the next frame),
+oldest first, zero-filled at the start of a task and cleared by ``reset``. That is the history the
+expert's episodes give the model in training (every executed action).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .config import Config, load_config
+from .model.action_tokenizer import ActionTokenizer
+from .model.configuration import DEFAULT_FUSION
+from .model.encoders import TextFeatures
+from .model.preprocess import proprio_vector
+from .model.trimodal import TriModalModel
+
+TEXT_CACHE_SIZE = 32  # instructions whose text encoding is kept (a robot has a handful of commands)
+
+
+@dataclass
+class Step:
+    """What one tick produces."""
+
+    embedding: np.ndarray  # (D,) the fused image–text–proprio embedding
+    tokens: np.ndarray     # (K, A) int64 action-token bins (argmax)
+    actions: np.ndarray    # (K, A) float32 decoded chunk: row k is the action for control step k
+    seconds: float         # model time: text lookup + forward + decode
+
+
+@dataclass
+class BatchOutput:
+    """``Policy.infer`` on a batch (offline evaluation): every embedding and the tokens."""
+
+    image: np.ndarray      # (B, D)
+    text: np.ndarray       # (B, D)
+    action: np.ndarray     # (B, D) the proprio/action-history embedding
+    fused: np.ndarray      # (B, D)
+    tokens: np.ndarray     # (B, K, A)
+    actions: np.ndarray    # (B, K, A) decoded
+    seconds: float         # model time (synchronised on CUDA)
+
+
+class Policy:
+    def __init__(self, model: TriModalModel, tokenizer: ActionTokenizer, config: Config,
+                 random_weights: bool = False, execute: int = 1, source: str = ""):
+        if execute < 1:
+            raise ValueError(f"execute must be >= 1, got {execute}")
+        self.model, self.tokenizer, self.config = model.eval(), tokenizer, config
+        self.random_weights, self.execute, self.source = bool(random_weights), int(execute), source
+        mc = config.model
+        self._history: collections.deque = collections.deque(maxlen=max(1, mc.action_history))
+        self._text: "collections.OrderedDict[str, TextFeatures]" = collections.OrderedDict()
+        self._instruction: Optional[str] = None
+
+    # --- construction ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, checkpoint: str = "", fusion: Optional[str] = None, config: str = "",
+             device: Union[str, torch.device] = "cpu", seed: int = 0, execute: int = 1) -> "Policy":
+        """A checkpoint's policy (``fusion`` and an explicit ``config`` must match it), or with no
+        checkpoint the configured architecture (``config`` or ``config/<fusion>.yaml``) with random
+        weights drawn after ``torch.manual_seed(seed)`` and a tokenizer over [-1, 1] per dimension
+        (Meta-World's action range): for wiring tests, never for a robot."""
+        if checkpoint:
+            expect = load_config(config, fusion=fusion) if config else None
+            model, tok, cfg = load_checkpoint(checkpoint, fusion=fusion, expect=expect, device=device)
+            return cls(model, tok, cfg, execute=execute, source=str(checkpoint))
+        cfg = load_config(config or fusion or DEFAULT_FUSION, fusion=fusion)
+        torch.manual_seed(seed)
+        model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None)).to(device)
+        a = cfg.model.action_dim
+        tok = ActionTokenizer(-np.ones(a), np.ones(a), cfg.model.bins)
+        return cls(model, tok, cfg, random_weights=True, execute=execute, source=f"random weights (seed {seed})")
+
+    # --- properties --------------------------------------------------------------------------------
+    @property
+    def model_config(self):
+        return self.config.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def instruction(self) -> Optional[str]:
+        """The task in force (None: none yet, or stopped)."""
+        return self._instruction
+
+    def describe(self) -> str:
+        mc = self.config.model
+        return (f"fusion={mc.fusion} clip={mc.clip_model} embed_dim={mc.embed_dim} chunk={mc.chunk} "
+                f"action_dim={mc.action_dim} device={self.device} weights={self.source or 'given'} {self.tokenizer}")
+
+    # --- the task --------------------------------------------------------------------------------
+    def reset(self, instruction: Optional[str]) -> None:
+        """Start a task (clears the action history and encodes the text now, so the first tick is
+        not slower than the others); ``None`` or ``""`` stops: ``act`` refuses until the next one."""
+        self._history.clear()
+        self._instruction = instruction or None
+        if self._instruction is not None:
+            with torch.inference_mode():
+                self.text_features([self._instruction])
+
+    def text_features(self, instructions: Sequence[str]) -> TextFeatures:
+        """Text-tower outputs for ``instructions`` (batch order), each encoded once while it stays
+        among the last TEXT_CACHE_SIZE used: the tower runs per command, not per frame."""
+        missing = [t for t in dict.fromkeys(instructions) if t not in self._text]
+        if missing:
+            f = self.model.encode_instructions(missing)
+            for i, t in enumerate(missing):
+                self._text[t] = TextFeatures(f.pooled[i:i + 1], f.tokens[i:i + 1], f.mask[i:i + 1])
+        for t in dict.fromkeys(instructions):
+            self._text.move_to_end(t)
+        parts = [self._text[t] for t in instructions]
+        while len(self._text) > TEXT_CACHE_SIZE:  # evict after use: a batch may hold more than fit
+            self._text.popitem(last=False)
+        if len(parts) == 1:
+            return parts[0]
+        return TextFeatures(torch.cat([p.pooled for p in parts]), torch.cat([p.tokens for p in parts]),
+                            torch.cat([p.mask for p in parts]))
+
+    def proprio(self, joint_positions, joint_velocities=None) -> np.ndarray:
+        """(P,) float32: positions [+ velocities] [+ the action history], the training layout."""
+        mc = self.config.model
+        return proprio_vector(joint_positions, joint_velocities, list(self._history), mc.use_velocities,
+                              mc.action_history, mc.action_dim)
+
+    # --- inference ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def act(self, image: np.ndarray, joint_positions, joint_velocities=None, stamp: Optional[int] = None) -> Step:
+        """One tick: uint8 (H, W, 3) RGB frame + joints → ``Step``. ``stamp`` (ns, the frame's
+        time) is recorded as ``last_stamp``; the instruction is the one of the last ``reset``."""
+        if self._instruction is None:
+            raise RuntimeError("no instruction: call reset(instruction) first")
+        t0 = time.perf_counter()
+        p = torch.from_numpy(self.proprio(joint_positions, joint_velocities)).unsqueeze(0).to(self.device)
+        out = self.model(self.model.preprocess(np.asarray(image)[None]), p,
+                         text=self.text_features([self._instruction]))
+        fused = out.fused[0].float().cpu().numpy()
+        tokens = out.tokens()[0].cpu().numpy()  # (K, A)
+        actions = self.tokenizer.decode(tokens)  # (K, A)
+        if self.config.model.action_history:
+            self._history.extend(actions[:self.execute])
+        self.last_stamp = stamp
+        return Step(fused, tokens, actions, time.perf_counter() - t0)
+
+    @torch.inference_mode()
+    def infer(self, frames: np.ndarray, proprio: np.ndarray, instructions: List[str]) -> BatchOutput:
+        """A batch (offline evaluation): uint8 (B, H, W, 3) frames, (B, P) proprio vectors (as the
+        dataset assembled them), one instruction per frame. No action history is touched."""
+        sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
+        sync()
+        t0 = time.perf_counter()
+        out = self.model(self.model.preprocess(frames), torch.as_tensor(proprio, device=self.device),
+                         text=self.text_features(list(instructions)))
+        tokens = out.tokens()
+        sync()
+        seconds = time.perf_counter() - t0
+        get: Dict[str, np.ndarray] = {k: getattr(out, k).float().cpu().numpy()
+                                      for k in ("image", "text", "action", "fused")}
+        tok = tokens.cpu().numpy()
+        return BatchOutput(tokens=tok, actions=self.tokenizer.decode(tok), seconds=seconds, **get)

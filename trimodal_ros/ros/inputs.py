@@ -1,0 +1,138 @@
+"""vla_node's latest inputs, without rclpy and thread-safe: the task (instruction, restart count,
+timeout) and a joint-state buffer that holds a span of *time*, not a count of messages."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Optional, Tuple
+
+from ..data.align import MISSING, STALE, select_latest  # the alignment training used
+
+JointSample = Tuple[float, object, object]  # (stamp s, positions, velocities or None)
+
+
+class Inputs:
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._task: Tuple[int, Optional[str]] = (0, None)  # (generation, instruction or None)
+        self._at = 0.0  # time.monotonic() of the last instruction message
+        self._seen: collections.deque = collections.deque(maxlen=16)  # message ids already taken
+        self._times: list = []
+        self._joints: list = []
+
+    # --- the task --------------------------------------------------------------------------------
+    def instruct(self, text: str, msg_id=None) -> bool:
+        """A new instruction message ("" stops): a new task generation. False if ``msg_id`` was
+        seen already (one message delivered through two subscriptions counts once)."""
+        with self._lock:
+            if msg_id is not None:
+                if msg_id in self._seen:
+                    return False
+                self._seen.append(msg_id)
+            self._task, self._at = (self._task[0] + 1, text or None), time.monotonic()
+            return True
+
+    def restart(self) -> None:
+        """The same instruction again: a new generation (the policy's history starts over)."""
+        with self._lock:
+            self._task = (self._task[0] + 1, self._task[1])
+
+    def task(self, timeout: float = 0.0) -> Tuple[int, Optional[str], bool]:
+        """(generation, instruction or None, whether it just timed out): with ``timeout`` > 0 a task
+        whose last message is older than that many seconds ends."""
+        with self._lock:
+            expired = self._task[1] is not None and timeout > 0 and time.monotonic() - self._at > timeout
+            if expired:
+                self._task = (self._task[0] + 1, None)
+            return self._task[0], self._task[1], expired
+
+    @property
+    def instruction(self) -> Optional[str]:
+        with self._lock:
+            return self._task[1]
+
+    # --- joint states -----------------------------------------------------------------------------
+    def add_joints(self, t: float, positions, velocities, keep: float) -> None:
+        """Append a joint state stamped ``t`` s, keeping ``keep`` seconds before the newest one."""
+        with self._lock:
+            if self._times and t < self._times[-1]:
+                self._times, self._joints = [], []  # time went backwards (bag loop, sim reset): start over
+            self._times.append(t)
+            self._joints.append((t, positions, velocities))
+            cut = 0
+            while self._times[-1] - self._times[cut] > keep:
+                cut += 1
+            if cut:
+                del self._times[:cut], self._joints[:cut]
+
+    def joints_at(self, t: float, max_age: float):
+        """The latest joint state at or before ``t`` (``select_latest``): a JointSample, or
+        MISSING / STALE."""
+        with self._lock:
+            i = select_latest(self._times, t, max_age)
+            return i if i in (MISSING, STALE) else self._joints[i]
+
+    def span(self) -> float:
+        with self._lock:
+            return self._times[-1] - self._times[0] if self._times else 0.0
+
+
+class Mailbox:
+    """One slot between the callbacks and the inference worker. A frame that arrives while the
+    previous one still waits *replaces* it (``put`` returns the one it replaced, to be counted),
+    so a slow model never builds a backlog of old frames. A frame is taken only once released:
+    at once (per-frame mode) or by a timer (``release``, rate mode)."""
+
+    def __init__(self):
+        self._cv = threading.Condition()
+        self._slot, self._released, self._closed = None, False, False
+
+    def put(self, frame, release: bool):
+        with self._cv:
+            old, self._slot = self._slot, frame
+            if release:
+                self._released = True
+                self._cv.notify()
+            return old
+
+    def release(self, fresh) -> Optional[object]:
+        """Let the worker take the waiting frame if ``fresh(frame)``; else drop and return it."""
+        with self._cv:
+            f = self._slot
+            if f is None or self._released:
+                return None
+            if not fresh(f):
+                self._slot = None
+                return f
+            self._released = True
+            self._cv.notify()
+            return None
+
+    def set_mode(self, per_frame: bool) -> None:
+        """Switching to per-frame mode releases a frame already waiting."""
+        with self._cv:
+            self._released = per_frame and self._slot is not None
+            self._cv.notify()
+
+    def take(self):
+        """Block until a released frame (returned) or ``close`` (None)."""
+        with self._cv:
+            self._cv.wait_for(lambda: self._closed or (self._slot is not None and self._released))
+            if self._closed:
+                return None
+            f, self._slot, self._released = self._slot, None, False
+            return f
+
+    def close(self):
+        """Stop the worker; returns the frame still waiting (None if none), which is dropped."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+            f, self._slot, self._released = self._slot, None, False
+            return f
+
+    def open(self) -> None:
+        with self._cv:
+            self._closed = False

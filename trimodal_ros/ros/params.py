@@ -1,0 +1,331 @@
+"""The one parameter table of each node, and what is derived from it.
+
+``VLA_PARAMS`` / ``SIM_PARAMS`` list every parameter once: type (from the default), default,
+description, allowed values or range, and whether it can change while the node runs (``live``;
+the others are declared ``read_only`` and need a restart). From the table come
+
+* the node's ``declare_parameter`` calls, each with its own ``ParameterDescriptor``
+  (``declare``) and the checks of its on-set callback (``check``);
+* the launch arguments of ``launch/vla.launch.py`` and the options of ``trimodal-ros up``
+  (``launch_arguments``) and the node they start (``node_specs``).
+
+Imports neither rclpy nor launch at module level, so the CLI and tests can read it anywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from .. import interface as I
+from ..model.configuration import DEFAULT_FUSION
+
+PACKAGE = "trimodal_ros"
+Choices = Union[Tuple[str, ...], Callable[[], Sequence[str]]]
+
+
+def _fusions() -> List[str]:
+    from ..model.fusion import FUSIONS
+
+    return FUSIONS.names()
+
+
+def _device_ok(v: str) -> Optional[str]:
+    import re
+
+    return None if re.fullmatch(r"auto|cpu|cuda(:\d+)?", v) else "must be auto, cpu, cuda or cuda:N"
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: Any                   # its type is the parameter's type (str, int, float, bool, list of str)
+    description: str
+    choices: Optional[Choices] = None
+    low: Optional[float] = None    # inclusive range for numbers
+    high: Optional[float] = None
+    live: bool = False             # changes take effect while running; else read-only
+    launch: bool = True            # a launch argument / `trimodal-ros up` option
+    check: Optional[Callable[[Any], Optional[str]]] = None  # extra check: an error text or None
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+    def allowed(self, resolve: bool = True) -> Optional[List[str]]:
+        """The allowed values; a computed list (the fusion registry) only when ``resolve``."""
+        if callable(self.choices) and not resolve:
+            return None
+        c = self.choices() if callable(self.choices) else self.choices
+        return list(c) if c is not None else None
+
+    def constraints(self, resolve: bool = True) -> str:
+        parts = []
+        if self.allowed(resolve) is not None:
+            parts.append("one of " + ", ".join(self.allowed(resolve)))
+        elif callable(self.choices):
+            parts.append("see `trimodal-ros info`")
+        if self.low is not None or self.high is not None:
+            parts.append(f"in [{self.low if self.low is not None else '-inf'}, "
+                         f"{self.high if self.high is not None else 'inf'}]")
+        parts.append("can change while running" if self.live else "read-only: set at start")
+        return "; ".join(parts)
+
+
+def check(p: Param, value: Any) -> Tuple[Any, Optional[str]]:
+    """(value converted to the parameter's type, None) or (value, the reason it is refused)."""
+    t = p.type
+    if t is bool:
+        if not isinstance(value, bool):
+            return value, f"{p.name} must be true or false, got {value!r}"
+    elif t is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return value, f"{p.name} must be an integer, got {value!r}"
+    elif t is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return value, f"{p.name} must be a number, got {value!r}"
+        value = float(value)
+        if not math.isfinite(value):
+            return value, f"{p.name} must be finite, got {value!r}"
+    elif t is list:
+        if not isinstance(value, (list, tuple)) or not all(isinstance(x, str) for x in value):
+            return value, f"{p.name} must be a list of strings, got {value!r}"
+        value = list(value)
+    elif not isinstance(value, str):
+        return value, f"{p.name} must be a string, got {value!r}"
+    if p.low is not None and value < p.low:
+        return value, f"{p.name}={value!r} is below its minimum {p.low}"
+    if p.high is not None and value > p.high:
+        return value, f"{p.name}={value!r} is above its maximum {p.high}"
+    allowed = p.allowed()
+    if allowed is not None and value not in allowed:
+        return value, f"{p.name}={value!r} is not one of {allowed}"
+    if p.check is not None:
+        err = p.check(value)
+        if err:
+            return value, f"{p.name}={value!r}: {err}"
+    return value, None
+
+
+VLA_PARAMS: List[Param] = [
+    Param("fusion", DEFAULT_FUSION, "fusion variant of the tri-modal model (must match the checkpoint)",
+          choices=_fusions),
+    Param("config", "", "model config YAML or variant name (default: config/<fusion>.yaml)"),
+    Param("checkpoint", "", "trained checkpoint (.pt); empty runs random weights, for wiring tests only"),
+    Param("allow_random_weights", False, "with no checkpoint, publish actions anyway (wiring tests); by "
+                                         "default a node without a checkpoint publishes embeddings and "
+                                         "tokens but never an action"),
+    Param("device", "auto", "inference device: auto, cpu, cuda or cuda:N", check=_device_ok),
+    Param("torch_threads", 0, "torch intra-op threads for inference; 0 picks by device, model size and cores",
+          low=0, high=256),
+    Param("image_transport", "raw", "camera input: raw (sensor_msgs/Image on camera/image_raw) or "
+                                    "compressed (sensor_msgs/CompressedImage jpeg/png on camera/image_raw/compressed)",
+          choices=("raw", "compressed")),
+    Param("image_qos_reliability", "best_effort", "camera subscription reliability (best_effort matches "
+                                                  "every publisher)", choices=("best_effort", "reliable")),
+    Param("image_qos_depth", 5, "camera subscription queue depth", low=1, high=1000),
+    Param("max_input_age", 0.5, "seconds a joint state may lag the camera frame (or a frame may wait, with "
+                                "rate_hz) before output stops", low=1e-3, high=3600.0, live=True),
+    Param("rate_hz", 0.0, "inference rate on the newest frame; 0 runs once per camera frame",
+          low=0.0, high=1000.0, live=True),
+    Param("control_period", 0.0125, "seconds between the points of the published action chunk",
+          low=1e-4, high=10.0, live=True),
+    Param("execute_steps", 1, "points of each chunk the controller executes before the next frame (feeds "
+                              "the action history)", low=1, high=1000),
+    Param("instruction_timeout", 0.0, "seconds after the last instruction message when the task ends "
+                                      "(outputs stop); 0 never", low=0.0, high=1e6, live=True),
+    Param("max_instruction_chars", I.MAX_INSTRUCTION_CHARS, "longer instructions are refused",
+          low=1, high=1_000_000, live=True),
+    Param("joint_names", list(I.SAWYER_JOINTS), "joint_states names, in the model's proprio order", launch=False),
+    Param("action_names", list(I.ACTION_NAMES), "joint_names of the published action trajectory", launch=False),
+    Param("seed", 0, "random-weight init (no checkpoint)", low=0, high=2**31 - 1),
+    Param("autostart", True, "configure and activate at start (unmanaged); false waits for "
+                             "`ros2 lifecycle set` (managed)", launch=False),
+]
+
+SIM_PARAMS: List[Param] = [
+    Param("task", "reach-v3", "Meta-World v3 task"),
+    Param("layout", -1, "layout 0-49; -1 cycles the held-out layouts 40-49", low=-1, high=49),
+    Param("instructions", "train", "paraphrase set of the published instruction", choices=("train", "heldout")),
+    Param("instruction", "", "this exact instruction instead of a paraphrase"),
+    Param("seed", 0, "seeds the paraphrase draw", low=0, high=2**31 - 1),
+    Param("max_steps", 200, "episode step limit", low=1, high=100_000),
+    Param("size", 224, "square camera image size in pixels", low=8, high=2048),
+    Param("camera", "corner", "Meta-World camera name"),
+    Param("execute_steps", 1, "trajectory points executed per frame", low=1, high=1000),
+    Param("action_timeout", 5.0, "wall seconds before an unanswered frame is published again",
+          low=1e-3, high=3600.0, live=True),
+    Param("instruction_settle", 0.2, "wall seconds between the instruction and the first frame",
+          low=0.0, high=60.0, live=True),
+    Param("action_names", list(I.ACTION_NAMES), "expected joint_names of trimodal/action"),
+    Param("autostart", True, "start the first episode at once"),
+    Param("episodes", 0, "episodes before the node finishes; 0 runs until shut down", low=0, high=1_000_000),
+]
+
+
+def table(params: Sequence[Param]) -> Dict[str, Param]:
+    return {p.name: p for p in params}
+
+
+def declare(node, params: Sequence[Param], overrides_ok: bool = True) -> Dict[str, Any]:
+    """Declare every parameter of ``params`` on ``node`` (one descriptor each) and return the
+    checked values. A value that fails its check raises ValueError naming it (the node refuses
+    to start rather than run with, e.g., ``rate_hz=inf``)."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+    from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+    from rclpy.parameter import Parameter
+
+    values: Dict[str, Any] = {}
+    for p in params:
+        d = ParameterDescriptor(description=p.description, additional_constraints=p.constraints(),
+                                read_only=not p.live)
+        if p.type in (int, float):
+            d.dynamic_typing = True  # rate_hz:=10 (an int) is a rate, not a type error
+        if p.type is float and (p.low is not None or p.high is not None):
+            d.floating_point_range = [FloatingPointRange(from_value=float(p.low if p.low is not None else -1e308),
+                                                         to_value=float(p.high if p.high is not None else 1e308))]
+        if p.type is int and (p.low is not None or p.high is not None):
+            d.integer_range = [IntegerRange(from_value=int(p.low if p.low is not None else -2**63),
+                                            to_value=int(p.high if p.high is not None else 2**63 - 1))]
+        default = Parameter.Type.STRING_ARRAY if p.type is list else p.default
+        try:
+            raw = node.declare_parameter(p.name, default, d).value
+        except (InvalidParameterTypeException, InvalidParameterValueException) as e:  # an override out of range
+            raise ValueError(f"parameter {p.name}: {e}") from None
+        if p.type is list and raw is None:
+            raw = list(p.default)
+        value, err = check(p, raw)
+        if err:
+            raise ValueError(f"parameter {err}")
+        values[p.name] = value
+    return values
+
+
+# --- launch arguments ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LaunchArg:
+    name: str
+    default: str
+    description: str
+    choices: Optional[List[str]] = None
+
+
+@dataclass
+class NodeSpec:
+    """One node to start: what ``launch_ros.actions.Node`` and ``trimodal-ros up`` both need."""
+
+    executable: str
+    name: str
+    namespace: str = ""
+    parameters: Dict[str, Any] = field(default_factory=dict)
+    package: str = PACKAGE
+    managed: bool = False  # a lifecycle node driven from outside (lifecycle:=true)
+
+
+def _launch_str(v: Any) -> str:
+    return str(v).lower() if isinstance(v, bool) else str(v)
+
+
+EXTRA_LAUNCH_ARGS = [
+    LaunchArg("namespace", "", "namespace for the node and its relative topics"),
+    LaunchArg("use_sim_time", "false", "use /clock (bag replay with --clock, simulation)", ["true", "false"]),
+    LaunchArg("lifecycle", "false", "start vla_node as a managed lifecycle node: it waits for "
+                                    "`ros2 lifecycle set /vla_node configure` and `activate`", ["true", "false"]),
+]
+
+
+def launch_arguments(resolve: bool = True) -> List[LaunchArg]:
+    """Every launch argument: the table's launch parameters, then namespace, use_sim_time, lifecycle.
+    ``resolve=False`` leaves computed choices (the fusion registry, which imports torch) out."""
+    args = []
+    for p in VLA_PARAMS:
+        if p.launch:
+            c = p.allowed(resolve)
+            args.append(LaunchArg(p.name, _launch_str(p.default), f"{p.description} ({p.constraints(resolve)})",
+                                  c if c is None else [str(x) for x in c]))
+    return args + EXTRA_LAUNCH_ARGS
+
+
+def parse_value(p: Param, text: str) -> Any:
+    """A launch argument string → the parameter's type, checked; ValueError names the argument."""
+    t = p.type
+    try:
+        if t is bool:
+            if text.lower() not in ("true", "false"):
+                raise ValueError(f"expected true or false, got {text!r}")
+            v: Any = text.lower() == "true"
+        elif t is int:
+            v = int(text)
+        elif t is float:
+            v = float(text)
+        else:
+            v = text
+    except ValueError as e:
+        raise ValueError(f"launch argument {p.name}:={text!r}: {e}") from None
+    v, err = check(p, v)
+    if err:
+        raise ValueError(f"launch argument {err}")
+    return v
+
+
+def node_specs(values: Mapping[str, Any]) -> List[NodeSpec]:
+    """Launch argument values (strings, as launch gives them; missing ones take their defaults)
+    → the nodes to start, with typed, checked parameters."""
+    known = {a.name: a for a in launch_arguments(resolve=False)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown launch argument(s) {unknown}; known: {sorted(known)}")
+    v = {n: a.default for n, a in known.items()}
+    v.update({k: ("" if x is None else _launch_str(x)) for k, x in values.items()})
+    tbl = table(VLA_PARAMS)
+    params: Dict[str, Any] = {n: parse_value(tbl[n], v[n]) for n in tbl if tbl[n].launch}
+    for a in EXTRA_LAUNCH_ARGS:
+        if a.choices and v[a.name] not in a.choices:
+            raise ValueError(f"launch argument {a.name}:={v[a.name]!r} is not one of {a.choices}")
+    params["use_sim_time"] = v["use_sim_time"] == "true"
+    managed = v["lifecycle"] == "true"
+    params["autostart"] = not managed
+    return [NodeSpec(executable="vla_node", name="vla_node", namespace=v["namespace"], parameters=params,
+                     managed=managed)]
+
+
+def add_cli_options(parser) -> None:
+    """Every launch argument as an argparse option (``fusion`` → ``--fusion``), checked later by
+    ``node_specs`` (so ``--help`` does not import torch for the fusion list)."""
+    for a in launch_arguments(resolve=False):
+        parser.add_argument(f"--{a.name.replace('_', '-')}", dest=a.name, default=a.default, help=a.description)
+
+
+def follow_updates(node, params: Sequence[Param], values: Dict[str, Any],
+                   on_change: Optional[Callable[[List[str]], None]] = None) -> None:
+    """Make ``ros2 param set`` mean something: a live parameter is checked before it is accepted
+    and then written into ``values`` (and ``on_change(names)`` is called); a read-only one is
+    refused by rclpy with its reason."""
+    from rcl_interfaces.msg import SetParametersResult
+
+    tbl = table(params)
+
+    def validate(changes):
+        for prm in changes:
+            spec = tbl.get(prm.name)
+            if spec is None:
+                continue  # use_sim_time and the like: rclpy's own
+            if not spec.live:
+                return SetParametersResult(successful=False, reason=f"{prm.name} is read-only: restart the node")
+            err = check(spec, prm.value)[1]
+            if err:
+                return SetParametersResult(successful=False, reason=err)
+        return SetParametersResult(successful=True)
+
+    def apply(changes):
+        names = [prm.name for prm in changes if prm.name in tbl]
+        for prm in changes:
+            if prm.name in tbl:
+                values[prm.name] = check(tbl[prm.name], prm.value)[0]
+                node.get_logger().info(f"parameter {prm.name} = {values[prm.name]!r}")
+        if names and on_change is not None:
+            on_change(names)
+
+    node.add_on_set_parameters_callback(validate)
+    node.add_post_set_parameters_callback(apply)

@@ -1,0 +1,33 @@
+"""TrainConfig: the optimisation of one run (not part of what a checkpoint must match)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..schema import non_negative, one_of, positive
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "pairwise"              # key of model.losses.CONTRASTIVE_LOSSES
+    contrastive_weight: float = 1.0
+    uncertainty_weighting: bool = False
+    batch_size: int = 32
+    steps: int = 1000
+    lr: float = 3e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 50
+    grad_clip: float = 1.0
+    amp: bool = True                    # bf16 autocast on CUDA; ignored on CPU
+    seed: int = 0
+    log_every: int = 10
+    ckpt_every: int = 200
+    instructions: str = "train"         # bag: the recorded command; train: a fresh train paraphrase per sample
+
+    def __post_init__(self) -> None:
+        from ..model.losses import CONTRASTIVE_LOSSES
+
+        one_of("loss", self.loss, CONTRASTIVE_LOSSES.names())
+        one_of("instructions", self.instructions, ("bag", "train"))
+        positive(self, "batch_size", "steps", "lr", "log_every", "ckpt_every")
+        non_negative(self, "contrastive_weight", "weight_decay", "warmup_steps", "grad_clip")
