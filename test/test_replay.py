@@ -84,6 +84,37 @@ def test_helpers():
     assert topic_qos("/joint_states").durability == DurabilityPolicy.VOLATILE
 
 
+def test_a_bag_cannot_make_replay_import_arbitrary_modules(tmp_path):
+    """The type name comes from the bag: only <package>/msg/<Type> of a generated message package."""
+    import sys
+
+    evil = tmp_path / "evil_pkg"
+    (evil / "msg").mkdir(parents=True)
+    (evil / "__init__.py").write_text(f"open({str(tmp_path / 'ran')!r}, 'w').close()\n")
+    (evil / "msg" / "__init__.py").write_text("class X: pass\n")
+    sys.path.insert(0, str(tmp_path))
+    try:
+        for name in ("evil_pkg/msg/X", "os/msg/Path", "subprocess/msg/Popen", "sensor_msgs/srv/Image",
+                     "sensor_msgs.msg/Image", "sensor_msgs/msg/__class__", "a/b/c/d"):
+            with pytest.raises(ValueError):
+                message_class(name)
+        assert not (tmp_path / "ran").exists() and "evil_pkg" not in sys.modules
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_replay_of_a_corrupt_bag_is_a_clear_error(tmp_path, capsys):
+    from trimodal_ros.cli import main
+
+    write_bag(tmp_path / "bag")
+    mcap = next((tmp_path / "bag").glob("*.mcap"))
+    mcap.write_bytes(mcap.read_bytes()[: mcap.stat().st_size // 2])
+    for target in (tmp_path / "bag", tmp_path / "missing"):
+        assert main(["replay", "--bag", str(target)]) == 1
+        out = capsys.readouterr().out
+        assert out.startswith("trimodal-ros replay: bag ") and str(target) in out and "Traceback" not in out
+
+
 def test_replay_publishes_the_bag_in_order(ros, tmp_path):
     ctx, ex, client = ros
     order = write_bag(tmp_path / "bag")

@@ -9,6 +9,8 @@ transient-local, like the latched command a live system would have.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import re
 import threading
 import time
 from pathlib import Path
@@ -17,18 +19,30 @@ from typing import Callable, Iterable, Optional
 LATCHED_TOPICS = ("instruction", "tf_static")  # topic basenames published transient-local
 
 
+_TYPE_NAME = re.compile(r"^([a-z][a-z0-9_]*)/(?:msg/)?([A-Z][A-Za-z0-9]*)$")  # ROS 2 naming rules
+
+
 def message_class(type_name: str):
-    """'sensor_msgs/msg/Image' → sensor_msgs.msg.Image."""
-    parts = type_name.split("/")
-    if len(parts) == 2:  # 'sensor_msgs/Image'
-        parts = [parts[0], "msg", parts[1]]
-    if len(parts) != 3:
-        raise ValueError(f"not a ROS 2 message type name: {type_name!r}")
-    pkg, kind, name = parts
+    """'sensor_msgs/msg/Image' → sensor_msgs.msg.Image, for a type name a bag *claims*: only a
+    ``<package>/msg/<Type>`` with ROS identifier names, from an installed package that is a
+    generated message package (it ships rosidl type support), is imported; nothing else is."""
+    m = _TYPE_NAME.match(str(type_name))
+    if not m:
+        raise ValueError(f"not a ROS 2 message type name: {type_name!r} (expected <package>/msg/<Type>)")
+    pkg, name = m.groups()
+    spec = importlib.util.find_spec(pkg)  # locates without running the package's code
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(f"message type {type_name}: package {pkg!r} is not installed")
+    root = Path(list(spec.submodule_search_locations)[0])
+    if not any(root.glob(f"{pkg}_s__rosidl_typesupport_*")) or not (root / "msg").is_dir():
+        raise ValueError(f"message type {type_name}: {pkg!r} is not a ROS 2 message package (no rosidl type support)")
     try:
-        return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
+        cls = getattr(importlib.import_module(f"{pkg}.msg"), name)
     except (ImportError, AttributeError) as e:
         raise ValueError(f"message type {type_name} is not installed: {e}") from None
+    if not hasattr(cls, "_TYPE_SUPPORT") and type(cls).__name__ != f"Metaclass_{name}":
+        raise ValueError(f"{type_name} is not a ROS 2 message class")
+    return cls
 
 
 def resolve_topic(topic: str, namespace: str = "") -> str:
@@ -60,17 +74,17 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
     ``loop`` (or any replay) early. Needs ``rclpy.init()`` to have been called for ``context``.
     """
     import rclpy
-    from rosbags.rosbag2 import Reader
     from rosgraph_msgs.msg import Clock
 
     if rate <= 0:
         raise ValueError(f"rate must be > 0, got {rate}")
     bag = Path(bag)
     stop = stop or threading.Event()
+    reader = _open(bag)  # BagError for a missing, truncated or corrupt bag, before anything is published
     node = rclpy.create_node("bag_replay", context=context, start_parameter_services=False)
     published = 0
     try:
-        with Reader(bag) as reader:
+        with reader:
             wanted = None if topics is None else {"/" + t.lstrip("/") for t in topics}
             conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
             if not conns:
@@ -92,7 +106,7 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
                 return 0
             while True:
                 t_bag0, t_wall0 = None, None
-                for conn, stamp_ns, raw in reader.messages(connections=conns):
+                for conn, stamp_ns, raw in _messages(reader, conns, bag):
                     if t_bag0 is None:
                         t_bag0, t_wall0 = stamp_ns, time.monotonic()
                     due = t_wall0 + (stamp_ns - t_bag0) * 1e-9 / rate
@@ -113,25 +127,64 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
         node.destroy_node()
 
 
+def _open(bag: Path):
+    """A rosbags Reader of ``bag``, opened; its sidecar checksums verified when it has them."""
+    from rosbags.rosbag2 import Reader
+
+    from ..data.bags import BagError, verify_bag
+
+    if not bag.exists():
+        raise BagError(bag, "does not exist")
+    if bag.is_dir():
+        verify_bag(bag)
+    try:
+        reader = Reader(bag)
+        reader.open()
+        reader.close()
+        return Reader(bag)
+    except Exception as e:  # rosbags raises ReaderError, KeyError, struct errors, ... on bad files
+        raise BagError(bag, f"unreadable ({type(e).__name__}: {e})") from None
+
+
+def _messages(reader, conns, bag: Path):
+    """``reader.messages`` with a storage error mid-bag turned into a BagError naming the bag."""
+    from ..data.bags import BagError
+
+    it, n = reader.messages(connections=conns), 0
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except Exception as e:  # noqa: BLE001 - truncated chunk, bad CRC, ...
+            raise BagError(bag, f"corrupt after {n} messages ({type(e).__name__}: {e})") from None
+        n += 1
+        yield item
+
+
 def register(sub) -> None:
     p = sub.add_parser("replay", help="publish a bag's messages with their original timing (ros2 bag play)")
     p.add_argument("--bag", required=True)
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--loop", action="store_true")
     p.add_argument("--namespace", default="")
+    p.add_argument("--clock", action="store_true", help="also publish /clock with the bag's time (use_sim_time)")
     p.set_defaults(func=cli_replay)
 
 
 def cli_replay(args) -> int:
     import rclpy
 
+    from ..data.bags import BagError
+
     rclpy.init()
     try:
-        n = replay(args.bag, rate=args.rate, loop=args.loop, namespace=getattr(args, "namespace", "") or "")
+        n = replay(args.bag, rate=args.rate, loop=args.loop, namespace=getattr(args, "namespace", "") or "",
+                   clock=args.clock)
         print(f"published {n} messages from {args.bag}")
     except KeyboardInterrupt:
         pass
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, BagError) as e:
         print(f"trimodal-ros replay: {e}")
         return 1
     finally:
