@@ -4,12 +4,11 @@ without importing torch."""
 import math
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
-from trimodal_ros.ros.inputs import Inputs, Mailbox
+from trimodal_ros.ros.inputs import Inputs
 from trimodal_ros.ros.params import SIM_PARAMS, VLA_PARAMS, check, launch_arguments, node_specs, table
 
 
@@ -77,20 +76,3 @@ def test_joint_buffer_keeps_a_time_span_and_restarts_when_time_goes_back():
     assert i.joints_at(5.0, 0.5) == -2  # STALE
     i.add_joints(0.0, "reset", None, keep=1.5)
     assert i.span() == 0.0 and i.joints_at(0.0, 0.5)[1] == "reset"
-
-
-def test_mailbox_replaces_releases_and_closes():
-    m = Mailbox()
-    assert m.put("a", release=False) is None and m.put("b", release=False) == "a"  # replaced
-    got = []
-    worker = threading.Thread(target=lambda: got.append(m.take()))
-    worker.start()
-    time.sleep(0.05)
-    assert not got  # not released yet (rate mode)
-    assert m.release(lambda f: True) is None
-    worker.join(1)
-    assert got == ["b"]
-    m.put("c", release=False)
-    assert m.release(lambda f: False) == "c"  # stale: dropped and handed back to be counted
-    m.put("d", release=False)
-    assert m.close() == "d" and m.take() is None

@@ -408,7 +408,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros):
     time.sleep(0.3)
     assert len(h.got["action"]) == n
     node.trigger_cleanup()
-    assert node.policy is None and node._worker is None  # cleanup frees the model
+    assert node.policy is None and node._camera is None  # cleanup frees the model and the topics
 
 
 def test_diagnostics_go_stale_without_camera_and_error_when_every_frame_fails(ros):

@@ -2,12 +2,17 @@
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="print speed and memory figures")
-    p.add_argument("what", choices=["model", "ros"], help="model: per-variant latency; ros: end-to-end")
+    p = sub.add_parser("bench", help="print speed and memory figures (model, ros, soak)")
+    p.add_argument("what", choices=["model", "ros", "soak"],
+                   help="model: per-variant latency; ros: end-to-end over DDS; soak: a long run with load")
     p.add_argument("--fusion", default=None, help="only this fusion variant")
     p.add_argument("--no-vitb32", action="store_true", help="skip the ViT-B-32 rows (model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--load", type=int, default=0, help="ros/soak: N competing busy processes")
+    p.add_argument("--duration", type=float, default=600.0, help="soak: seconds")
+    p.add_argument("--rate", type=float, default=30.0, help="soak: camera rate, Hz")
+    p.add_argument("--checkpoint", default=None, help="soak: a trained .pt (default: random weights)")
     p.set_defaults(func=cli_bench)
 
 

@@ -3,8 +3,8 @@
 ``ros2 launch`` needs the ``launch`` packages, which a pip-installed ROS 2 lacks; both read the same
 table (``params.launch_arguments`` / ``node_specs``), so they start the same nodes with the same
 parameters. Every in-process start of vla_node (this command, the demo, the live evaluation, the
-through-ROS rollout) goes through ``Bringup``. Nodes share one executor; each node keeps its own
-inference thread.
+through-ROS rollout) goes through ``Bringup``. Nodes share one single-threaded executor, as in
+vla_node's own process.
 """
 
 from __future__ import annotations
@@ -45,10 +45,9 @@ def spawn(spec: NodeSpec, log_level: str = "info", **popen):
     fd, path = tempfile.mkstemp(prefix=f"{spec.name}-", suffix=".yaml")
     with open(fd, "w") as f:
         yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}, f)
-    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={spec.name}", "--params-file", path,
+    ns = ["-r", f"__ns:=/{spec.namespace.strip('/')}"] if spec.namespace.strip("/") else []
+    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={spec.name}", *ns, "--params-file", path,
            "--log-level", log_level]
-    if spec.namespace:
-        cmd[5:5] = ["-r", f"__ns:=/{spec.namespace.strip('/')}"]
     return subprocess.Popen(cmd, **popen)
 
 
@@ -57,7 +56,7 @@ class Bringup:
     ``spin()`` blocks (the CLI). ``shutdown()`` stops the executor before destroying nodes."""
 
     def __init__(self, values: Mapping[str, Any], context=None):
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
 
         self.specs: List[NodeSpec] = node_specs(values)
         self.nodes = []
@@ -68,7 +67,8 @@ class Bringup:
             for n in self.nodes:
                 n.destroy_node()
             raise
-        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
+        # one thread, as vla_node's own main(): its callbacks run inference in place (no hand-off)
+        self.executor = SingleThreadedExecutor(context=context)
         for n in self.nodes:
             self.executor.add_node(n)
         self._thread: Optional[threading.Thread] = None

@@ -5,6 +5,7 @@ with the bag reader); it is re-exported here for the node's convenience.
 
 from __future__ import annotations
 
+import array
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -122,7 +123,7 @@ RANDOM_MARK = " (random weights)"  # appended to the first layout label when no 
 def embedding_to_msg(vec, random_weights: bool = False) -> Float32MultiArray:
     v = np.asarray(vec, dtype=np.float32).reshape(-1)
     label = "embedding" + (RANDOM_MARK if random_weights else "")
-    return Float32MultiArray(layout=_layout([(label, v.size)]), data=v.tolist())
+    return Float32MultiArray(layout=_layout([(label, v.size)]), data=array.array("f", v.tobytes()))
 
 
 def tokens_to_msg(tokens, random_weights: bool = False) -> Int32MultiArray:
@@ -131,7 +132,7 @@ def tokens_to_msg(tokens, random_weights: bool = False) -> Int32MultiArray:
         raise ValueError(f"tokens must be (chunk, action_dim), got {t.shape}")
     label = "chunk" + (RANDOM_MARK if random_weights else "")
     return Int32MultiArray(layout=_layout([(label, t.shape[0]), ("action_dim", t.shape[1])]),
-                           data=t.reshape(-1).astype(np.int32).tolist())
+                           data=array.array("i", t.reshape(-1).astype(np.int32).tobytes()))
 
 
 def multiarray_to_numpy(msg) -> np.ndarray:

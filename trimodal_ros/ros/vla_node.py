@@ -8,10 +8,13 @@ only while ``active``, ``deactivate`` stops them without unloading, ``cleanup`` 
 With ``autostart`` (the default, what ``lifecycle:=false`` launches) it configures and activates
 itself at start.
 
-Threading: callbacks only decode, check and store. One worker thread runs the policy on frames
-taken from a one-slot mailbox: a frame that arrives while the previous one still waits *replaces*
-it (counted), so a slow model never builds a backlog of old frames. With ``rate_hz`` > 0 a timer
-releases the newest frame at that rate instead of every frame. Every frame ends in one counted
+Threading (README "Benchmarks" has the figures that chose it): the policy runs in the camera
+callback itself, on the executor's thread, with torch limited to ``torch_threads``; no hand-off
+to another thread. Before inferring, the callback takes every newer frame already waiting in the
+subscription's queue and keeps the newest (the older ones count as *replaced*), so a slow model
+never works through a backlog. With ``rate_hz`` > 0 the callback only stores the newest frame and
+a timer infers on it at that rate. All callbacks share one mutually exclusive group: they never
+run concurrently, so none of the node's state needs a lock. Every frame ends in one counted
 outcome (``ledger.py``).
 
 Instructions: every message (re)starts the task and clears the action history; an empty one
@@ -22,7 +25,6 @@ after its last message.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -42,7 +44,7 @@ from ..data.align import MISSING, STALE
 from .conversions import (BadInput, compressed_image_from_msg, embedding_to_msg, image_from_msg,
                           instruction_from_msg, joints_from_msg, ns_to_stamp, qos_profile, stamp_ns,
                           tokens_to_msg, trajectory_to_msg)
-from .inputs import Inputs, Mailbox
+from .inputs import Inputs
 from .ledger import Ledger
 from .params import VLA_PARAMS, declare, follow_updates
 from .throttle import Throttle
@@ -66,9 +68,9 @@ class VLANode(LifecycleNode):
         try:
             self.params = declare(self, VLA_PARAMS)
             self.ledger, self.policy, self.error = Ledger(), None, None
-            self.mailbox, self._active = Mailbox(), False
+            self._active, self._camera, self._slot = False, None, None  # _slot: rate mode's newest frame
             self.inputs, self._policy_task = Inputs(), -1
-            self._io, self._timer, self._worker, self.threads, self.joint_lag = [], None, None, 0, float("nan")
+            self._io, self._timer, self.threads, self.joint_lag = [], None, 0, float("nan")
             self._log = Throttle(self.get_logger(), lambda kind: self.ledger.snapshot().get(kind))
             self._pub_diag = self.create_publisher(DiagnosticArray, I.DIAGNOSTICS_TOPIC, qos_profile(I.RELIABLE))
             self.create_timer(1.0, self._publish_diagnostics)
@@ -107,9 +109,6 @@ class VLANode(LifecycleNode):
                 f"(labelled 'random weights'); trimodal/action is "
                 f"{'published anyway (allow_random_weights)' if self._send_actions else 'NOT published'}.")
         self._create_io()
-        self.mailbox.open()
-        self._worker = threading.Thread(target=self._run, name=f"{self.get_name()}-inference", daemon=True)
-        self._worker.start()
         self.get_logger().info(f"configured: {self.policy.describe()} torch_threads={self.threads} "
                                f"image={p['image_transport']}/{p['image_qos_reliability']}/{p['image_qos_depth']} "
                                f"rate={'per frame' if p['rate_hz'] <= 0 else str(p['rate_hz']) + ' Hz'}")
@@ -139,8 +138,9 @@ class VLANode(LifecycleNode):
             cam = self.create_subscription(CompressedImage, I.COMPRESSED_IMAGE_TOPIC, self._on_image, image_qos)
         else:
             cam = self.create_subscription(Image, I.IMAGE_TOPIC, self._on_image, image_qos)
+        self._camera = cam
         quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)  # the other one matches
-        self._io = [
+        self._io = [  # the order _ingest_inputs relies on: instruction (latched, volatile), joints, camera
             *(self.create_subscription(String, I.INSTRUCTION_TOPIC, self._on_instruction, qos_profile(q),
                                        event_callbacks=quiet) for q in I.INSTRUCTION_QOS),
             self.create_subscription(JointState, I.JOINTS_TOPIC, self._on_joints, qos_profile(I.JOINTS_QOS)), cam]
@@ -151,37 +151,78 @@ class VLANode(LifecycleNode):
         self._reset_timer()
 
     def _release(self) -> None:
-        """Stop the worker, drop the topics and the model (cleanup, shutdown, destroy)."""
-        if self.mailbox.close() is not None:
-            self.ledger.settle("inactive")  # a frame still waiting when the node stops
-        if self._worker is not None and self._worker is not threading.current_thread():
-            self._worker.join(timeout=10.0)
+        """Drop the topics and the model (cleanup, shutdown, destroy)."""
+        if self._slot is not None:  # a frame still waiting when the node stops
+            self.ledger.settle("inactive")
+            self._slot = None
         for s in self._io:
             self.destroy_subscription(s)
         for pub in getattr(self, "_pub", {}).values():
             self.destroy_lifecycle_publisher(pub)
         if self._timer is not None:
             self.destroy_timer(self._timer)
-        self._io, self._pub, self._timer, self._worker, self.policy = [], {}, None, None, None
+        self._io, self._pub, self._timer, self._camera, self.policy = [], {}, None, None, None
 
     # --- callbacks: decode, check, store; never block ----------------------------------------------
     def _on_image(self, msg) -> None:
+        frame = self._decoded(msg)
+        if self._active and self.params["rate_hz"] <= 0:
+            # frames that arrived during the last inference must not become a backlog: take every
+            # one already waiting and keep the newest good one (the others are replaced)
+            while (more := self._take_waiting()) is not None:
+                newer = self._decoded(more)
+                if newer is not None:
+                    if frame is not None:
+                        self.ledger.settle("replaced")
+                    frame = newer
+        if frame is None:
+            return
+        if not self._active:
+            self.ledger.settle("inactive")
+        elif self.params["rate_hz"] > 0:  # the timer infers on the newest frame
+            if self._slot is not None:
+                self.ledger.settle("replaced")
+            self._slot = frame
+        else:
+            self._run(frame)
+
+    def _decoded(self, msg) -> Optional[_Frame]:
+        """Count the frame in; decode it, or count it bad (None)."""
         self.ledger.frame_in()
         try:
             rgb = compressed_image_from_msg(msg) if isinstance(msg, CompressedImage) else image_from_msg(msg)
         except BadInput as e:
             self.ledger.settle("bad_image")
             return self._log("bad_image", f"skipped bad image: {e}")
-        if not self._active:
-            return self.ledger.settle("inactive")
-        if self.mailbox.put(_Frame(rgb, stamp_ns(msg), time.monotonic()), release=self.params["rate_hz"] <= 0):
-            self.ledger.settle("replaced")
+        return _Frame(rgb, stamp_ns(msg), time.monotonic())
+
+    @staticmethod
+    def _take(sub):
+        """(message, info) already waiting in ``sub``'s queue, or None (what the executor takes)."""
+        with sub.handle:
+            return sub.handle.take_message(sub.msg_type, False)
+
+    def _take_waiting(self):
+        taken = self._take(self._camera)
+        return None if taken is None else taken[0]
+
+    def _ingest_inputs(self) -> None:
+        """Before a frame is used, take the instructions and joint states already received: the
+        joint state published just before the frame must not lose the race to it."""
+        for sub, handle in zip(self._io[:3], (self._on_instruction, self._on_instruction,
+                                              lambda msg, info: self._on_joints(msg))):
+            while (taken := self._take(sub)) is not None:
+                handle(*taken)
 
     def _on_tick(self) -> None:
-        """rate_hz > 0: release the newest frame to the worker, if it is still fresh."""
-        if self.mailbox.release(lambda f: time.monotonic() - f.received <= self.params["max_input_age"]):
+        """rate_hz > 0: infer on the newest frame, if it is still fresh."""
+        frame, self._slot = self._slot, None
+        if frame is None:
+            return
+        if time.monotonic() - frame.received > self.params["max_input_age"]:
             self.ledger.settle("stale_image")
-            self._log("stale_image", "camera frame older than max_input_age when its tick came: not used")
+            return self._log("stale_image", "camera frame older than max_input_age when its tick came: not used")
+        self._run(frame)
 
     def _on_instruction(self, msg: String, info: dict) -> None:  # two parameters: rclpy passes the message info
         try:
@@ -203,15 +244,15 @@ class VLANode(LifecycleNode):
         self.ledger.joint_state()
 
     # --- inference worker --------------------------------------------------------------------------
-    def _run(self) -> None:
-        while (frame := self.mailbox.take()) is not None:
-            outcome, seconds = "inference_errors", None
-            try:
-                outcome, seconds = self._infer(frame)
-            except Exception as e:  # a model error must not kill the node
-                self._log("inference_errors", f"inference failed: {type(e).__name__}: {e}", "error")
-            finally:
-                self.ledger.settle(outcome, seconds)
+    def _run(self, frame: _Frame) -> None:
+        outcome, seconds = "inference_errors", None
+        try:
+            self._ingest_inputs()
+            outcome, seconds = self._infer(frame)
+        except Exception as e:  # a model error must not kill the node
+            self._log("inference_errors", f"inference failed: {type(e).__name__}: {e}", "error")
+        finally:
+            self.ledger.settle(outcome, seconds)
 
     def _infer(self, frame: _Frame):
         gen, text, expired = self.inputs.task(self.params["instruction_timeout"])
@@ -237,11 +278,11 @@ class VLANode(LifecycleNode):
             self._policy_task = gen
         step = self.policy.act(frame.rgb, joints[1], joints[2], frame.stamp)
         rnd = self.policy.random_weights
-        self._pub["embedding"].publish(embedding_to_msg(step.embedding, rnd))
-        self._pub["tokens"].publish(tokens_to_msg(step.tokens, rnd))
-        if self._send_actions:
+        if self._send_actions:  # the action first: it is what a controller waits for
             self._pub["action"].publish(trajectory_to_msg(step.actions, ns_to_stamp(frame.stamp),
                                                           self.params["action_names"], self.params["control_period"]))
+        self._pub["tokens"].publish(tokens_to_msg(step.tokens, rnd))
+        self._pub["embedding"].publish(embedding_to_msg(step.embedding, rnd))
         self.joint_lag = frame.stamp / 1e9 - joints[0]
         return "outputs", step.seconds
 
@@ -264,7 +305,9 @@ class VLANode(LifecycleNode):
             self.destroy_timer(self._timer)
         rate = self.params["rate_hz"]
         self._timer = self.create_timer(1.0 / rate, self._on_tick) if rate > 0 else None
-        self.mailbox.set_mode(per_frame=rate <= 0)
+        if rate <= 0 and self._slot is not None:  # back to per frame: the waiting frame goes now
+            self._run(self._slot)
+            self._slot = None
 
     # --- diagnostics ------------------------------------------------------------------------------
     def diagnostics(self) -> DiagnosticStatus:
