@@ -55,7 +55,8 @@ def test_cli_help_and_generate_import_no_torch():
 def test_inputs_task_generations_dedupe_and_timeout():
     i = Inputs()
     assert i.task() == (0, None, False)
-    assert i.instruct("open", msg_id=(1, 1)) and not i.instruct("open", msg_id=(1, 1))  # the same message twice
+    assert i.first_delivery((1, 1)) and not i.first_delivery((1, 1))  # the same message twice
+    i.instruct("open")
     assert i.task()[:2] == (1, "open")
     i.restart()
     assert i.task()[:2] == (2, "open")

@@ -201,7 +201,7 @@ def test_bad_inputs_are_survived_counted_and_every_frame_accounted_for(bad):
     enc.encoding = "yuv422"
     short = image_to_msg(np.zeros((8, 8, 3), np.uint8))
     short.data = bytes(10)  # != height * step
-    sends = [(h.instruction, String(data="x" * 100_000)),
+    sends = [(h.instruction, String(data="x" * 100_000)),  # latched: reaches both subscriptions, counts once
              (h.joints, joints_to_msg(JOINTS, [float("nan")] * 9)),
              (h.joints, joints_to_msg(JOINTS[:5], [0.0] * 5)),
              (h.joints, joints_to_msg(["wheel_left", "wheel_right"], [0.0, 0.0]))]
@@ -215,9 +215,12 @@ def test_bad_inputs_are_survived_counted_and_every_frame_accounted_for(bad):
         t = round(t + 0.05, 3)
         time.sleep(0.05)
     want = {"bad_image": 12, "bad_instruction": 1, "nan_joints": 1, "missing_joints": 1, "unknown_joint_names": 1}
+    exact = dict(want, bad_image=12)
     assert wait_for(lambda: all(node.ledger.snapshot()[k] - before[k] >= n for k, n in want.items()), timeout=15), \
         node.ledger.snapshot()
     c = settled(node)
+    time.sleep(0.3)
+    assert {k: node.ledger.snapshot()[k] - before[k] for k in exact} == exact  # each counted exactly once
     # the identity: every frame that came in ended in exactly one counted outcome
     assert c["frames_in"] == sum(c[k] for k in FRAME_OUTCOMES) and c["unaccounted"] == 0, c
     assert c["frames_in"] - before["frames_in"] == 24 and c["bad_image"] - before["bad_image"] == 12

@@ -177,6 +177,77 @@ class _Session:
         return code
 
 
+def echo_main() -> None:
+    """``python -m trimodal_ros.ros.bench_ros``: a node with no model that answers each camera frame
+    with an empty trajectory carrying its stamp. Its round trip is the floor any ROS 2 Python node
+    pays for moving the frame in and the answer out; ``bench ros`` reports it beside the node's."""
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from sensor_msgs.msg import Image
+    from trajectory_msgs.msg import JointTrajectory
+
+    from .conversions import qos_profile
+
+    rclpy.init()
+    node = rclpy.create_node("echo", namespace=NS)
+    pub = node.create_publisher(JointTrajectory, I.ACTION_TOPIC, qos_profile(I.RELIABLE))
+
+    def on_image(msg):
+        np.frombuffer(msg.data, np.uint8)  # what the node does with the bytes before decoding
+        out = JointTrajectory()
+        out.header.stamp = msg.header.stamp
+        pub.publish(out)
+
+    node.create_subscription(Image, I.IMAGE_TOPIC, on_image, qos_profile(I.RELIABLE))
+    ex = SingleThreadedExecutor()
+    ex.add_node(node)
+    try:
+        ex.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        ex.shutdown()
+        node.destroy_node()
+        rclpy.try_shutdown()
+
+
+def transport_floor(size: int = 224, iters: int = 40) -> float:
+    """p50 ms of publish → answer through the echo node (no model), in its own process."""
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+
+    proc = subprocess.Popen([sys.executable, "-m", "trimodal_ros.ros.bench_ros"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    ex = SingleThreadedExecutor(context=ctx)
+    c = _Client(ctx)
+    ex.add_node(c.node)
+    th = threading.Thread(target=ex.spin, daemon=True)
+    th.start()
+    rgb = np.zeros((size, size, 3), np.uint8)
+    lat = []
+    try:
+        c.wait(lambda: c.image.get_subscription_count() > 0, 60.0)
+        for k in range(iters + 5):
+            t = 2_000_000_000_000 + k
+            t0 = c.send(t, rgb)
+            if c.wait(lambda: t in c.arrivals, 5.0) and k >= 5:
+                lat.append((c.arrivals[t] - t0) * 1e3)
+            time.sleep(0.01)
+    finally:
+        ex.shutdown()
+        th.join(timeout=5)
+        c.node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return _pct(lat, 50)
+
+
 def _pct(a, q) -> float:
     return float(np.percentile(a, q)) if len(a) else float("nan")
 
@@ -198,6 +269,9 @@ def bench(fusion: str = DEFAULT_FUSION, device: str = "cpu", iters: int = 20, ra
 
     result: dict = {"fusion": fusion, "device": device, "load": load}
     try:
+        result["floor_p50_ms"] = transport_floor(size)
+        log(f"transport floor (an rclpy node with no model echoing each {size}x{size} frame): "
+            f"p50 {result['floor_p50_ms']:.2f} ms")
         for _ in range(3):  # warm-up: first text encoding, allocator, DDS buffers
             t = next_stamp()
             client.send(t, rgb, joints)
@@ -216,7 +290,8 @@ def bench(fusion: str = DEFAULT_FUSION, device: str = "cpu", iters: int = 20, ra
         log(f"image publish -> action received ({len(lat)}/{iters} frames): p50 {result['e2e_p50_ms']:.1f} ms, "
             f"p95 {result['e2e_p95_ms']:.1f} ms")
         log(f"model only (same run, node's own timing):  p50 {model50:.1f} ms, p95 {model95:.1f} ms")
-        log(f"end-to-end / model p50 ratio: {result['ratio_p50']:.2f}")
+        log(f"end-to-end / model p50 ratio: {result['ratio_p50']:.2f}; node overhead beyond the floor "
+            f"{result['e2e_p50_ms'] - model50 - result['floor_p50_ms']:.2f} ms")
         sustained = 0.0
         for rate in rates:
             n = int(max(10, min(100, 3 * rate)))
@@ -342,3 +417,7 @@ def run(args) -> int:
         print(f"bench {args.what}: {e}")
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    echo_main()

@@ -23,16 +23,19 @@ class Inputs:
         self._joints: list = []
 
     # --- the task --------------------------------------------------------------------------------
-    def instruct(self, text: str, msg_id=None) -> bool:
-        """A new instruction message ("" stops): a new task generation. False if ``msg_id`` was
-        seen already (one message delivered through two subscriptions counts once)."""
+    def first_delivery(self, msg_id) -> bool:
+        """False for a message seen already: one message delivered through both instruction
+        subscriptions (latched and volatile) counts once."""
         with self._lock:
-            if msg_id is not None:
-                if msg_id in self._seen:
-                    return False
-                self._seen.append(msg_id)
-            self._task, self._at = (self._task[0] + 1, text or None), time.monotonic()
+            if msg_id in self._seen:
+                return False
+            self._seen.append(msg_id)
             return True
+
+    def instruct(self, text: str) -> None:
+        """A new instruction message ("" stops): a new task generation."""
+        with self._lock:
+            self._task, self._at = (self._task[0] + 1, text or None), time.monotonic()
 
     def restart(self) -> None:
         """The same instruction again: a new generation (the policy's history starts over)."""

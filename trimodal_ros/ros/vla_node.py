@@ -225,14 +225,16 @@ class VLANode(LifecycleNode):
         self._run(frame)
 
     def _on_instruction(self, msg: String, info: dict) -> None:  # two parameters: rclpy passes the message info
+        if not self.inputs.first_delivery((info.get("source_timestamp"), info.get("publication_sequence_number"))):
+            return
         try:
             text = instruction_from_msg(msg.data, self.params["max_instruction_chars"])
         except BadInput as e:
             self.ledger.count(e.kind)
             return self._log(e.kind, f"skipped instruction: {e}")
-        if self.inputs.instruct(text, (info.get("source_timestamp"), info.get("publication_sequence_number"))):
-            self.ledger.count("instructions")
-            self.get_logger().info(f"instruction: {text[:200]!r}" if text else "empty instruction: task stopped")
+        self.inputs.instruct(text)
+        self.ledger.count("instructions")
+        self.get_logger().info(f"instruction: {text[:200]!r}" if text else "empty instruction: task stopped")
 
     def _on_joints(self, msg: JointState) -> None:
         try:
