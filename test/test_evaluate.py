@@ -23,7 +23,18 @@ def test_evaluate_writes_report_and_plots(small_bags, tiny_checkpoint, tmp_path)
     assert 0 <= rep["token_accuracy"] <= 1 and len(rep["token_accuracy_per_dim"]) == 4
     assert rep["action_mae"] >= 0 and set(rep["per_task"]) == {"reach-v3", "drawer-close-v3"}
     assert rep["model_only_samples_per_s"] >= rep["throughput_samples_per_s"] > 0
-    assert (tmp_path / "report.md").read_text().startswith("# Evaluation")
+    lo, hi = rep["token_accuracy_ci95"]
+    assert lo <= rep["token_accuracy"] <= hi and rep["episodes"] == 6  # episodes resampled, not frames
+    b = rep["baselines"]
+    assert 0 <= b["most_common_token"] <= b["most_common_token_per_task"] <= 1 and b["mean_action_mae"] > 0
+    lang = rep["language"]
+    assert set(lang["conditions"]) == {"recorded", "train_paraphrase", "heldout_paraphrase", "other_task", "empty"}
+    d = lang["reliance"]["recorded - other_task"]
+    assert d["lo"] <= d["delta"] <= d["hi"] and 0 <= d["p"] <= 1
+    assert d["delta"] == pytest.approx(lang["conditions"]["recorded"]["token_accuracy"]
+                                       - lang["conditions"]["other_task"]["token_accuracy"])
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("# Evaluation") and "most common token" in md and "reliance" in md
     for png in ("retrieval.png", "per_task.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 

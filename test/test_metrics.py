@@ -59,3 +59,37 @@ def test_intervals():
     assert lo == 0.0 and 0.2 < hi < 0.35
     lo, hi = wilson_interval(10, 10)
     assert hi == 1.0 and lo > 0.65
+
+
+def test_cluster_bootstrap_resamples_episodes_not_frames():
+    from trimodal_ros.eval.stats import cluster_ratio
+
+    rng = np.random.default_rng(0)
+    # 10 episodes of 100 frames; each episode is all right or all wrong: 10 effective samples
+    ep = np.repeat(np.arange(10), 100)
+    num = np.repeat((rng.random(10) < 0.5).astype(float), 100)
+    r = cluster_ratio(num, np.ones_like(num), ep)
+    naive_halfwidth = 1.96 * np.sqrt(0.25 / 1000)
+    assert r["clusters"] == 10 and (r["hi"] - r["lo"]) / 2 > 3 * naive_halfwidth
+
+
+def test_paired_delta_holm_anova_and_baselines():
+    from trimodal_ros.eval import stats as S
+
+    ep = np.repeat(np.arange(20), 5)
+    a, b = np.ones(100), np.zeros(100)
+    d = S.paired_cluster_delta(a, b, np.ones(100), ep)
+    assert d["delta"] == 1.0 and d["lo"] == d["hi"] == 1.0 and d["p"] == 0.0
+    assert S.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    # a pure interaction: the row effect flips with the column
+    rng = np.random.default_rng(1)
+    v = {(r, c): list((1 if (r == "x") == (c == "p") else -1) + 0.1 * rng.normal(size=3))
+         for r in ("x", "y") for c in ("p", "q")}
+    an = S.two_way_anova(v)
+    assert an["interaction"]["p"] < 1e-6 and an["rows"]["p"] > 0.05 and an["cols"]["p"] > 0.05
+    tt = np.array([[[1, 2]], [[1, 3]], [[4, 5]]])  # (N=3, K=1, A=2)
+    base = S.majority_baselines(tt, ["a", "a", "b"], np.array([[[1, 2]], [[4, 5]]]), ["a", "b"])
+    assert base == {"most_common_token": 0.5, "most_common_token_per_task": 1.0}
+    assert S.min_detectable_difference(50, 0.5) == pytest.approx(0.28, abs=0.01)
+    r = S.paired_runs_delta({0: np.ones(10), 1: np.ones(10)}, {0: np.zeros(10), 1: np.ones(10)})
+    assert r["delta"] == 0.5 and r["pairs"] == 2

@@ -89,6 +89,7 @@ class BagDataset(Dataset):
         split: keep episodes whose layout is in the "train", "val" or "heldout" layouts, or "all".
         max_input_age: seconds; a joint state / action older than this at a frame is STALE.
         tasks: optionally keep only these task names.
+        images: False skips decoding the frames (``image`` is None): labels only, for baselines.
 
     A sample's ``instruction`` is the one recorded in the bag; training and evaluation draw
     paraphrases themselves (``train.trainer.Batcher``, ``eval.evaluate``).
@@ -97,7 +98,7 @@ class BagDataset(Dataset):
     def __init__(self, root: PathLike, chunk: int = 1, action_history: int = 0,
                  joint_names: Sequence[str] = SAWYER_JOINTS, use_velocities: bool = True,
                  split: str = "all", max_input_age: float = 0.1, tasks: Optional[Sequence[str]] = None,
-                 verbose: bool = True):
+                 verbose: bool = True, images: bool = True):
         if chunk < 1 or action_history < 0:
             raise ValueError(f"need chunk >= 1 and action_history >= 0, got {chunk}, {action_history}")
         if split not in LAYOUT_SPLITS + ("all",):
@@ -105,7 +106,7 @@ class BagDataset(Dataset):
         self.root = Path(root)
         self.chunk, self.action_history = int(chunk), int(action_history)
         self.joint_names, self.use_velocities = list(joint_names), bool(use_velocities)
-        self.split, self.max_input_age = split, max_input_age
+        self.split, self.max_input_age, self.images = split, max_input_age, images
         self.skipped: List[Tuple[Path, str]] = []
         self.dropped = {"missing_joint_state": 0, "stale_joint_state": 0, "missing_action": 0,
                         "stale_action": 0, "missing_instruction": 0}
@@ -160,18 +161,20 @@ class BagDataset(Dataset):
                     raise BagError(path, f"metadata.yaml lists {n_meta} {TOPIC_IMAGE} messages, the "
                                          f"storage has {len(bag.messages.get(TOPIC_IMAGE, ()))}")
                 keep, js_i, act_i, ins_i, pos, vel, acts, images = self._align(bag, meta)
-                decoded = [image_from_msg(images[f]) for f in keep]  # views: no copy for rgb8
+                decoded = [image_from_msg(images[f]) for f in keep] if self.images else []  # views: no copy
             except (BagError, BadInput) as e:
                 self._skip(path, e)
                 continue
             k = len(keep)
-            if k and self.frames.size == 0:
+            if k and self.images and self.frames.size == 0:
                 self.frames = np.empty((capacity,) + decoded[0].shape, np.uint8)  # one allocation for all frames
-            for j, img in enumerate(decoded):
-                if img.shape != self.frames.shape[1:]:
-                    raise ValueError(f"bag {path}: image size {img.shape} differs from "
-                                     f"{self.frames.shape[1:]} of earlier bags; use one --size per folder")
-                self.frames[n + j] = img
+            for j in range(k):
+                if self.images:
+                    img = decoded[j]
+                    if img.shape != self.frames.shape[1:]:
+                        raise ValueError(f"bag {path}: image size {img.shape} differs from "
+                                         f"{self.frames.shape[1:]} of earlier bags; use one --size per folder")
+                    self.frames[n + j] = img
                 a = act_i[j]
                 prop.append(proprio_vector(pos[js_i[j]], vel[js_i[j]],
                                            acts[max(0, a - self.action_history):a], self.use_velocities,
@@ -274,7 +277,7 @@ class BagDataset(Dataset):
         ep = self.episodes[self._episode[i]]
         text = ep.instructions[self._instr[i]]
         actions, mask = self.action_chunk(i)
-        return {"image": self.frames[i], "instruction": text, "proprio": self.proprio[i],
+        return {"image": self.frames[i] if self.images else None, "instruction": text, "proprio": self.proprio[i],
                 "actions": actions, "action_mask": mask, "task_id": ep.task_id, "task": ep.task,
                 "episode": ep.name, "step": int(self.steps[i]), "layout": ep.layout}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 from tqdm import tqdm
@@ -14,25 +14,52 @@ from tqdm import tqdm
 from ..data.instructions import instruction_for
 from ..io import atomic_savefig, atomic_write_json, atomic_write_text
 from .metrics import PAIRS, action_mae, all_pair_retrieval, chance_recall, token_metrics
+from .stats import cluster_ratio, majority_baselines, mean_action_baselines, paired_cluster_delta
 
 log = logging.getLogger(__name__)
 MAX_RETRIEVAL = 4000  # retrieval is O(N²): above this, a fixed-seed subsample is scored
 
 
+INSTRUCTION_MODES = ("bag", "train", "heldout", "other_task", "empty")
+LANGUAGE_CONDITIONS = {  # report name → instruction mode, all on the same frames
+    "recorded": "bag", "train_paraphrase": "train", "heldout_paraphrase": "heldout",
+    "other_task": "other_task", "empty": "empty"}
+
+
+def instruction_texts(items, mode: str, rng, tasks: List[str]) -> List[str]:
+    """The instruction each sample is scored with: the recorded one ("bag"), a train / held-out
+    paraphrase of its task, a train paraphrase of ANOTHER task ("other_task": the next task of
+    ``tasks`` in sorted order, a counterfactual), or none ("empty")."""
+    if mode == "bag":
+        return [it["instruction"] for it in items]
+    if mode == "empty":
+        return ["" for _ in items]
+    if mode == "other_task":
+        return [instruction_for(tasks[(tasks.index(it["task"]) + 1) % len(tasks)], rng, "train") for it in items]
+    return [instruction_for(it["task"], rng, mode) for it in items]
+
+
 def run_inference(policy, dataset, batch_size: int = 64, instructions: str = "bag", seed: int = 0,
                   progress: bool = True) -> Dict[str, np.ndarray]:
     """Every sample of ``dataset`` through ``policy.infer`` (the node's forward pass and text
-    cache, batched); returns embeddings, tokens and timings. ``instructions``: the recorded one
-    ("bag") or a paraphrase drawn from the "train" / "heldout" set per sample."""
+    cache, batched); returns embeddings, tokens, timings and each sample's episode.
+    ``instructions``: one of INSTRUCTION_MODES (``instruction_texts``)."""
+    if instructions not in INSTRUCTION_MODES:
+        raise ValueError(f"instructions must be one of {INSTRUCTION_MODES}, got {instructions!r}")
     rng = np.random.default_rng(seed)
+    tasks = sorted({ep.task for ep in dataset.episodes})
+    if len(tasks) == 1 and instructions == "other_task":  # one task in the data: take its MT50 neighbour
+        from ..data.instructions import MT50
+
+        tasks = sorted({tasks[0], MT50[(MT50.index(tasks[0]) + 1) % len(MT50)]})
     keys = ("image", "text", "action", "fused")
-    acc = {k: [] for k in keys + ("pred", "true", "mask", "task_id", "tasks", "pred_actions", "true_actions")}
+    acc = {k: [] for k in keys + ("pred", "true", "mask", "task_id", "tasks", "pred_actions", "true_actions",
+                                  "episode")}
     model_time, t0 = 0.0, time.perf_counter()
     n = len(dataset)
     for start in tqdm(range(0, n, batch_size), desc="evaluate", disable=not progress, dynamic_ncols=True):
         items = [dataset[i] for i in range(start, min(n, start + batch_size))]
-        texts = [it["instruction"] if instructions == "bag" else instruction_for(it["task"], rng, instructions)
-                 for it in items]
+        texts = instruction_texts(items, instructions, rng, tasks)
         actions = np.stack([it["actions"] for it in items])
         out = policy.infer(np.stack([it["image"] for it in items]), np.stack([it["proprio"] for it in items]), texts)
         model_time += out.seconds
@@ -43,6 +70,7 @@ def run_inference(policy, dataset, batch_size: int = 64, instructions: str = "ba
         acc["mask"].append(np.stack([it["action_mask"] for it in items]))
         acc["task_id"].append(np.array([it["task_id"] for it in items]))
         acc["tasks"].append(np.array([it["task"] for it in items]))
+        acc["episode"].append(np.array([it["episode"] for it in items]))
         acc["pred_actions"].append(out.actions)
         acc["true_actions"].append(actions)
     total = time.perf_counter() - t0
@@ -66,6 +94,9 @@ def score(res: Dict[str, np.ndarray], seed: int = 0) -> Dict[str, object]:
         "retrieval_chance": {f"R@{k}": chance_recall(labels[sel], labels[sel], k) for k in (1, 5, 10)},
         **token_metrics(res["pred"], res["true"], res["mask"]),
         **action_mae(res["pred_actions"], res["true_actions"], res["mask"]),
+        "episodes": int(len(set(res["episode"].tolist()))),
+        "token_accuracy_ci95": _ci(cluster_ratio(*_correct(res), res["episode"], seed=seed)),
+        "action_mae_ci95": _ci(cluster_ratio(*_abs_error(res), res["episode"], seed=seed)),
         "throughput_samples_per_s": n / max(res["seconds_total"], 1e-9),
         "model_only_samples_per_s": n / max(res["seconds_model"], 1e-9),
     }
@@ -79,12 +110,65 @@ def score(res: Dict[str, np.ndarray], seed: int = 0) -> Dict[str, object]:
     return report
 
 
+def _correct(res) -> tuple:
+    """Per sample: correct tokens and tokens counted (padding past the episode end masked)."""
+    m = res["mask"][..., None]
+    return ((res["pred"] == res["true"]) & m).sum((1, 2)), np.broadcast_to(m, res["pred"].shape).sum((1, 2))
+
+
+def _abs_error(res) -> tuple:
+    m = res["mask"][..., None]
+    err = np.abs(res["pred_actions"].astype(np.float64) - res["true_actions"]) * m
+    return err.sum((1, 2)), np.broadcast_to(m, err.shape).sum((1, 2))
+
+
+def _ci(r: Dict[str, float]) -> List[float]:
+    return [r["lo"], r["hi"]]
+
+
+def language(policy, dataset, batch_size: int = 64, seed: int = 0, progress: bool = False) -> Dict[str, object]:
+    """How much the policy reads the instruction, on the same frames: token accuracy and MAE with
+    each of LANGUAGE_CONDITIONS, and paired episode-bootstrap deltas. "Language reliance":
+    recorded − other task's instruction, recorded − empty; "wording robustness": held-out − train
+    paraphrases (both sets of the package's own wording; other wordings need their own run)."""
+    runs = {name: run_inference(policy, dataset, batch_size, mode, seed, progress)
+            for name, mode in LANGUAGE_CONDITIONS.items()}
+    ep = runs["recorded"]["episode"]
+    out: Dict[str, object] = {"conditions": {}}
+    for name, r in runs.items():
+        acc, mae = cluster_ratio(*_correct(r), ep, seed=seed), cluster_ratio(*_abs_error(r), ep, seed=seed)
+        out["conditions"][name] = {"token_accuracy": acc["value"], "token_accuracy_ci95": _ci(acc),
+                                   "action_mae": mae["value"], "action_mae_ci95": _ci(mae)}
+
+    def delta(a: str, b: str) -> Dict[str, float]:
+        (na, den), (nb, _) = _correct(runs[a]), _correct(runs[b])
+        return paired_cluster_delta(na, nb, den, ep, seed=seed)
+
+    out["reliance"] = {"recorded - other_task": delta("recorded", "other_task"),
+                       "recorded - empty": delta("recorded", "empty")}
+    out["wording_robustness"] = {"heldout_paraphrase - train_paraphrase": delta("heldout_paraphrase",
+                                                                                 "train_paraphrase")}
+    return out
+
+
+def baselines(train_dataset, res: Dict[str, np.ndarray], tokenizer) -> Dict[str, float]:
+    """Most-common-token and mean-action baselines from the training samples, scored on the
+    evaluated frames: what a policy that ignores its inputs would get."""
+    idx = range(len(train_dataset))
+    tr_actions = np.stack([train_dataset.action_chunk(i)[0] for i in idx])
+    tr_tasks = [train_dataset.episodes[train_dataset._episode[i]].task for i in idx]
+    return {**majority_baselines(tokenizer.encode(tr_actions), tr_tasks, res["true"], res["tasks"], res["mask"]),
+            **mean_action_baselines(tr_actions, tr_tasks, res["true_actions"], res["tasks"], res["mask"])}
+
+
 def markdown(report: Dict[str, object], title: str) -> str:
     r = report
     lines = [f"# {title}", "", f"- samples: {r['samples']} (retrieval on {r['retrieval_samples']})",
-             f"- action-token accuracy: {r['token_accuracy']:.3f} (first step {r['token_accuracy_first_step']:.3f}); "
-             f"per dim {', '.join(f'{x:.3f}' for x in r['token_accuracy_per_dim'])}",
-             f"- action MAE after decoding: {r['action_mae']:.4f} (first step {r['action_mae_first_step']:.4f})",
+             f"- action-token accuracy: {r['token_accuracy']:.3f} {_fmt_ci(r['token_accuracy_ci95'])} (first step "
+             f"{r['token_accuracy_first_step']:.3f}); per dim {', '.join(f'{x:.3f}' for x in r['token_accuracy_per_dim'])}",
+             f"- action MAE after decoding: {r['action_mae']:.4f} {_fmt_ci(r['action_mae_ci95'], 4)} (first step "
+             f"{r['action_mae_first_step']:.4f})",
+             f"- intervals: 95%, resampling the {r['episodes']} episodes (frames of an episode are not independent)",
              f"- throughput: {r['throughput_samples_per_s']:.1f} samples/s end to end, "
              f"{r['model_only_samples_per_s']:.1f} samples/s model only", "",
              "## Retrieval (hit = same task)", "", "| pair | R@1 | R@5 | R@10 | median rank |", "|---|---|---|---|---|"]
@@ -92,10 +176,31 @@ def markdown(report: Dict[str, object], title: str) -> str:
         lines.append(f"| {k} | {v['R@1']:.3f} | {v['R@5']:.3f} | {v['R@10']:.3f} | {v['median_rank']:.1f} |")
     c = r["retrieval_chance"]
     lines.append(f"| chance | {c['R@1']:.3f} | {c['R@5']:.3f} | {c['R@10']:.3f} | |")
+    if r.get("baselines"):
+        b = r["baselines"]
+        lines.insert(5, f"- baselines (from the training frames): most common token {b['most_common_token']:.3f}, per task "
+                        f"{b['most_common_token_per_task']:.3f}; mean action MAE {b['mean_action_mae']:.4f}, per task "
+                        f"{b['mean_action_mae_per_task']:.4f}")
+    if r.get("language"):
+        lang = r["language"]
+        lines += ["", "## Language: the same frames, other instructions", "",
+                  "| instruction | token acc | 95% CI | MAE |", "|---|---|---|---|"]
+        for name, v in lang["conditions"].items():
+            lines.append(f"| {name} | {v['token_accuracy']:.3f} | {_fmt_ci(v['token_accuracy_ci95'])} | "
+                         f"{v['action_mae']:.4f} |")
+        lines += ["", "| contrast (token accuracy) | Δ | 95% CI | p |", "|---|---|---|---|"]
+        for group in ("reliance", "wording_robustness"):
+            for name, d in lang[group].items():
+                lines.append(f"| {group.replace('_', ' ')}: {name} | {d['delta']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] "
+                             f"| {d['p']:.3f} |")
     lines += ["", "## Per task", "", "| task | samples | token acc | MAE |", "|---|---|---|---|"]
     for t, v in r["per_task"].items():
         lines.append(f"| {t} | {v['samples']} | {v['token_accuracy']:.3f} | {v['action_mae']:.4f} |")
     return "\n".join(lines) + "\n"
+
+
+def _fmt_ci(ci, digits: int = 3) -> str:
+    return f"[{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
 
 
 def plots(report: Dict[str, object], out: Path) -> None:
@@ -130,7 +235,10 @@ def plots(report: Dict[str, object], out: Path) -> None:
 
 def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = "bag", batch_size: int = 64,
              device: str = "auto", fusion: Optional[str] = None, progress: bool = True, dataset=None,
-             policy=None) -> Dict[str, object]:
+             policy=None, with_language: bool = False, train_dataset=None) -> Dict[str, object]:
+    """Score ``checkpoint`` on the ``split`` layouts of ``bags`` (or ``dataset``). ``with_language``
+    adds the language section (five passes over the same frames); baselines come from
+    ``train_dataset`` (default: the train layouts of ``bags``, labels only)."""
     from ..data.dataset import BagDataset
     from ..policy import Policy
     from ..utils import pick_device
@@ -143,6 +251,12 @@ def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = 
     res = run_inference(policy, ds, batch_size, instructions, progress=progress)
     report = {"checkpoint": str(checkpoint), "fusion": cfg.model.fusion, "loss": cfg.train.loss, "bags": str(bags),
               "split": split, "instructions": instructions, **score(res)}
+    if train_dataset is None and bags is not None:
+        train_dataset = BagDataset.from_config(bags, cfg.model, split="train", verbose=False, images=False)
+    if train_dataset is not None and len(train_dataset):
+        report["baselines"] = baselines(train_dataset, res, policy.tokenizer)
+    if with_language:
+        report["language"] = language(policy, ds, batch_size)
     if out is not None:
         out = Path(out)
         atomic_write_json(out / "report.json", report)
