@@ -115,7 +115,74 @@ def test_uncertainty_weighting_and_gradient_conflict():
 
     p = torch.nn.Parameter(torch.tensor([1.0, 2.0]))
     la, lb = (p**2).sum(), -(p**2).sum()
-    assert gradient_conflict(la, la, [p]) == pytest.approx(1.0)
-    assert gradient_conflict(la, lb, [p]) == pytest.approx(-1.0)
+    assert gradient_conflict(la, la, [p])["conflict"] == pytest.approx(1.0)
+    assert gradient_conflict(la, lb, [p])["conflict"] == pytest.approx(-1.0)
     q = torch.nn.Parameter(torch.tensor([1.0]))
-    assert math.isnan(gradient_conflict(la, (q * 0).sum() + p.sum() * 0, [p]))
+    assert math.isnan(gradient_conflict(la, (q * 0).sum() + p.sum() * 0, [p])["conflict"])
+
+
+def test_gradient_conflict_is_measured_over_shared_parameters_only():
+    """A parameter only one loss reaches (a head, the temperature) must not dilute the cosine."""
+    shared = torch.nn.Parameter(torch.tensor([1.0, 1.0]))
+    head = torch.nn.Parameter(torch.ones(1000))  # only loss a reaches it: huge and orthogonal
+    la = (shared * torch.tensor([1.0, 0.0])).sum() + (head ** 2).sum()
+    lb = (shared * torch.tensor([1.0, 0.0])).sum()
+    r = gradient_conflict(la, lb, [shared, head], null_pair=(2 * shared.sum(), shared[0] * 3))
+    assert r["conflict"] == pytest.approx(1.0)  # over all parameters it would be ~0.02
+    assert r["shared_parameters"] == 2
+    assert r["null"] == pytest.approx(1 / math.sqrt(2))  # (2, 2) vs (3, 0) over the same shared parameters
+
+
+DDP_LOSS_SCRIPT = r'''
+import sys, torch, torch.distributed as dist
+from trimodal_ros.model.losses import CONTRASTIVE_LOSSES, gather_batch
+dist.init_process_group("gloo")
+rank, world = dist.get_rank(), dist.get_world_size()
+torch.manual_seed(0)
+enc = torch.nn.ModuleDict({k: torch.nn.Linear(6, 5) for k in ("image", "action", "text")})
+x = torch.randn(3, 8, 6)  # the global batch: 8 samples, one input per modality
+rows = slice(rank * 4, (rank + 1) * 4)  # this rank's shard
+out = {}
+for name in ("pairwise", "joint", "clip"):
+    enc.zero_grad()
+    emb = {k: enc[k](x[i, rows]) for i, k in enumerate(("image", "action", "text"))}
+    loss = CONTRASTIVE_LOSSES.get(name)(gather_batch(emb), 0.1)
+    loss.backward()
+    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in enc.parameters()]
+    for g in grads:  # what DistributedDataParallel does with the gradients: average them
+        dist.all_reduce(g)
+        g /= world
+    out[name] = (loss.detach(), grads)
+if rank == 0:
+    torch.save(out, sys.argv[1])
+dist.destroy_process_group()
+'''
+
+
+def test_contrastive_batch_is_the_global_batch_under_ddp(tmp_path):
+    """2 gloo processes with 4 samples each give the loss and gradients of one process on all 8."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ddp_loss.py"
+    script.write_text(DDP_LOSS_SCRIPT)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(script), str(tmp_path / "ddp.pt")], env=dict(os.environ, OMP_NUM_THREADS="1"),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = torch.load(tmp_path / "ddp.pt")
+    torch.manual_seed(0)
+    enc = torch.nn.ModuleDict({k: torch.nn.Linear(6, 5) for k in ("image", "action", "text")})
+    x = torch.randn(3, 8, 6)
+    for name, (loss, grads) in got.items():
+        enc.zero_grad()
+        full = CONTRASTIVE_LOSSES.get(name)({k: enc[k](x[i]) for i, k in enumerate(("image", "action", "text"))}, 0.1)
+        full.backward()
+        torch.testing.assert_close(loss, full.detach(), msg=name)
+        for g, p in zip(grads, enc.parameters()):
+            torch.testing.assert_close(g, torch.zeros_like(p) if p.grad is None else p.grad, msg=name)
+    # and without gathering, each rank's loss would differ from the global one: not vacuous
+    half = CONTRASTIVE_LOSSES.get("pairwise")({k: enc[k](x[i, :4]) for i, k in enumerate(("image", "action", "text"))},
+                                              0.1)
+    assert not torch.isclose(half, got["pairwise"][0])

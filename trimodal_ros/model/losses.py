@@ -7,7 +7,7 @@ have to remember to. ``temperature`` may be a float or a 0-d tensor (the model's
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Dict, Iterable, Sequence
+from typing import Callable, Dict, Iterable, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,6 +65,21 @@ def joint_infonce(embeddings: Sequence[torch.Tensor], temperature=0.07) -> torch
     return (log_denominator - log_numerator).mean()
 
 
+def gather_batch(emb: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Under DistributedDataParallel, every rank's embeddings concatenated in rank order, with
+    gradients flowing back to each rank's own (as open_clip's ``gather_with_grad``): the
+    contrastive loss then sees the GLOBAL batch's negatives on every rank, the same objective as
+    one process on that batch. Every rank computes the same loss; DDP's gradient averaging then
+    gives exactly one process's gradient. A no-op outside DDP."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return emb
+    from torch.distributed.nn.functional import all_gather
+
+    return {k: torch.cat(all_gather(v.contiguous()), dim=0) for k, v in emb.items()}
+
+
 # --- the contrastive objective a config's `train.loss` names --------------------------------------
 # Each takes {"image", "text", "action"} -> (B, D) and the temperature, and returns a scalar.
 ContrastiveFn = Callable[[Dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
@@ -110,29 +125,42 @@ class UncertaintyWeighting(nn.Module):
         return total
 
 
-def gradient_conflict(
-    loss_a: torch.Tensor, loss_b: torch.Tensor, params: Iterable[torch.nn.Parameter]
-) -> float:
-    """cos(∇L_a, ∇L_b) over the shared parameters; < 0 means the two objectives pull apart.
-
-    Leaves the graph intact (retain_graph) and does not touch ``.grad``. Returns nan when either
-    gradient is zero over ``params`` (e.g. the contrastive loss is ``none``).
-    """
+def shared_gradients(loss_a: torch.Tensor, loss_b: torch.Tensor, params: Iterable[torch.nn.Parameter]):
+    """(parameters BOTH losses reach with a non-zero gradient, ∇L_a, ∇L_b over them, flattened).
+    Parameters only one loss touches (the action head and fusion for the action loss, the
+    temperature for the contrastive one) are left out: they would only add orthogonal dimensions
+    and pull every cosine towards 0. Leaves the graph intact and ``.grad`` untouched."""
     params = [p for p in params if p.requires_grad]
     ga = torch.autograd.grad(loss_a, params, retain_graph=True, allow_unused=True)
     gb = torch.autograd.grad(loss_b, params, retain_graph=True, allow_unused=True)
-    dot = na = nb = 0.0
-    for p, x, y in zip(params, ga, gb):
-        if x is None or y is None:
-            if x is not None:
-                na += float((x.double() ** 2).sum())
-            if y is not None:
-                nb += float((y.double() ** 2).sum())
-            continue
-        x, y = x.double(), y.double()
-        dot += float((x * y).sum())
-        na += float((x * x).sum())
-        nb += float((y * y).sum())
-    if na == 0.0 or nb == 0.0:
+    keep = [i for i, (x, y) in enumerate(zip(ga, gb)) if x is not None and y is not None and x.any() and y.any()]
+    flat = lambda gs: torch.cat([gs[i].reshape(-1).double() for i in keep]) if keep else None  # noqa: E731
+    return [params[i] for i in keep], flat(ga), flat(gb)
+
+
+def flat_gradient(loss: torch.Tensor, params: Sequence[torch.nn.Parameter]) -> Optional[torch.Tensor]:
+    if not params:
+        return None
+    gs = torch.autograd.grad(loss, list(params), retain_graph=True, allow_unused=True)
+    return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1).double() for p, g in zip(params, gs)])
+
+
+def cosine(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> float:
+    if a is None or b is None:
         return float("nan")
-    return dot / (na**0.5 * nb**0.5)
+    na, nb = float(a.norm()), float(b.norm())
+    return float(a @ b) / (na * nb) if na > 0 and nb > 0 else float("nan")
+
+
+def gradient_conflict(loss_a: torch.Tensor, loss_b: torch.Tensor, params: Iterable[torch.nn.Parameter],
+                      null_pair: Optional[Sequence[torch.Tensor]] = None) -> Dict[str, float]:
+    """{"conflict": cos(∇L_a, ∇L_b) over the parameters both losses reach (< 0: the objectives
+    pull apart; nan when they share none, e.g. the contrastive loss is ``none``), "null": the
+    cosine between the gradients of ``null_pair`` (the same loss on two halves of the batch) over
+    the same parameters}: in millions of dimensions even related gradients have small cosines, so
+    the conflict means something only next to that null."""
+    shared, ga, gb = shared_gradients(loss_a, loss_b, params)
+    null = float("nan")
+    if null_pair is not None and shared:
+        null = cosine(flat_gradient(null_pair[0], shared), flat_gradient(null_pair[1], shared))
+    return {"conflict": cosine(ga, gb), "null": null, "shared_parameters": int(sum(p.numel() for p in shared))}

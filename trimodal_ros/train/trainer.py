@@ -27,11 +27,12 @@ from ..config import Config
 from ..data.instructions import instruction_for
 from ..model import ActionTokenizer, TriModalModel
 from ..checkpoint import read_checkpoint, save_checkpoint
-from ..model.losses import CONTRASTIVE_LOSSES, UncertaintyWeighting, gradient_conflict
+from ..model.losses import CONTRASTIVE_LOSSES, UncertaintyWeighting, gather_batch, gradient_conflict
 from ..utils import pick_device
 
 log = logging.getLogger(__name__)
-METRIC_FIELDS = ["step", "loss", "action_ce", "contrastive", "token_acc", "lr", "temperature", "grad_conflict"]
+METRIC_FIELDS = ["step", "loss", "action_ce", "contrastive", "token_acc", "lr", "temperature", "grad_conflict",
+                 "grad_conflict_null"]
 
 
 def seed_everything(seed: int) -> None:
@@ -92,13 +93,20 @@ class Batcher:
         }
 
 
-def compute_losses(out, batch, loss_name: str):
+def action_ce(out, batch, rows=slice(None)):
+    """Masked mean token cross-entropy over ``rows`` of the batch."""
     bins = out.logits.shape[-1]
-    mask = batch["mask"]  # (B, K)
-    ce = F.cross_entropy(out.logits.float().reshape(-1, bins), batch["tokens"].reshape(-1), reduction="none")
+    mask = batch["mask"][rows]  # (B, K)
+    ce = F.cross_entropy(out.logits[rows].float().reshape(-1, bins), batch["tokens"][rows].reshape(-1),
+                         reduction="none")
     ce = ce.view(mask.shape[0], mask.shape[1], -1).mean(-1)  # (B, K)
-    ce = (ce * mask).sum() / mask.sum().clamp_min(1)
-    emb = {k: v.float() for k, v in out.embeddings().items()}
+    return (ce * mask).sum() / mask.sum().clamp_min(1)
+
+
+def compute_losses(out, batch, loss_name: str):
+    mask = batch["mask"]  # (B, K)
+    ce = action_ce(out, batch)
+    emb = gather_batch({k: v.float() for k, v in out.embeddings().items()})  # the global batch under DDP
     contrastive = CONTRASTIVE_LOSSES.get(loss_name)(emb, out.temperature)
     with torch.no_grad():
         acc = ((out.logits.argmax(-1) == batch["tokens"]).float().mean(-1) * mask).sum() / mask.sum().clamp_min(1)
@@ -196,9 +204,11 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         else:
             loss = ce + tc.contrastive_weight * con
         log_now = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
-        conflict = float("nan")
+        conflict = {"conflict": float("nan"), "null": float("nan")}
         if log_now and main and tc.loss != "none" and not ddp:
-            conflict = gradient_conflict(ce, con, [p for p in model.parameters() if p.requires_grad])
+            half = batch["mask"].shape[0] // 2  # the null: the action loss on two halves of the batch
+            conflict = gradient_conflict(ce, con, [p for p in model.parameters() if p.requires_grad],
+                                         (action_ce(out, batch, slice(0, half)), action_ce(out, batch, slice(half, None))))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if ddp and weighting is not None:  # outside the DDP module: average its gradients by hand
@@ -212,7 +222,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         sched.step()
         if log_now and main:
             row = [step + 1, loss.item(), ce.item(), con.item(), acc.item(), sched.get_last_lr()[0],
-                   out.temperature.item(), conflict]
+                   out.temperature.item(), conflict["conflict"], conflict["null"]]
             with open(metrics_path, "a", newline="") as f:
                 csv.writer(f).writerow(row)
             if tb is not None:
