@@ -39,3 +39,12 @@ def tiny_checkpoint(small_bags, tmp_path_factory):
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=8, batch_size=8, warmup_steps=1,
                                                              log_every=2, ckpt_every=8))
     return train(cfg, small_bags, tmp_path_factory.mktemp("run"), progress=False).checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """vla_node sets the process's torch threads for inference (1 for the tiny model); a node
+    made in one test must not slow the training tests that follow in the same process."""
+    n = torch.get_num_threads()
+    yield
+    torch.set_num_threads(n)

@@ -77,3 +77,13 @@ def test_joint_buffer_keeps_a_time_span_and_restarts_when_time_goes_back():
     assert i.joints_at(5.0, 0.5) == -2  # STALE
     i.add_joints(0.0, "reset", None, keep=1.5)
     assert i.span() == 0.0 and i.joints_at(0.0, 0.5)[1] == "reset"
+
+
+def test_readme_parameter_table_is_the_table():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Parameters", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:4] for line in section.splitlines() if line.startswith("| `")]
+    got = [(name.strip().strip("`"), live.strip() == "yes") for name, _, live in rows]
+    assert got == [(p.name, p.live) for p in VLA_PARAMS]

@@ -1,15 +1,27 @@
-"""``trimodal-ros ablate``: fusion × contrastive loss × seeds, trained on the train layouts and
-scored on held-out layouts and held-out instruction paraphrases, with 95% intervals.
+"""``trimodal-ros ablate``: does mixing the encoders (fusion) or aligning the modalities (a
+contrastive loss) make the policy *succeed* more often? Closed-loop success on held-out layouts is
+the primary outcome; offline token accuracy, MAE and language reliance are secondary columns, with
+their rank correlation to success reported (offline accuracy does not rank closed-loop success).
 
-It answers the research question with numbers: does a joint image–action–text space (pairwise
-or joint InfoNCE), compared with image–text only (clip, the EF-VLA baseline) and no alignment
-(none), and does the choice of fusion, change how well the policy predicts held-out actions? The
-report states plainly when the differences are inside the noise.
+Design, in two stages sized by ``--budget`` (``BUDGETS``):
+
+A. every fusion × loss cell with ``seeds`` seeds: train; score the held-out frames offline; drive
+   Meta-World for ``val_episodes`` per task on the VALIDATION layouts (35-39: used only to choose
+   stage B's cells) and ``screen_episodes`` per task on the HELD-OUT layouts (40-49). Every run
+   uses the same layouts and instructions, so every comparison is paired.
+B. the ``top`` cells by validation success get ``confirm_seeds`` seeds in all and
+   ``confirm_episodes`` held-out episodes per task (an extension of stage A's episode list).
+
+Analysis (``eval/stats.py``): per cell, success with a Wilson interval (episodes pooled) and a
+seeds-then-episodes bootstrap interval; paired contrasts within each loss (each fusion against
+``REFERENCE_FUSION``) and within each fusion (each loss against ``none``), Holm-corrected over the
+whole family; a two-way ANOVA on per-run success for the fusion × loss interaction; Spearman
+between the offline metrics and success; the difference the design can detect. Optional confound
+checks (``--confounds``): pairwise − none with 4× the steps and with contrastive_weight 0.1.
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import itertools
 import json
@@ -17,184 +29,390 @@ import logging
 import math
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 from tqdm import tqdm
 
 from ..config import load_config
 from ..io import atomic_savefig, atomic_write_json, atomic_write_text
-from .metrics import mean_ci95
+from .stats import holm, min_detectable_difference, paired_runs_delta, runs_bootstrap, spearman, two_way_anova
 
 log = logging.getLogger(__name__)
 LOSSES = ["pairwise", "joint", "clip", "none"]
-# steps, batch size: "small" fits the whole 5×4×3 grid into ~60 min on a 2-core CPU (README)
-BUDGETS = {"tiny": (6, 8), "small": (250, 32), "full": (3000, 128)}
-METRICS = [  # (key in the run summary, label, higher is better)
-    ("layouts_token_acc", "token acc, held-out layouts", True),
-    ("paraphrase_token_acc", "token acc, held-out paraphrases", True),
-    ("layouts_mae", "action MAE, held-out layouts", False),
-    ("layouts_retrieval_r1", "mean R@1 (6 pairs)", True),
-    ("layouts_image_text_r1", "image→text R@1", True),
-    ("grad_conflict", "cos(∇CE, ∇contrastive)", None),
-    ("closed_loop_success", "closed-loop success, held-out layouts", True),
-]
+REFERENCE_FUSION = "weighted_sum"
+LANGUAGE_EVERY = 4  # the language section scores every 4th held-out frame (5 passes per run)
 
 
-def _summary(rep_layouts: dict, rep_para: dict, metrics_csv: Path, seconds: float,
-             rollout: Optional[dict] = None) -> dict:
-    conflicts = []
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    steps: int
+    batch: int
+    seeds: int              # stage A seeds per cell
+    val_episodes: int       # per task, validation layouts, every run (choosing stage B's cells)
+    screen_episodes: int    # per task, held-out layouts, every run
+    top: int                # cells confirmed in stage B
+    confirm_seeds: int      # seeds in all for those cells
+    confirm_episodes: int   # held-out episodes per task for those cells (≤ 10 layouts)
+    max_steps: int = 150    # episode length limit
+
+
+BUDGETS = {
+    "tiny": Budget(steps=6, batch=8, seeds=2, val_episodes=1, screen_episodes=1, top=1, confirm_seeds=2,
+                   confirm_episodes=2, max_steps=10),
+    # ~60 min on a 2-core CPU with the tiny towers (README "Results" has the measured time)
+    "small": Budget(steps=300, batch=32, seeds=2, val_episodes=1, screen_episodes=1, top=3, confirm_seeds=3,
+                    confirm_episodes=5),
+    "full": Budget(steps=3000, batch=128, seeds=3, val_episodes=2, screen_episodes=5, top=4, confirm_seeds=5,
+                   confirm_episodes=10),
+}
+
+
+def _plan(tasks: List[str], split: str, episodes: int):
+    from ..sim.rollout import episode_plan
+
+    return episode_plan(tasks, episodes, split, seed=0)
+
+
+_SCENES: dict = {}  # one simulated scene per (task, camera, size), reused by every run
+
+
+def _closed_loop(policy, plan, max_steps: int, size: int) -> List[list]:
+    from ..sim.rollout import rollout_in_process
+
+    rep = rollout_in_process(policy, [], 0, max_steps=max_steps, size=size, progress=False, plan=plan,
+                             scenes=_SCENES)
+    return [[e["task"], e["layout"], bool(e["success"])] for e in rep["episodes"]]
+
+
+def _conflicts(metrics_csv: Path) -> Tuple[float, float]:
+    import csv
+
+    pairs = []
     if metrics_csv.exists():
         with open(metrics_csv) as f:
             for row in csv.DictReader(f):
-                v = float(row["grad_conflict"])
-                if not math.isnan(v):
-                    conflicts.append(v)
-    return {
-        "layouts_token_acc": rep_layouts["token_accuracy"],
-        "paraphrase_token_acc": rep_para["token_accuracy"],
-        "layouts_mae": rep_layouts["action_mae"],
-        "layouts_retrieval_r1": rep_layouts["retrieval"]["mean"]["R@1"],
-        "layouts_image_text_r1": rep_layouts["retrieval"]["image->text"]["R@1"],
-        "grad_conflict": float(np.mean(conflicts)) if conflicts else float("nan"),
-        "grad_conflict_curve": conflicts,
-        "train_seconds": seconds,
-        "closed_loop_success": rollout["overall"]["success_rate"] if rollout else float("nan"),
-    }
+                c, n = float(row["grad_conflict"]), float(row.get("grad_conflict_null", "nan") or "nan")
+                if not math.isnan(c):
+                    pairs.append((c, n))
+    if not pairs:
+        return float("nan"), float("nan")
+    a = np.array(pairs)
+    return float(np.nanmean(a[:, 0])), float(np.nanmean(a[:, 1])) if np.isfinite(a[:, 1]).any() else float("nan")
 
 
-def run_grid(data: str, out: str, seeds: int = 3, budget: str = "small", fusions: Optional[List[str]] = None,
-             losses: Optional[List[str]] = None, device: str = "auto", config: str = "weighted_sum",
-             rollout_episodes: int = 0, rollout_steps: int = 150) -> dict:
-    """Train and score the grid; ``rollout_episodes`` > 0 also drives Meta-World with every
-    checkpoint on that many held-out layouts per task (closed-loop success) and runs the scripted
-    expert on the same layouts for reference."""
-    from ..data.dataset import BagDataset
-    from ..policy import Policy
-    from ..train.trainer import train
-    from ..utils import pick_device
-    from .evaluate import evaluate
+class Grid:
+    """The datasets, plans and run bookkeeping of one ablation folder."""
 
-    from ..model import FUSIONS
+    def __init__(self, data: str, out, budget: Budget, config: str, device: str, tasks: Optional[List[str]] = None):
+        from ..data.dataset import BagDataset
 
-    fusions = fusions or FUSIONS.names()
-    losses = losses or LOSSES
-    steps, batch = BUDGETS[budget]
-    out = Path(out)
-    base = load_config(config)
-    mc = base.model
-    train_ds = BagDataset.from_config(data, mc, split="train")
-    held_ds = BagDataset.from_config(data, mc, split="heldout")
-    if len(held_ds) == 0:
-        raise ValueError(f"{data}: no episodes on held-out layouts; generate more episodes per task")
-    tasks = sorted({ep.task for ep in train_ds.episodes})
-    image_size = int(train_ds.frames.shape[1])
-    expert = None
-    if rollout_episodes:
-        from ..sim.rollout import expert_success
+        self.data, self.out, self.b, self.config, self.device = data, Path(out), budget, config, device
+        mc = load_config(config).model
+        self.train_ds = BagDataset.from_config(data, mc, split="train", tasks=tasks)
+        self.held_ds = BagDataset.from_config(data, mc, split="heldout", tasks=tasks)
+        if len(self.held_ds) == 0:
+            raise ValueError(f"{data}: no episodes on held-out layouts; generate more episodes per task")
+        self.tasks = sorted({ep.task for ep in self.train_ds.episodes})
+        self.size = int(self.train_ds.frames.shape[1])
 
-        expert = expert_success(tasks, rollout_episodes, split="heldout", max_steps=rollout_steps)
-    runs: Dict[str, dict] = {}
-    grid = list(itertools.product(fusions, losses, range(seeds)))
-    for fusion, loss, seed in tqdm(grid, desc="ablate", dynamic_ncols=True):
-        name = f"{fusion}__{loss}__s{seed}"
-        run_dir = out / "runs" / name
-        summary_path = run_dir / "summary.json"
-        if summary_path.exists():  # an interrupted ablation resumes where it stopped
-            runs[name] = json.loads(summary_path.read_text())
+    def run(self, fusion: str, loss: str, seed: int, heldout_episodes: int, tag: str = "", **train_over) -> dict:
+        """Train one run (or reuse its summary) and score it; returns its summary."""
+        from ..policy import Policy
+        from ..train.trainer import train
+        from ..utils import pick_device
+        from .evaluate import evaluate
+
+        name = f"{fusion}__{loss}__s{seed}{tag}"
+        run_dir = self.out / "runs" / name
+        path = run_dir / "summary.json"
+        s = json.loads(path.read_text()) if path.exists() else None
+        if s is None:
+            b = self.b
+            cfg = load_config(self.config, fusion=fusion)
+            steps = train_over.pop("steps", b.steps)
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(
+                cfg.train, loss=loss, seed=seed, steps=steps, batch_size=b.batch, ckpt_every=steps,
+                warmup_steps=min(cfg.train.warmup_steps, steps // 5), log_every=max(1, steps // 10), **train_over))
+            t0 = time.perf_counter()
+            ckpt = train(cfg, self.data, run_dir, device=self.device, progress=False, dataset=self.train_ds).checkpoint
+            seconds = time.perf_counter() - t0
+            policy = Policy.load(str(ckpt), device=pick_device(self.device))
+            rep = evaluate(ckpt, self.data, None, dataset=self.held_ds, progress=False, policy=policy,
+                           with_language=True, train_dataset=self.train_ds, language_every=LANGUAGE_EVERY)
+            conflict, null = _conflicts(run_dir / "metrics.csv")
+            s = {"fusion": fusion, "loss": loss, "seed": seed, "tag": tag, "train_seconds": seconds,
+                 "steps": steps, **{k: v for k, v in train_over.items()},
+                 "token_accuracy": rep["token_accuracy"], "action_mae": rep["action_mae"],
+                 "retrieval_r1": rep["retrieval"]["mean"]["R@1"], "baselines": rep["baselines"],
+                 "language_reliance": rep["language"]["reliance"]["recorded - other_task"]["delta"],
+                 "empty_instruction_drop": rep["language"]["reliance"]["recorded - empty"]["delta"],
+                 "wording_robustness": rep["language"]["wording_robustness"]["heldout_paraphrase - train_paraphrase"]["delta"],
+                 "grad_conflict": conflict, "grad_conflict_null": null,
+                 "val": _closed_loop(policy, _plan(self.tasks, "val", self.b.val_episodes), b.max_steps, self.size),
+                 "heldout": []}
+            atomic_write_json(path, s)
+        have = {(t, ly) for t, ly, _ in s["heldout"]}
+        plan = [e for e in _plan(self.tasks, "heldout", heldout_episodes) if (e[0], e[1]) not in have]
+        if plan:  # stage B extends stage A's list: only the new episodes run
+            from ..policy import Policy
+            from ..utils import pick_device
+
+            policy = Policy.load(str(run_dir / "last.pt"), device=pick_device(self.device))
+            s["heldout"] += _closed_loop(policy, plan, self.b.max_steps, self.size)
+            atomic_write_json(path, s)
+        return s
+
+
+def _success(runs: List[dict], split: str = "heldout") -> Dict[int, Dict[Tuple[str, int], float]]:
+    """seed → {(task, layout): success} of a cell's runs."""
+    return {r["seed"]: {(t, ly): float(ok) for t, ly, ok in r[split]} for r in runs}
+
+
+def _aligned(a: Dict[int, dict], b: Dict[int, dict]) -> Tuple[Dict[int, np.ndarray], Dict[int, np.ndarray]]:
+    """The two cells' outcomes on their common seeds and common episodes, in one order."""
+    seeds = sorted(set(a) & set(b))
+    keys = sorted(set.intersection(*[set(a[s]) & set(b[s]) for s in seeds])) if seeds else []
+    return ({s: np.array([a[s][k] for k in keys]) for s in seeds}, {s: np.array([b[s][k] for k in keys]) for s in seeds})
+
+
+def analyse(runs: List[dict], fusions: List[str], losses: List[str], budget: Budget) -> dict:
+    """Cells, paired Holm-corrected contrasts, interaction, correlations, detectable difference."""
+    from .metrics import mean_ci95, wilson_interval
+
+    cells: Dict[str, dict] = {}
+    for f, l in itertools.product(fusions, losses):
+        rs = [r for r in runs if r["fusion"] == f and r["loss"] == l and not r.get("tag")]
+        if not rs:
             continue
-        cfg = load_config(config, fusion=fusion)
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(
-            cfg.train, loss=loss, seed=seed, steps=steps, batch_size=batch,
-            warmup_steps=min(cfg.train.warmup_steps, steps // 5), ckpt_every=steps, log_every=max(1, steps // 10)))
-        t0 = time.perf_counter()
-        ckpt = train(cfg, data, run_dir, device=device, progress=False, dataset=train_ds).checkpoint
-        seconds = time.perf_counter() - t0
-        policy = Policy.load(str(ckpt), device=pick_device(device))
-        rep_l = evaluate(ckpt, data, None, dataset=held_ds, instructions="train", progress=False, policy=policy)
-        rep_p = evaluate(ckpt, data, None, dataset=held_ds, instructions="heldout", progress=False, policy=policy)
-        rollout = None
-        if rollout_episodes:
-            from ..sim.rollout import rollout_in_process
+        outcomes = [ok for r in rs for _, _, ok in r["heldout"]]
+        k, n = int(sum(outcomes)), len(outcomes)
+        per_seed = {r["seed"]: np.array([ok for _, _, ok in r["heldout"]], float) for r in rs}
+        equal = len({len(v) for v in per_seed.values()}) == 1 and n
+        boot = runs_bootstrap(per_seed) if equal else np.array([k / max(n, 1)])
+        val = [ok for r in rs for _, _, ok in r["val"]]
+        cells[f"{f}/{l}"] = {
+            "fusion": f, "loss": l, "seeds": len(rs), "episodes": n, "successes": k,
+            "success": k / n if n else float("nan"), "wilson95": list(wilson_interval(k, n)),
+            "bootstrap95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
+            "val_success": float(np.mean(val)) if val else float("nan"),
+            **{m: mean_ci95([r[m] for r in rs]) for m in ("token_accuracy", "action_mae", "retrieval_r1",
+                                                         "language_reliance", "empty_instruction_drop",
+                                                         "wording_robustness", "grad_conflict", "grad_conflict_null")},
+            "run_success": [float(np.mean([ok for _, _, ok in r["heldout"]])) for r in rs],
+        }
+    contrasts = []
+    ref = REFERENCE_FUSION if REFERENCE_FUSION in fusions else fusions[0]
+    for l in losses:
+        for f in fusions:
+            if f != ref and f"{f}/{l}" in cells and f"{ref}/{l}" in cells:
+                contrasts.append((f"{f} − {ref} | loss {l}", f, l, ref, l))
+    for f in fusions:
+        for l in losses:
+            if l != "none" and f"{f}/{l}" in cells and f"{f}/none" in cells:
+                contrasts.append((f"{l} − none | fusion {f}", f, l, f, "none"))
+    table = []
+    for name, fa, la, fb, lb in contrasts:
+        a = _success([r for r in runs if r["fusion"] == fa and r["loss"] == la and not r.get("tag")])
+        b = _success([r for r in runs if r["fusion"] == fb and r["loss"] == lb and not r.get("tag")])
+        table.append({"contrast": name, **paired_runs_delta(*_aligned(a, b))})
+    for row, p in zip(table, holm([t["p"] if not math.isnan(t["p"]) else 1.0 for t in table])):
+        row["p_holm"] = p
+    anova = None
+    runs_per_cell = {(c["fusion"], c["loss"]): c["run_success"] for c in cells.values()}
+    if len(fusions) > 1 and len(losses) > 1 and min(len(v) for v in runs_per_cell.values()) >= 2:
+        anova = two_way_anova(runs_per_cell)
+    cl = [c["success"] for c in cells.values()]
+    corr = {m: spearman([c[m][0] for c in cells.values()], cl) for m in ("token_accuracy", "action_mae", "retrieval_r1")}
+    n_tasks = _n_tasks(runs)
+    base = float(np.mean(cl)) if cl else 0.5
+    k = max(1, len(table))
+    n_screen = budget.screen_episodes * n_tasks * budget.seeds
+    n_conf = budget.confirm_episodes * n_tasks * budget.confirm_seeds
+    mde = {"episodes_per_cell_screened": n_screen, "episodes_per_cell_confirmed": n_conf,
+           "screened": min_detectable_difference(n_screen, base, comparisons=k),
+           "confirmed": min_detectable_difference(n_conf, base, comparisons=k), "comparisons": k, "base_rate": base}
+    return {"cells": cells, "contrasts": table, "anova": anova, "rank_correlation_with_success": corr,
+            "detectable_difference": mde, "reference_fusion": ref}
 
-            rollout = rollout_in_process(policy, tasks, rollout_episodes, split="heldout",
-                                         max_steps=rollout_steps, size=image_size, progress=False)
-        s = {"fusion": fusion, "loss": loss, "seed": seed,
-             **_summary(rep_l, rep_p, run_dir / "metrics.csv", seconds, rollout)}
-        atomic_write_json(summary_path, s)
-        runs[name] = s
-    result = aggregate(list(runs.values()), fusions, losses)
-    result.update({"expert_closed_loop_success": expert["overall"]["success_rate"] if expert else None,
-                   "rollout_episodes_per_task": rollout_episodes, "rollout_tasks": tasks if rollout_episodes else [],
-                   "budget": budget, "steps": steps, "batch_size": batch, "seeds": seeds, "data": str(data),
-                   "train_samples": len(train_ds), "heldout_samples": len(held_ds)})
+
+def _n_tasks(runs: List[dict]) -> int:
+    return len({t for r in runs for t, _, _ in r["heldout"]}) or 1
+
+
+def run_grid(data: str, out: str, budget: str = "small", fusions: Optional[List[str]] = None,
+             losses: Optional[List[str]] = None, device: str = "auto", config: str = REFERENCE_FUSION,
+             tasks: Optional[List[str]] = None, confounds: bool = False, seeds: Optional[int] = None) -> dict:
+    """Run (or resume) the two-stage grid in ``out`` and write ablation.json, ablation.md, plots."""
+    from ..model import FUSIONS
+    from ..sim.rollout import expert_success
+
+    fusions, losses = fusions or FUSIONS.names(), losses or LOSSES
+    b = BUDGETS[budget]
+    if seeds is not None:
+        b = dataclasses.replace(b, seeds=seeds, confirm_seeds=max(seeds, b.confirm_seeds))
+    t_start = time.perf_counter()
+    g = Grid(data, out, b, config, device, tasks)
+    stage_a = list(itertools.product(fusions, losses, range(b.seeds)))
+    runs = [g.run(f, l, s, b.screen_episodes) for f, l, s in tqdm(stage_a, desc="ablate A", dynamic_ncols=True)]
+    val = {(f, l): np.mean([ok for r in runs if (r["fusion"], r["loss"]) == (f, l) for _, _, ok in r["val"]])
+           for f, l in itertools.product(fusions, losses)}
+    top = sorted(val, key=lambda c: (-val[c], c))[:b.top]
+    stage_b = [(f, l, s) for f, l in top for s in range(b.confirm_seeds)]
+    done = {(r["fusion"], r["loss"], r["seed"]): r for r in runs}
+    for f, l, s in tqdm(stage_b, desc="ablate B", dynamic_ncols=True):
+        done[(f, l, s)] = g.run(f, l, s, b.confirm_episodes)
+    runs = list(done.values())
+    checks = []
+    if confounds:  # is "alignment hurts" a budget or a weighting effect? (statistics issue #15)
+        ref = REFERENCE_FUSION if REFERENCE_FUSION in fusions else fusions[0]
+        for tag, over in (("_x4", {"steps": 4 * b.steps}), ("_w01", {"contrastive_weight": 0.1})):
+            for l in ("pairwise", "none"):
+                if tag == "_w01" and l == "none":
+                    continue  # a weight on no contrastive term changes nothing: the 1x none runs serve
+                for s in range(b.seeds):
+                    checks.append(g.run(ref, l, s, b.screen_episodes, tag=tag, **dict(over)))
+    expert = expert_success(g.tasks, max(b.confirm_episodes, b.screen_episodes), split="heldout",
+                            max_steps=b.max_steps)
+    result = analyse(runs, fusions, losses, b)
+    result["confounds"] = _confound_table(runs + checks) if checks else []
+    result.update({"budget": budget, "budget_spec": dataclasses.asdict(b), "config": config, "data": str(data),
+                   "tasks": g.tasks, "top_cells_by_validation": [f"{f}/{l}" for f, l in top],
+                   "expert_success": expert["overall"]["success_rate"], "train_samples": len(g.train_ds),
+                   "heldout_samples": len(g.held_ds), "runs": runs + checks,
+                   "seconds": time.perf_counter() - t_start})
+    out = Path(out)
     atomic_write_json(out / "ablation.json", result)
     atomic_write_text(out / "ablation.md", report_md(result))
     plot(result, out)
     return result
 
 
-def aggregate(runs: List[dict], fusions: List[str], losses: List[str]) -> dict:
-    cells = {}
-    for f, l in itertools.product(fusions, losses):
-        rs = [r for r in runs if r["fusion"] == f and r["loss"] == l]
-        cells[f"{f}/{l}"] = {k: mean_ci95([r[k] for r in rs]) for k, _, _ in METRICS}
-        cells[f"{f}/{l}"]["n"] = len(rs)
-    # paired comparisons (same fusion and seed): does alignment help, does the tri-modal space help?
-    comparisons = {}
-    for a, b in [("pairwise", "none"), ("joint", "none"), ("clip", "none"), ("pairwise", "clip"), ("joint", "clip")]:
-        if a in losses and b in losses:
-            diffs = []
-            for r in runs:
-                if r["loss"] != a:
-                    continue
-                twin = [x for x in runs if x["loss"] == b and x["fusion"] == r["fusion"] and x["seed"] == r["seed"]]
-                if twin:
-                    diffs.append(r["layouts_token_acc"] - twin[0]["layouts_token_acc"])
-            comparisons[f"{a} - {b}"] = mean_ci95(diffs) + (len(diffs),)
-    by_fusion = {f: mean_ci95([r["layouts_token_acc"] for r in runs if r["fusion"] == f]) for f in fusions}
-    return {"cells": cells, "comparisons": comparisons, "by_fusion": by_fusion, "runs": runs}
+def _confound_table(runs: List[dict]) -> List[dict]:
+    """pairwise − none of the reference fusion at 1× steps, 4× steps, and contrastive_weight 0.1."""
+    ref = next((r["fusion"] for r in runs if r.get("tag")), REFERENCE_FUSION)
+    pick = lambda l, tag: _success([r for r in runs if r["fusion"] == ref and r["loss"] == l  # noqa: E731
+                                    and r.get("tag", "") == tag])
+    rows = []
+    for label, tag_p, tag_n in (("1x steps", "", ""), ("4x steps", "_x4", "_x4"), ("contrastive_weight 0.1", "_w01", "")):
+        a, b = pick("pairwise", tag_p), pick("none", tag_n)
+        if a and b:
+            acc = lambda l, tag: float(np.mean([r["token_accuracy"] for r in runs if r["fusion"] == ref  # noqa: E731
+                                                and r["loss"] == l and r.get("tag", "") == tag]))
+            rows.append({"setting": label, **paired_runs_delta(*_aligned(a, b)),
+                         "token_accuracy_delta": acc("pairwise", tag_p) - acc("none", tag_n)})
+    return rows
 
 
 def verdict(result: dict) -> List[str]:
-    lines = []
-    for name, (m, h, n) in result["comparisons"].items():
-        if math.isnan(m):
-            continue
-        sig = abs(m) > h and n > 1
-        lines.append(f"- {name}: Δ token accuracy on held-out layouts = {m:+.3f} ± {h:.3f} (95% CI, {n} paired runs): "
-                     + (("helps" if m > 0 else "hurts") if sig else "no difference distinguishable from noise"))
-    if result.get("expert_closed_loop_success") is not None:
-        cl = {c: v["closed_loop_success"] for c, v in result["cells"].items()}
-        best = max(cl, key=lambda c: cl[c][0])
-        lines.append(f"- closed loop: best cell {best} succeeds {cl[best][0]:.2f} ± {cl[best][1]:.2f} on held-out layouts; "
-                     f"the scripted expert {result['expert_closed_loop_success']:.2f} on the same layouts")
-    bf = result["by_fusion"]
-    if len(bf) < 2:
-        return lines
-    best = max(bf, key=lambda f: bf[f][0])
-    worst = min(bf, key=lambda f: bf[f][0])
-    overlap = bf[best][0] - bf[best][1] <= bf[worst][0] + bf[worst][1]
-    lines.append(f"- fusion: best {best} ({bf[best][0]:.3f} ± {bf[best][1]:.3f}), worst {worst} "
-                 f"({bf[worst][0]:.3f} ± {bf[worst][1]:.3f}): "
-                 + ("the intervals overlap, so the mix of encoders makes no clear difference at this budget"
-                    if overlap else "the choice of fusion matters at this budget"))
+    """Plain sentences generated from the numbers."""
+    cells, lines = result["cells"], []
+    if not cells:
+        return ["- no runs"]
+    best = max(cells.values(), key=lambda c: c["success"])
+    worst = min(cells.values(), key=lambda c: c["success"])
+    mde = result["detectable_difference"]
+    lines.append(f"- Closed-loop success on held-out layouts ranges from {worst['success']:.2f} ({worst['fusion']}/"
+                 f"{worst['loss']}) to {best['success']:.2f} ({best['fusion']}/{best['loss']}); the scripted expert "
+                 f"succeeds {result['expert_success']:.2f} on the same layouts.")
+    lines.append(f"- What this design can detect (80% power, Holm over {mde['comparisons']} contrasts): a difference "
+                 f"of about {mde['screened']:.2f} between screened cells ({mde['episodes_per_cell_screened']} "
+                 f"episodes each) and {mde['confirmed']:.2f} between confirmed cells "
+                 f"({mde['episodes_per_cell_confirmed']} episodes each). Smaller true effects would go unseen.")
+    sig = [c for c in result["contrasts"] if c["p_holm"] < 0.05]
+    if sig:
+        for c in sig:
+            lines.append(f"- {c['contrast']}: Δ success {c['delta']:+.2f} [{c['lo']:+.2f}, {c['hi']:+.2f}], Holm p "
+                         f"{c['p_holm']:.3f}: a real difference.")
+    else:
+        lines.append(f"- None of the {len(result['contrasts'])} paired contrasts (each fusion against "
+                     f"{result['reference_fusion']} within a loss, each loss against none within a fusion) is "
+                     f"distinguishable from noise after Holm correction: at this budget neither the mix of encoders "
+                     f"nor the alignment loss changes closed-loop success by more than the design detects.")
+    if result["anova"]:
+        a = result["anova"]
+        lines.append(f"- Fusion × loss interaction (two-way ANOVA on per-run success): F={a['interaction']['F']:.2f}, "
+                     f"p={a['interaction']['p']:.3f}" + (" — the fusion effect depends on the loss."
+                                                           if a["interaction"]["p"] < 0.05 else
+                                                           " — no evidence that the fusion effect depends on the loss.")
+                     + f" Main effects: fusion p={a['rows']['p']:.3f}, loss p={a['cols']['p']:.3f}.")
+    rc = result["rank_correlation_with_success"]["token_accuracy"]
+    lines.append(f"- Offline token accuracy vs closed-loop success across cells: Spearman ρ={rc['rho']:+.2f} "
+                 f"(p={rc['p']:.3f}, {rc['n']} cells)" + (": it ranks the cells as success does." if rc["p"] < 0.05
+                                                          and rc["rho"] > 0 else ": it does not rank closed-loop success."))
+    rel = {k: c["language_reliance"] for k, c in cells.items()}
+    reads = [k for k, (m, h) in rel.items() if m - h > 0]
+    lines.append(f"- Language reliance (token accuracy with the recorded instruction minus with another task's, "
+                 f"same frames): {len(reads)}/{len(rel)} cells read the instruction (interval above 0); range "
+                 f"{min(m for m, _ in rel.values()):+.3f} to {max(m for m, _ in rel.values()):+.3f}.")
+    gc = [(c["grad_conflict"][0], c["grad_conflict_null"][0]) for c in cells.values() if not math.isnan(c["grad_conflict"][0])]
+    if gc:
+        lines.append(f"- Gradient conflict cos(∇action, ∇contrastive) over shared parameters: {np.mean([a for a, _ in gc]):+.3f} "
+                     f"on average, against {np.nanmean([b for _, b in gc]):+.3f} between two halves of a batch of the "
+                     f"action loss alone (the null).")
+    for c in result.get("confounds", []):
+        lines.append(f"- Confound check, pairwise − none ({c['setting']}): Δ success {c['delta']:+.2f} "
+                     f"[{c['lo']:+.2f}, {c['hi']:+.2f}], Δ token accuracy {c['token_accuracy_delta']:+.3f}.")
     return lines
 
 
+CAVEATS = [
+    "- The third modality the contrastive losses align is **proprioception** (joint positions and velocities; "
+    "`action_history` is 0 in these configs), not actions: \"image–action–text\" here means image–proprio–text.",
+    "- `clip` is an image–text-only loss on towers **trained from scratch**, not the EF-VLA baseline (which relies on a "
+    "frozen, pretrained CLIP).",
+    "- Task-level retrieval on MT10 is close to 10-way scene classification: each task has its own scene.",
+    "- Small budget: tiny towers trained from scratch for a few hundred steps on 2 CPU cores; the answer at a real "
+    "budget (`--budget full`, pretrained towers) may differ.",
+]
+
+
 def report_md(result: dict) -> str:
+    b = result["budget_spec"]
     cells = result["cells"]
-    # a metric nobody measured (closed loop without --rollout-episodes) gets no column
-    metrics = [m for m in METRICS if any(not math.isnan(c[m[0]][0]) for c in cells.values())]
-    hdr = "| fusion / loss | n | " + " | ".join(lbl for _, lbl, _ in metrics) + " |"
-    lines = ["# Ablation: fusion × contrastive loss", "",
-             f"budget `{result['budget']}`: {result['steps']} steps × batch {result['batch_size']}, "
-             f"{result['seeds']} seeds; {result['train_samples']} train samples, {result['heldout_samples']} "
-             "held-out-layout samples. Cells: mean ± 95% CI (t) over seeds.", "", "## Verdict", "",
-             *verdict(result), "", "## Table", "", hdr, "|" + "---|" * (len(metrics) + 2)]
-    for cell, v in cells.items():
-        vals = " | ".join(f"{v[k][0]:.3f} ± {v[k][1]:.3f}" for k, _, _ in metrics)
-        lines.append(f"| {cell} | {v['n']} | {vals} |")
+    lines = ["# Ablation: fusion × contrastive loss, scored by closed-loop success", "",
+             f"budget `{result['budget']}`: {b['steps']} steps × batch {b['batch']}; stage A {b['seeds']} seeds per cell, "
+             f"{b['val_episodes']} validation + {b['screen_episodes']} held-out episodes per task and run; stage B: the "
+             f"{b['top']} best cells on the validation layouts ({', '.join(result['top_cells_by_validation'])}) with "
+             f"{b['confirm_seeds']} seeds and {b['confirm_episodes']} held-out episodes per task. Tasks: "
+             f"{', '.join(result['tasks'])}. {result['train_samples']} train samples, {result['heldout_samples']} "
+             f"held-out frames. Took {result['seconds'] / 60:.1f} min.", "", "## Verdict", "", *verdict(result),
+             "", "## Cells", "",
+             "| fusion / loss | seeds | episodes | **success** | Wilson 95% | bootstrap 95% | val success | token acc | "
+             "MAE | language reliance | grad conflict (null) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for k, c in sorted(cells.items(), key=lambda kv: -kv[1]["success"]):
+        lines.append(f"| {k} | {c['seeds']} | {c['episodes']} | **{c['success']:.2f}** | [{c['wilson95'][0]:.2f}, "
+                     f"{c['wilson95'][1]:.2f}] | [{c['bootstrap95'][0]:.2f}, {c['bootstrap95'][1]:.2f}] | "
+                     f"{c['val_success']:.2f} | {c['token_accuracy'][0]:.3f} ± {c['token_accuracy'][1]:.3f} | "
+                     f"{c['action_mae'][0]:.3f} | {c['language_reliance'][0]:+.3f} ± {c['language_reliance'][1]:.3f} | "
+                     f"{c['grad_conflict'][0]:+.3f} ({c['grad_conflict_null'][0]:+.3f}) |")
+    base = next(iter(result["runs"]))["baselines"] if result["runs"] else {}
+    if base:
+        lines += ["", f"Baselines on the same held-out frames: most common token {base['most_common_token']:.3f} "
+                      f"(per task {base['most_common_token_per_task']:.3f}); mean action MAE {base['mean_action_mae']:.3f} "
+                      f"(per task {base['mean_action_mae_per_task']:.3f})."]
+    lines += ["", "## Paired contrasts (same layouts, same seeds; Holm over the family)", "",
+              "| contrast | seeds | episodes | Δ success | 95% CI | p | p (Holm) |", "|---|---|---|---|---|---|---|"]
+    for c in result["contrasts"]:
+        lines.append(f"| {c['contrast']} | {c['pairs']} | {c.get('episodes', 0)} | {c['delta']:+.3f} | "
+                     f"[{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['p']:.3f} | {c['p_holm']:.3f} |")
+    if result["anova"]:
+        a = result["anova"]
+        lines += ["", "## Two-way ANOVA on per-run success", "", "| effect | F | df | p |", "|---|---|---|---|"]
+        for k, name in (("rows", "fusion"), ("cols", "loss"), ("interaction", "fusion × loss")):
+            lines.append(f"| {name} | {a[k]['F']:.2f} | {a[k]['df']} | {a[k]['p']:.3f} |")
+    lines += ["", "## Offline metrics vs closed-loop success (Spearman over cells)", "",
+              "| offline metric | ρ | p |", "|---|---|---|"]
+    for m, r in result["rank_correlation_with_success"].items():
+        lines.append(f"| {m} | {r['rho']:+.2f} | {r['p']:.3f} |")
+    if result.get("confounds"):
+        lines += ["", "## Confound checks: pairwise − none of the reference fusion", "",
+                  "| setting | Δ success | 95% CI | Δ token acc |", "|---|---|---|---|"]
+        for c in result["confounds"]:
+            lines.append(f"| {c['setting']} | {c['delta']:+.3f} | [{c['lo']:+.3f}, {c['hi']:+.3f}] | "
+                         f"{c['token_accuracy_delta']:+.3f} |")
+    lines += ["", "## What the names mean here", "", *CAVEATS]
     return "\n".join(lines) + "\n"
 
 
@@ -205,55 +423,73 @@ def plot(result: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     cells = result["cells"]
-    fusions = sorted({c.split("/")[0] for c in cells})
-    losses = [l for l in LOSSES if any(c.endswith("/" + l) for c in cells)]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4))
-    for ax, key, title in [(axes[0], "layouts_token_acc", "held-out layouts"),
-                           (axes[1], "paraphrase_token_acc", "held-out paraphrases")]:
-        x = np.arange(len(fusions))
-        w = 0.8 / len(losses)
-        for i, l in enumerate(losses):
-            m = [cells[f"{f}/{l}"][key][0] for f in fusions]
-            h = [cells[f"{f}/{l}"][key][1] for f in fusions]
-            ax.bar(x + (i - (len(losses) - 1) / 2) * w, m, w, yerr=h, capsize=2, label=l)
-        ax.set_xticks(x, fusions, rotation=15)
-        ax.set_ylabel("action-token accuracy")
-        ax.set_title(f"Token accuracy, {title} (95% CI)")
-    axes[0].legend(title="contrastive loss")
-    atomic_savefig(fig, out / "ablation_token_accuracy.png")
+    fusions = sorted({c["fusion"] for c in cells.values()})
+    losses = [l for l in LOSSES if any(c["loss"] == l for c in cells.values())]
+    fig, ax = plt.subplots(figsize=(11, 4))
+    w = 0.8 / max(1, len(losses))
+    for i, l in enumerate(losses):
+        xs, ys, err = [], [], [[], []]
+        for j, f in enumerate(fusions):
+            c = cells.get(f"{f}/{l}")
+            if c:
+                xs.append(j + (i - (len(losses) - 1) / 2) * w)
+                ys.append(c["success"])
+                err[0].append(c["success"] - c["wilson95"][0])
+                err[1].append(c["wilson95"][1] - c["success"])
+        ax.bar(xs, ys, w, yerr=err, capsize=2, label=l)
+    ax.axhline(result["expert_success"], color="k", ls=":", lw=1, label="scripted expert")
+    ax.set_xticks(range(len(fusions)), fusions)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("closed-loop success (held-out layouts)")
+    ax.set_title("Closed-loop success per fusion × loss cell (95% Wilson intervals)")
+    ax.legend(title="contrastive loss", fontsize=8)
+    atomic_savefig(fig, out / "ablation_success.png")
     plt.close(fig)
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    for r in result["runs"]:
-        if r["grad_conflict_curve"] and r["seed"] == 0:
-            ax.plot(r["grad_conflict_curve"], label=f"{r['fusion']}/{r['loss']}", lw=1)
-    ax.axhline(0, color="k", lw=0.5)
-    ax.set_xlabel("log point")
-    ax.set_ylabel("cos(∇CE, ∇contrastive)")
-    ax.set_title("Gradient conflict between action and contrastive losses (seed 0)")
-    ax.legend(fontsize=6, ncol=2)
-    atomic_savefig(fig, out / "ablation_grad_conflict.png")
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    rho = result["rank_correlation_with_success"]["token_accuracy"]
+    for c in cells.values():
+        axes[0].errorbar(c["token_accuracy"][0], c["success"], xerr=c["token_accuracy"][1],
+                         yerr=[[c["success"] - c["wilson95"][0]], [c["wilson95"][1] - c["success"]]], fmt="o",
+                         color=f"C{losses.index(c['loss'])}", alpha=0.8)
+    axes[0].set_xlabel("offline token accuracy (held-out frames)")
+    axes[0].set_ylabel("closed-loop success")
+    axes[0].set_title(f"Offline vs closed loop (Spearman ρ={rho['rho']:+.2f}, p={rho['p']:.2f})")
+    for i, l in enumerate(losses):
+        xs = [j + (i - (len(losses) - 1) / 2) * w for j, f in enumerate(fusions) if f"{f}/{l}" in cells]
+        ys = [cells[f"{f}/{l}"]["language_reliance"] for f in fusions if f"{f}/{l}" in cells]
+        axes[1].bar(xs, [m for m, _ in ys], w, yerr=[h for _, h in ys], capsize=2, label=l)
+    axes[1].axhline(0, color="k", lw=0.5)
+    axes[1].set_xticks(range(len(fusions)), fusions, rotation=15)
+    axes[1].set_ylabel("token acc: own − other task's instruction")
+    axes[1].set_title("Language reliance per fusion")
+    axes[1].legend(title="loss", fontsize=7)
+    atomic_savefig(fig, out / "ablation_offline_vs_closed_loop.png")
     plt.close(fig)
 
 
 def register(sub) -> None:
-    p = sub.add_parser("ablate", help="fusion × loss × seeds grid: train, score held-out data, report")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--seeds", type=int, default=3)
+    p = sub.add_parser("ablate", help="fusion × loss grid scored by closed-loop success (two stages), with "
+                                      "paired Holm-corrected contrasts and offline metrics as secondary columns")
+    p.add_argument("--data", required=True, help="bags (trimodal-ros generate): train, val and held-out layouts")
+    p.add_argument("--out", required=True, help="folder: runs/, ablation.json, ablation.md, plots (resumable)")
     p.add_argument("--budget", default="small", choices=sorted(BUDGETS))
+    p.add_argument("--config", default=REFERENCE_FUSION, help="base config (its fusion is replaced per cell)")
     p.add_argument("--fusions", default=None, help="comma list (default: all)")
     p.add_argument("--losses", default=None, help="comma list (default: pairwise,joint,clip,none)")
-    p.add_argument("--rollout-episodes", type=int, default=0,
-                   help="closed-loop episodes per task and run on held-out layouts (0: offline metrics only)")
+    p.add_argument("--tasks", default=None, help="comma list of the bag folder's tasks to use (default: all)")
+    p.add_argument("--seeds", type=int, default=None, help="stage A seeds per cell (default: the budget's)")
+    p.add_argument("--confounds", action="store_true", help="also pairwise − none at 4x steps and at weight 0.1")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cli_ablate)
 
 
 def cli_ablate(args) -> int:
+    from ..data.instructions import resolve_tasks
+
     logging.basicConfig(level=logging.WARNING)
-    result = run_grid(args.data, args.out, args.seeds, args.budget,
-                      args.fusions.split(",") if args.fusions else None,
-                      args.losses.split(",") if args.losses else None, args.device,
-                      rollout_episodes=args.rollout_episodes)
+    result = run_grid(args.data, args.out, args.budget, args.fusions.split(",") if args.fusions else None,
+                      args.losses.split(",") if args.losses else None, args.device, args.config,
+                      resolve_tasks(args.tasks) if args.tasks else None, args.confounds, args.seeds)
     print(report_md(result))
     return 0

@@ -126,11 +126,27 @@ def _ci(r: Dict[str, float]) -> List[float]:
     return [r["lo"], r["hi"]]
 
 
-def language(policy, dataset, batch_size: int = 64, seed: int = 0, progress: bool = False) -> Dict[str, object]:
+class EveryKth:
+    """Every ``k``-th sample of a dataset (consecutive frames are near-duplicates): a cheaper view."""
+
+    def __init__(self, dataset, k: int):
+        self.ds, self.k, self.episodes = dataset, max(1, int(k)), dataset.episodes
+
+    def __len__(self) -> int:
+        return (len(self.ds) + self.k - 1) // self.k
+
+    def __getitem__(self, i: int):
+        return self.ds[i * self.k]
+
+
+def language(policy, dataset, batch_size: int = 64, seed: int = 0, progress: bool = False,
+             every: int = 1) -> Dict[str, object]:
     """How much the policy reads the instruction, on the same frames: token accuracy and MAE with
     each of LANGUAGE_CONDITIONS, and paired episode-bootstrap deltas. "Language reliance":
     recorded − other task's instruction, recorded − empty; "wording robustness": held-out − train
-    paraphrases (both sets of the package's own wording; other wordings need their own run)."""
+    paraphrases (both sets of the package's own wording; other wordings need their own run).
+    ``every`` > 1 scores every k-th frame only (the ablation's budget)."""
+    dataset = EveryKth(dataset, every) if every > 1 else dataset
     runs = {name: run_inference(policy, dataset, batch_size, mode, seed, progress)
             for name, mode in LANGUAGE_CONDITIONS.items()}
     ep = runs["recorded"]["episode"]
@@ -235,7 +251,7 @@ def plots(report: Dict[str, object], out: Path) -> None:
 
 def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = "bag", batch_size: int = 64,
              device: str = "auto", fusion: Optional[str] = None, progress: bool = True, dataset=None,
-             policy=None, with_language: bool = False, train_dataset=None) -> Dict[str, object]:
+             policy=None, with_language: bool = False, train_dataset=None, language_every: int = 1) -> Dict[str, object]:
     """Score ``checkpoint`` on the ``split`` layouts of ``bags`` (or ``dataset``). ``with_language``
     adds the language section (five passes over the same frames); baselines come from
     ``train_dataset`` (default: the train layouts of ``bags``, labels only)."""
@@ -256,7 +272,8 @@ def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = 
     if train_dataset is not None and len(train_dataset):
         report["baselines"] = baselines(train_dataset, res, policy.tokenizer)
     if with_language:
-        report["language"] = language(policy, ds, batch_size)
+        report["language"] = language(policy, ds, batch_size, every=language_every)
+        report["language"]["frames_every"] = language_every
     if out is not None:
         out = Path(out)
         atomic_write_json(out / "report.json", report)

@@ -130,7 +130,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> Dict[str, float]:
 
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 3:
+    if ok.sum() < 3 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:  # no ranking to correlate
         return {"rho": float("nan"), "p": float("nan"), "n": int(ok.sum())}
     r = stats.spearmanr(x[ok], y[ok])
     return {"rho": float(r.statistic), "p": float(r.pvalue), "n": int(ok.sum())}

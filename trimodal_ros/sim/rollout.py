@@ -11,6 +11,7 @@ what enters the action history), so they execute the same actions.
 from __future__ import annotations
 
 import time
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, List, Optional, Tuple
@@ -111,12 +112,14 @@ def summarize(outcomes: List[EpisodeOutcome]) -> Dict[str, object]:
 
 
 def eval_layouts(split: str, episodes: int, seed: int) -> List[int]:
-    """``episodes`` layouts from a split, deterministic in ``seed`` (unseen layouts by default)."""
+    """``episodes`` layouts of a split: a permutation seeded by ``seed``, cycled when more are
+    asked than the split has. Prefix-consistent: the first n of a longer list are the n-list, so
+    a run with more episodes extends, never reshuffles, a run with fewer (paired comparisons)."""
     from ..data.metaworld import layouts
 
     pool = layouts(split)
-    rng = np.random.default_rng([seed, 99])
-    return [int(x) for x in rng.choice(pool, size=episodes, replace=episodes > len(pool))]
+    perm = np.random.default_rng([seed, 99]).permutation(pool)
+    return [int(perm[i % len(perm)]) for i in range(episodes)]
 
 
 def episode_plan(tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
@@ -125,24 +128,31 @@ def episode_plan(tasks: List[str], episodes: int, split: str = "heldout", seed: 
     rollouts both run this list, so "same seeds" means the same scenes and the same wording."""
     from ..data.instructions import instruction_for
 
-    rng = np.random.default_rng([seed, 5])
-    return [(task, layout, instruction_for(task, rng, instructions))
-            for task in tasks for layout in eval_layouts(split, episodes, seed)]
+    plan = []
+    for task in tasks:  # one stream per task: adding a task or episodes leaves the others' wording alone
+        rng = np.random.default_rng([seed, 5, zlib.crc32(task.encode())])
+        plan += [(task, layout, instruction_for(task, rng, instructions)) for layout in eval_layouts(split, episodes, seed)]
+    return plan
 
 
 def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
                        max_steps: int = 200, execute: int = 1, size: int = 224, camera: str = "corner",
                        instructions: str = "train", progress: bool = True,
-                       traces: Optional[List[List[np.ndarray]]] = None) -> Dict[str, object]:
-    """The ``Policy`` drives each task for ``episodes`` layouts of ``split``, no ROS in between
-    (``traces``, if a list, receives each episode's executed actions). The policy's ``execute``
-    is set to ``execute``, as vla_node's ``execute_steps`` would be."""
+                       traces: Optional[List[List[np.ndarray]]] = None,
+                       plan: Optional[List[Tuple[str, int, str]]] = None,
+                       scenes: Optional[dict] = None) -> Dict[str, object]:
+    """The ``Policy`` drives each task for ``episodes`` layouts of ``split`` (or the given
+    ``plan`` of (task, layout, instruction)), no ROS in between (``traces``, if a list, receives
+    each episode's executed actions). The policy's ``execute`` is set to ``execute``, as
+    vla_node's ``execute_steps`` would be. ``scenes``, if a dict, keeps the simulated scenes for
+    the next call (building one costs about a second)."""
     from tqdm import tqdm
 
     from ..data.metaworld import SawyerScene
 
     outcomes = []
-    plan = episode_plan(tasks, episodes, split, seed, instructions)
+    plan = plan if plan is not None else episode_plan(tasks, episodes, split, seed, instructions)
+    tasks = list(dict.fromkeys(t for t, _, _ in plan))
     bar = tqdm(total=len(plan), desc="rollout", disable=not progress, dynamic_ncols=True)
     # The model runs on its own thread, as in vla_node: torch's OpenMP on the thread that also
     # renders with Mesa's EGL made every call ~70x slower on 2 cores (measured 360 ms vs 5 ms).
@@ -155,7 +165,9 @@ def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "he
 
     try:
         for task in tasks:
-            scene = SawyerScene(task, camera=camera, size=size, max_steps=max_steps)
+            key = (task, camera, size)
+            scene = (scenes or {}).get(key) or SawyerScene(task, camera=camera, size=size, max_steps=max_steps)
+            scene.env.max_path_length = max(int(scene.env.max_path_length), int(max_steps))
             try:
                 for _, layout, instruction in (e for e in plan if e[0] == task):
                     model_thread.submit(policy.reset, instruction).result()
@@ -165,7 +177,10 @@ def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "he
                         traces.append(trace)
                     bar.update(1)
             finally:
-                scene.close()
+                if scenes is None:
+                    scene.close()
+                else:
+                    scenes[key] = scene
     finally:
         model_thread.shutdown()
         bar.close()
