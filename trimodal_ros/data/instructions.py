@@ -4,6 +4,9 @@ Each task has 7 paraphrases. The first 5 are the **train** paraphrases; the last
 **held out** (never recorded into training bags of train layouts, never sampled by the dataset in
 "train" mode), so a model can be scored on wording it has not seen. ``HELDOUT_PARAPHRASES`` is the
 size of that tail. Plain Python: no metaworld, mujoco or torch import.
+
+A language-critical task ``<task>@lang`` (``language_tasks``) is instructed with its base task's
+paraphrases and shares its task id: the wording names the task, the scene does not.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import random
 from typing import Dict, List, Sequence, Union
 
 import numpy as np
+
+from .language_tasks import LANG, TASK_SETS, base_task, is_variant
 
 HELDOUT_PARAPHRASES = 2  # the last 2 paraphrases of every task are held out
 SPLITS = ("train", "heldout")
@@ -493,19 +498,25 @@ TASK_IDS: Dict[str, int] = {t: i for i, t in enumerate(MT50)}
 
 
 def check_task(task: str) -> str:
-    if task not in TASK_IDS:
-        raise ValueError(f"unknown Meta-World v3 task {task!r}; known: {', '.join(MT50)}")
-    return task
+    """``task`` if it is a Meta-World v3 task or a language-critical ``<task>@lang``."""
+    if task in TASK_IDS or task in LANG:
+        return task
+    if is_variant(task):
+        raise ValueError(f"unknown language-critical task {task!r}; known: {', '.join(LANG)}")
+    raise ValueError(f"unknown Meta-World v3 task {task!r}; known: {', '.join(MT50)} "
+                     f"(and the language-critical {', '.join(LANG)})")
 
 
 def task_id(task: str) -> int:
-    """Index of ``task`` in MT50 order (the dataset's ``task_id``)."""
-    return TASK_IDS[check_task(task)]
+    """Index of ``task`` in MT50 order (the dataset's ``task_id``); ``<task>@lang`` has its base
+    task's id (same paraphrases)."""
+    return TASK_IDS[base_task(check_task(task))]
 
 
 def paraphrases(task: str, split: str = "train") -> List[str]:
-    """The paraphrases of ``task`` in ``split`` ("train", "heldout" or "all")."""
-    p = PARAPHRASES[check_task(task)]
+    """The paraphrases of ``task`` in ``split`` ("train", "heldout" or "all"); a ``<task>@lang``
+    has its base task's."""
+    p = PARAPHRASES[base_task(check_task(task))]
     if split == "train":
         return p[:-HELDOUT_PARAPHRASES]
     if split == "heldout":
@@ -534,13 +545,16 @@ def instruction_for(task: str, rng: RngLike = None, split: str = "train") -> str
 
 
 def resolve_tasks(spec: Union[str, Sequence[str]]) -> List[str]:
-    """"mt10", "mt50" or a comma list of task names → a list of task names, checked."""
+    """"mt10", "mt50", "lang" (the language-critical tasks) or a comma list of task names → a list
+    of task names, checked."""
     if isinstance(spec, str):
         key = spec.strip().lower()
         if key == "mt10":
             return list(MT10)
         if key == "mt50":
             return list(MT50)
+        if key in TASK_SETS:
+            return list(TASK_SETS[key])
         spec = [s.strip() for s in spec.split(",") if s.strip()]
     tasks: List[str] = []
     for t in spec:

@@ -31,7 +31,9 @@ final numbers only; ``layout_split``). Episode ``e`` of a task with ``--seed s``
 entry of a seeded permutation of all 50 layouts, so 50 episodes cover each layout once; dataset
 split filters pick them apart. The recorded instruction is a train paraphrase on train and val
 layouts and a held-out paraphrase on held-out layouts (so a held-out bag is new in both scene and
-wording).
+wording). A language-critical task ``<task>@lang`` (``--tasks lang``, see ``language_tasks``) uses
+its group's shared placement for layout ``L``, so every task of the group starts layout ``L`` from
+the same first frame; its ``episode.json`` adds ``base_task`` and ``language_group``.
 
 Rendering uses ``mujoco.Renderer`` directly with shadows, reflections and MSAA off (~4x faster
 than the default). Cameras whose up axis points down in the world (all ``corner*`` cameras)
@@ -62,6 +64,7 @@ from typing import Dict, List, Optional, Tuple  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .. import interface as I  # noqa: E402
+from . import language_tasks as LT  # noqa: E402
 from .instructions import instruction_for, resolve_tasks, task_id  # noqa: E402
 
 # bag topics: the interface's names, absolute (a bag is recorded from the root namespace)
@@ -105,8 +108,11 @@ def _task_key(task: str) -> int:
 
 def episode_layout(task: str, seed: int, episode: int) -> int:
     """Layout of episode ``episode``: entry ``episode % 50`` of a permutation of all layouts
-    seeded by (seed, task, episode // 50). Deterministic, and balanced over every 50 episodes."""
-    rng = np.random.default_rng([int(seed), _task_key(task), int(episode) // N_LAYOUTS])
+    seeded by (seed, task, episode // 50). Deterministic, and balanced over every 50 episodes.
+    The tasks of a language-critical group share one permutation (seeded by the group), so
+    episode ``e`` of each starts from the same first frame: with fewer than 50 episodes, the
+    layouts recorded would otherwise tell the tasks apart."""
+    rng = np.random.default_rng([int(seed), _task_key(LT.layout_key(task)), int(episode) // N_LAYOUTS])
     return int(rng.permutation(N_LAYOUTS)[int(episode) % N_LAYOUTS])
 
 
@@ -131,6 +137,17 @@ def _benchmark(task: str):
     return metaworld.MT1(task, seed=LAYOUT_SEED)  # 50 resets: ~1 s per task, so cache it
 
 
+def layout_task(task: str, layout: int):
+    """The Meta-World ``Task`` (what ``env.set_task`` takes) of layout ``layout``: entry ``layout``
+    of ``MT1(task, seed=LAYOUT_SEED).train_tasks``; for a language-critical ``<task>@lang``, its
+    group's shared placement (``language_tasks.task_data``)."""
+    if not 0 <= int(layout) < N_LAYOUTS:
+        raise ValueError(f"layout must be in [0, {N_LAYOUTS}), got {layout}")
+    if LT.is_variant(task):
+        return LT.task_data(task, layout, _benchmark)
+    return _benchmark(task).train_tasks[int(layout)]
+
+
 def _load_triton_before_mesa() -> None:
     """Mesa's EGL renderer (llvmpipe) and Triton (which torch/torchvision import) each bring an
     LLVM; loading Triton *after* Mesa has loaded its LLVM segfaults the process (seen with
@@ -142,7 +159,9 @@ def _load_triton_before_mesa() -> None:
 
 
 class SawyerScene:
-    """One Meta-World task env with a fast offscreen renderer and named-joint readout."""
+    """One Meta-World task env with a fast offscreen renderer and named-joint readout. ``task`` is
+    a Meta-World v3 name or a language-critical ``<task>@lang`` (``language_tasks``): the same env
+    started from its group's shared state (``reset``), its task-specific goal markers hidden."""
 
     def __init__(self, task: str, camera: str = "corner", size: int = 224, max_steps: int = 500):
         _load_triton_before_mesa()
@@ -150,8 +169,10 @@ class SawyerScene:
 
         task_id(task)  # unknown task: clear error before the slow import
         self.task, self.camera, self.size = task, camera, int(size)
-        self.bench = _benchmark(task)
-        self.env = self.bench.train_classes[task]()
+        self.base_task = LT.base_task(task)
+        self.language_critical = LT.is_variant(task)
+        self.bench = _benchmark(self.base_task)
+        self.env = self.bench.train_classes[self.base_task]()
         self.env.max_path_length = max(int(self.env.max_path_length), int(max_steps))
         self.env.set_task(self.bench.train_tasks[0])
         self.env.reset()
@@ -168,6 +189,8 @@ class SawyerScene:
             raise RuntimeError(f"joints {[n for n, i in zip(self.joint_names, ids) if i < 0]} not in model")
         self.qpos_adr = np.array([m.jnt_qposadr[i] for i in ids])
         self.dof_adr = np.array([m.jnt_dofadr[i] for i in ids])
+        if self.language_critical:
+            LT.prepare_model(task, m)  # this env's own model: hide the group's goal markers
         # fast rendering: no shadows / reflections / MSAA
         m.vis.quality.offsamples = 0
         m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), self.size)
@@ -180,8 +203,12 @@ class SawyerScene:
         self.upside_down = bool(d.cam_xmat[self.cam_id].reshape(3, 3)[2, 1] < 0)
 
     def reset(self, layout: int) -> np.ndarray:
-        self.env.set_task(self.bench.train_tasks[int(layout)])
+        """Start layout ``layout`` (``layout_task``); for a language-critical task, in its group's
+        shared state. Returns the observation the scripted expert takes."""
+        self.env.set_task(layout_task(self.task, layout))
         obs, _ = self.env.reset()
+        if self.language_critical:
+            obs = LT.after_reset(self.task, self.env)
         return obs
 
     @property
@@ -210,9 +237,10 @@ class SawyerScene:
 
 
 def expert_policy(task: str):
+    """Meta-World's scripted expert of ``task`` (of its base task for ``<task>@lang``)."""
     from metaworld.policies import ENV_POLICY_MAP
 
-    return ENV_POLICY_MAP[task]()
+    return ENV_POLICY_MAP[LT.base_task(task)]()
 
 
 # --- recording --------------------------------------------------------------------------------
@@ -295,6 +323,8 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                 "action_topic_type": "sensor_msgs/msg/JointState", "topics": list(TOPICS),
                 "generator": "trimodal-ros generate",
             }
+            if scene.language_critical:  # plain Meta-World bags keep exactly their old metadata
+                meta.update(base_task=scene.base_task, language_group=LT.group_of(task).name)
             if not success and not keep_failures:
                 raise _Discard()
             w.set_custom_data(CUSTOM_DATA_KEY, json.dumps(meta, sort_keys=True))
@@ -438,7 +468,8 @@ def summarize(rep: GenerateReport, file=sys.stdout) -> None:
 
 def register(sub) -> None:
     p = sub.add_parser("generate", help="roll out Meta-World experts and record one ROS 2 bag per episode")
-    p.add_argument("--tasks", required=True, help="comma list of Meta-World v3 tasks, or mt10 / mt50")
+    p.add_argument("--tasks", required=True, help="comma list of Meta-World v3 tasks (or <task>@lang), "
+                   "or mt10 / mt50 / lang (the language-critical set, see data/language_tasks.py)")
     p.add_argument("--episodes", type=int, default=5, help="episodes per task")
     p.add_argument("--out", required=True, help="output folder (one bag folder per episode)")
     p.add_argument("--camera", default="corner", help="Meta-World camera name (default: corner)")

@@ -107,7 +107,7 @@ def register(sub) -> None:
     p.set_defaults(func=cli_up)
     p = sub.add_parser("sim", help="run Meta-World as a ROS 2 robot (camera, joints, instruction, /clock; "
                                    "steps on trimodal/action)")
-    p.add_argument("--task", required=True, help="Meta-World v3 task, e.g. reach-v3")
+    p.add_argument("--task", required=True, help="Meta-World v3 task, e.g. reach-v3 or drawer-open-v3@lang")
     p.add_argument("--layout", type=int, default=-1, help="layout 0-49; -1 cycles the held-out layouts 40-49")
     p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
     p.add_argument("--instruction", default=None, help="this exact command instead of a paraphrase")

@@ -145,7 +145,7 @@ VLA_PARAMS: List[Param] = [
 ]
 
 SIM_PARAMS: List[Param] = [
-    Param("task", "reach-v3", "Meta-World v3 task"),
+    Param("task", "reach-v3", "Meta-World v3 task, or a language-critical <task>@lang"),
     Param("layout", -1, "layout 0-49; -1 cycles the held-out layouts 40-49", low=-1, high=49),
     Param("instructions", "train", "paraphrase set of the published instruction", choices=("train", "heldout")),
     Param("instruction", "", "this exact instruction instead of a paraphrase"),

@@ -18,7 +18,8 @@ def register(sub) -> None:
     p.add_argument("--checkpoint", default=None, help="trained .pt; omit to run random weights (wiring)")
     p.add_argument("--fusion", default=None, help="fusion variant (must match the checkpoint, if any)")
     p.add_argument("--config", default=None, help="config for random weights (default: the fusion's)")
-    p.add_argument("--tasks", required=True, help="comma list of Meta-World v3 tasks, or mt10 / mt50")
+    p.add_argument("--tasks", required=True, help="comma list of Meta-World v3 tasks (or <task>@lang), "
+                   "or mt10 / mt50 / lang")
     p.add_argument("--episodes", type=int, default=10, help="episodes (layouts) per task")
     p.add_argument("--through-ros", action="store_true", help="via sim_node <-> vla_node over DDS")
     p.add_argument("--compare", action="store_true", help="run both paths and compare their actions")
