@@ -3,12 +3,14 @@
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="print speed and memory figures (model, ros, soak)")
-    p.add_argument("what", choices=["model", "ros", "soak"],
-                   help="model: per-variant latency; ros: end-to-end over DDS; soak: a long run with load")
+    p.add_argument("what", choices=["model", "train", "ros", "soak"],
+                   help="model: per-variant latency; train: steps/s on synthetic batches; ros: end-to-end over "
+                        "DDS; soak: a long run with load")
     p.add_argument("--fusion", default=None, help="only this fusion variant")
     p.add_argument("--no-vitb32", action="store_true", help="skip the ViT-B-32 rows (model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--batch", type=int, default=None, help="train: batch size (default 128 on CUDA, 32 on CPU)")
     p.add_argument("--load", type=int, default=0, help="ros/soak: N competing busy processes")
     p.add_argument("--duration", type=float, default=600.0, help="soak: seconds")
     p.add_argument("--rate", type=float, default=30.0, help="soak: camera rate, Hz")
@@ -19,6 +21,8 @@ def register(sub) -> None:
 def cli_bench(args) -> int:
     if args.what == "model":
         from .model_bench import run
+    elif args.what == "train":
+        from .train_bench import run
     else:
         from ..ros.bench_ros import run
     return run(args)

@@ -27,10 +27,11 @@ def _time(fn: Callable[[], object], iters: int, warmup: int = 2) -> List[float]:
     return out
 
 
-def matmul_gflops(n: int = 1024, iters: int = 10) -> float:
-    """Measured fp32 matmul rate of this machine (GFLOP/s): the denominator of the FLOP floor."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    t = statistics.median(_time(lambda: a @ b, iters))
+def matmul_gflops(n: int = 1024, iters: int = 10, device: str = "cpu") -> float:
+    """Measured fp32 matmul rate of ``device`` (GFLOP/s): the denominator of the FLOP floor."""
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    t = statistics.median(_time(lambda: (a @ b, sync()), iters))
     return 2 * n**3 / t / 1e9
 
 
@@ -84,8 +85,9 @@ def bench_variant(arch: str, fusion: str, iters: int, device: str, gflops: float
 def run(args) -> int:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     device = args.device
-    gflops = matmul_gflops()
-    print(f"device={device} torch threads={torch.get_num_threads()} measured fp32 matmul: {gflops:.1f} GFLOP/s")
+    gflops = matmul_gflops(4096 if device.startswith("cuda") else 1024, device=device)
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{torch.get_num_threads()} CPU threads"
+    print(f"device={device} ({name}), torch {torch.__version__}, measured fp32 matmul: {gflops:.1f} GFLOP/s")
     fusions = [args.fusion] if args.fusion else FUSIONS.names()
     archs = ["tiny-vit"] + ([] if args.no_vitb32 else ["ViT-B-32"])
     hdr = (f"{'arch':9} {'fusion':16} {'params':>7} {'tick(cached)':>13} {'p95':>7} {'tick(uncached)':>15} "

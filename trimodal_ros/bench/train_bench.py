@@ -1,0 +1,70 @@
+"""``trimodal-ros bench train``: training steps per second of one configuration on synthetic
+batches (no bags needed), so a GPU budget can be planned from a measurement, not a FLOP estimate.
+
+A step is what ``train.trainer`` does per step after batching: preprocess the uint8 frames,
+forward (text tower included), action cross-entropy + the contrastive loss, backward, clip, AdamW
+(bf16 autocast on CUDA, as the trainer). Batch assembly from a dataset is not included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps: int, device: str) -> dict:
+    from ..config import load_config
+    from ..model import TriModalModel
+    from ..train.trainer import compute_losses, param_groups
+
+    cfg = load_config(fusion)
+    mc = dataclasses.replace(cfg.model, clip_model=arch, pretrained=None)
+    torch.manual_seed(0)
+    model = TriModalModel(mc).to(device).train()
+    opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, fused=True)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    texts = [f"instruction number {i % 10}" for i in range(batch)]
+    b = {"proprio": torch.randn(batch, mc.proprio_dim, device=device),
+         "tokens": torch.randint(0, mc.bins, (batch, mc.chunk, mc.action_dim), device=device),
+         "mask": torch.ones(batch, mc.chunk, dtype=torch.bool, device=device)}
+    cuda = device.startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    def step():
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cuda):
+            out = model(model.preprocess(frames), b["proprio"], text_ids=model.tokenize(texts))
+        ce, con, _ = compute_losses(out, b, loss)
+        opt.zero_grad(set_to_none=True)
+        (ce + con).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sync()
+
+    for _ in range(3):
+        step()
+    times = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - t0)
+    t = statistics.median(times)
+    return {"arch": arch, "fusion": fusion, "loss": loss, "batch": batch, "size": size, "ms_per_step": 1e3 * t,
+            "samples_per_s": batch / t, "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
+
+
+def run(args) -> int:
+    device = args.device
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{torch.get_num_threads()} CPU threads"
+    print(f"device={device} ({name}), torch {torch.__version__}; synthetic batches, {args.iters} timed steps each")
+    batch = args.batch or (128 if device.startswith("cuda") else 32)
+    rows = [("tiny-vit", 128)] + ([] if args.no_vitb32 else [("ViT-B-32", 224)])
+    for arch, size in rows:
+        r = bench_train(arch, args.fusion or "weighted_sum", "pairwise", batch, size, args.iters, device)
+        print(f"{r['arch']:9} {r['fusion']:14} {r['params_M']:6.1f}M batch {r['batch']:4d} {r['size']}²: "
+              f"{r['ms_per_step']:8.1f} ms/step, {r['samples_per_s']:8.0f} samples/s", flush=True)
+    return 0
