@@ -20,6 +20,7 @@ from trimodal_ros.ros.replay import message_class, replay, resolve_topic, topic_
 from trimodal_ros.interface import LATCHED as _LATCHED
 from trimodal_ros.ros.conversions import qos_profile
 from trimodal_ros.ros.vla_node import VLANode
+from trimodal_ros.utils import wait_for
 
 LATCHED = qos_profile(_LATCHED)
 
@@ -166,6 +167,19 @@ def test_loop_replays_until_stopped(ros, tmp_path):
     n = replay(tmp_path / "bag", loop=True, rate=5.0, namespace="loop", delay=0.0, context=ctx, stop=stop,
                on_message=on_message)
     assert n == 3 * len(order)
+
+
+def test_replay_publishes_clock_for_use_sim_time(ros, tmp_path):
+    from rosgraph_msgs.msg import Clock
+
+    ctx, ex, client = ros
+    order = write_bag(tmp_path / "bag", frames=4)
+    clocks = []
+    client.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec), 50)
+    time.sleep(0.3)
+    replay(tmp_path / "bag", namespace="clk", clock=True, delay=0.5, context=ctx)
+    assert wait_for(lambda: len(clocks) >= len(order), timeout=5)
+    assert clocks[0] == T0 and clocks == sorted(clocks)  # the bag's log time, in order
 
 
 def test_replay_into_vla_node_and_record_its_outputs(ros, tmp_path):
