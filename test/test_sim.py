@@ -188,6 +188,28 @@ def test_sim_node_steps_only_on_fresh_well_formed_actions(ros):
         sim.start_episode(layout=-1)
 
 
+def test_a_long_running_sim_keeps_bounded_history(ros, monkeypatch):
+    import trimodal_ros.ros.sim_node as sn
+
+    ctx, ex, client, nodes = ros
+    monkeypatch.setattr(sn, "KEEP", 2)
+    got = []
+    client.create_subscription(Image, "/bounded/camera/image_raw", got.append, 10)
+    act = client.create_publisher(JointTrajectory, "/bounded/trimodal/action", 10)
+    sim = SimNode(namespace="/bounded", context=ctx, parameter_overrides=[
+        Parameter(k, value=v) for k, v in {"task": "reach-v3", "layout": 41, "size": 32, "max_steps": 1,
+                                           "action_timeout": 30.0}.items()])
+    nodes.append(sim)
+    ex.add_node(sim)
+    for n in range(4):  # four one-step episodes, autostarted back to back
+        assert wait_for(lambda: len(got) > n)
+        act.publish(trajectory(got[n].header.stamp, [[0.0, 0.0, 0.0, 0.0]]))
+        assert wait_for(lambda: sim.episodes_done == n + 1)
+    assert len(sim.outcomes) == len(sim.traces) == 2 and sim.outcome(3)["episode"] == 3
+    with pytest.raises(IndexError):
+        sim.outcome(0)
+
+
 def test_rollout_cli_writes_report(tmp_path, capsys):
     from trimodal_ros.cli import main
 

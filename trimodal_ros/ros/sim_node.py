@@ -150,13 +150,19 @@ class SimNode(Node):
             return self._lock.wait_for(lambda: self.episodes_done >= n or self._init_error is not None, timeout)
 
     def outcome(self, i: int) -> dict:
-        """Episode ``i`` (counted from the node's start) if it is among the last KEEP."""
+        """Episode ``i`` (counted from the node's start); IndexError unless among the last KEEP."""
         with self._lock:
-            return self.outcomes[i - (self.episodes_done - len(self.outcomes))]
+            return self.outcomes[self._kept(i)]
 
     def trace(self, i: int) -> List[np.ndarray]:
         with self._lock:
-            return list(self.traces[i - (self.episodes_done - len(self.traces))])
+            return list(self.traces[self._kept(i)])
+
+    def _kept(self, i: int) -> int:
+        j = i - (self.episodes_done - len(self.outcomes))
+        if not 0 <= j < len(self.outcomes):
+            raise IndexError(f"episode {i} is not among the last {len(self.outcomes)} kept")
+        return j
 
     def _put(self, event, block: bool = False) -> None:
         try:
