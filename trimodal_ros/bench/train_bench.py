@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-import time
 
 import numpy as np
 import torch
@@ -20,6 +19,7 @@ def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps:
     from ..config import load_config
     from ..model import TriModalModel
     from ..train.trainer import compute_losses, param_groups
+    from .model_bench import _time
 
     cfg = load_config(fusion)
     mc = dataclasses.replace(cfg.model, clip_model=arch, pretrained=None)
@@ -45,14 +45,7 @@ def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps:
         opt.step()
         sync()
 
-    for _ in range(3):
-        step()
-    times = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-    t = statistics.median(times)
+    t = statistics.median(_time(step, steps, warmup=3))
     return {"arch": arch, "fusion": fusion, "loss": loss, "batch": batch, "size": size, "ms_per_step": 1e3 * t,
             "samples_per_s": batch / t, "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
 
