@@ -133,7 +133,8 @@ class Grid:
             steps = train_over.pop("steps", b.steps)
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(
                 cfg.train, loss=loss, seed=seed, steps=steps, batch_size=b.batch, ckpt_every=steps,
-                warmup_steps=min(cfg.train.warmup_steps, steps // 5), log_every=max(1, steps // 10), **train_over))
+                warmup_steps=min(cfg.train.warmup_steps, steps // 5), log_every=max(1, steps // 10),
+                conflict_every=max(1, steps // 5), **train_over))
             t0 = time.perf_counter()
             ckpt = train(cfg, self.data, run_dir, device=self.device, progress=False, dataset=self.train_ds).checkpoint
             seconds = time.perf_counter() - t0

@@ -88,6 +88,7 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
         wait_for(lambda: len(received) >= len(sent_wall), settle)
         wall = time.monotonic() - t0
         counters = up.nodes[0].ledger.snapshot()
+        node_model_ms = up.nodes[0].ledger.latencies_ms()
     finally:
         ex.shutdown()
         if up is not None:
@@ -112,6 +113,7 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
         "end_to_end_latency_ms_p50": float(np.percentile(lat, 50)) if lat.size else float("nan"),
         "end_to_end_latency_ms_p95": float(np.percentile(lat, 95)) if lat.size else float("nan"),
         "model_only_ms_per_sample_offline_batched": 1e3 * offline["seconds_model"] / len(ds),
+        "node_model_latency_ms_p50": float(np.percentile(node_model_ms, 50)) if node_model_ms.size else float("nan"),
         "wall_seconds": wall,
         "node_counters": {k: v for k, v in counters.items() if v},
     }

@@ -21,6 +21,7 @@ class TrainConfig:
     amp: bool = True                    # bf16 autocast on CUDA; ignored on CPU
     seed: int = 0
     log_every: int = 10
+    conflict_every: int = 50            # steps between gradient-conflict measurements (4 extra backward passes); 0 never
     ckpt_every: int = 200
     instructions: str = "train"         # bag: the recorded command; train: a fresh train paraphrase per sample
 
@@ -30,4 +31,4 @@ class TrainConfig:
         one_of("loss", self.loss, CONTRASTIVE_LOSSES.names())
         one_of("instructions", self.instructions, ("bag", "train"))
         positive(self, "batch_size", "steps", "lr", "log_every", "ckpt_every")
-        non_negative(self, "contrastive_weight", "weight_decay", "warmup_steps", "grad_clip")
+        non_negative(self, "contrastive_weight", "weight_decay", "warmup_steps", "grad_clip", "conflict_every")

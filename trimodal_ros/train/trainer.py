@@ -205,7 +205,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
             loss = ce + tc.contrastive_weight * con
         log_now = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
         conflict = {"conflict": float("nan"), "null": float("nan")}
-        if log_now and main and tc.loss != "none" and not ddp:
+        measure = log_now and tc.conflict_every and ((step + 1) % tc.conflict_every == 0 or step + 1 == tc.steps)
+        if measure and main and tc.loss != "none" and not ddp:
             half = batch["mask"].shape[0] // 2  # the null: the action loss on two halves of the batch
             conflict = gradient_conflict(ce, con, [p for p in model.parameters() if p.requires_grad],
                                          (action_ce(out, batch, slice(0, half)), action_ce(out, batch, slice(half, None))))
