@@ -163,14 +163,14 @@ class VLANode(LifecycleNode):
             self.destroy_timer(self._timer)
         self._io, self._pub, self._timer, self._camera, self.policy = [], {}, None, None, None
 
-    # --- callbacks: decode, check, store; never block ----------------------------------------------
+    # --- callbacks: the camera's runs the policy; the others only decode, check and store -------------
     def _on_image(self, msg) -> None:
         frame = self._decoded(msg)
         if self._active and self.params["rate_hz"] <= 0:
             # frames that arrived during the last inference must not become a backlog: take every
             # one already waiting and keep the newest good one (the others are replaced)
-            while (more := self._take_waiting()) is not None:
-                newer = self._decoded(more)
+            while (more := self._take(self._camera)) is not None:
+                newer = self._decoded(more[0])
                 if newer is not None:
                     if frame is not None:
                         self.ledger.settle("replaced")
@@ -201,10 +201,6 @@ class VLANode(LifecycleNode):
         """(message, info) already waiting in ``sub``'s queue, or None (what the executor takes)."""
         with sub.handle:
             return sub.handle.take_message(sub.msg_type, False)
-
-    def _take_waiting(self):
-        taken = self._take(self._camera)
-        return None if taken is None else taken[0]
 
     def _ingest_inputs(self) -> None:
         """Before a frame is used, take the instructions and joint states already received: the
@@ -245,7 +241,7 @@ class VLANode(LifecycleNode):
         self.inputs.add_joints(stamp_ns(msg) / 1e9, pos, vel, keep=self.params["max_input_age"] + 1.0)
         self.ledger.joint_state()
 
-    # --- inference worker --------------------------------------------------------------------------
+    # --- inference ---------------------------------------------------------------------------------
     def _run(self, frame: _Frame) -> None:
         outcome, seconds = "inference_errors", None
         try:
