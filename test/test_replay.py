@@ -206,3 +206,15 @@ def test_replay_into_vla_node_and_record_its_outputs(ros, tmp_path):
         assert len(a.points) == 4 and list(a.joint_names) == ["ee_dx", "ee_dy", "ee_dz", "gripper"]
     assert result["/e2e/trimodal/action_tokens"] == len(actions)
     assert result["/e2e/instruction"] >= 1 and topics["/e2e/instruction"] == "std_msgs/msg/String"
+
+    # metadata.yaml as `ros2 bag record` (Jazzy) writes it: the publishers' own QoS offers and type hashes
+    from rosbag2_jazzy import check_metadata, qos_of
+
+    info = check_metadata(tmp_path / "out")
+    qos = qos_of(info)
+    assert [(q["reliability"], q["durability"]) for q in qos["/e2e/instruction"]] == [("reliable", "transient_local")]
+    assert [(q["reliability"], q["durability"]) for q in qos["/e2e/trimodal/action"]] == [("reliable", "volatile")]
+    graph = {t: str(client.get_publishers_info_by_topic(t)[0].topic_type_hash)
+             for t in ("/e2e/instruction", "/e2e/trimodal/action")}
+    assert {t["topic_metadata"]["name"]: t["topic_metadata"]["type_description_hash"]
+            for t in info["topics_with_message_count"] if t["topic_metadata"]["name"] in graph} == graph
