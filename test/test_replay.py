@@ -8,7 +8,7 @@ import pytest
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image, JointState
@@ -82,6 +82,16 @@ def test_helpers():
     assert resolve_name("/diagnostics", "r1") == "/diagnostics"
     assert topic_qos("/r1/instruction").durability == DurabilityPolicy.TRANSIENT_LOCAL
     assert topic_qos("/joint_states").durability == DurabilityPolicy.VOLATILE
+    # a bag's recorded offers decide (as `ros2 bag play`); disagreeing offers fall back to the name rule
+    from trimodal_ros.data.bags import rosbag2_qos
+    from trimodal_ros.interface import LATCHED, Qos
+
+    best_effort = rosbag2_qos(Qos("best_effort", "volatile", 5))
+    assert topic_qos("/camera/image_raw", [best_effort]).reliability == ReliabilityPolicy.BEST_EFFORT
+    assert topic_qos("/status", [rosbag2_qos(LATCHED)]).durability == DurabilityPolicy.TRANSIENT_LOCAL
+    mixed = [best_effort, rosbag2_qos(LATCHED)]
+    assert topic_qos("/status", mixed).durability == DurabilityPolicy.VOLATILE
+    assert topic_qos("/instruction", mixed).durability == DurabilityPolicy.TRANSIENT_LOCAL
 
 
 def test_a_bag_cannot_make_replay_import_arbitrary_modules(tmp_path):
