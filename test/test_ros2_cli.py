@@ -98,9 +98,13 @@ def ws(tmp_path_factory) -> Workspace:
             pytest.fail(reason + " (TRIMODAL_REQUIRE_ROS2_TOOLS is set: CI must run these tests)")
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("colcon_ws")
-    shutil.copytree(ROOT, root / "src" / "trimodal_ros", symlinks=True, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "install", "log", "data", "runs", "out", "__pycache__", "*.egg-info",
-        ".pytest_cache", ".whl", ".gl"))
+    local = {".git", ".venv", "build", "install", "log", "data", "runs", "out", ".pytest_cache", ".whl", ".gl"}
+
+    def ignore(folder, names):  # what is not the package: local folders at the top, caches anywhere
+        top = Path(folder) == ROOT
+        return [n for n in names if (top and n in local) or n == "__pycache__" or n.endswith(".egg-info")]
+
+    shutil.copytree(ROOT, root / "src" / "trimodal_ros", symlinks=True, ignore=ignore)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "COLCON"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     if (Path(sys.prefix) / "share" / "ament_index").is_dir():  # the ROS wheels' share/ lies in this venv
@@ -497,9 +501,14 @@ def test_colcon_build_installs_the_package(ws):
     assert not any(ws.root.joinpath("src", "trimodal_ros").glob("*.egg-info"))  # the build wrote nothing there
     for exe in ("vla_node", "sim_node", "trimodal-ros"):
         assert os.access(ws.install / "lib" / "trimodal_ros" / exe, os.X_OK), exe
-    r = subprocess.run([sys.executable, "-c", "import trimodal_ros; print(trimodal_ros.__file__)"], env=ws.env, cwd=ws.root,
-                       capture_output=True, text=True, check=True)
-    assert r.stdout.strip().startswith(str(ws.install)), r.stdout  # the workspace's copy, not the checkout
+    # the nodes run the workspace's copy, all of it (an editable install of the checkout must not fill gaps)
+    code = ("import sys, trimodal_ros.ros.vla_node, trimodal_ros.ros.sim_node, trimodal_ros.cli, trimodal_ros.policy, "
+            "trimodal_ros.data.bags, trimodal_ros.model.fusion; "
+            "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.startswith('trimodal_ros')))")
+    r = subprocess.run([sys.executable, "-c", code], env=ws.env, cwd=ws.root, capture_output=True, text=True)
+    files = r.stdout.split()
+    assert r.returncode == 0 and len(files) >= 20, r.stdout + r.stderr
+    assert [f for f in files if not f.startswith(str(ws.install))] == []
     ros = Ros2(ws, 0, "build")
     assert ros.run("ros2", "pkg", "prefix", "trimodal_ros").stdout.strip() == str(ws.install)
     r = ros.run("ros2", "pkg", "executables", "trimodal_ros")
