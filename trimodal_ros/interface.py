@@ -110,4 +110,3 @@ def publisher_qos(topic: str) -> Qos:
         if name == t or name.endswith("/" + t):
             return q
     return RELIABLE
-
