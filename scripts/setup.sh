@@ -40,13 +40,14 @@ if compgen -G "$wheels/*.whl" >/dev/null; then
   tools_want=$( (cat requirements-ros2-tools.txt; cd "$wheels" && sha256sum ./*.whl) | sha256sum | cut -d' ' -f1)
   if [ ! -f "$tools_stamp" ] || [ "$(cat "$tools_stamp")" != "$tools_want" ]; then
     echo "[setup] installing the ROS 2 command-line tools from $wheels into .venv"
-    # not launch_testing(_ros): nothing here uses them, and their pytest plugins fail pytest 9's start-up
+    .venv/bin/python -m pip install -q -r requirements-ros2-tools.txt
+    # not launch_testing(_ros): nothing here uses them, and their pytest plugins fail pytest 9's start-up.
+    # Last and --no-deps, so no later resolve reports launch_ros's ament_index_python as missing.
     tool_wheels=()
     for w in "$wheels"/*.whl; do
       case "$(basename "$w")" in launch_testing*) ;; *) tool_wheels+=("$w") ;; esac
     done
     .venv/bin/python -m pip install -q --no-deps "${tool_wheels[@]}"
-    .venv/bin/python -m pip install -q -r requirements-ros2-tools.txt
     echo "$tools_want" > "$tools_stamp"
   fi
 fi
