@@ -81,7 +81,10 @@ def test_flipped_bytes_are_caught_without_sidecar(tmp_path):
     (tmp_path / "bag" / B.SIDECAR).unlink()
     mcap = tmp_path / "bag" / "bag.mcap"
     data = bytearray(mcap.read_bytes())
-    mid = len(data) // 2
+    pos = 8  # after the magic: records are opcode (1 byte), length (uint64 LE), body; 0x06 is a chunk
+    while data[pos] != 0x06:
+        pos += 9 + int.from_bytes(data[pos + 1:pos + 9], "little")
+    mid = pos + 9 + int.from_bytes(data[pos + 1:pos + 9], "little") // 2  # the middle of the compressed messages
     data[mid:mid + 64] = bytes(64)
     mcap.write_bytes(bytes(data))
     with pytest.raises(B.BagError, match=str(tmp_path / "bag")):  # zstd frame checksum
@@ -119,3 +122,64 @@ def test_aborted_writer_leaves_no_finished_bag(tmp_path):
             raise RuntimeError("boom")
     assert not B.is_bag(tmp_path / "bag")
     assert B.find_bags(tmp_path) == []
+
+
+def _expected_qos(q):
+    """An interface.Qos as metadata.yaml lists this package's publishers (no limits, automatic)."""
+    inf = {"sec": 9223372036, "nsec": 854775807}
+    return {"history": "keep_last", "depth": q.depth, "reliability": q.reliability, "durability": q.durability,
+            "deadline": inf, "lifespan": inf, "liveliness": "automatic", "liveliness_lease_duration": inf,
+            "avoid_ros_namespace_conventions": False}
+
+
+def test_generated_bags_have_rosbag2_jazzy_metadata(small_bags):
+    """What `trimodal-ros generate` writes is a bag `ros2 bag info/play` (Jazzy) read as they are: metadata
+    version 9 in rosbag2's format, true counts and times, each topic offered with its publisher's QoS (the
+    instruction latched, so `ros2 bag play` republishes it latched), the Jazzy type hashes; the mcap's own
+    channel records (what `ros2 bag play` creates its publishers from) carry the same QoS."""
+    from rosbags.rosbag2 import Reader
+
+    from rosbag2_jazzy import check_metadata, qos_of
+    from trimodal_ros import interface as I
+
+    bags = B.find_bags(small_bags)
+    assert bags
+    for path in bags:
+        info = check_metadata(path)
+        bag = B.read_bag(path)
+        counts = {t["topic_metadata"]["name"]: t["message_count"] for t in info["topics_with_message_count"]}
+        assert counts == {t: len(m) for t, m in bag.messages.items()}
+        stamps = np.concatenate(list(bag.stamps.values()))
+        assert info["starting_time"]["nanoseconds_since_epoch"] == stamps.min()
+        assert info["duration"]["nanoseconds"] == stamps.max() - stamps.min()
+        assert info["relative_file_paths"] == [f"{path.name}.mcap"]
+        qos = qos_of(info)
+        assert qos["/instruction"] == [_expected_qos(I.LATCHED)]
+        for topic in ("/camera/image_raw", "/joint_states", "/expert/action"):
+            assert qos[topic] == [_expected_qos(I.RELIABLE)], topic
+        for t in info["topics_with_message_count"]:
+            md = t["topic_metadata"]
+            assert md["type_description_hash"] == B.typestore().hash_rihs01(md["type"])
+        assert "trimodal_ros.episode" in (info["custom_data"] or {})
+        with Reader(path / info["relative_file_paths"][0]) as mcap_only:  # no metadata.yaml: the mcap's channels
+            assert {c.topic: [q.durability.name.lower() for q in c.ext.offered_qos_profiles]
+                    for c in mcap_only.connections} == {n: [q["durability"] for q in p] for n, p in qos.items()}
+
+
+def test_bag_writer_offers_the_qos_it_is_given(tmp_path):
+    from rosbag2_jazzy import check_metadata, qos_of
+    from trimodal_ros.interface import Qos
+
+    with B.BagWriter(tmp_path / "bag") as w:
+        w.add_topic("/robot1/instruction", B.STRING)  # namespaced: still the instruction
+        w.add_topic("/camera/image_raw", B.IMAGE, qos=Qos("best_effort", "volatile", 5))
+        w.write("/robot1/instruction", B.string_msg("go"), 5)
+        w.write("/camera/image_raw", B.image_msg(np.zeros((2, 2, 3), np.uint8), 7))
+    info = check_metadata(tmp_path / "bag")
+    assert info["custom_data"] is None and info["message_count"] == 2 and info["duration"]["nanoseconds"] == 2
+    qos = qos_of(info)
+    assert qos["/robot1/instruction"][0]["durability"] == "transient_local"
+    assert qos["/camera/image_raw"][0]["reliability"] == "best_effort" and qos["/camera/image_raw"][0]["depth"] == 5
+    text = (tmp_path / "bag" / "metadata.yaml").read_text()
+    assert "\n      type_description_hash: RIHS01_" in text  # one line, as rosbag2 writes it
+    assert text.index("version:") < text.index("storage_identifier:") < text.index("topics_with_message_count:")

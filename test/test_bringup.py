@@ -1,7 +1,7 @@
 """launch/vla.launch.py, ``trimodal-ros up`` and the README topic table describe the same thing.
 
-``launch``/``launch_ros`` are not installable here, so the launch file is imported with tiny fake
-modules that record what it declares and which nodes it starts."""
+Here the launch file is imported with tiny fake modules that record what it declares and which nodes
+it starts, so this runs wherever rclpy does; test/test_ros2_cli.py runs it with the real ``ros2 launch``."""
 
 import importlib.util
 import re

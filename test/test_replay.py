@@ -8,7 +8,7 @@ import pytest
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy
+from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import Image, JointState
@@ -83,6 +83,16 @@ def test_helpers():
     assert resolve_name("/diagnostics", "r1") == "/diagnostics"
     assert topic_qos("/r1/instruction").durability == DurabilityPolicy.TRANSIENT_LOCAL
     assert topic_qos("/joint_states").durability == DurabilityPolicy.VOLATILE
+    # a bag's recorded offers decide (as `ros2 bag play`); disagreeing offers fall back to the name rule
+    from trimodal_ros.data.bags import rosbag2_qos
+    from trimodal_ros.interface import LATCHED, Qos
+
+    best_effort = rosbag2_qos(Qos("best_effort", "volatile", 5))
+    assert topic_qos("/camera/image_raw", [best_effort]).reliability == ReliabilityPolicy.BEST_EFFORT
+    assert topic_qos("/status", [rosbag2_qos(LATCHED)]).durability == DurabilityPolicy.TRANSIENT_LOCAL
+    mixed = [best_effort, rosbag2_qos(LATCHED)]
+    assert topic_qos("/status", mixed).durability == DurabilityPolicy.VOLATILE
+    assert topic_qos("/instruction", mixed).durability == DurabilityPolicy.TRANSIENT_LOCAL
 
 
 def test_a_bag_cannot_make_replay_import_arbitrary_modules(tmp_path):
@@ -220,3 +230,15 @@ def test_replay_into_vla_node_and_record_its_outputs(ros, tmp_path):
         assert len(a.points) == 4 and list(a.joint_names) == ["ee_dx", "ee_dy", "ee_dz", "gripper"]
     assert result["/e2e/trimodal/action_tokens"] == len(actions)
     assert result["/e2e/instruction"] >= 1 and topics["/e2e/instruction"] == "std_msgs/msg/String"
+
+    # metadata.yaml as `ros2 bag record` (Jazzy) writes it: the publishers' own QoS offers and type hashes
+    from rosbag2_jazzy import check_metadata, qos_of
+
+    info = check_metadata(tmp_path / "out")
+    qos = qos_of(info)
+    assert [(q["reliability"], q["durability"]) for q in qos["/e2e/instruction"]] == [("reliable", "transient_local")]
+    assert [(q["reliability"], q["durability"]) for q in qos["/e2e/trimodal/action"]] == [("reliable", "volatile")]
+    graph = {t: str(client.get_publishers_info_by_topic(t)[0].topic_type_hash)
+             for t in ("/e2e/instruction", "/e2e/trimodal/action")}
+    assert {t["topic_metadata"]["name"]: t["topic_metadata"]["type_description_hash"]
+            for t in info["topics_with_message_count"] if t["topic_metadata"]["name"] in graph} == graph

@@ -368,6 +368,9 @@ def test_parameters_validate_and_take_effect(ros):
     node = ros.vla_node("/params", rate_hz=0.0)
     ok = node.set_parameters([Parameter("rate_hz", value=5)])[0]  # an int for a rate is fine
     assert ok.successful and node.params["rate_hz"] == 5.0 and node._timer is not None
+    # ... and the parameter stays a double (`ros2 param get` shows 5.0), its range still applies
+    assert node.get_parameter("rate_hz").type_ == Parameter.Type.DOUBLE and node.get_parameter("rate_hz").value == 5.0
+    assert not node.set_parameters([Parameter("rate_hz", value=5000)])[0].successful
     for name, value in (("rate_hz", float("inf")), ("control_period", float("nan")), ("max_input_age", -1.0)):
         r = node.set_parameters([Parameter(name, value=value)])[0]
         assert not r.successful and name in r.reason
@@ -380,6 +383,9 @@ def test_parameters_validate_and_take_effect(ros):
     assert "inference rate" in d[0].description and d[0].floating_point_range[0].to_value == 1000.0
     with pytest.raises(ValueError, match="rate_hz"):
         VLANode(namespace="/params_bad", context=ros.context, parameter_overrides=[Parameter("rate_hz", value=float("inf"))])
+    # `ros2 run trimodal_ros vla_node --ros-args -p max_input_age:=1` (an integer override) starts, as a double
+    node = ros.vla_node("/params_int", max_input_age=1)
+    assert node.get_parameter("max_input_age").type_ == Parameter.Type.DOUBLE and node.params["max_input_age"] == 1.0
 
 
 def test_lifecycle_configure_activate_deactivate_cleanup(ros):

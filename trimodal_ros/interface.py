@@ -89,3 +89,24 @@ SENSOR = Qos("best_effort", "volatile", 5)     # camera and joint subscriptions:
 # (whose last command must reach a node started later) and ordinary ones both connect.
 INSTRUCTION_QOS = (LATCHED, RELIABLE)
 JOINTS_QOS = Qos("best_effort", "volatile", 50)
+
+# What each topic's publisher offers (vla_node's outputs, sim_node's robot topics, the recorded
+# expert action): the QoS a bag records as ``offered_qos_profiles`` and replays with, so a latched
+# instruction stays latched after `ros2 bag play`.
+PUBLISHER_QOS = {
+    IMAGE_TOPIC: RELIABLE, COMPRESSED_IMAGE_TOPIC: RELIABLE, JOINTS_TOPIC: RELIABLE,
+    INSTRUCTION_TOPIC: LATCHED, EXPERT_ACTION_TOPIC: RELIABLE,
+    EMBEDDING_TOPIC: RELIABLE, TOKENS_TOPIC: RELIABLE, ACTION_TOPIC: RELIABLE, DIAGNOSTICS_TOPIC: RELIABLE,
+    CLOCK_TOPIC: RELIABLE, SIM_EPISODE_TOPIC: LATCHED, SIM_RESET_TOPIC: RELIABLE,
+}
+
+
+def publisher_qos(topic: str) -> Qos:
+    """The QoS ``topic`` is published with ('/robot1/instruction' → LATCHED); RELIABLE for a topic
+    this package does not publish."""
+    name = topic.lstrip("/")
+    for t, q in PUBLISHER_QOS.items():
+        t = t.lstrip("/")
+        if name == t or name.endswith("/" + t):
+            return q
+    return RELIABLE

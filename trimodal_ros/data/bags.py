@@ -23,7 +23,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..decode import stamp_ns
-from ..interface import ACTION_NAMES
+from ..interface import ACTION_NAMES, Qos, publisher_qos
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +111,72 @@ def action_msg(action, stamp: int, frame_id: str = "", names: Sequence[str] = AC
     return joint_state_msg(names, action, None, stamp, frame_id)
 
 
+# --- rosbag2 metadata -------------------------------------------------------------------------
+
+ROS_DISTRO = "jazzy"  # the message definitions and type hashes bags are written with (Stores.ROS2_JAZZY)
+RMW_DURATION_INFINITE = (9223372036, 854775807)  # (sec, nsec): what the graph reports for "no limit"
+
+
+def rosbag2_qos(q: Qos):
+    """An ``interface.Qos`` (keep-last, no deadline/lifespan, automatic liveliness: how this
+    package's publishers are made) → the rosbags QoS that metadata.yaml lists as an offered profile."""
+    from rosbags.interfaces import Qos as RQos
+    from rosbags.interfaces import QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    inf = QosTime(*RMW_DURATION_INFINITE)
+    return RQos(history=QosHistory.KEEP_LAST, depth=q.depth,
+                reliability=QosReliability[q.reliability.upper()], durability=QosDurability[q.durability.upper()],
+                deadline=inf, lifespan=inf, liveliness=QosLiveliness.AUTOMATIC, liveliness_lease_duration=inf,
+                avoid_ros_namespace_conventions=False)
+
+
+# rosbag2's own key order (rosbag2_storage yaml.hpp), so the file reads like one `ros2 bag record` wrote
+_META_KEYS = ("version", "storage_identifier", "duration", "starting_time", "message_count",
+              "topics_with_message_count", "compression_format", "compression_mode", "relative_file_paths",
+              "files", "custom_data", "ros_distro")
+_TOPIC_KEYS = ("name", "type", "serialization_format", "offered_qos_profiles", "type_description_hash")
+_QOS_KEYS = ("history", "depth", "reliability", "durability", "deadline", "lifespan", "liveliness",
+             "liveliness_lease_duration", "avoid_ros_namespace_conventions")
+_FILE_KEYS = ("path", "starting_time", "duration", "message_count")
+
+
+def finish_metadata(path: PathLike) -> None:
+    """Rewrite the metadata.yaml rosbags wrote as rosbag2 Jazzy writes it: rosbag2's key order, one
+    line per value (rosbags folds a long type hash over two lines), ``ros_distro: jazzy`` (rosbags
+    puts its own name there)."""
+    import yaml
+
+    from ..io import atomic_write_text
+
+    info = bag_info(path)
+
+    def ordered(d, keys):
+        return {**{k: d[k] for k in keys if k in d}, **{k: v for k, v in d.items() if k not in keys}}
+
+    def qos(q):
+        return ordered({k: ordered(v, ("sec", "nsec")) if isinstance(v, dict) else v for k, v in q.items()},
+                       _QOS_KEYS)
+
+    topics = []
+    for t in info.get("topics_with_message_count") or []:
+        md = dict(t["topic_metadata"])
+        md["offered_qos_profiles"] = [qos(q) for q in md.get("offered_qos_profiles") or []]
+        topics.append({"topic_metadata": ordered(md, _TOPIC_KEYS), "message_count": t["message_count"]})
+    files = [ordered(f, _FILE_KEYS) for f in info.get("files") or []]
+    info = ordered(dict(info, topics_with_message_count=topics, files=files, ros_distro=ROS_DISTRO), _META_KEYS)
+    text = yaml.safe_dump({"rosbag2_bagfile_information": info}, sort_keys=False, width=1 << 16,
+                          default_flow_style=False)
+    atomic_write_text(Path(path) / "metadata.yaml", text)
+
+
 # --- writing ----------------------------------------------------------------------------------
 
 class BagWriter:
     """Write a rosbag2 folder with MCAP storage (zstd-compressed chunks, which ``ros2 bag`` reads
-    natively). Topics are declared on first write. Use as a context manager: an exception inside
-    the block aborts the bag (no metadata.yaml, so it never looks finished)."""
+    natively) and a rosbag2 Jazzy ``metadata.yaml`` (version 9) listing each topic's offered QoS
+    (``interface.publisher_qos``: the instruction latched, the rest reliable). Topics are declared on
+    first write. Use as a context manager: an exception inside the block aborts the bag (no
+    metadata.yaml, so it never looks finished)."""
 
     def __init__(self, path: PathLike, compress: bool = True):
         from rosbags.rosbag2 import StoragePlugin, Writer
@@ -156,9 +216,12 @@ class BagWriter:
         """A string pair in metadata.yaml's ``custom_data`` (``ros2 bag info`` shows it)."""
         self._writer.set_custom_data(key, value)
 
-    def add_topic(self, topic: str, msgtype: str) -> None:
+    def add_topic(self, topic: str, msgtype: str, qos: Optional[Qos] = None) -> None:
+        """Declare ``topic``, offered with ``qos`` (default: how this package publishes it)."""
         if topic not in self._conns:
-            self._conns[topic] = self._writer.add_connection(topic, msgtype, typestore=typestore())
+            self._conns[topic] = self._writer.add_connection(
+                topic, msgtype, typestore=typestore(),
+                offered_qos_profiles=[rosbag2_qos(qos if qos is not None else publisher_qos(topic))])
 
     def write(self, topic: str, msg, stamp: Optional[int] = None) -> None:
         """Serialise ``msg`` to CDR on ``topic``; the log time defaults to its header stamp."""
@@ -171,6 +234,7 @@ class BagWriter:
         if self._open:
             self._writer.close()
             self._open = False
+            finish_metadata(self.path)
 
     def abort(self) -> None:
         if self._open:

@@ -125,7 +125,9 @@ def register(sub) -> None:
 def cli_up(args) -> int:
     import rclpy
 
-    rclpy.init()
+    from . import signals
+
+    signals.init()  # rclpy.init(); Ctrl-C then stops the executor without a traceback
     try:
         try:
             up = Bringup(values_from_args(args))
@@ -153,13 +155,14 @@ def cli_sim(args) -> int:
     import rclpy
     from rclpy.parameter import Parameter
 
+    from . import signals
     from .sim_node import SimNode, spin_until_finished
 
     params = {"task": args.task, "layout": args.layout, "instructions": args.instructions,
               "instruction": args.instruction or "", "seed": args.seed, "max_steps": args.max_steps,
               "size": args.size, "camera": args.camera, "execute_steps": args.execute_steps,
               "action_timeout": args.action_timeout, "episodes": args.episodes, "autostart": True}
-    rclpy.init()
+    signals.init()
     try:
         try:
             node = SimNode(namespace=args.namespace or None,

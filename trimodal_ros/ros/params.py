@@ -198,6 +198,8 @@ def declare(node, params: Sequence[Param], overrides_ok: bool = True) -> Dict[st
         value, err = check(p, raw)
         if err:
             raise ValueError(f"parameter {err}")
+        if p.type is float and type(raw) is int and p.live:  # `-p rate_hz:=10`: stays a double parameter
+            node.set_parameters([Parameter(p.name, Parameter.Type.DOUBLE, value)])
         values[p.name] = value
     return values
 
@@ -303,8 +305,16 @@ def follow_updates(node, params: Sequence[Param], values: Dict[str, Any],
     and then written into ``values`` (and ``on_change(names)`` is called); a read-only one is
     refused by rclpy with its reason."""
     from rcl_interfaces.msg import SetParametersResult
+    from rclpy.parameter import Parameter
 
     tbl = table(params)
+
+    def keep_double(changes):
+        """``ros2 param set /vla_node rate_hz 5`` sends an integer: a float parameter stays a double
+        (``ros2 param get`` shows 5.0, and its range still applies)."""
+        return [Parameter(prm.name, Parameter.Type.DOUBLE, float(prm.value))
+                if prm.name in tbl and tbl[prm.name].type is float and prm.type_ == Parameter.Type.INTEGER
+                else prm for prm in changes]
 
     def validate(changes):
         for prm in changes:
@@ -327,5 +337,6 @@ def follow_updates(node, params: Sequence[Param], values: Dict[str, Any],
         if names and on_change is not None:
             on_change(names)
 
+    node.add_pre_set_parameters_callback(keep_double)
     node.add_on_set_parameters_callback(validate)
     node.add_post_set_parameters_callback(apply)

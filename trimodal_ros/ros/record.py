@@ -22,6 +22,24 @@ DEFAULT_TOPICS = {t: I.MSG_TYPES[t] for t in (I.EMBEDDING_TOPIC, I.TOKENS_TOPIC,
 resolve_name = I.absolute  # a relative name goes under the namespace; an absolute one stays
 
 
+def offered_qos(node, topic: str) -> list:
+    """The QoS profiles ``topic``'s publishers offer (what ``ros2 bag record`` writes into
+    metadata.yaml), as rosbags QoS; with no publisher seen yet, how this package publishes it."""
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    from ..data.bags import rosbag2_qos
+
+    def t(d):
+        return QosTime(*divmod(d.nanoseconds, 1_000_000_000))
+
+    return [Qos(history=QosHistory(int(q.history)), depth=int(q.depth), reliability=QosReliability(int(q.reliability)),
+                durability=QosDurability(int(q.durability)), deadline=t(q.deadline), lifespan=t(q.lifespan),
+                liveliness=QosLiveliness(int(q.liveliness)), liveliness_lease_duration=t(q.liveliness_lease_duration),
+                avoid_ros_namespace_conventions=bool(q.avoid_ros_namespace_conventions))
+            for q in (i.qos_profile for i in node.get_publishers_info_by_topic(topic))] \
+        or [rosbag2_qos(I.publisher_qos(topic))]
+
+
 def _qos_for(node, topic: str):
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
@@ -44,6 +62,8 @@ def record(out, topics: Optional[Iterable[str]] = None, duration: Optional[float
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
+    from ..data.bags import finish_metadata
+
     out = Path(out)
     stop = stop or threading.Event()
     typestore = get_typestore(Stores.ROS2_JAZZY)
@@ -61,7 +81,8 @@ def record(out, topics: Optional[Iterable[str]] = None, duration: Optional[float
             node.get_logger().warning(f"{topic}: type {type_name} is unknown to rosbags' typestore, not recorded")
             conns[topic] = None
             return
-        conn = writer.add_connection(topic, type_name, typestore=typestore)
+        conn = writer.add_connection(topic, type_name, typestore=typestore,
+                                     offered_qos_profiles=offered_qos(node, topic))
         conns[topic] = conn
 
         def on_raw(raw: bytes, conn=conn, topic=topic) -> None:
@@ -98,6 +119,7 @@ def record(out, topics: Optional[Iterable[str]] = None, duration: Optional[float
         executor.shutdown()
         node.destroy_node()
         writer.close()
+        finish_metadata(out)  # rosbag2 Jazzy's metadata.yaml
     return counts
 
 

@@ -2,8 +2,9 @@
 
 The bag's CDR bytes go out unchanged (``Publisher.publish(bytes)`` → ``rcl_publish_serialized_message``),
 so nothing is deserialised; only the publisher needs the message class, imported from its type name.
-Messages keep their recorded spacing (divided by ``rate``). Instruction topics are published
-transient-local, like the latched command a live system would have.
+Messages keep their recorded spacing (divided by ``rate``). Each topic is published with the QoS
+its recorded publishers offered (the bag's ``offered_qos_profiles``): the instruction latched, as
+the live system has it.
 """
 
 from __future__ import annotations
@@ -51,9 +52,19 @@ def resolve_topic(topic: str, namespace: str = "") -> str:
     return f"/{ns}/{topic.lstrip('/')}" if ns else "/" + topic.lstrip("/")
 
 
-def topic_qos(topic: str):
+def topic_qos(topic: str, offered=()):
+    """The QoS to republish ``topic`` with. As ``ros2 bag play``: the publishers' recorded offers
+    (``offered``: the bag's ``offered_qos_profiles``) when they agree on reliability and durability;
+    without them (an older bag), transient-local for the instruction and /tf_static, else reliable."""
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
+    pairs = {(q.reliability.name, q.durability.name) for q in offered}
+    if len(pairs) == 1 and next(iter(pairs)) in {(r, d) for r in ("RELIABLE", "BEST_EFFORT")
+                                                 for d in ("VOLATILE", "TRANSIENT_LOCAL")}:
+        rel, dur = next(iter(pairs))
+        latched = dur == "TRANSIENT_LOCAL"
+        return QoSProfile(depth=1 if latched else 100, reliability=ReliabilityPolicy[rel],
+                          durability=DurabilityPolicy[dur])
     if topic.rstrip("/").rsplit("/", 1)[-1] in LATCHED_TOPICS:
         return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -93,7 +104,8 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
             for c in conns:
                 name = resolve_topic(c.topic, namespace)
                 if name not in pubs:
-                    pubs[name] = node.create_publisher(message_class(c.msgtype), name, topic_qos(name))
+                    offered = getattr(c.ext, "offered_qos_profiles", None) or ()
+                    pubs[name] = node.create_publisher(message_class(c.msgtype), name, topic_qos(name, offered))
             by_id = {c.id: resolve_topic(c.topic, namespace) for c in conns}
             clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
             from ..utils import wait_for

@@ -374,10 +374,14 @@ def spin_until_finished(node: SimNode, context=None) -> None:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    from . import signals
+
+    signals.init(args)  # rclpy.init(); Ctrl-C (SIGINT) then stops the node without a traceback
     try:
         node = SimNode()
     except Exception as e:  # unknown task, bad parameter: say what, exit non-zero
+        if not rclpy.ok():  # Ctrl-C while starting
+            return 0
         rclpy.logging.get_logger("sim_node").fatal(f"cannot start: {type(e).__name__}: {e}")
         rclpy.try_shutdown()
         return 1

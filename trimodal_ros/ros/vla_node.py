@@ -41,6 +41,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from .. import interface as I
 from ..data.align import MISSING, STALE
+from . import signals
 from .conversions import (BadInput, compressed_image_from_msg, embedding_to_msg, image_from_msg,
                           instruction_from_msg, joints_from_msg, ns_to_stamp, qos_profile, stamp_ns,
                           tokens_to_msg, trajectory_to_msg)
@@ -334,10 +335,12 @@ class VLANode(LifecycleNode):
 
 def main(args=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle OpenMP threads sleep
-    rclpy.init(args=args)
+    signals.init(args)  # rclpy.init(); Ctrl-C (SIGINT) then stops the node without a traceback
     try:
         node = VLANode()
     except Exception as e:  # ConfigError, CheckpointError, a bad parameter: say what, exit non-zero
+        if not rclpy.ok():  # Ctrl-C while the model was loading
+            return 0
         rclpy.logging.get_logger("vla_node").fatal(f"cannot start: {type(e).__name__}: {e}")
         rclpy.try_shutdown()
         return 1

@@ -1,0 +1,39 @@
+"""Ctrl-C without a traceback for the node executables.
+
+``rclpy.init()`` installs rclpy's own SIGINT handler: it shuts the context down, so ``spin()``
+returns (``ExternalShutdownException``), and then calls the handler that was there before, which
+for a Python program raises ``KeyboardInterrupt`` wherever the main thread happens to be. Ctrl-C in
+a terminal signals the whole process group, and ``ros2 launch`` then sends its own SIGINT to each
+node: the second ``KeyboardInterrupt`` lands in the clean-up (``destroy_node``, a ``__del__``) and
+prints a traceback. ``init()`` is ``rclpy.init()`` with the Python handler made quiet first, so
+SIGINT stops the node through rclpy only. Once the program exits, SIGINT is ignored: Python's
+finalisation resets a Python handler to SIG_DFL, and a late SIGINT would then kill the exiting
+process (exit code -2, "process has died" in ``ros2 launch``) instead of letting it finish cleanly.
+"""
+
+from __future__ import annotations
+
+import atexit
+import signal
+
+
+def init(args=None) -> None:
+    """``rclpy.init(args=args)``; afterwards SIGINT no longer raises ``KeyboardInterrupt``. A process
+    that ignores SIGINT (started with it ignored) keeps Python's setting."""
+    import rclpy
+
+    state = {"ros": False}
+
+    def on_sigint(signum, frame):
+        if not state["ros"]:  # not a ROS process yet: stop as Python would
+            raise KeyboardInterrupt
+
+    def on_exit():
+        if signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # finalisation leaves an ignored signal ignored
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)  # before rclpy.init(): rclpy chains to it
+        atexit.register(on_exit)
+    rclpy.init(args=args)
+    state["ros"] = True
