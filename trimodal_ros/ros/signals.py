@@ -37,3 +37,39 @@ def init(args=None) -> None:
         atexit.register(on_exit)
     rclpy.init(args=args)
     state["ros"] = True
+
+
+def spin(node) -> None:
+    """Spin ``node`` on a single-threaded executor until Ctrl-C or shutdown."""
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor(context=node.context)
+    executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()  # executors first: rclpy.shutdown() under a spinning executor aborts
+
+
+def run_node(make, name: str, args=None, spin_fn=spin) -> int:
+    """The ``main()`` of a node executable: ``init``, build the node (a bad parameter, checkpoint or
+    task is a fatal log line and exit code 1, not a traceback), spin, clean up."""
+    import rclpy
+
+    init(args)
+    try:
+        node = make()
+    except Exception as e:
+        if not rclpy.ok():  # Ctrl-C while starting (a model can take seconds to load)
+            return 0
+        rclpy.logging.get_logger(name).fatal(f"cannot start: {type(e).__name__}: {e}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        spin_fn(node)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0

@@ -43,7 +43,6 @@ import time
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
-import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -376,21 +375,7 @@ def spin_until_finished(node: SimNode, context=None) -> None:
 def main(args=None) -> int:
     from . import signals
 
-    signals.init(args)  # rclpy.init(); Ctrl-C (SIGINT) then stops the node without a traceback
-    try:
-        node = SimNode()
-    except Exception as e:  # unknown task, bad parameter: say what, exit non-zero
-        if not rclpy.ok():  # Ctrl-C while starting
-            return 0
-        rclpy.logging.get_logger("sim_node").fatal(f"cannot start: {type(e).__name__}: {e}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        spin_until_finished(node)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return signals.run_node(SimNode, "sim_node", args, spin_until_finished)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.event_handler import SubscriptionEventCallbacks
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Int32MultiArray, String
@@ -335,26 +333,7 @@ class VLANode(LifecycleNode):
 
 def main(args=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle OpenMP threads sleep
-    signals.init(args)  # rclpy.init(); Ctrl-C (SIGINT) then stops the node without a traceback
-    try:
-        node = VLANode()
-    except Exception as e:  # ConfigError, CheckpointError, a bad parameter: say what, exit non-zero
-        if not rclpy.ok():  # Ctrl-C while the model was loading
-            return 0
-        rclpy.logging.get_logger("vla_node").fatal(f"cannot start: {type(e).__name__}: {e}")
-        rclpy.try_shutdown()
-        return 1
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()  # executors first: rclpy.shutdown() under a spinning executor aborts
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return signals.run_node(VLANode, "vla_node", args)
 
 
 if __name__ == "__main__":
