@@ -77,11 +77,11 @@ def _plan(tasks: List[str], split: str, episodes: int):
 _SCENES: dict = {}  # one simulated scene per (task, camera, size), reused by every run
 
 
-def _closed_loop(policy, plan, max_steps: int, size: int) -> List[list]:
+def _closed_loop(policy, plan, max_steps: int, size: int, camera: str) -> List[list]:
     from ..sim.rollout import rollout_in_process
 
-    rep = rollout_in_process(policy, [], 0, max_steps=max_steps, size=size, progress=False, plan=plan,
-                             scenes=_SCENES)
+    rep = rollout_in_process(policy, [], 0, max_steps=max_steps, size=size, camera=camera, progress=False,
+                             plan=plan, scenes=_SCENES)
     return [[e["task"], e["layout"], bool(e["success"])] for e in rep["episodes"]]
 
 
@@ -115,6 +115,7 @@ class Grid:
             raise ValueError(f"{data}: no episodes on held-out layouts; generate more episodes per task")
         self.tasks = sorted({ep.task for ep in self.train_ds.episodes})
         self.size = int(self.train_ds.frames.shape[1])
+        self.camera = self.train_ds.episodes[0].meta.get("camera", "corner")  # roll out as the data was recorded
 
     def run(self, fusion: str, loss: str, seed: int, heldout_episodes: int, tag: str = "", **train_over) -> dict:
         """Train one run (or reuse its summary) and score it; returns its summary."""
@@ -150,7 +151,8 @@ class Grid:
                  "empty_instruction_drop": rep["language"]["reliance"]["recorded - empty"]["delta"],
                  "wording_robustness": rep["language"]["wording_robustness"]["heldout_paraphrase - train_paraphrase"]["delta"],
                  "grad_conflict": conflict, "grad_conflict_null": null,
-                 "val": _closed_loop(policy, _plan(self.tasks, "val", self.b.val_episodes), b.max_steps, self.size),
+                 "val": _closed_loop(policy, _plan(self.tasks, "val", self.b.val_episodes), b.max_steps, self.size,
+                                     self.camera),
                  "heldout": []}
             atomic_write_json(path, s)
         have = {(t, ly) for t, ly, _ in s["heldout"]}
@@ -160,7 +162,7 @@ class Grid:
             from ..utils import pick_device
 
             policy = Policy.load(str(run_dir / "last.pt"), device=pick_device(self.device))
-            s["heldout"] += _closed_loop(policy, plan, self.b.max_steps, self.size)
+            s["heldout"] += _closed_loop(policy, plan, self.b.max_steps, self.size, self.camera)
             atomic_write_json(path, s)
         return s
 
