@@ -87,3 +87,47 @@ def test_checkpoint_round_trip_and_wrong_variant(tmp_path):
         assert torch.equal(v, b.model.state_dict()[k])
     with pytest.raises(CheckpointError, match="qformer"):
         Policy.load(str(path), fusion="weighted_sum")
+
+
+def test_temporal_ensembler_hand_computed_example():
+    import math
+
+    from trimodal_ros.policy import TemporalEnsembler
+
+    # K = 3, 1-D actions; tick t's chunk predicts steps t, t+1, t+2
+    chunks = [np.array([[1.0], [2.0], [3.0]]), np.array([[10.0], [20.0], [30.0]]),
+              np.array([[100.], [200.], [300.]]), np.array([[7.0], [8.0], [9.0]])]
+    e = TemporalEnsembler(3, m=0.5)
+    w0, w1, w2 = 1.0, math.exp(-0.5), math.exp(-1.0)  # oldest prediction first
+    assert e(chunks[0]) == pytest.approx([1.0])
+    assert e(chunks[1]) == pytest.approx([(w0 * 2 + w1 * 10) / (w0 + w1)])
+    assert e(chunks[2]) == pytest.approx([(w0 * 3 + w1 * 20 + w2 * 100) / (w0 + w1 + w2)])
+    assert e(chunks[3]) == pytest.approx([(w0 * 30 + w1 * 200 + w2 * 7) / (w0 + w1 + w2)])  # tick 0 out of reach
+    e.reset()
+    assert e(chunks[3]) == pytest.approx([7.0])
+    two = TemporalEnsembler(4, m=0.0, horizon=2)
+    a = np.arange(8, dtype=float).reshape(4, 2)
+    two(a)
+    assert two(a + 10) == pytest.approx((a[1] + (a[0] + 10)) / 2)  # only the 2 newest chunks
+    with pytest.raises(ValueError):
+        TemporalEnsembler(4, horizon=5)
+
+
+def test_policy_ensembles_from_its_config_and_reset_forgets():
+    raw = Policy.load(fusion="weighted_sum", seed=0)
+    ens = Policy.load(fusion="weighted_sum", seed=0, inference={"ensemble": 0.0})
+    assert ens.ensembler is not None and raw.ensembler is None
+    with pytest.raises(ValueError, match="one executed action"):
+        Policy.load(fusion="weighted_sum", seed=0, execute=2, inference={"ensemble": 0.0})
+    for p in (raw, ens):
+        p.reset("reach the goal")
+    c0 = raw.act(frame(0), np.zeros(9), np.zeros(9))
+    c1 = raw.act(frame(1), np.zeros(9), np.zeros(9))
+    a0 = ens.act(frame(0), np.zeros(9), np.zeros(9))
+    a1 = ens.act(frame(1), np.zeros(9), np.zeros(9))
+    np.testing.assert_array_equal(a0.tokens, c0.tokens)  # tokens stay the model's own
+    assert a0.actions[0] == pytest.approx(c0.actions[0])
+    assert a1.actions[0] == pytest.approx((c0.actions[1] + c1.actions[0]) / 2, abs=1e-6)
+    np.testing.assert_allclose(a1.actions[1:], c1.actions[1:])
+    ens.reset("reach the goal")  # a new task forgets the old chunks
+    assert ens.act(frame(1), np.zeros(9), np.zeros(9)).actions[0] == pytest.approx(c1.actions[0])

@@ -1,6 +1,6 @@
-"""Run configs: one YAML file per variant in ``config/`` with a ``model:`` and a ``train:`` section,
-loaded into ``Config`` (``model.configuration.ModelConfig`` + ``train.configuration.TrainConfig``)
-and checked on load. A wrong key or value raises ``ConfigError`` naming the key and the file.
+"""Run configs: one YAML file per variant in ``config/`` with a ``model:``, a ``train:`` and an
+optional ``inference:`` section, loaded into ``Config`` (``model.configuration.ModelConfig``,
+``train.configuration.TrainConfig``, ``InferenceConfig``) and checked on load. A wrong key or value raises ``ConfigError`` naming the key and the file.
 """
 
 from __future__ import annotations
@@ -25,28 +25,51 @@ RETIRED_KEYS = {"train": ("eval_every", "num_workers")}
 
 
 @dataclass
+class InferenceConfig:
+    """How the policy turns predicted chunks into commands (no effect on the weights).
+
+    ``ensemble``: ACT's temporal ensembling (Zhao et al. 2023) of the action chunks with weight
+    exp(-m·i) over the predictions for the current step, oldest first (m = 0: plain mean; None:
+    off, the chunk's first row is executed); needs one executed action per tick.
+    ``ensemble_horizon``: how many of the latest chunks take part (default: the chunk length)."""
+
+    ensemble: Optional[float] = None
+    ensemble_horizon: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if self.ensemble is not None and not (isinstance(self.ensemble, (int, float)) and abs(self.ensemble) < 100):
+            raise ConfigError(f"ensemble must be a number (ACT's m) or null, got {self.ensemble!r}")
+        if self.ensemble_horizon is not None and self.ensemble_horizon < 1:
+            raise ConfigError(f"ensemble_horizon must be >= 1 or null, got {self.ensemble_horizon!r}")
+
+
+@dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def config_from_dict(data: Dict[str, Any], where: str = "config", retired_ok: bool = False) -> Config:
-    """A ``{"model": ..., "train": ...}`` mapping → Config (``retired_ok`` drops RETIRED_KEYS)."""
+    """A ``{"model": ..., "train": ..., "inference": ...}`` mapping → Config (``retired_ok`` drops
+    RETIRED_KEYS; a missing section takes its defaults)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with 'model' and 'train', got {type(data).__name__}")
-    unknown = sorted(set(data) - {"model", "train"})
+    unknown = sorted(set(data) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {unknown}; valid sections: ['model', 'train']")
-    sections = {k: dict(data.get(k) or {}) for k in ("model", "train")}
+        raise ConfigError(f"{where}: unknown section(s) {unknown}; valid sections: {list(SECTIONS)}")
+    sections = {k: dict(data.get(k) or {}) for k in SECTIONS}
     if retired_ok:
         for sec, keys in RETIRED_KEYS.items():
             for k in keys:
                 sections[sec].pop(k, None)
-    return Config(model=build(ModelConfig, sections["model"], f"{where}: model"),
-                  train=build(TrainConfig, sections["train"], f"{where}: train"))
+    return Config(**{k: build(cls, sections[k], f"{where}: {k}") for k, cls in SECTIONS.items()})
+
+
+SECTIONS = {"model": ModelConfig, "train": TrainConfig, "inference": InferenceConfig}
 
 
 def config_dirs() -> List[Tuple[str, Optional[Path]]]:

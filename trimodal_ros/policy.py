@@ -34,13 +34,46 @@ from .model.trimodal import TriModalModel
 TEXT_CACHE_SIZE = 32  # instructions whose text encoding is kept (a robot has a handful of commands)
 
 
+class TemporalEnsembler:
+    """ACT's temporal ensembling (Zhao et al. 2023) of action chunks, one tick per control step.
+
+    Every tick predicts K actions for steps t … t+K-1. The action for step t is the weighted mean
+    of every stored prediction for it: row (t − t_j) of the chunks of the last ``horizon`` ticks,
+    oldest first with weight exp(−m·i) (m > 0 favours older predictions, 0 is the plain mean,
+    m < 0 the newest). Pure numpy."""
+
+    def __init__(self, chunk: int, m: float = 0.01, horizon: Optional[int] = None):
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        self.chunk, self.m = int(chunk), float(m)
+        self.horizon = self.chunk if horizon is None else int(horizon)
+        if not 1 <= self.horizon <= self.chunk:
+            raise ValueError(f"horizon must be in [1, chunk={chunk}], got {horizon}")
+        self._chunks: collections.deque = collections.deque(maxlen=self.horizon)  # newest last
+
+    def reset(self) -> None:
+        self._chunks.clear()
+
+    def __call__(self, chunk) -> np.ndarray:
+        """Store this tick's (K, A) chunk; return the (A,) action for this tick's step."""
+        c = np.asarray(chunk, np.float64)
+        if c.ndim != 2 or c.shape[0] != self.chunk:
+            raise ValueError(f"expected a ({self.chunk}, A) chunk, got {c.shape}")
+        self._chunks.append(c)
+        n = len(self._chunks)
+        preds = np.stack([ck[n - 1 - j] for j, ck in enumerate(self._chunks)])  # oldest first
+        w = np.exp(-self.m * np.arange(n))
+        return (w[:, None] * preds).sum(0) / w.sum()
+
+
 @dataclass
 class Step:
     """What one tick produces."""
 
     embedding: np.ndarray  # (D,) the fused image–text–proprio embedding
     tokens: np.ndarray     # (K, A) int64 action-token bins (argmax)
-    actions: np.ndarray    # (K, A) float32 decoded chunk: row k is the action for control step k
+    actions: np.ndarray    # (K, A) float32 chunk to execute: row k for control step k (row 0 ensembled
+                           # over the previous ticks' chunks when the config's inference.ensemble is set)
     seconds: float         # model time: text lookup + forward + decode
 
 
@@ -68,20 +101,32 @@ class Policy:
         self._history: collections.deque = collections.deque(maxlen=max(1, mc.action_history))
         self._text: "collections.OrderedDict[str, TextFeatures]" = collections.OrderedDict()
         self._instruction: Optional[str] = None
+        inf = config.inference
+        if inf.ensemble is not None and self.execute != 1:
+            raise ValueError("temporal ensembling (inference.ensemble) needs one executed action per tick "
+                             f"(execute_steps 1), got {self.execute}")
+        self.ensembler = (None if inf.ensemble is None else
+                          TemporalEnsembler(mc.chunk, inf.ensemble, inf.ensemble_horizon))
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
     def load(cls, checkpoint: str = "", fusion: Optional[str] = None, config: str = "",
-             device: Union[str, torch.device] = "cpu", seed: int = 0, execute: int = 1) -> "Policy":
+             device: Union[str, torch.device] = "cpu", seed: int = 0, execute: int = 1,
+             inference: Optional[dict] = None) -> "Policy":
         """A checkpoint's policy (``fusion`` and an explicit ``config`` must match it), or with no
         checkpoint the configured architecture (``config`` or ``config/<fusion>.yaml``) with random
         weights drawn after ``torch.manual_seed(seed)`` and a tokenizer over [-1, 1] per dimension
-        (Meta-World's action range): for wiring tests, never for a robot."""
+        (Meta-World's action range): for wiring tests, never for a robot. ``inference`` overrides
+        fields of the config's inference section (e.g. ``{"ensemble": 0.0}`` for an experiment)."""
+        def settle(cfg: Config) -> Config:
+            return cfg if not inference else dataclasses.replace(
+                cfg, inference=dataclasses.replace(cfg.inference, **inference))
+
         if checkpoint:
             expect = load_config(config, fusion=fusion) if config else None
             model, tok, cfg = load_checkpoint(checkpoint, fusion=fusion, expect=expect, device=device)
-            return cls(model, tok, cfg, execute=execute, source=str(checkpoint))
-        cfg = load_config(config or fusion or DEFAULT_FUSION, fusion=fusion)
+            return cls(model, tok, settle(cfg), execute=execute, source=str(checkpoint))
+        cfg = settle(load_config(config or fusion or DEFAULT_FUSION, fusion=fusion))
         torch.manual_seed(seed)
         model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None)).to(device)
         a = cfg.model.action_dim
@@ -104,14 +149,18 @@ class Policy:
 
     def describe(self) -> str:
         mc = self.config.model
+        ens = "off" if self.ensembler is None else f"m={self.ensembler.m} horizon={self.ensembler.horizon}"
         return (f"fusion={mc.fusion} clip={mc.clip_model} embed_dim={mc.embed_dim} chunk={mc.chunk} "
-                f"action_dim={mc.action_dim} device={self.device} weights={self.source or 'given'} {self.tokenizer}")
+                f"action_dim={mc.action_dim} ensembling={ens} device={self.device} "
+                f"weights={self.source or 'given'} {self.tokenizer}")
 
     # --- the task --------------------------------------------------------------------------------
     def reset(self, instruction: Optional[str]) -> None:
         """Start a task (clears the action history and encodes the text now, so the first tick is
         not slower than the others); ``None`` or ``""`` stops: ``act`` refuses until the next one."""
         self._history.clear()
+        if self.ensembler is not None:
+            self.ensembler.reset()
         self._instruction = instruction or None
         if self._instruction is not None:
             with torch.inference_mode():
@@ -155,6 +204,9 @@ class Policy:
         fused = out.fused[0].float().cpu().numpy()
         tokens = out.tokens()[0].cpu().numpy()  # (K, A)
         actions = self.tokenizer.decode(tokens)  # (K, A)
+        if self.ensembler is not None:  # the command for this step: every stored prediction for it
+            actions = actions.copy()
+            actions[0] = self.ensembler(actions)
         if self.config.model.action_history:
             self._history.extend(actions[:self.execute])
         self.last_stamp = stamp

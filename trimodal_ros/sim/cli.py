@@ -27,6 +27,9 @@ def register(sub) -> None:
     p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--execute", type=int, default=1, help="actions of each predicted chunk executed")
+    p.add_argument("--ensemble", type=float, default=None,
+                   help="override the checkpoint's inference.ensemble (ACT temporal ensembling, m); in-process only")
+    p.add_argument("--no-ensemble", action="store_true", help="switch the checkpoint's temporal ensembling off")
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--camera", default="corner")
     p.add_argument("--seed", type=int, default=0, help="layout / instruction draw")
@@ -99,7 +102,9 @@ def _rollout(args, common, model, out) -> int:
                                                  traces=traces_ros, action_timeout=args.action_timeout)
         print(format_table(out["through_ros"], "through ROS (sim_node <-> vla_node)"))
     if not args.through_ros or args.compare:
-        policy = Policy.load(seed=args.model_seed, execute=args.execute, **model)
+        inference = {"ensemble": None} if args.no_ensemble else (
+            {"ensemble": args.ensemble} if args.ensemble is not None else None)
+        policy = Policy.load(seed=args.model_seed, execute=args.execute, inference=inference, **model)
         out["in_process"] = rollout_in_process(policy, **common, traces=traces_in)
         print(format_table(out["in_process"], "in-process"))
     if args.compare:
