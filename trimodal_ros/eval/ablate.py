@@ -60,9 +60,9 @@ class Budget:
 BUDGETS = {
     "tiny": Budget(steps=6, batch=8, seeds=2, val_episodes=1, screen_episodes=1, top=1, confirm_seeds=2,
                    confirm_episodes=2, max_steps=10),
-    # ~60 min on a 2-core CPU with the tiny towers (README "Results" has the measured time)
-    "small": Budget(steps=300, batch=32, seeds=2, val_episodes=1, screen_episodes=1, top=3, confirm_seeds=3,
-                    confirm_episodes=5),
+    # sized for about an hour on a 2-core CPU with the tiny towers (README "Results" has the measured time)
+    "small": Budget(steps=200, batch=32, seeds=2, val_episodes=1, screen_episodes=1, top=3, confirm_seeds=3,
+                    confirm_episodes=3),
     "full": Budget(steps=3000, batch=128, seeds=3, val_episodes=2, screen_episodes=5, top=4, confirm_seeds=5,
                    confirm_episodes=10),
 }
