@@ -497,7 +497,8 @@ def serves_tokens(ros: Ros2, bag: Path, namespace: str, fusion: str, random_weig
 def test_colcon_build_installs_the_package(ws):
     share = ws.install / "share" / "trimodal_ros"
     assert (share / "package.xml").is_file() and (share / "launch" / "vla.launch.py").is_file()
-    assert sorted(p.stem for p in (share / "config").glob("*.yaml")) == sorted(VARIANTS)
+    # one config per fusion variant, plus the trained recipes (config:=mt10_policy)
+    assert sorted(p.stem for p in (share / "config").glob("*.yaml")) == sorted(VARIANTS + ["mt10_policy"])
     assert not any(ws.root.joinpath("src", "trimodal_ros").glob("*.egg-info"))  # the build wrote nothing there
     for exe in ("vla_node", "sim_node", "trimodal-ros"):
         assert os.access(ws.install / "lib" / "trimodal_ros" / exe, os.X_OK), exe

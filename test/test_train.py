@@ -12,7 +12,10 @@ from trimodal_ros.config import load_config
 from trimodal_ros.data.dataset import BagDataset
 from trimodal_ros.model import TriModalModel
 from trimodal_ros.checkpoint import read_checkpoint
-from trimodal_ros.train.trainer import batch_indices, lr_lambda, train
+from trimodal_ros.config import ConfigError
+from trimodal_ros.model.action_tokenizer import ActionTokenizer
+from trimodal_ros.model.preprocess import random_shift
+from trimodal_ros.train.trainer import Batcher, batch_indices, lr_lambda, train
 
 
 def small_cfg(fusion="weighted_sum", loss="pairwise", steps=20, **train_over):
@@ -30,6 +33,43 @@ def test_schedule_and_data_order():
     # one epoch covers distinct samples
     epoch = sum((batch_indices(48, 8, s, 0).tolist() for s in range(6)), [])
     assert len(set(epoch)) == 48
+
+
+def test_random_shift_moves_each_image_by_at_most_pad_pixels():
+    h = w = 12
+    ramp = (torch.arange(h)[:, None] * 100 + torch.arange(w)[None, :]).float()  # pixel value encodes (row, col)
+    x = ramp.expand(16, 3, h, w).clone()
+    assert random_shift(x, 0) is x
+    y = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape
+    shifts = set()
+    for img in y:
+        # the centre pixel now shows the pixel (row + dy, col + dx) of the original, |dy|, |dx| <= 2
+        r, c = divmod(int(img[0, 6, 6]), 100)
+        dy, dx = r - 6, c - 6
+        assert abs(dy) <= 2 and abs(dx) <= 2
+        assert torch.equal(img[:, 3:9, 3:9], x[0, :, 3 + dy:9 + dy, 3 + dx:9 + dx])  # a pure translation
+        shifts.add((dy, dx))
+    assert len(shifts) > 3  # images of a batch move independently
+    assert torch.equal(y, random_shift(x, 2, torch.Generator().manual_seed(0)))  # seeded
+
+
+def test_augment_shift_changes_training_batches_only(small_bags):
+    cfg = load_config("weighted_sum")
+    with pytest.raises(ConfigError, match="augment_shift"):
+        dataclasses.replace(cfg.train, augment_shift=-1)
+    ds = BagDataset.from_config(small_bags, cfg.model, split="all", verbose=False)
+    torch.manual_seed(0)
+    model = TriModalModel(cfg.model).eval()
+    tok = ActionTokenizer.fit(ds.all_actions(), cfg.model.bins)
+    idx = batch_indices(len(ds), 8, 0, 0)
+    plain = Batcher(ds, tok, model, torch.device("cpu"), "bag", 0)(idx, 0)
+    shifted = Batcher(ds, tok, model, torch.device("cpu"), "bag", 0, augment_shift=4)(idx, 0)
+    again = Batcher(ds, tok, model, torch.device("cpu"), "bag", 0, augment_shift=4)(idx, 0)
+    assert torch.equal(plain["images"], model.preprocess(ds.frames[idx]))  # what the node sees
+    assert not torch.equal(shifted["images"], plain["images"])
+    assert torch.equal(shifted["images"], again["images"])  # reproducible per step
+    assert torch.equal(shifted["tokens"], plain["tokens"])  # labels untouched
 
 
 @pytest.mark.slow

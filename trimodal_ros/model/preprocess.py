@@ -52,3 +52,15 @@ def proprio_vector(positions, velocities=None, action_history=None, use_velociti
             h[history - len(a):] = a
         parts.append(h.reshape(-1))
     return np.concatenate(parts)
+
+
+def random_shift(images: torch.Tensor, pad: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+    """DrQ augmentation (Kostrikov et al. 2020), training batches only: each image of a normalised
+    (B, C, H, W) batch moves by its own random offset of up to ±``pad`` pixels, the uncovered
+    border repeating the edge pixels. Same shape; ``pad`` 0 returns the batch as it is."""
+    if pad <= 0:
+        return images
+    b, _, h, w = images.shape
+    padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")  # (B, C, H+2p, W+2p)
+    offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).tolist()
+    return torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offsets)])

@@ -24,6 +24,8 @@ class TrainConfig:
     conflict_every: int = 50            # steps between gradient-conflict measurements (4 extra backward passes); 0 never
     ckpt_every: int = 200
     instructions: str = "train"         # bag: the recorded command; train: a fresh train paraphrase per sample
+    augment_shift: int = 0              # DrQ random shift of each training image by up to ± this many pixels
+                                        # of the model's input (0: none); evaluation and serving never shift
 
     def __post_init__(self) -> None:
         from ..model.losses import CONTRASTIVE_LOSSES
@@ -31,4 +33,5 @@ class TrainConfig:
         one_of("loss", self.loss, CONTRASTIVE_LOSSES.names())
         one_of("instructions", self.instructions, ("bag", "train"))
         positive(self, "batch_size", "steps", "lr", "log_every", "ckpt_every")
-        non_negative(self, "contrastive_weight", "weight_decay", "warmup_steps", "grad_clip", "conflict_every")
+        non_negative(self, "contrastive_weight", "weight_decay", "warmup_steps", "grad_clip", "conflict_every",
+                     "augment_shift")

@@ -28,6 +28,7 @@ from ..data.instructions import instruction_for
 from ..model import ActionTokenizer, TriModalModel
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..model.losses import CONTRASTIVE_LOSSES, UncertaintyWeighting, gather_batch, gradient_conflict
+from ..model.preprocess import random_shift
 from ..utils import pick_device
 
 log = logging.getLogger(__name__)
@@ -69,11 +70,13 @@ def batch_indices(n: int, batch: int, step: int, seed: int) -> np.ndarray:
 
 
 class Batcher:
-    """Turns dataset items into model inputs on ``device`` (same preprocessing as the node)."""
+    """Turns dataset items into model inputs on ``device`` (same preprocessing as the node, then the
+    training-only random shift of ``augment_shift`` pixels, seeded by step like the paraphrases)."""
 
-    def __init__(self, dataset, tokenizer: ActionTokenizer, model: TriModalModel, device, instructions: str, seed: int):
+    def __init__(self, dataset, tokenizer: ActionTokenizer, model: TriModalModel, device, instructions: str, seed: int,
+                 augment_shift: int = 0):
         self.ds, self.tok, self.model, self.device = dataset, tokenizer, model, device
-        self.instructions, self.seed = instructions, seed
+        self.instructions, self.seed, self.augment_shift = instructions, seed, int(augment_shift)
 
     def __call__(self, idx: np.ndarray, step: int) -> Dict[str, torch.Tensor]:
         items = [self.ds[int(i)] for i in idx]
@@ -84,8 +87,12 @@ class Batcher:
             texts = [instruction_for(it["task"], rng, split=self.instructions) for it in items]
         frames = np.stack([it["image"] for it in items])
         actions = np.stack([it["actions"] for it in items])  # (B, K, A)
+        images = self.model.preprocess(frames)  # (B, 3, S, S)
+        if self.augment_shift:
+            gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+            images = random_shift(images, self.augment_shift, gen)
         return {
-            "images": self.model.preprocess(frames),
+            "images": images,
             "proprio": torch.as_tensor(np.stack([it["proprio"] for it in items]), device=self.device),
             "text_ids": self.model.tokenize(texts),
             "tokens": torch.as_tensor(self.tok.encode(actions), device=self.device),
@@ -174,7 +181,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     net = model
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    batcher = Batcher(ds, tokenizer, model, dev, tc.instructions, tc.seed)
+    batcher = Batcher(ds, tokenizer, model, dev, tc.instructions, tc.seed, tc.augment_shift)
     amp = tc.amp and dev.type == "cuda"
     metrics_path = out_dir / "metrics.csv"
     if main and (start == 0 or not metrics_path.exists()):
