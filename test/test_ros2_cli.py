@@ -50,7 +50,7 @@ CHECKPOINT_FUSION = "weighted_sum"  # conftest's tiny_checkpoint
 
 T0 = 1_000_000_000_000  # the test bag's first stamp: 1000 s, far from wall time (sim-time checks)
 FRAMES, PERIOD = 80, 50_000_000  # 4 s at 20 Hz
-README = {"namespace": "robot1", "bag": "data/mt10/reach-v3_s0_e0007", "checkpoint": "runs/strongest/last.pt"}
+README = {"namespace": "robot1", "bag": "data/mt10/reach-v3_s0_e0007", "checkpoint": "runs/mt10_policy/last.pt"}
 RAN: List[List[str]] = []  # every command run, in README terms (test_readme_commands_are_the_ones_tested)
 _DROP = {"--timeout": 1}  # test-only flags (and how many values follow)
 

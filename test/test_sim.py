@@ -55,14 +55,18 @@ def test_chunk_from_trajectory_says_what_is_wrong():
 
 @pytest.fixture(scope="module")
 def both_paths():
-    """The same random-weight model, same layouts and instructions: in-process, then through ROS."""
+    """The same random-weight model, same layouts and instructions: in-process, then through ROS. The
+    shipped MT10 recipe's config (temporal ensembling on), so both paths must ensemble alike."""
     from trimodal_ros.policy import Policy
     from trimodal_ros.sim.rollout import rollout_in_process
     from trimodal_ros.ros.rollout import rollout_through_ros
 
     t_in, t_ros = [], []
-    r_in = rollout_in_process(Policy.load(fusion="weighted_sum", seed=0), traces=t_in, **ROLLOUT)
-    r_ros = rollout_through_ros(fusion="weighted_sum", model_seed=0, traces=t_ros, action_timeout=30.0, **ROLLOUT)
+    policy = Policy.load(fusion="weighted_sum", config="mt10_policy", seed=0)
+    assert policy.ensembler is not None
+    r_in = rollout_in_process(policy, traces=t_in, **ROLLOUT)
+    r_ros = rollout_through_ros(fusion="weighted_sum", config="mt10_policy", model_seed=0, traces=t_ros,
+                                action_timeout=30.0, **ROLLOUT)
     return r_in, r_ros, t_in, t_ros
 
 
