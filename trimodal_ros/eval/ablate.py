@@ -116,6 +116,7 @@ class Grid:
         self.tasks = sorted({ep.task for ep in self.train_ds.episodes})
         self.size = int(self.train_ds.frames.shape[1])
         self.camera = self.train_ds.episodes[0].meta.get("camera", "corner")  # roll out as the data was recorded
+        self.trained = 0  # runs this invocation trained (the others' summaries were found in ``out``)
 
     def run(self, fusion: str, loss: str, seed: int, heldout_episodes: int, tag: str = "", **train_over) -> dict:
         """Train one run (or reuse its summary) and score it; returns its summary."""
@@ -129,7 +130,7 @@ class Grid:
         path = run_dir / "summary.json"
         s = json.loads(path.read_text()) if path.exists() else None
         if s is None:
-            b = self.b
+            b, self.trained = self.b, self.trained + 1
             cfg = load_config(self.config, fusion=fusion)
             steps = train_over.pop("steps", b.steps)
             cfg = dataclasses.replace(cfg, train=dataclasses.replace(
@@ -255,6 +256,8 @@ def run_grid(data: str, out: str, budget: str = "small", fusions: Optional[List[
     if seeds is not None:
         b = dataclasses.replace(b, seeds=seeds, confirm_seeds=max(seeds, b.confirm_seeds))
     t_start = time.perf_counter()
+    previous = Path(out) / "ablation.json"  # a resumed grid adds its wall time to the earlier invocations'
+    earlier = json.loads(previous.read_text()).get("seconds", 0.0) if previous.exists() else 0.0
     g = Grid(data, out, b, config, device, tasks)
     stage_a = list(itertools.product(fusions, losses, range(b.seeds)))
     runs = [g.run(f, l, s, b.screen_episodes) for f, l, s in tqdm(stage_a, desc="ablate A", dynamic_ncols=True)]
@@ -283,7 +286,7 @@ def run_grid(data: str, out: str, budget: str = "small", fusions: Optional[List[
                    "tasks": g.tasks, "top_cells_by_validation": [f"{f}/{l}" for f, l in top],
                    "expert_success": expert["overall"]["success_rate"], "train_samples": len(g.train_ds),
                    "heldout_samples": len(g.held_ds), "runs": runs + checks,
-                   "seconds": time.perf_counter() - t_start})
+                   "seconds": earlier + time.perf_counter() - t_start if g.trained or not earlier else earlier})
     out = Path(out)
     atomic_write_json(out / "ablation.json", result)
     atomic_write_text(out / "ablation.md", report_md(result))
@@ -379,7 +382,7 @@ def report_md(result: dict) -> str:
              f"{b['top']} best cells on the validation layouts ({', '.join(result['top_cells_by_validation'])}) with "
              f"{b['confirm_seeds']} seeds and {b['confirm_episodes']} held-out episodes per task. Tasks: "
              f"{', '.join(result['tasks'])}. {result['train_samples']} train samples, {result['heldout_samples']} "
-             f"held-out frames. Took {result['seconds'] / 60:.1f} min.", "", "## Verdict", "", *verdict(result),
+             f"held-out frames. Took {result['seconds'] / 60:.1f} min of wall time (resumed invocations added up).", "", "## Verdict", "", *verdict(result),
              "", "## Cells", "",
              "| fusion / loss | seeds | episodes | **success** | Wilson 95% | bootstrap 95% | val success | token acc | "
              "MAE | language reliance | grad conflict (null) |",
