@@ -67,6 +67,8 @@ def test_ablate_two_stage_grid_scores_closed_loop_and_resumes(small_bags, tmp_pa
     md = (tmp_path / "ablation.md").read_text()
     for part in ("## Verdict", "## Paired contrasts", "Holm", "## What the names mean", "proprioception"):
         assert part in md
+    table = [line for line in md.split("## Paired contrasts")[1].split("\n## ")[0].splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(names) and {line.count("|") for line in table} == {8}  # 7 columns in every row
     for png in ("ablation_success.png", "ablation_offline_vs_closed_loop.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
     # a second call finds every run's summary: nothing is trained or rolled out again

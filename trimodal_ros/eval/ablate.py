@@ -401,7 +401,7 @@ def report_md(result: dict) -> str:
     lines += ["", "## Paired contrasts (same layouts, same seeds; Holm over the family)", "",
               "| contrast | seeds | episodes | Δ success | 95% CI | p | p (Holm) |", "|---|---|---|---|---|---|---|"]
     for c in result["contrasts"]:
-        lines.append(f"| {c['contrast']} | {c['pairs']} | {c.get('episodes', 0)} | {c['delta']:+.3f} | "
+        lines.append(f"| {c['contrast'].replace(' | ', ', ')} | {c['pairs']} | {c.get('episodes', 0)} | {c['delta']:+.3f} | "
                      f"[{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['p']:.3f} | {c['p_holm']:.3f} |")
     if result["anova"]:
         a = result["anova"]
