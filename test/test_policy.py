@@ -119,6 +119,10 @@ def test_policy_ensembles_from_its_config_and_reset_forgets():
     assert ens.ensembler is not None and raw.ensembler is None
     with pytest.raises(ValueError, match="one executed action"):
         Policy.load(fusion="weighted_sum", seed=0, execute=2, inference={"ensemble": 0.0})
+    with pytest.raises(ValueError, match="one executed action"):  # as a rollout sets it, too
+        ens.execute = 2
+    raw.execute = 2
+    raw.execute = 1
     for p in (raw, ens):
         p.reset("reach the goal")
     c0 = raw.act(frame(0), np.zeros(9), np.zeros(9))

@@ -93,20 +93,29 @@ class BatchOutput:
 class Policy:
     def __init__(self, model: TriModalModel, tokenizer: ActionTokenizer, config: Config,
                  random_weights: bool = False, execute: int = 1, source: str = ""):
-        if execute < 1:
-            raise ValueError(f"execute must be >= 1, got {execute}")
         self.model, self.tokenizer, self.config = model.eval(), tokenizer, config
-        self.random_weights, self.execute, self.source = bool(random_weights), int(execute), source
-        mc = config.model
+        self.random_weights, self.source = bool(random_weights), source
+        mc, inf = config.model, config.inference
         self._history: collections.deque = collections.deque(maxlen=max(1, mc.action_history))
         self._text: "collections.OrderedDict[str, TextFeatures]" = collections.OrderedDict()
         self._instruction: Optional[str] = None
-        inf = config.inference
-        if inf.ensemble is not None and self.execute != 1:
-            raise ValueError("temporal ensembling (inference.ensemble) needs one executed action per tick "
-                             f"(execute_steps 1), got {self.execute}")
         self.ensembler = (None if inf.ensemble is None else
                           TemporalEnsembler(mc.chunk, inf.ensemble, inf.ensemble_horizon))
+        self.execute = execute
+
+    @property
+    def execute(self) -> int:
+        """Actions of each chunk the robot executes before the next tick (1 with temporal ensembling)."""
+        return self._execute
+
+    @execute.setter
+    def execute(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"execute must be >= 1, got {n}")
+        if self.ensembler is not None and n != 1:
+            raise ValueError("temporal ensembling (inference.ensemble) needs one executed action per tick "
+                             f"(execute_steps 1), got {n}")
+        self._execute = int(n)
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
