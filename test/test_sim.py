@@ -222,4 +222,8 @@ def test_rollout_cli_writes_report(tmp_path, capsys):
     rep = json.loads((tmp_path / "rollout.json").read_text())
     b = rep["through_ros"]["per_task"]["reach-v3"]
     assert b["episodes"] == 1 and b["mean_length"] <= 4 and b["control_rate_hz"] > 0
+    assert rep["settings"]["ensemble_override"] is None
     assert "reach-v3" in capsys.readouterr().out
+    # an in-process-only override would make the two paths differ: refused
+    assert main(["rollout", "--tasks", "reach-v3", "--episodes", "1", "--compare", "--no-ensemble"]) == 1
+    assert "in-process policy" in capsys.readouterr().out

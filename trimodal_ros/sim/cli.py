@@ -65,6 +65,10 @@ def cli_rollout(args) -> int:
     except ValueError as e:
         print(f"trimodal-ros rollout: {e}")
         return 1
+    if (args.ensemble is not None or args.no_ensemble) and (args.through_ros or args.compare):
+        print("trimodal-ros rollout: --ensemble/--no-ensemble change only the in-process policy; vla_node "
+              "ensembles as the checkpoint's inference section says, so the paths would differ")
+        return 1
     if not args.checkpoint:
         print(f"WARNING: no --checkpoint: fusion '{args.fusion or DEFAULT_FUSION}' with RANDOM WEIGHTS "
               f"(wiring check; expect ~0 success)")
@@ -80,7 +84,8 @@ def cli_rollout(args) -> int:
                   execute=args.execute, size=args.size, camera=args.camera, instructions=args.instructions)
     model = dict(checkpoint=args.checkpoint or "", fusion=fusion, config=args.config or "", device=device)
     out: Dict[str, object] = {"settings": {**common, **model, "model_seed": args.model_seed,
-                                           "through_ros": args.through_ros, "compare": args.compare}}
+                                           "through_ros": args.through_ros, "compare": args.compare,
+                                           "ensemble_override": "off" if args.no_ensemble else args.ensemble}}
     try:
         return _rollout(args, common, model, out)
     except (CheckpointError, ConfigError) as e:  # a wrong --checkpoint / --fusion / --config: say so
