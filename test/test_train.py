@@ -8,11 +8,10 @@ import sys
 import pytest
 import torch
 
-from trimodal_ros.config import load_config
+from trimodal_ros.config import ConfigError, load_config
 from trimodal_ros.data.dataset import BagDataset
 from trimodal_ros.model import TriModalModel
 from trimodal_ros.checkpoint import read_checkpoint
-from trimodal_ros.config import ConfigError
 from trimodal_ros.model.action_tokenizer import ActionTokenizer
 from trimodal_ros.model.preprocess import random_shift
 from trimodal_ros.train.trainer import Batcher, batch_indices, lr_lambda, train

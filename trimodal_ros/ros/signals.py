@@ -14,6 +14,7 @@ process (exit code -2, "process has died" in ``ros2 launch``) instead of letting
 from __future__ import annotations
 
 import atexit
+import os
 import signal
 
 
@@ -56,6 +57,7 @@ def spin(node) -> None:
 def run_node(make, name: str, args=None, spin_fn=spin) -> int:
     """The ``main()`` of a node executable: ``init``, build the node (a bad parameter, checkpoint or
     task is a fatal log line and exit code 1, not a traceback), spin, clean up."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle OpenMP threads sleep (cli.py)
     import rclpy
 
     init(args)

@@ -24,7 +24,6 @@ after its last message.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -332,7 +331,6 @@ class VLANode(LifecycleNode):
 
 
 def main(args=None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch loads: idle OpenMP threads sleep
     return signals.run_node(VLANode, "vla_node", args)
 
 
