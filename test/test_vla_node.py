@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import MultiThreadedExecutor
+from rclpy._rclpy_pybind11 import InvalidHandle
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -48,9 +49,22 @@ class Ros:
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
         self.client = rclpy.create_node("test_client", context=self.context)
         self.executor.add_node(self.client)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
         self.nodes = []
+
+    def _spin(self):
+        """executor.spin, surviving a lifecycle transition the test thread triggers: its cleanup can
+        destroy a subscription while this thread builds a wait set (a node's own transitions run on
+        its executor and cannot race that way)."""
+        while self.context.ok() and not self.stopping.is_set():
+            try:
+                self.executor.spin_once(timeout_sec=0.1)
+            except InvalidHandle:
+                continue
+            except (ShutdownException, ExternalShutdownException):
+                return
 
     def vla_node(self, namespace, **params):
         params.setdefault("allow_random_weights", True)
@@ -61,6 +75,7 @@ class Ros:
         return node
 
     def close(self):
+        self.stopping.set()
         self.executor.shutdown()
         self.thread.join(timeout=10)
         for n in self.nodes + [self.client]:
