@@ -219,6 +219,11 @@ def _default_sigint():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def _subscribers(topic_info: str) -> int:
+    m = re.search(r"Subscription count: (\d+)", topic_info)
+    return int(m.group(1)) if m else 0
+
+
 def _output(p: subprocess.Popen) -> str:
     p.log.flush()
     p.log.seek(0)
@@ -617,7 +622,11 @@ def test_parameters_from_the_command_line(ws, ros, bag):
         assert param(ros, ns, "get", "rate_hz").stdout.strip() == "Double value is: 5.0"
         before = probe.diagnostics(ns)
         hz = ros.popen("ros2", "topic", "hz", f"/{ns}/trimodal/action_tokens")
-        time.sleep(5)
+        # a cold `ros2 topic hz` may take seconds to discover the topic on loaded cores: wait for its
+        # reports (one a second once messages flow), not for a fixed time
+        deadline = time.monotonic() + 45
+        while _output(hz).count("average rate:") < 4 and time.monotonic() < deadline:
+            time.sleep(0.5)
         os.killpg(hz.pid, signal.SIGINT)
         hz.wait(10)
         after = probe.diagnostics(ns)
@@ -642,7 +651,10 @@ def test_sim_time_follows_the_replayed_clock(ws, ros, bag):
     echo = ["ros2", "topic", "echo", "--once", "--timeout", "60"]
     # subscribed before the replay starts: the node's own /clock subscription tells the echo its type
     tokens, diag, clock = (ros.popen(*echo, t) for t in (f"/{ns}/trimodal/action_tokens", "/diagnostics", "/clock"))
-    time.sleep(4)
+    # the bag is played once: start it when the echoes are subscribed (the node subscribes /clock too)
+    for topic, n in ((f"/{ns}/trimodal/action_tokens", 1), ("/diagnostics", 1), ("/clock", 2)):
+        r = ros.run_until("ros2", "topic", "info", topic, ok=lambda r, n=n: _subscribers(r.stdout) >= n)
+        assert _subscribers(r.stdout) >= n, (topic, r.output)
     ros.subs[str(bag)] = README["bag"]
     play = ros.popen("ros2", "run", "trimodal_ros", "trimodal-ros", "replay", "--bag", str(bag), "--namespace", ns,
                      "--clock")
