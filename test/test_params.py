@@ -79,6 +79,21 @@ def test_joint_buffer_keeps_a_time_span_and_restarts_when_time_goes_back():
     assert i.span() == 0.0 and i.joints_at(0.0, 0.5)[1] == "reset"
 
 
+def test_gate_says_what_holds_a_frame_back():
+    i = Inputs()
+    assert i.gate(1.0, 0.5)[4] == "waiting_for_instruction"
+    i.instruct("open")
+    assert i.gate(1.0, 0.5)[3:] == (False, "waiting_for_joint_state")
+    i.add_joints(0.2, "old", None, keep=2.0)
+    assert i.gate(1.0, 0.5)[2:] == (None, False, "stale_joint_state")
+    i.add_joints(0.9, "fresh", None, keep=2.0)
+    gen, text, joints, expired, wait = i.gate(1.0, 0.5)
+    assert (gen, text, joints[1], expired, wait) == (1, "open", "fresh", False, None)
+    assert i.gate(0.95, 0.5)[2][1] == "fresh" and i.gate(0.5, 0.5)[2][1] == "old"  # at or before the frame
+    time.sleep(0.05)
+    assert i.gate(1.0, 0.5, timeout=0.01)[1:] == (None, None, True, "waiting_for_instruction")
+
+
 def test_readme_parameter_table_is_the_table():
     from pathlib import Path
 

@@ -10,6 +10,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Int32MultiArray, MultiArrayDimension, MultiArrayLayout
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
@@ -115,6 +116,16 @@ def _layout(dims: List[Tuple[str, int]]) -> MultiArrayLayout:
         out.append(MultiArrayDimension(label=label, size=int(size), stride=int(stride)))
         stride //= max(int(size), 1)
     return MultiArrayLayout(dim=out, data_offset=0)
+
+
+def diagnostics_msg(name: str, level: int, message: str, values: dict, stamp: Time,
+                    hardware_id: str = "") -> DiagnosticArray:
+    """One status (``ledger`` level, message, string values) as a /diagnostics message."""
+    status = DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=hardware_id,
+                              values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+    msg = DiagnosticArray(status=[status])
+    msg.header.stamp = stamp
+    return msg
 
 
 RANDOM_MARK = " (random weights)"  # appended to the first layout label when no checkpoint is loaded

@@ -77,6 +77,19 @@ class Inputs:
             i = select_latest(self._times, t, max_age)
             return i if i in (MISSING, STALE) else self._joints[i]
 
+    def gate(self, t: float, max_age: float, timeout: float = 0.0):
+        """What a frame stamped ``t`` s may use: (generation, instruction, joint sample, expired, wait),
+        where ``wait`` is the outcome holding the frame back ("waiting_for_instruction",
+        "waiting_for_joint_state", "stale_joint_state") or None, and ``expired`` says the task just
+        timed out (``task``)."""
+        gen, text, expired = self.task(timeout)
+        if text is None:
+            return gen, None, None, expired, "waiting_for_instruction"
+        joints = self.joints_at(t, max_age)
+        if isinstance(joints, int):  # MISSING or STALE, not a sample
+            return gen, text, None, expired, "waiting_for_joint_state" if joints == MISSING else "stale_joint_state"
+        return gen, text, joints, expired, None
+
     def span(self) -> float:
         with self._lock:
             return self._times[-1] - self._times[0] if self._times else 0.0

@@ -1,35 +1,20 @@
 """vla_node: camera + instruction + joint states in; fused embedding, action tokens, an action
 chunk and diagnostics out, around one ``trimodal_ros.policy.Policy`` (where a frame becomes an
-action). This file holds only messaging, threading, QoS, lifecycle and diagnostics; topic names
-and QoS are ``interface.py``, parameters ``params.py``, bookkeeping ``ledger.py``.
+action). This file holds messaging, threading, QoS, lifecycle and diagnostics; topic names and QoS
+are ``interface.py``, parameters ``params.py``, which frame is inferred ``intake.py``, the task and
+joint buffer ``inputs.py``, the frame accounting ``ledger.py``. README "Node behaviour" says what
+it does; "Benchmarks" has the figures behind the threading:
 
-A managed (lifecycle) node: ``configure`` loads the policy and creates the topics, outputs flow
-only while ``active``, ``deactivate`` stops them without unloading, ``cleanup`` frees the model.
-With ``autostart`` (the default, what ``lifecycle:=false`` launches) it configures and activates
-itself at start.
-
-Threading (README "Benchmarks" has the figures that chose it): the policy runs in the camera
-callback itself, on the executor's thread, with torch limited to ``torch_threads``; no hand-off
-to another thread. Before inferring, the callback takes every newer frame already waiting in the
-subscription's queue and keeps the newest (the older ones count as *replaced*), so a slow model
-never works through a backlog. With ``rate_hz`` > 0 the callback only stores the newest frame and
-a timer infers on it at that rate. All callbacks share one mutually exclusive group: they never
-run concurrently, so none of the node's state needs a lock. Every frame ends in one counted
-outcome (``ledger.py``).
-
-Instructions: every message (re)starts the task and clears the action history; an empty one
-stops it (no output until the next); ``instruction_timeout`` > 0 ends a task that many seconds
-after its last message.
+the policy runs in the camera callback itself (or, with ``rate_hz`` > 0, in a timer on the newest
+frame), on the executor's thread with torch limited to ``torch_threads``. All callbacks share one
+mutually exclusive group: they never run concurrently, so none of the node's state needs a lock.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
 from typing import Optional
 
-import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -37,24 +22,20 @@ from std_msgs.msg import Float32MultiArray, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from .. import interface as I
-from ..data.align import MISSING, STALE
 from . import signals
-from .conversions import (BadInput, compressed_image_from_msg, embedding_to_msg, image_from_msg,
-                          instruction_from_msg, joints_from_msg, ns_to_stamp, qos_profile, stamp_ns,
-                          tokens_to_msg, trajectory_to_msg)
+from .conversions import (BadInput, diagnostics_msg, embedding_to_msg, instruction_from_msg, joints_from_msg,
+                          ns_to_stamp, qos_profile, stamp_ns, tokens_to_msg, trajectory_to_msg)
 from .inputs import Inputs
+from .intake import CameraIntake, Frame, take_waiting
 from .ledger import Ledger
 from .params import VLA_PARAMS, declare, follow_updates
 from .throttle import Throttle
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-
-
-@dataclass
-class _Frame:
-    rgb: np.ndarray   # (H, W, 3) uint8
-    stamp: int        # ns, camera header
-    received: float   # time.monotonic() at arrival
+WAITS = {"waiting_for_instruction": ("waiting for an instruction on 'instruction'", "info"),
+         "waiting_for_joint_state": ("waiting for joint_states at or before the camera stamp", "info"),
+         "stale_joint_state": ("joint_states older than the camera frame by more than max_input_age: "
+                               "no output until fresh", "warning")}
 
 
 class VLANode(LifecycleNode):
@@ -66,10 +47,10 @@ class VLANode(LifecycleNode):
         try:
             self.params = declare(self, VLA_PARAMS)
             self.ledger, self.policy, self.error = Ledger(), None, None
-            self._active, self._camera, self._slot = False, None, None  # _slot: rate mode's newest frame
-            self.inputs, self._policy_task = Inputs(), -1
+            self._active, self._camera, self.inputs, self._policy_task = False, None, Inputs(), -1
             self._io, self._timer, self.threads, self.joint_lag = [], None, 0, float("nan")
             self._log = Throttle(self.get_logger(), lambda kind: self.ledger.snapshot().get(kind))
+            self.intake = CameraIntake(self.ledger, self._log)
             self._pub_diag = self.create_publisher(DiagnosticArray, I.DIAGNOSTICS_TOPIC, qos_profile(I.RELIABLE))
             self.create_timer(1.0, self._publish_diagnostics)
             follow_updates(self, VLA_PARAMS, self.params, self._params_changed)
@@ -150,9 +131,7 @@ class VLANode(LifecycleNode):
 
     def _release(self) -> None:
         """Drop the topics and the model (cleanup, shutdown, destroy)."""
-        if self._slot is not None:  # a frame still waiting when the node stops
-            self.ledger.settle("inactive")
-            self._slot = None
+        self.intake.drop()
         for s in self._io:
             self.destroy_subscription(s)
         for pub in getattr(self, "_pub", {}).values():
@@ -163,60 +142,30 @@ class VLANode(LifecycleNode):
 
     # --- callbacks: the camera's runs the policy; the others only decode, check and store -------------
     def _on_image(self, msg) -> None:
-        frame = self._decoded(msg)
-        if self._active and self.params["rate_hz"] <= 0:
-            # frames that arrived during the last inference must not become a backlog: take every
-            # one already waiting and keep the newest good one (the others are replaced)
-            while (more := self._take(self._camera)) is not None:
-                newer = self._decoded(more[0])
-                if newer is not None:
-                    if frame is not None:
-                        self.ledger.settle("replaced")
-                    frame = newer
+        per_frame = self.params["rate_hz"] <= 0
+        frame = self.intake.newest(msg, self._camera if self._active and per_frame else None)
         if frame is None:
             return
         if not self._active:
             self.ledger.settle("inactive")
-        elif self.params["rate_hz"] > 0:  # the timer infers on the newest frame
-            if self._slot is not None:
-                self.ledger.settle("replaced")
-            self._slot = frame
-        else:
+        elif per_frame:
             self._run(frame)
-
-    def _decoded(self, msg) -> Optional[_Frame]:
-        """Count the frame in; decode it, or count it bad (None)."""
-        self.ledger.frame_in()
-        try:
-            rgb = compressed_image_from_msg(msg) if isinstance(msg, CompressedImage) else image_from_msg(msg)
-        except BadInput as e:
-            self.ledger.settle("bad_image")
-            return self._log("bad_image", f"skipped bad image: {e}")
-        return _Frame(rgb, stamp_ns(msg), time.monotonic())
-
-    @staticmethod
-    def _take(sub):
-        """(message, info) already waiting in ``sub``'s queue, or None (what the executor takes)."""
-        with sub.handle:
-            return sub.handle.take_message(sub.msg_type, False)
+        else:  # the timer infers on the newest frame
+            self.intake.put(frame)
 
     def _ingest_inputs(self) -> None:
         """Before a frame is used, take the instructions and joint states already received: the
         joint state published just before the frame must not lose the race to it."""
         for sub, handle in zip(self._io[:3], (self._on_instruction, self._on_instruction,
                                               lambda msg, info: self._on_joints(msg))):
-            while (taken := self._take(sub)) is not None:
+            while (taken := take_waiting(sub)) is not None:
                 handle(*taken)
 
     def _on_tick(self) -> None:
         """rate_hz > 0: infer on the newest frame, if it is still fresh."""
-        frame, self._slot = self._slot, None
-        if frame is None:
-            return
-        if time.monotonic() - frame.received > self.params["max_input_age"]:
-            self.ledger.settle("stale_image")
-            return self._log("stale_image", "camera frame older than max_input_age when its tick came: not used")
-        self._run(frame)
+        frame = self.intake.pop(self.params["max_input_age"])
+        if frame is not None:
+            self._run(frame)
 
     def _on_instruction(self, msg: String, info: dict) -> None:  # two parameters: rclpy passes the message info
         if not self.inputs.first_delivery((info.get("source_timestamp"), info.get("publication_sequence_number"))):
@@ -240,7 +189,7 @@ class VLANode(LifecycleNode):
         self.ledger.joint_state()
 
     # --- inference ---------------------------------------------------------------------------------
-    def _run(self, frame: _Frame) -> None:
+    def _run(self, frame: Frame) -> None:
         outcome, seconds = "inference_errors", None
         try:
             self._ingest_inputs()
@@ -250,33 +199,26 @@ class VLANode(LifecycleNode):
         finally:
             self.ledger.settle(outcome, seconds)
 
-    def _infer(self, frame: _Frame):
-        gen, text, expired = self.inputs.task(self.params["instruction_timeout"])
+    def _infer(self, frame: Frame):
+        p = self.params
+        gen, text, joints, expired, wait = self.inputs.gate(frame.stamp / 1e9, p["max_input_age"],
+                                                            p["instruction_timeout"])
         if expired:
             self.ledger.count("instruction_timeouts")
             self.get_logger().warning("no instruction for instruction_timeout seconds: task stopped")
         if not self._active:
             return "inactive", None
-        if text is None:
-            self._log("waiting_for_instruction", "waiting for an instruction on 'instruction'", "info")
-            return "waiting_for_instruction", None
-        age = self.params["max_input_age"]
-        joints = self.inputs.joints_at(frame.stamp / 1e9, age)
-        if joints == MISSING:
-            self._log("waiting_for_joint_state", "waiting for joint_states at or before the camera stamp", "info")
-            return "waiting_for_joint_state", None
-        if joints == STALE:
-            self._log("stale_joint_state", f"joint_states older than the camera frame by more than "
-                                           f"max_input_age {age} s: no output until fresh")
-            return "stale_joint_state", None
+        if wait:
+            self._log(wait, *WAITS[wait])
+            return wait, None
         if gen != self._policy_task:  # a new (or restarted) task: fresh history, cached text
             self.policy.reset(text)
             self._policy_task = gen
         step = self.policy.act(frame.rgb, joints[1], joints[2], frame.stamp)
         rnd = self.policy.random_weights
         if self._send_actions:  # the action first: it is what a controller waits for
-            self._pub["action"].publish(trajectory_to_msg(step.actions, ns_to_stamp(frame.stamp),
-                                                          self.params["action_names"], self.params["control_period"]))
+            self._pub["action"].publish(trajectory_to_msg(step.actions, ns_to_stamp(frame.stamp), p["action_names"],
+                                                          p["control_period"]))
         self._pub["tokens"].publish(tokens_to_msg(step.tokens, rnd))
         self._pub["embedding"].publish(embedding_to_msg(step.embedding, rnd))
         self.joint_lag = frame.stamp / 1e9 - joints[0]
@@ -301,28 +243,22 @@ class VLANode(LifecycleNode):
             self.destroy_timer(self._timer)
         rate = self.params["rate_hz"]
         self._timer = self.create_timer(1.0 / rate, self._on_tick) if rate > 0 else None
-        if rate <= 0 and self._slot is not None:  # back to per frame: the waiting frame goes now
-            self._run(self._slot)
-            self._slot = None
+        if rate <= 0 and (frame := self.intake.pop()) is not None:  # back to per frame: the waiting frame goes now
+            self._run(frame)
 
     # --- diagnostics ------------------------------------------------------------------------------
-    def diagnostics(self) -> DiagnosticStatus:
-        p, pol = self.params, self.policy
-        level, message = self.ledger.status(self._active, self.inputs.instruction is not None, bool(pol and pol.random_weights),
-                                            stale_after=max(2.0, 4 * p["max_input_age"]))
-        values = {"lifecycle": "active" if self._active else ("inactive" if pol else "unconfigured"),
-                  "fusion": p["fusion"], "checkpoint": p["checkpoint"] or "(none)",
-                  "device": str(pol.device) if pol else "", "random_weights": str(bool(pol and pol.random_weights)).lower(),
-                  "torch_threads": str(self.threads), "instruction": (self.inputs.instruction or "")[:120],
-                  "joint_lag_s": f"{self.joint_lag:.4f}", **self.ledger.values()}
-        return DiagnosticStatus(level=bytes([level]), name=f"{self.get_fully_qualified_name()}: inference",
-                                message=message, hardware_id=values["device"],
-                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
-
     def _publish_diagnostics(self) -> None:
-        msg = DiagnosticArray(status=[self.diagnostics()])
-        msg.header.stamp = self.get_clock().now().to_msg()
-        self._pub_diag.publish(msg)
+        p, pol, rnd = self.params, self.policy, bool(self.policy and self.policy.random_weights)
+        level, message = self.ledger.status(self._active, self.inputs.instruction is not None, rnd,
+                                            stale_after=max(2.0, 4 * p["max_input_age"]))
+        device = str(pol.device) if pol else ""
+        values = {"lifecycle": "active" if self._active else ("inactive" if pol else "unconfigured"),
+                  "fusion": p["fusion"], "checkpoint": p["checkpoint"] or "(none)", "device": device,
+                  "random_weights": str(rnd).lower(), "torch_threads": self.threads,
+                  "instruction": (self.inputs.instruction or "")[:120], "joint_lag_s": f"{self.joint_lag:.4f}",
+                  **self.ledger.values()}
+        self._pub_diag.publish(diagnostics_msg(f"{self.get_fully_qualified_name()}: inference", level, message,
+                                               values, self.get_clock().now().to_msg(), device))
 
     def destroy_node(self):
         self._active = False
