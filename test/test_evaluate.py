@@ -78,3 +78,38 @@ def test_ablate_two_stage_grid_scores_closed_loop_and_resumes(small_bags, tmp_pa
     same = lambda r: json.dumps(r["cells"], sort_keys=True, default=str)  # noqa: E731 (NaN-safe)
     assert same(again) == same(res)
     assert again["seconds"] == res["seconds"]  # nothing ran: the report keeps the time the grid took
+
+
+def test_single_seed_screening_is_reported_as_such():
+    """`--budget small` screens every cell with one seed: no ANOVA, no seed interval shown as if it were
+    one (no "± 0.000"), language reliance counted only where a seed interval exists, and the report says so."""
+    import dataclasses
+
+    import numpy as np
+
+    from trimodal_ros.eval.ablate import BUDGETS, analyse, report_md
+
+    rng = np.random.default_rng(0)
+    fusions, losses = ["weighted_sum", "qformer"], ["pairwise", "none"]
+    b = BUDGETS["small"]
+    assert b.seeds == 1 and b.confirm_seeds >= 2
+
+    def run(f, l, s):
+        held = [["reach-v3", 40 + k, bool(rng.random() < 0.3)] for k in range(6)]
+        return {"fusion": f, "loss": l, "seed": s, "heldout": held, "val": [["reach-v3", 35, True]],
+                "token_accuracy": 0.4 + 0.01 * s, "action_mae": 0.5, "retrieval_r1": 0.5, "language_reliance": 0.05 + 0.01 * s,
+                "empty_instruction_drop": 0.0, "wording_robustness": 0.0, "grad_conflict": float("nan"),
+                "grad_conflict_null": float("nan"),
+                "baselines": {"most_common_token": 0.3, "most_common_token_per_task": 0.4, "mean_action_mae": 0.5,
+                              "mean_action_mae_per_task": 0.4}}
+
+    runs = [run(f, l, 0) for f in fusions for l in losses] + [run("qformer", "none", s) for s in (1, 2)]
+    res = analyse(runs, fusions, losses, b)
+    assert res["anova"] is None and res["cells"]["qformer/none"]["seeds"] == 3
+    res.update(budget="small", budget_spec=dataclasses.asdict(b), top_cells_by_validation=["qformer/none"],
+               tasks=["reach-v3"], train_samples=1, heldout_samples=1, seconds=60.0, expert_success=1.0, runs=runs)
+    md = report_md(res)
+    assert "not tested (the two-way ANOVA needs ≥ 2 seeds" in md and "one seed" in md
+    assert "1/1 cells with ≥ 2 seeds above 0" in md and "4/4 cells above 0" in md
+    rows = {line.split(" | ")[0][2:]: line for line in md.splitlines() if line.startswith("| ") and "/" in line[:25]}
+    assert "± 0.000" not in rows["weighted_sum/none"] and " ± " in rows["qformer/none"]

@@ -60,9 +60,13 @@ class Budget:
 BUDGETS = {
     "tiny": Budget(steps=6, batch=8, seeds=2, val_episodes=1, screen_episodes=1, top=1, confirm_seeds=2,
                    confirm_episodes=2, max_steps=10),
-    # sized for about an hour on a 2-core CPU with the tiny towers (README "Results" has the measured time)
-    "small": Budget(steps=200, batch=32, seeds=2, val_episodes=1, screen_episodes=1, top=3, confirm_seeds=3,
+    # sized for under an hour on a 2-core CPU (MT10 at 192², mt10_policy's towers; README "Results" has the
+    # measured time): one seed per cell screens, seeds come in stage B. The ANOVA needs ≥ 2 seeds per cell.
+    "small": Budget(steps=200, batch=32, seeds=1, val_episodes=1, screen_episodes=2, top=3, confirm_seeds=3,
                     confirm_episodes=3),
+    # the same episodes per screened cell spread over 2 seeds (seed variance in stage A, the ANOVA): ~1.4× the time
+    "medium": Budget(steps=200, batch=32, seeds=2, val_episodes=1, screen_episodes=1, top=3, confirm_seeds=3,
+                     confirm_episodes=3),
     "full": Budget(steps=3000, batch=128, seeds=3, val_episodes=2, screen_episodes=5, top=4, confirm_seeds=5,
                    confirm_episodes=10),
 }
@@ -342,15 +346,24 @@ def verdict(result: dict) -> List[str]:
                                                            if a["interaction"]["p"] < 0.05 else
                                                            " — no evidence that the fusion effect depends on the loss.")
                      + f" Main effects: fusion p={a['rows']['p']:.3f}, loss p={a['cols']['p']:.3f}.")
+    else:
+        lines.append("- Fusion × loss interaction: not tested (the two-way ANOVA needs ≥ 2 seeds in every cell; "
+                     "`--budget medium` has them).")
+    if min(c["seeds"] for c in cells.values()) < 2:
+        lines.append("- Cells screened with one seed: their intervals and contrasts cover episode variation, not "
+                     "seed variation (the confirmed cells' 3 seeds show how much that adds).")
     rc = result["rank_correlation_with_success"]["token_accuracy"]
     lines.append(f"- Offline token accuracy vs closed-loop success across cells: Spearman ρ={rc['rho']:+.2f} "
                  f"(p={rc['p']:.3f}, {rc['n']} cells)" + (": it ranks the cells as success does." if rc["p"] < 0.05
                                                           and rc["rho"] > 0 else ": it does not rank closed-loop success."))
     rel = {k: c["language_reliance"] for k, c in cells.items()}
-    reads = [k for k, (m, h) in rel.items() if m - h > 0]
+    seeded = [k for k in rel if cells[k]["seeds"] >= 2]  # a seed interval needs two seeds
+    reads = [k for k in seeded if rel[k][0] - rel[k][1] > 0]
     lines.append(f"- Language reliance (token accuracy with the recorded instruction minus with another task's, "
-                 f"same frames): {len(reads)}/{len(rel)} cells read the instruction (interval above 0); range "
-                 f"{min(m for m, _ in rel.values()):+.3f} to {max(m for m, _ in rel.values()):+.3f}.")
+                 f"same frames): range {min(m for m, _ in rel.values()):+.3f} to {max(m for m, _ in rel.values()):+.3f}; "
+                 f"{len([k for k in rel if rel[k][0] > 0])}/{len(rel)} cells above 0"
+                 + (f", {len(reads)}/{len(seeded)} cells with ≥ 2 seeds above 0 by their seed interval." if seeded
+                    else " (one seed each: no interval)."))
     gc = [(c["grad_conflict"][0], c["grad_conflict_null"][0]) for c in cells.values() if not math.isnan(c["grad_conflict"][0])]
     if gc:
         lines.append(f"- Gradient conflict cos(∇action, ∇contrastive) over shared parameters: {np.mean([a for a, _ in gc]):+.3f} "
@@ -388,10 +401,11 @@ def report_md(result: dict) -> str:
              "MAE | language reliance | grad conflict (null) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, c in sorted(cells.items(), key=lambda kv: -kv[1]["success"]):
+        pm = (lambda h: f" ± {h:.3f}") if c["seeds"] > 1 else (lambda h: "")  # no seed interval from one seed
         lines.append(f"| {k} | {c['seeds']} | {c['episodes']} | **{c['success']:.2f}** | [{c['wilson95'][0]:.2f}, "
                      f"{c['wilson95'][1]:.2f}] | [{c['bootstrap95'][0]:.2f}, {c['bootstrap95'][1]:.2f}] | "
-                     f"{c['val_success']:.2f} | {c['token_accuracy'][0]:.3f} ± {c['token_accuracy'][1]:.3f} | "
-                     f"{c['action_mae'][0]:.3f} | {c['language_reliance'][0]:+.3f} ± {c['language_reliance'][1]:.3f} | "
+                     f"{c['val_success']:.2f} | {c['token_accuracy'][0]:.3f}{pm(c['token_accuracy'][1])} | "
+                     f"{c['action_mae'][0]:.3f} | {c['language_reliance'][0]:+.3f}{pm(c['language_reliance'][1])} | "
                      f"{c['grad_conflict'][0]:+.3f} ({c['grad_conflict_null'][0]:+.3f}) |")
     base = next(iter(result["runs"]))["baselines"] if result["runs"] else {}
     if base:
