@@ -113,3 +113,7 @@ def test_single_seed_screening_is_reported_as_such():
     assert "1/1 cells with ≥ 2 seeds above 0" in md and "4/4 cells above 0" in md
     rows = {line.split(" | ")[0][2:]: line for line in md.splitlines() if line.startswith("| ") and "/" in line[:25]}
     assert "± 0.000" not in rows["weighted_sum/none"] and " ± " in rows["qformer/none"]
+    one_loss = analyse([r for r in runs if r["loss"] == "none"], fusions, ["none"], b)  # the language set's shape
+    one_loss.update({k: res[k] for k in ("budget", "budget_spec", "top_cells_by_validation", "tasks", "train_samples",
+                                         "heldout_samples", "seconds", "expert_success", "runs")})
+    assert "interaction" not in report_md(one_loss)  # no second factor: nothing to say about an ANOVA

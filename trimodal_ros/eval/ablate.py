@@ -346,7 +346,7 @@ def verdict(result: dict) -> List[str]:
                                                            if a["interaction"]["p"] < 0.05 else
                                                            " — no evidence that the fusion effect depends on the loss.")
                      + f" Main effects: fusion p={a['rows']['p']:.3f}, loss p={a['cols']['p']:.3f}.")
-    else:
+    elif len({c["fusion"] for c in cells.values()}) > 1 and len({c["loss"] for c in cells.values()}) > 1:
         lines.append("- Fusion × loss interaction: not tested (the two-way ANOVA needs ≥ 2 seeds in every cell; "
                      "`--budget medium` has them).")
     if min(c["seeds"] for c in cells.values()) < 2:
