@@ -161,3 +161,23 @@ def test_two_process_gloo_ddp_keeps_ranks_identical(small_bags, tmp_path):
     torch.manual_seed(saved["config"]["train"]["seed"])
     fresh = TriModalModel(load_config("qformer").model)
     assert any(not torch.equal(p, w0[n]) for n, p in fresh.named_parameters())
+
+
+def test_train_cli_overrides_reach_the_config(monkeypatch, tmp_path):
+    """`trimodal-ros train --steps/--loss/--augment-shift` replace the config's values (checked like the YAML)."""
+    import trimodal_ros.train.trainer as trainer
+    from trimodal_ros.cli import main
+
+    seen = {}
+
+    def fake_train(cfg, data, out, **kw):
+        seen["cfg"] = cfg
+        return dataclasses.make_dataclass("R", [("rank", int), ("checkpoint", str)])(0, str(tmp_path / "last.pt"))
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    argv = ["train", "--config", "mt10_policy", "--data", str(tmp_path), "--out", str(tmp_path)]
+    assert main(argv + ["--steps", "7", "--loss", "joint", "--augment-shift", "4"]) == 0
+    t = seen["cfg"].train
+    assert (t.steps, t.loss, t.augment_shift) == (7, "joint", 4)
+    with pytest.raises(ConfigError, match="augment_shift"):
+        main(argv + ["--augment-shift", "-1"])

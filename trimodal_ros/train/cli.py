@@ -18,6 +18,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--augment-shift", type=int, default=None,
+                   help="override train.augment_shift: DrQ random shift of training images by up to ± N pixels")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cli_train)
@@ -29,7 +31,8 @@ def cli_train(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = load_config(args.config, fusion=args.fusion)
     over = {k: v for k, v in {"loss": args.loss, "seed": args.seed, "steps": args.steps,
-                               "batch_size": args.batch_size}.items() if v is not None}
+                               "batch_size": args.batch_size, "augment_shift": args.augment_shift}.items()
+            if v is not None}
     if over:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **over))
     result = train(cfg, args.data, args.out, resume=args.resume, device=args.device)
