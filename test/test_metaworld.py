@@ -161,3 +161,50 @@ def test_imports_stay_light():
             "print(sorted(m for m in ('rclpy', 'mujoco', 'metaworld') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_camera_specs_name_each_camera_and_say_what_is_wrong():
+    assert mw.camera_spec("corner") == {"camera": "corner"}
+    assert mw.camera_spec("corner, top_camera=topview") == {"camera": "corner", "top_camera": "topview"}
+    assert mw.camera_spec("front=corner2") == {"front": "corner2"}
+    for bad in ("corner,topview", "corner,top=topview,top=corner2", ""):
+        with pytest.raises(ValueError, match="NAME=MUJOCO_CAM"):
+            mw.camera_spec(bad)
+    assert mw.sim_camera_spec(["camera"]) == "corner"
+    assert mw.sim_camera_spec(["camera", "top_camera"]) == "corner,top_camera=topview"
+    with pytest.raises(ValueError, match="no simulated camera for \\['left'\\]"):
+        mw.sim_camera_spec(["camera", "left"])
+
+
+def test_two_named_cameras_are_recorded_on_their_topics_and_read_as_views(tmp_path):
+    """generate --camera corner,top_camera=topview: both views, same stamps, each the camera's own
+    upright render; a two-camera dataset gives (2, H, W, 3) samples, and a one-camera folder is
+    skipped with the missing topic named."""
+    from trimodal_ros.data.dataset import BagDataset
+
+    two, one = tmp_path / "two", tmp_path / "one"
+    assert main(["generate", "--tasks", "reach-v3", "--episodes", "1", "--out", str(two), "--size", "32",
+                 "--max-steps", "6", "--keep-failures", "--camera", "corner,top_camera=topview"]) == 0
+    bag_dir = B.find_bags(two)[0]
+    meta = json.loads((bag_dir / "episode.json").read_text())
+    assert meta["cameras"] == {"camera": "corner", "top_camera": "topview"}
+    assert "/top_camera/image_raw" in meta["topics"]
+    bag = B.read_bag(bag_dir)
+    corner, top = bag.messages[mw.TOPIC_IMAGE], bag.messages["/top_camera/image_raw"]
+    assert len(corner) == len(top) == 6 and [m.header.frame_id for m in top[:1]] == ["topview"]
+    assert [m.header.stamp.nanosec for m in corner] == [m.header.stamp.nanosec for m in top]
+    scene = mw.SawyerScene("reach-v3", "topview", 32)
+    try:
+        scene.reset(meta["layout"])
+        assert np.array_equal(scene.render(), image_from_msg(top[0]))  # the first frame, before any step
+    finally:
+        scene.close()
+    ds = BagDataset(two, chunk=2, verbose=False, cameras=["camera", "top_camera"])
+    assert len(ds) == 6 and ds[2]["image"].shape == (2, 32, 32, 3)
+    assert np.array_equal(ds[2]["image"][1], image_from_msg(top[2]))
+    assert np.array_equal(ds[2]["image"][0], image_from_msg(corner[2]))
+    assert main(["generate", "--tasks", "reach-v3", "--episodes", "1", "--out", str(one), "--size", "32",
+                 "--max-steps", "6", "--keep-failures"]) == 0
+    with pytest.warns(RuntimeWarning, match="top_camera"):
+        ds1 = BagDataset(one, chunk=2, verbose=False, cameras=["camera", "top_camera"])
+    assert len(ds1) == 0 and "/top_camera/image_raw" in ds1.skipped[0][1]

@@ -107,3 +107,26 @@ def test_preprocess_rejects_bad_frames():
         model.preprocess(np.zeros((1, 32, 32, 3), np.float32))
     x = model.preprocess(np.zeros((1, 240, 320, 3), np.uint8))
     assert x.shape == (1, 3, model.image_size, model.image_size)
+
+
+def test_two_cameras_go_through_one_tower_and_both_views_matter():
+    model = make(cameras=["camera", "top_camera"]).eval()
+    g = np.random.default_rng(1)
+    views = g.integers(0, 256, size=(B, 2, 48, 64, 3), dtype=np.uint8)
+    x = model.preprocess(views)
+    assert x.shape == (B, 2, 3, model.image_size, model.image_size)
+    proprio, ids = torch.randn(B, model.cfg.proprio_dim), model.tokenize(TEXTS)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.view_embedding)  # a trained model's; zero at init
+        out = model(x, proprio, text_ids=ids)
+        assert out.fused.shape == (B, model.cfg.embed_dim)
+        other = views.copy()
+        other[:, 1] = 255 - other[:, 1]  # only the second camera changes
+        assert not torch.allclose(out.fused, model(model.preprocess(other), proprio, text_ids=ids).fused)
+        swapped = views[:, ::-1].copy()  # which camera is which matters too
+        assert not torch.allclose(out.fused, model(model.preprocess(swapped), proprio, text_ids=ids).fused)
+    with pytest.raises(ValueError, match="2 cameras"):
+        model(x[:, 0], proprio, text_ids=ids)
+    with pytest.raises(ValueError, match="got 3 camera views"):
+        model(torch.cat([x, x[:, :1]], 1), proprio, text_ids=ids)
+    assert not hasattr(make(), "view_merge")  # one camera: the model of before, no extra parameters

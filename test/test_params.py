@@ -94,6 +94,18 @@ def test_gate_says_what_holds_a_frame_back():
     assert i.gate(1.0, 0.5, timeout=0.01)[1:] == (None, None, True, "waiting_for_instruction")
 
 
+def test_other_cameras_frames_are_taken_at_or_before_the_primary_stamp():
+    i = Inputs()
+    assert i.views_at(["top"], 1.0, 0.5) == "waiting_for_camera"
+    assert i.views_at([], 1.0, 0.5) == {}  # a one-camera model needs none
+    i.add_view("top", 0.2, "old", keep=2.0)
+    assert i.views_at(["top"], 1.0, 0.5) == "stale_camera"
+    i.add_view("top", 0.9, "fresh", keep=2.0)
+    i.add_view("top", 1.1, "later", keep=2.0)
+    assert i.views_at(["top"], 1.0, 0.5) == {"top": "fresh"}
+    assert i.views_at(["top", "wrist"], 1.0, 0.5) == "waiting_for_camera"
+
+
 def test_readme_parameter_table_is_the_table():
     from pathlib import Path
 

@@ -135,3 +135,23 @@ def test_policy_ensembles_from_its_config_and_reset_forgets():
     np.testing.assert_allclose(a1.actions[1:], c1.actions[1:])
     ens.reset("reach the goal")  # a new task forgets the old chunks
     assert ens.act(frame(1), np.zeros(9), np.zeros(9)).actions[0] == pytest.approx(c1.actions[0])
+
+
+
+def test_act_takes_named_camera_frames_in_the_model_order():
+    """A two-camera model takes {name: frame} (any order, extra cameras ignored) or (V, H, W, 3) in
+    its camera order; a missing camera or a lone frame is a clear error."""
+    p = Policy.load(fusion="weighted_sum", config="mt10_two_cameras", seed=0)
+    assert p.model_config.cameras == ["camera", "top_camera"]
+    a, b = frame(1), frame(2)
+    out = []
+    for views in ({"top_camera": b, "camera": a, "wrist": frame(3)}, np.stack([a, b]), {"camera": b, "top_camera": a}):
+        p.reset("reach the goal")
+        out.append(p.act(views, np.zeros(9), np.zeros(9)).embedding)
+    np.testing.assert_array_equal(out[0], out[1])
+    assert not np.allclose(out[0], out[2])
+    p.reset("reach the goal")
+    with pytest.raises(ValueError, match="top_camera"):
+        p.act({"camera": a}, np.zeros(9))
+    with pytest.raises(ValueError, match="2 cameras"):
+        p.act(a, np.zeros(9))

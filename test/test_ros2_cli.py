@@ -503,7 +503,8 @@ def test_colcon_build_installs_the_package(ws):
     share = ws.install / "share" / "trimodal_ros"
     assert (share / "package.xml").is_file() and (share / "launch" / "vla.launch.py").is_file()
     # one config per fusion variant, plus the trained recipes (config:=mt10_policy)
-    assert sorted(p.stem for p in (share / "config").glob("*.yaml")) == sorted(VARIANTS + ["mt10_policy"])
+    assert sorted(p.stem for p in (share / "config").glob("*.yaml")) == sorted(VARIANTS + ["mt10_policy",
+                                                                                      "mt10_two_cameras"])
     assert not any(ws.root.joinpath("src", "trimodal_ros").glob("*.egg-info"))  # the build wrote nothing there
     for exe in ("vla_node", "sim_node", "trimodal-ros"):
         assert os.access(ws.install / "lib" / "trimodal_ros" / exe, os.X_OK), exe
@@ -687,6 +688,17 @@ def test_fusion_variant_serves_tokens(ws, ros, bag, fusion, request):
     serves_tokens(ros, bag, ns, fusion, random_weights=ckpt is None, player=CliPlayer)
     if ckpt:
         assert "NO CHECKPOINT" not in lc.output()
+    lc.stop()
+
+
+def test_a_two_camera_config_subscribes_each_named_camera(ws, ros):
+    """`config:=mt10_two_cameras`: the launched vla_node subscribes camera/image_raw and
+    top_camera/image_raw, as the checkpoint's (here the config's) cameras say; nothing else changes."""
+    ns = ros.namespace("two_cams")
+    lc = start(ros, ns, "weighted_sum", "config:=mt10_two_cameras")
+    want = [f"/{ns}/{t} [sensor_msgs/msg/Image]" for t in (I.image_topic("camera"), I.image_topic("top_camera"))]
+    r = ros.run_until("ros2", "topic", "list", "-t", ok=lambda r: all(w in r.stdout for w in want))
+    assert all(w in r.stdout for w in want), r.output
     lc.stop()
 
 

@@ -19,7 +19,7 @@ from std_msgs.msg import Float32MultiArray, Int32MultiArray, String
 from trajectory_msgs.msg import JointTrajectory
 
 from trimodal_ros import interface as I
-from trimodal_ros.config import load_config
+from trimodal_ros.config import load_config, resolve_config_path
 from trimodal_ros.model.fusion import FUSIONS
 from trimodal_ros.ros.conversions import (
     compressed_image_to_msg,
@@ -488,3 +488,42 @@ def test_checkpoint_for_another_fusion_is_a_clear_error(ros, tmp_path):
 def test_best_effort_reader_qos_is_what_the_interface_says():
     assert qos_profile(I.JOINTS_QOS).reliability == ReliabilityPolicy.BEST_EFFORT
     assert isinstance(qos_profile(I.LATCHED), QoSProfile)
+
+
+def test_a_second_named_camera_is_subscribed_aligned_and_used(ros, tmp_path):
+    """A model with cameras [camera, top_camera]: vla_node also subscribes top_camera/image_raw; a
+    primary frame waits (counted) until the other camera has a frame at or before its stamp, then
+    both views reach the model (a different top view gives a different embedding); bad frames of
+    the other camera are counted; the ledger stays balanced."""
+    cfg = tmp_path / "two_cameras.yaml"
+    cfg.write_text(resolve_config_path("weighted_sum").read_text()
+                   .replace("model:\n", "model:\n  cameras: [camera, top_camera]\n", 1))
+    ns = "/two_cams"
+    h = Harness(ros, ns)
+    top = ros.client.create_publisher(Image, f"{ns}/top_camera/image_raw", 10)
+    node = ros.vla_node(ns, config=str(cfg), image_qos_reliability="reliable")
+    assert node.cameras == ["camera", "top_camera"]
+    assert wait_for(lambda: h.connected() and top.get_subscription_count() > 0)
+    h.instruction.publish(String(data="reach the goal"))
+    before = settled(node)
+    h.step(1.0)  # no top_camera frame yet: held back
+    assert wait_for(lambda: node.ledger.snapshot()["waiting_for_camera"] > before["waiting_for_camera"], timeout=10)
+    assert len(h.got["action"]) == 0
+    bad = image_to_msg(np.zeros((8, 8, 3), np.uint8))
+    bad.encoding = "yuv422"
+    top.publish(bad)
+    assert wait_for(lambda: node.ledger.snapshot()["bad_secondary_image"] == before["bad_secondary_image"] + 1)
+    rng = np.random.default_rng(0)
+    primary = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    for k, t in enumerate((2.0, 3.0, 4.0)):  # same primary view and joints; the top view differs at t=3
+        view = np.full((48, 64, 3), 255 if k == 1 else 0, np.uint8)
+        top.publish(image_to_msg(view, sec_to_stamp(t)))
+        time.sleep(0.2)
+        h.step(t, rgb=primary)
+        assert wait_for(lambda: len(h.got["embedding"]) == k + 1, timeout=10), node.ledger.snapshot()
+    e = [multiarray_to_numpy(m) for m in h.got["embedding"]]
+    assert not np.allclose(e[0], e[1]) and np.allclose(e[0], e[2], atol=1e-6)
+    assert [stamp_to_sec(a.header.stamp) for a in h.got["action"]] == [2.0, 3.0, 4.0]
+    c = settled(node)
+    assert c["frames_in"] == sum(c[k] for k in FRAME_OUTCOMES) and c["unaccounted"] == 0, c
+    assert wait_for(lambda: any(d.get("cameras") == "camera top_camera" for d in h.got["diagnostics"]), timeout=5)

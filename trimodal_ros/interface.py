@@ -38,6 +38,18 @@ ACTION_NAMES = ["ee_dx", "ee_dy", "ee_dz", "gripper"]
 
 MAX_INSTRUCTION_CHARS = 2000
 
+# --- cameras ----------------------------------------------------------------------------------------
+# A model sees one or more named cameras (``ModelConfig.cameras``); camera NAME publishes on
+# ``NAME/image_raw`` (and ``NAME/image_raw/compressed``). The first is the primary: each of its
+# frames is one tick; the others contribute their latest frame at or before that frame's stamp.
+# The default single camera is "camera", whose topic is IMAGE_TOPIC.
+PRIMARY_CAMERA = "camera"
+
+
+def image_topic(camera: str = PRIMARY_CAMERA, compressed: bool = False) -> str:
+    """``camera`` → ``camera/image_raw``; ``top_camera`` → ``top_camera/image_raw`` (+ ``/compressed``)."""
+    return f"{camera}/image_raw" + ("/compressed" if compressed else "")
+
 MSG_TYPES = {
     IMAGE_TOPIC: "sensor_msgs/msg/Image",
     COMPRESSED_IMAGE_TOPIC: "sensor_msgs/msg/CompressedImage",
@@ -105,6 +117,8 @@ def publisher_qos(topic: str) -> Qos:
     """The QoS ``topic`` is published with ('/robot1/instruction' → LATCHED); RELIABLE for a topic
     this package does not publish."""
     name = topic.lstrip("/")
+    if name.endswith(("/image_raw", "/image_raw/compressed")):  # any camera
+        return RELIABLE
     for t, q in PUBLISHER_QOS.items():
         t = t.lstrip("/")
         if name == t or name.endswith("/" + t):

@@ -18,7 +18,7 @@ import collections
 import dataclasses
 import time
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -200,15 +200,32 @@ class Policy:
                               mc.action_history, mc.action_dim)
 
     # --- inference ---------------------------------------------------------------------------------
+    def views(self, image) -> np.ndarray:
+        """What ``act`` feeds the model: a uint8 (H, W, 3) frame, or a {camera name: frame} mapping
+        holding the model's cameras (``ModelConfig.cameras``) → (H, W, 3), or (V, H, W, 3) in the
+        model's camera order for a multi-camera model."""
+        cams = self.config.model.cameras
+        if isinstance(image, Mapping):
+            missing = [c for c in cams if c not in image]
+            if missing:
+                raise ValueError(f"no frame from camera(s) {missing}; the model sees {cams}, got {list(image)}")
+            frames = [np.asarray(image[c]) for c in cams]
+            return frames[0] if len(frames) == 1 else np.stack(frames)
+        image = np.asarray(image)
+        if len(cams) > 1 and image.ndim != 4:
+            raise ValueError(f"the model sees {len(cams)} cameras {cams}: give (V, H, W, 3) or a mapping")
+        return image
+
     @torch.inference_mode()
-    def act(self, image: np.ndarray, joint_positions, joint_velocities=None, stamp: Optional[int] = None) -> Step:
-        """One tick: uint8 (H, W, 3) RGB frame + joints → ``Step``. ``stamp`` (ns, the frame's
-        time) is recorded as ``last_stamp``; the instruction is the one of the last ``reset``."""
+    def act(self, image, joint_positions, joint_velocities=None, stamp: Optional[int] = None) -> Step:
+        """One tick: uint8 (H, W, 3) RGB frame (or the cameras' frames, see ``views``) + joints →
+        ``Step``. ``stamp`` (ns, the frame's time) is recorded as ``last_stamp``; the instruction
+        is the one of the last ``reset``."""
         if self._instruction is None:
             raise RuntimeError("no instruction: call reset(instruction) first")
         t0 = time.perf_counter()
         p = torch.from_numpy(self.proprio(joint_positions, joint_velocities)).unsqueeze(0).to(self.device)
-        out = self.model(self.model.preprocess(np.asarray(image)[None]), p,
+        out = self.model(self.model.preprocess(self.views(image)[None]), p,
                          text=self.text_features([self._instruction]))
         fused = out.fused[0].float().cpu().numpy()
         tokens = out.tokens()[0].cpu().numpy()  # (K, A)

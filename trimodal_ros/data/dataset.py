@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..decode import BadInput, image_from_msg, joints_from_msg, stamp_ns
-from ..interface import ACTION_NAMES, SAWYER_JOINTS
+from ..interface import ACTION_NAMES, PRIMARY_CAMERA, SAWYER_JOINTS
 from ..model.preprocess import proprio_vector
 from .align import MISSING, STALE, select_latest
 from .bags import IMAGE, BagError, PathLike, find_bags, read_bag, read_sidecar, topic_message_count
@@ -40,6 +40,7 @@ from .metaworld import (
     TOPIC_IMAGE,
     TOPIC_INSTRUCTION,
     TOPIC_JOINTS,
+    camera_topic,
     layout_split,
 )
 
@@ -90,6 +91,10 @@ class BagDataset(Dataset):
         max_input_age: seconds; a joint state / action older than this at a frame is STALE.
         tasks: optionally keep only these task names.
         images: False skips decoding the frames (``image`` is None): labels only, for baselines.
+        cameras: the named cameras a sample holds, primary first (``ModelConfig.cameras``). Each
+            primary frame is a sample; another camera contributes its latest frame at or before
+            that stamp (a frame it lacks, or one older than ``max_input_age``, drops the sample).
+            With one camera ``image`` is (H, W, 3), with V it is (V, H, W, 3).
 
     A sample's ``instruction`` is the one recorded in the bag; training and evaluation draw
     paraphrases themselves (``train.trainer.Batcher``, ``eval.evaluate``).
@@ -98,7 +103,7 @@ class BagDataset(Dataset):
     def __init__(self, root: PathLike, chunk: int = 1, action_history: int = 0,
                  joint_names: Sequence[str] = SAWYER_JOINTS, use_velocities: bool = True,
                  split: str = "all", max_input_age: float = 0.1, tasks: Optional[Sequence[str]] = None,
-                 verbose: bool = True, images: bool = True):
+                 verbose: bool = True, images: bool = True, cameras: Sequence[str] = (PRIMARY_CAMERA,)):
         if chunk < 1 or action_history < 0:
             raise ValueError(f"need chunk >= 1 and action_history >= 0, got {chunk}, {action_history}")
         if split not in LAYOUT_SPLITS + ("all",):
@@ -107,9 +112,11 @@ class BagDataset(Dataset):
         self.chunk, self.action_history = int(chunk), int(action_history)
         self.joint_names, self.use_velocities = list(joint_names), bool(use_velocities)
         self.split, self.max_input_age, self.images = split, max_input_age, images
+        self.cameras = list(cameras)
+        self.image_topics = [camera_topic(c) for c in self.cameras]
         self.skipped: List[Tuple[Path, str]] = []
         self.dropped = {"missing_joint_state": 0, "stale_joint_state": 0, "missing_action": 0,
-                        "stale_action": 0, "missing_instruction": 0}
+                        "stale_action": 0, "missing_instruction": 0, "missing_camera_frame": 0}
         self.episodes: List[Episode] = []
         self._load(tasks)
         (print if verbose else log.info)(self.summary())
@@ -118,7 +125,8 @@ class BagDataset(Dataset):
     def from_config(cls, root: PathLike, model_cfg, **kw) -> "BagDataset":
         """A dataset whose proprio/chunk layout matches a ``ModelConfig``."""
         return cls(root, chunk=model_cfg.chunk, action_history=model_cfg.action_history,
-                   joint_names=model_cfg.joint_names, use_velocities=model_cfg.use_velocities, **kw)
+                   joint_names=model_cfg.joint_names, use_velocities=model_cfg.use_velocities,
+                   cameras=model_cfg.cameras, **kw)
 
     # --- loading ----------------------------------------------------------------------------
 
@@ -156,12 +164,15 @@ class BagDataset(Dataset):
         n_act, n = 0, 0
         for path, meta, n_meta in cands:
             try:
-                bag = read_bag(path, (TOPIC_IMAGE, TOPIC_JOINTS, TOPIC_ACTION, TOPIC_INSTRUCTION))
+                bag = read_bag(path, (*self.image_topics, TOPIC_JOINTS, TOPIC_ACTION, TOPIC_INSTRUCTION))
                 if len(bag.messages.get(TOPIC_IMAGE, ())) != n_meta:  # also guards the preallocation
                     raise BagError(path, f"metadata.yaml lists {n_meta} {TOPIC_IMAGE} messages, the "
                                          f"storage has {len(bag.messages.get(TOPIC_IMAGE, ()))}")
                 keep, js_i, act_i, ins_i, pos, vel, acts, images = self._align(bag, meta)
                 decoded = [image_from_msg(images[f]) for f in keep] if self.images else []  # views: no copy
+                if self.images and len(self.cameras) > 1:  # (V, H, W, 3) per kept frame
+                    decoded = [np.stack([im] + [image_from_msg(v[j]) for v in self._other_views])
+                               for j, im in enumerate(decoded)]
             except (BagError, BadInput) as e:
                 self._skip(path, e)
                 continue
@@ -203,7 +214,8 @@ class BagDataset(Dataset):
         self._instr = cat(instr_of, np.int64)
 
     def _align(self, bag, meta):
-        """Indices of kept frames and of their joint state / action / instruction messages."""
+        """Indices of kept frames and of their joint state / action / instruction messages (and,
+        with several cameras, ``_other_views``: per other camera, its message for each kept frame)."""
         cam_t, images = bag.topic(TOPIC_IMAGE)
         if not images:
             raise BagError(bag.path, f"no messages on {TOPIC_IMAGE}")
@@ -231,7 +243,21 @@ class BagDataset(Dataset):
         ok &= act_i >= 0
         d["missing_instruction"] += int(np.sum(ok & (ins_i < 0)))
         ok &= ins_i >= 0
+        others = []
+        for topic in self.image_topics[1:]:
+            msgs = bag.topic(topic)[1]
+            if not msgs:
+                raise BagError(bag.path, f"no messages on {topic}: the model's cameras are {self.cameras}")
+            if msgs[0].__msgtype__ != IMAGE:
+                raise BagError(bag.path, f"{topic} is {msgs[0].__msgtype__}, expected {IMAGE}")
+            o_s = _header_s(msgs)
+            order = np.argsort(o_s, kind="stable")
+            o_i = select_latest(o_s[order], cam_s, self.max_input_age)
+            d["missing_camera_frame"] += int(np.sum(ok & (o_i < 0)))
+            ok &= o_i >= 0
+            others.append((msgs, order, o_i))
         keep = np.flatnonzero(ok)
+        self._other_views = [[msgs[order[i]] for i in o_i[keep]] for msgs, order, o_i in others]
         # the node's decoder: the same accepted messages and the same errors as serving
         try:
             pv = [joints_from_msg(m, self.joint_names) for m in js_msgs]
@@ -299,7 +325,7 @@ def _header_s(msgs) -> np.ndarray:
 
 
 def collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
-    """List of samples → batch: uint8 image tensor (B, H, W, 3) (feed it to the model's
+    """List of samples → batch: uint8 image tensor (B, H, W, 3) or (B, V, H, W, 3) (feed it to the model's
     ``preprocess``), float32 proprio (B, P) / actions (B, K, 4), bool action_mask (B, K),
     int64 task_id / step / layout (B,), and lists of str for instruction / task / episode."""
     if not batch:

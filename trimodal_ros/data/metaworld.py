@@ -5,7 +5,9 @@ zstd-chunked ``.mcap`` (``ros2 bag info/play`` read it) and ``episode.json``. To
 with simulation time (one env step = 12.5 ms = 5 MuJoCo steps of 2.5 ms, starting at the sim
 time after ``reset``):
 
-* ``/camera/image_raw``  sensor_msgs/Image, rgb8, upright, ``frame_id`` = camera name;
+* ``/camera/image_raw``  sensor_msgs/Image, rgb8, upright, ``frame_id`` = camera name; with
+                         ``--camera corner,top_camera=topview`` each further named camera NAME
+                         records ``/NAME/image_raw`` with the same stamps (``camera_spec``);
 * ``/instruction``       std_msgs/String, once, at the first frame's stamp (log time);
 * ``/joint_states``      sensor_msgs/JointState: the Sawyer's MuJoCo joints ``right_j0..6``,
                          ``r_close``, ``l_close`` with positions and velocities;
@@ -73,6 +75,11 @@ TOPIC_INSTRUCTION = I.absolute(I.INSTRUCTION_TOPIC)
 TOPIC_JOINTS = I.absolute(I.JOINTS_TOPIC)
 TOPIC_ACTION = I.absolute(I.EXPERT_ACTION_TOPIC)
 TOPICS = (TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_JOINTS, TOPIC_ACTION)
+
+
+def camera_topic(camera: str) -> str:
+    """The bag topic of a named camera: ``camera`` → ``/camera/image_raw`` (= TOPIC_IMAGE)."""
+    return I.absolute(I.image_topic(camera))
 CUSTOM_DATA_KEY = "trimodal_ros.episode"
 
 N_LAYOUTS = 50
@@ -158,16 +165,52 @@ def _load_triton_before_mesa() -> None:
         pass
 
 
+def camera_spec(spec: str) -> Dict[str, str]:
+    """``--camera`` → {ROS camera name: MuJoCo camera}, primary first: ``corner`` → {camera: corner};
+    ``corner,top_camera=topview`` → {camera: corner, top_camera: topview} (each further camera
+    needs a name; camera NAME is recorded and published on ``NAME/image_raw``)."""
+    out: Dict[str, str] = {}
+    for i, part in enumerate(p.strip() for p in str(spec).split(",")):
+        name, _, cam = part.rpartition("=")
+        if not name and i == 0:
+            name = I.PRIMARY_CAMERA
+        if not name or not cam or name in out:
+            raise ValueError(f"camera spec {spec!r}: give MUJOCO_CAM[,NAME=MUJOCO_CAM...] with distinct names "
+                             f"(e.g. corner,top_camera=topview)")
+        out[name] = cam
+    return out
+
+
+# The MuJoCo camera that stands in for a model camera of this name in simulation (rollouts,
+# sim_node) when no ``--camera`` spec is given.
+SIM_CAMERAS = {I.PRIMARY_CAMERA: "corner", "top_camera": "topview", "wrist_camera": "gripperPOV",
+               "side_camera": "corner2"}
+
+
+def sim_camera_spec(cameras) -> str:
+    """The ``camera_spec`` that feeds a model's named ``cameras`` in simulation:
+    ["camera", "top_camera"] → "corner,top_camera=topview"."""
+    unknown = [c for c in cameras if c not in SIM_CAMERAS]
+    if unknown:
+        raise ValueError(f"no simulated camera for {unknown}: give --camera NAME=MUJOCO_CAM for each "
+                         f"(known: {SIM_CAMERAS})")
+    first, *rest = cameras
+    return ",".join([SIM_CAMERAS[first] if first == I.PRIMARY_CAMERA else f"{first}={SIM_CAMERAS[first]}"]
+                    + [f"{c}={SIM_CAMERAS[c]}" for c in rest])
+
+
 class SawyerScene:
     """One Meta-World task env with a fast offscreen renderer and named-joint readout. ``task`` is
     a Meta-World v3 name or a language-critical ``<task>@lang`` (``language_tasks``): the same env
-    started from its group's shared state (``reset``), its task-specific goal markers hidden."""
+    started from its group's shared state (``reset``), its task-specific goal markers hidden.
+    ``camera`` is a ``camera_spec``: one MuJoCo camera, or several named ones (``views``)."""
 
     def __init__(self, task: str, camera: str = "corner", size: int = 224, max_steps: int = 500):
         _load_triton_before_mesa()
         import mujoco
 
         task_id(task)  # unknown task: clear error before the slow import
+        self.cameras = camera_spec(camera)
         self.task, self.camera, self.size = task, camera, int(size)
         self.base_task = LT.base_task(task)
         self.language_critical = LT.is_variant(task)
@@ -178,10 +221,11 @@ class SawyerScene:
         self.env.reset()
         m, d = self.model, self.data = self.env.model, self.env.data
         self.dt_ns = int(round(m.opt.timestep * self.env.frame_skip * 1e9))
-        self.cam_id = mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, camera)
-        if self.cam_id < 0:
+        self.cam_ids = {n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, c) for n, c in self.cameras.items()}
+        if min(self.cam_ids.values()) < 0:
             names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(m.ncam)]
             raise ValueError(f"camera {camera!r} not in the Meta-World model; cameras: {names}")
+        self.cam_id = next(iter(self.cam_ids.values()))  # the primary
         # joint name -> qpos / dof address, straight from the model
         self.joint_names = list(I.SAWYER_JOINTS)
         ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in self.joint_names]
@@ -200,7 +244,8 @@ class SawyerScene:
         self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
         mujoco.mj_forward(m, d)
         # a camera whose image "up" (its y axis) points down in the world renders upside down
-        self.upside_down = bool(d.cam_xmat[self.cam_id].reshape(3, 3)[2, 1] < 0)
+        self.flipped = {n: bool(d.cam_xmat[c].reshape(3, 3)[2, 1] < 0) for n, c in self.cam_ids.items()}
+        self.upside_down = self.flipped[next(iter(self.flipped))]
 
     def reset(self, layout: int) -> np.ndarray:
         """Start layout ``layout`` (``layout_task``); for a language-critical task, in its group's
@@ -218,14 +263,19 @@ class SawyerScene:
     def joints(self) -> Tuple[np.ndarray, np.ndarray]:
         return self.data.qpos[self.qpos_adr].copy(), self.data.qvel[self.dof_adr].copy()
 
-    def render_raw(self) -> np.ndarray:
-        self.renderer.update_scene(self.data, camera=self.cam_id)
+    def render_raw(self, cam_id: Optional[int] = None) -> np.ndarray:
+        self.renderer.update_scene(self.data, camera=self.cam_id if cam_id is None else cam_id)
         return self.renderer.render()
 
-    def render(self) -> np.ndarray:
-        """Upright uint8 (size, size, 3) RGB frame."""
-        img = self.render_raw()
-        return np.ascontiguousarray(img[::-1, ::-1]) if self.upside_down else img
+    def render(self, name: Optional[str] = None) -> np.ndarray:
+        """Upright uint8 (size, size, 3) RGB frame of camera ``name`` (default: the primary)."""
+        name = next(iter(self.cam_ids)) if name is None else name
+        img = self.render_raw(self.cam_ids[name])
+        return np.ascontiguousarray(img[::-1, ::-1]) if self.flipped[name] else img
+
+    def views(self, names=None) -> Dict[str, np.ndarray]:
+        """{camera name: upright frame} of ``names`` (default: every camera), in that order."""
+        return {n: self.render(n) for n in (self.cam_ids if names is None else names)}
 
     def step(self, action: np.ndarray):
         obs, _, _, _, info = self.env.step(action)
@@ -290,7 +340,7 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
             for i in range(max_steps):
                 t = t0 + i * scene.dt_ns
                 c = _timer()
-                frame = scene.render()
+                frames = scene.views()
                 timing["render"] += c()
                 c = _timer()
                 pos, vel = scene.joints()
@@ -301,7 +351,8 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                 timing["sim"] += c()
                 c = _timer()
                 w.write(TOPIC_JOINTS, joint_state_msg(scene.joint_names, pos, vel, t))
-                w.write(TOPIC_IMAGE, image_msg(frame, t, scene.camera))
+                for cam in reversed(list(frames)):  # the primary last, as sim_node publishes: replayed,
+                    w.write(camera_topic(cam), image_msg(frames[cam], t, scene.cameras[cam]))  # it finds the rest
                 w.write(TOPIC_ACTION, action_msg(action, t))
                 timing["write"] += c()
                 c = _timer()
@@ -317,10 +368,12 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                 "success": success, "length": steps, "first_success_step": first_success,
                 "max_steps": max_steps, "instruction": instruction, "paraphrase_split": para_split,
                 "camera": scene.camera, "image_size": [scene.size, scene.size],
+                **({"cameras": scene.cameras} if len(scene.cameras) > 1 else {}),
                 "rotated_180": scene.upside_down, "control_period_ns": scene.dt_ns,
                 "start_ns": t0, "joint_names": scene.joint_names,
                 "action_names": list(I.ACTION_NAMES),
-                "action_topic_type": "sensor_msgs/msg/JointState", "topics": list(TOPICS),
+                "action_topic_type": "sensor_msgs/msg/JointState",
+                "topics": list(TOPICS) + [camera_topic(c) for c in list(scene.cameras)[1:]],
                 "generator": "trimodal-ros generate",
             }
             if scene.language_critical:  # plain Meta-World bags keep exactly their old metadata
@@ -472,7 +525,8 @@ def register(sub) -> None:
                    "or mt10 / mt50 / lang (the language-critical set, see data/language_tasks.py)")
     p.add_argument("--episodes", type=int, default=5, help="episodes per task")
     p.add_argument("--out", required=True, help="output folder (one bag folder per episode)")
-    p.add_argument("--camera", default="corner", help="Meta-World camera name (default: corner)")
+    p.add_argument("--camera", default="corner", help="Meta-World camera (default: corner), or several named "
+                   "cameras, primary first: corner,top_camera=topview records /top_camera/image_raw too")
     p.add_argument("--size", type=int, default=224, help="square image size in pixels")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=200, help="episode step limit")

@@ -4,10 +4,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import List, Optional
 
-from ..interface import ACTION_NAMES, SAWYER_JOINTS
+from ..interface import ACTION_NAMES, PRIMARY_CAMERA, SAWYER_JOINTS
 from ..schema import ConfigError, one_of, positive
 
 TUNING_MODES = ("full", "frozen", "lora", "bitfit")
@@ -17,6 +18,9 @@ DEFAULT_FUSION = "weighted_sum"  # the variant used when none is named (node, CL
 @dataclass
 class ModelConfig:
     clip_model: str = "tiny-vit"        # an open_clip architecture: ours in model/configs or open_clip's
+    # the named cameras the model sees, primary first (topic NAME/image_raw); each view goes through
+    # the same image tower, and with more than one a learned view embedding and merge join them
+    cameras: List[str] = field(default_factory=lambda: [PRIMARY_CAMERA])
     pretrained: Optional[str] = None    # open_clip pretrained tag, local file/folder, or None (random)
     embed_dim: int = 128                # D: the shared image–action–text space
     fusion: str = DEFAULT_FUSION        # key of model.fusion.FUSIONS
@@ -58,6 +62,11 @@ class ModelConfig:
             raise ConfigError(f"bins must be in [2, 65536], got {self.bins}")
         if self.action_history < 0:
             raise ConfigError(f"action_history must be >= 0, got {self.action_history}")
+        if (not isinstance(self.cameras, list) or not self.cameras or len(set(self.cameras)) != len(self.cameras)
+                or not all(isinstance(c, str) and re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*", c)
+                           for c in self.cameras)):
+            raise ConfigError(f"cameras must be a non-empty list of distinct ROS names (letters, digits, '_', "
+                              f"'/'), primary first: {self.cameras!r}")
         if not self.joint_names or len(set(self.joint_names)) != len(self.joint_names):
             raise ConfigError(f"joint_names must be a non-empty list of distinct names: {self.joint_names}")
         if not 0 < self.temperature_min <= self.temperature_init <= self.temperature_max:

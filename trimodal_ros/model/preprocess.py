@@ -11,7 +11,8 @@ import torch.nn.functional as F
 
 def images_to_tensor(frames, size: int, mean: Sequence[float], std: Sequence[float],
                      device: Optional[torch.device] = None) -> torch.Tensor:
-    """uint8 RGB frames (B, H, W, 3) or (H, W, 3) → normalised float (B, 3, size, size).
+    """uint8 RGB frames (B, H, W, 3) or (H, W, 3) → normalised float (B, 3, size, size); views
+    (B, V, H, W, 3) of V cameras → (B, V, 3, size, size).
 
     Resizes with antialiased bilinear interpolation (no crop: the robot camera's whole view
     matters), then applies the CLIP mean/std. Runs on ``device`` so the node can do it on GPU.
@@ -21,8 +22,11 @@ def images_to_tensor(frames, size: int, mean: Sequence[float], std: Sequence[flo
     x = torch.as_tensor(frames)
     if x.dim() == 3:
         x = x.unsqueeze(0)
+    if x.dim() == 5 and x.shape[-1] == 3:  # (B, V, H, W, 3): V camera views per sample
+        b, v = x.shape[:2]
+        return images_to_tensor(x.reshape(b * v, *x.shape[2:]), size, mean, std, device).unflatten(0, (b, v))
     if x.dim() != 4 or x.shape[-1] != 3:
-        raise ValueError(f"expected RGB frames (B, H, W, 3), got {tuple(x.shape)}")
+        raise ValueError(f"expected RGB frames (B, H, W, 3) or (B, V, H, W, 3), got {tuple(x.shape)}")
     if x.dtype != torch.uint8:
         raise ValueError(f"expected uint8 frames, got {x.dtype}")
     if device is not None:
@@ -60,6 +64,8 @@ def random_shift(images: torch.Tensor, pad: int, generator: Optional[torch.Gener
     border repeating the edge pixels. Same shape; ``pad`` 0 returns the batch as it is."""
     if pad <= 0:
         return images
+    if images.dim() == 5:  # (B, V, C, H, W): each camera view shifts on its own
+        return random_shift(images.flatten(0, 1), pad, generator).unflatten(0, images.shape[:2])
     b, _, h, w = images.shape
     padded = F.pad(images, (pad, pad, pad, pad), mode="replicate")  # (B, C, H+2p, W+2p)
     offsets = torch.randint(0, 2 * pad + 1, (b, 2), generator=generator).tolist()

@@ -47,6 +47,10 @@ class TriModalModel(nn.Module):
         self.proprio = ProprioEncoder(cfg.proprio_dim, cfg.proprio_hidden, cfg.proprio_hidden, cfg.dropout)
         self.action_adapter = adapter(cfg.proprio_hidden, d, cfg)
         self.fusion = FUSIONS.get(cfg.fusion)(cfg, e)
+        self.views = len(cfg.cameras)
+        if self.views > 1:  # which camera a patch came from, and one pooled vector from all views
+            self.view_embedding = nn.Parameter(torch.zeros(self.views, 1, e))
+            self.view_merge = nn.Linear(self.views * e, e)
         self.head = ActionHead(d, cfg.head_hidden, cfg.chunk, cfg.action_dim, cfg.bins, cfg.dropout)
         # CLIP's log-parameterised inverse temperature, clamped to [1/τ_max, 1/τ_min] when read
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)))
@@ -61,7 +65,8 @@ class TriModalModel(nn.Module):
         return self.logit_scale.device
 
     def preprocess(self, frames) -> torch.Tensor:
-        """uint8 (B, H, W, 3) → (B, 3, S, S) on the model's device."""
+        """uint8 (B, H, W, 3) → (B, 3, S, S) on the model's device; a multi-camera model's
+        (B, V, H, W, 3) → (B, V, 3, S, S)."""
         return images_to_tensor(frames, self.image_size, self.towers.image_mean, self.towers.image_std,
                                 self.device)
 
@@ -80,17 +85,36 @@ class TriModalModel(nn.Module):
     def encode_instructions(self, texts: List[str]) -> TextFeatures:
         return self.encode_text(self.tokenize(texts))
 
+    def encode_views(self, images: torch.Tensor):
+        """(B, 3, S, S), or (B, V, 3, S, S) for V cameras → pooled (B, E), patch tokens (B, V·N, E).
+
+        Every view goes through the one image tower as part of one batch; its patch tokens get the
+        view's learned embedding and are concatenated (so token-level fusions attend across
+        cameras), and the pooled vectors are merged by a linear layer."""
+        if images.dim() == 4:
+            if self.views != 1:
+                raise ValueError(f"the model sees {self.views} cameras {self.cfg.cameras}: give (B, V, 3, S, S)")
+            return self.towers.encode_image(images)
+        b, v = images.shape[:2]
+        if v != self.views:
+            raise ValueError(f"got {v} camera views, the model sees {self.views} {self.cfg.cameras}")
+        pooled, tokens = self.towers.encode_image(images.flatten(0, 1))  # (B·V, E), (B·V, N, E)
+        if v == 1:
+            return pooled, tokens
+        tokens = (tokens.unflatten(0, (b, v)) + self.view_embedding).flatten(1, 2)  # (B, V·N, E)
+        return self.view_merge(pooled.reshape(b, -1)), tokens  # (B, E), (B, V·N, E)
+
     def forward(self, images: torch.Tensor, proprio: torch.Tensor,
                 text_ids: Optional[torch.Tensor] = None, text: Optional[TextFeatures] = None) -> TriModalOutput:
-        """images (B, 3, S, S), proprio (B, P), and text ids (B, L) or a cached TextFeatures
-        (batch B or 1, broadcast)."""
+        """images (B, 3, S, S) (multi-camera: (B, V, 3, S, S)), proprio (B, P), and text ids (B, L)
+        or a cached TextFeatures (batch B or 1, broadcast)."""
         b = images.shape[0]
         if text is None:
             if text_ids is None:
                 raise ValueError("give text_ids or cached text features")
             text = self.encode_text(text_ids)
         text = text.expand(b)
-        img_pooled, img_tokens = self.towers.encode_image(images)  # (B, E), (B, N, E)
+        img_pooled, img_tokens = self.encode_views(images)  # (B, E), (B, N, E)
         image, image_tokens = self.image_adapter(img_pooled, img_tokens, None)  # (B, D), (B, N', D)
         txt, txt_tokens = self.text_adapter(text.pooled, text.tokens, text.mask)  # (B, D), (B, L', D)
         txt_mask = text.mask if txt_tokens.shape[1] == text.tokens.shape[1] else None

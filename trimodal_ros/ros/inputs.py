@@ -1,12 +1,13 @@
 """vla_node's latest inputs, without rclpy and thread-safe: the task (instruction, restart count,
-timeout) and a joint-state buffer that holds a span of *time*, not a count of messages."""
+timeout), and buffers of joint states and of the other cameras' frames that hold a span of *time*,
+not a count of messages."""
 
 from __future__ import annotations
 
 import collections
 import threading
 import time
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 from ..data.align import MISSING, STALE, select_latest  # the alignment training used
 
@@ -19,8 +20,8 @@ class Inputs:
         self._task: Tuple[int, Optional[str]] = (0, None)  # (generation, instruction or None)
         self._at = 0.0  # time.monotonic() of the last instruction message
         self._seen: collections.deque = collections.deque(maxlen=16)  # message ids already taken
-        self._times: list = []
-        self._joints: list = []
+        self._joints = _TimeBuffer()  # JointSample items
+        self._views: Dict[str, _TimeBuffer] = {}  # other cameras: (H, W, 3) frames
 
     # --- the task --------------------------------------------------------------------------------
     def first_delivery(self, msg_id) -> bool:
@@ -56,26 +57,34 @@ class Inputs:
         with self._lock:
             return self._task[1]
 
-    # --- joint states -----------------------------------------------------------------------------
+    # --- joint states and other cameras' frames ------------------------------------------------------
     def add_joints(self, t: float, positions, velocities, keep: float) -> None:
         """Append a joint state stamped ``t`` s, keeping ``keep`` seconds before the newest one."""
         with self._lock:
-            if self._times and t < self._times[-1]:
-                self._times, self._joints = [], []  # time went backwards (bag loop, sim reset): start over
-            self._times.append(t)
-            self._joints.append((t, positions, velocities))
-            cut = 0
-            while self._times[-1] - self._times[cut] > keep:
-                cut += 1
-            if cut:
-                del self._times[:cut], self._joints[:cut]
+            self._joints.add(t, (t, positions, velocities), keep)
 
     def joints_at(self, t: float, max_age: float):
         """The latest joint state at or before ``t`` (``select_latest``): a JointSample, or
         MISSING / STALE."""
         with self._lock:
-            i = select_latest(self._times, t, max_age)
-            return i if i in (MISSING, STALE) else self._joints[i]
+            return self._joints.at(t, max_age)
+
+    def add_view(self, camera: str, t: float, rgb, keep: float) -> None:
+        """A frame of a camera other than the primary, stamped ``t`` s (kept like joint states)."""
+        with self._lock:
+            self._views.setdefault(camera, _TimeBuffer()).add(t, rgb, keep)
+
+    def views_at(self, cameras, t: float, max_age: float):
+        """{camera: its latest frame at or before ``t``} for ``cameras``, or the outcome holding the
+        frame back: "waiting_for_camera" (none yet) / "stale_camera" (older than ``max_age``)."""
+        out = {}
+        with self._lock:
+            for c in cameras:
+                v = self._views.get(c, _TimeBuffer()).at(t, max_age)
+                if isinstance(v, int):
+                    return "waiting_for_camera" if v == MISSING else "stale_camera"
+                out[c] = v
+        return out
 
     def gate(self, t: float, max_age: float, timeout: float = 0.0):
         """What a frame stamped ``t`` s may use: (generation, instruction, joint sample, expired, wait),
@@ -91,5 +100,34 @@ class Inputs:
         return gen, text, joints, expired, None
 
     def span(self) -> float:
+        """Seconds of joint states held."""
         with self._lock:
-            return self._times[-1] - self._times[0] if self._times else 0.0
+            return self._joints.span()
+
+
+class _TimeBuffer:
+    """Items stamped in seconds, oldest first, holding a span of time; not thread-safe (Inputs locks)."""
+
+    def __init__(self):
+        self.times: list = []
+        self.items: list = []
+
+    def add(self, t: float, item, keep: float) -> None:
+        """Append ``item`` stamped ``t``, keeping ``keep`` seconds before the newest item."""
+        if self.times and t < self.times[-1]:
+            self.times, self.items = [], []  # time went backwards (bag loop, sim reset): start over
+        self.times.append(t)
+        self.items.append(item)
+        cut = 0
+        while self.times[-1] - self.times[cut] > keep:
+            cut += 1
+        if cut:
+            del self.times[:cut], self.items[:cut]
+
+    def at(self, t: float, max_age: float):
+        """The latest item at or before ``t`` (``select_latest``), or MISSING / STALE."""
+        i = select_latest(self.times, t, max_age)
+        return i if i in (MISSING, STALE) else self.items[i]
+
+    def span(self) -> float:
+        return self.times[-1] - self.times[0] if self.times else 0.0

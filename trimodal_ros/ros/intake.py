@@ -26,6 +26,11 @@ class Frame:
     received: float   # time.monotonic() at arrival
 
 
+def decode_image(msg) -> np.ndarray:
+    """sensor_msgs/Image or CompressedImage → (H, W, 3) uint8 RGB; BadInput says why not."""
+    return compressed_image_from_msg(msg) if isinstance(msg, CompressedImage) else image_from_msg(msg)
+
+
 def take_waiting(sub):
     """(message, info) already waiting in ``sub``'s queue, or None: what the executor would take next."""
     with sub.handle:
@@ -41,7 +46,7 @@ class CameraIntake:
         """Count the frame in; decode it, or count it bad (None)."""
         self.ledger.frame_in()
         try:
-            rgb = compressed_image_from_msg(msg) if isinstance(msg, CompressedImage) else image_from_msg(msg)
+            rgb = decode_image(msg)
         except BadInput as e:
             self.ledger.settle("bad_image")
             return self._log("bad_image", f"skipped bad image: {e}")

@@ -4,10 +4,12 @@ latencies and rates, and the diagnostics level they add up to.
 Every frame that arrives ends in exactly one outcome, so at any moment
 
     frames_in = outputs + replaced + bad_image + stale_image + stale_joint_state
-                + waiting_for_instruction + waiting_for_joint_state + inactive + inference_errors
-                + in_flight
+                + waiting_for_instruction + waiting_for_joint_state + waiting_for_camera
+                + stale_camera + inactive + inference_errors + in_flight
 
-(``in_flight``: waiting in the one-slot mailbox or being inferred). ``unaccounted`` reports the
+(``in_flight``: waiting in the one-slot mailbox or being inferred). A frame is one of the primary
+camera; a multi-camera model's other cameras are inputs like joint states (``*_camera`` outcomes
+when one has no frame at or before the tick, ``bad_secondary_image`` when one is undecodable). ``unaccounted`` reports the
 difference, which is 0 unless the node has a bug; ``/diagnostics`` publishes all of it.
 """
 
@@ -21,10 +23,12 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 FRAME_OUTCOMES = ("outputs", "replaced", "bad_image", "stale_image", "stale_joint_state",
-                  "waiting_for_instruction", "waiting_for_joint_state", "inactive", "inference_errors")
+                  "waiting_for_instruction", "waiting_for_joint_state", "waiting_for_camera", "stale_camera",
+                  "inactive", "inference_errors")
 INPUT_COUNTERS = ("bad_joint_state", "nan_joints", "missing_joints", "unknown_joint_names", "bad_instruction",
-                  "instructions", "instruction_timeouts")
-FAILURES = ("bad_image", "inference_errors", "stale_joint_state", "waiting_for_joint_state", "stale_image")
+                  "instructions", "instruction_timeouts", "bad_secondary_image")
+FAILURES = ("bad_image", "inference_errors", "stale_joint_state", "waiting_for_joint_state", "stale_image",
+            "waiting_for_camera", "stale_camera")
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels
 

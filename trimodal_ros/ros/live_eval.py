@@ -72,7 +72,7 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
         ex.add_node(listener)
         spin = threading.Thread(target=ex.spin, daemon=True)
         spin.start()
-        cam = I.absolute(I.IMAGE_TOPIC, namespace)
+        cam, *others = (I.absolute(I.image_topic(c), namespace) for c in cfg.model.cameras)
         if not wait_for(lambda: listener.count_subscribers(cam) > 0 and sub.get_publisher_count() > 0, 30.0):
             raise RuntimeError("vla_node's camera subscription and action publisher did not appear within 30 s")
 
@@ -84,7 +84,8 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
 
         t0 = time.monotonic()
         replay(bag, rate=rate, namespace=namespace, context=ctx, delay=0.5, on_message=on_msg,
-               require_subscribers=[cam] + [I.absolute(t, namespace) for t in (I.JOINTS_TOPIC, I.INSTRUCTION_TOPIC)])
+               require_subscribers=[cam, *others] + [I.absolute(t, namespace) for t in (I.JOINTS_TOPIC,
+                                                                                       I.INSTRUCTION_TOPIC)])
         wait_for(lambda: len(received) >= len(sent_wall), settle)
         wall = time.monotonic() - t0
         counters = up.nodes[0].ledger.snapshot()

@@ -152,7 +152,8 @@ SIM_PARAMS: List[Param] = [
     Param("seed", 0, "seeds the paraphrase draw", low=0, high=2**31 - 1),
     Param("max_steps", 200, "episode step limit", low=1, high=100_000),
     Param("size", 224, "square camera image size in pixels", low=8, high=2048),
-    Param("camera", "corner", "Meta-World camera name"),
+    Param("camera", "corner", "Meta-World camera, or named cameras primary first "
+                              "(corner,top_camera=topview: NAME/image_raw each)"),
     Param("execute_steps", 1, "trajectory points executed per frame", low=1, high=1000),
     Param("action_timeout", 5.0, "wall seconds before an unanswered frame is published again",
           low=1e-3, high=3600.0, live=True),

@@ -34,7 +34,7 @@ def _holds(vla, instruction: str):
 
 
 def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
-                        max_steps: int = 200, execute: int = 1, size: int = 224, camera: str = "corner",
+                        max_steps: int = 200, execute: int = 1, size: int = 224, camera: Optional[str] = None,
                         instructions: str = "train", checkpoint: str = "", fusion: Optional[str] = None,
                         config: str = "", device: str = "cpu", model_seed: int = 0, progress: bool = True,
                         traces: Optional[List[List[np.ndarray]]] = None, action_timeout: float = 60.0,
@@ -46,6 +46,7 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
     from tqdm import tqdm
 
     from .bringup import Bringup
+    from ..data.metaworld import sim_camera_spec
     from .sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL (see metaworld.py)
 
     ns = namespace or f"/rollout_{os.getpid()}_{next(_RUNS)}"
@@ -62,6 +63,7 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
                   "namespace": ns}
         up = Bringup({k: v for k, v in values.items() if v is not None}, context=context).start()
         vla = up.nodes[0]
+        camera = camera or sim_camera_spec(vla.policy.model_config.cameras)
         for task in tasks:
             sim = SimNode("sim_node", namespace=ns, context=context, parameter_overrides=[
                 Parameter(k, value=v) for k, v in {

@@ -2,7 +2,9 @@
 
 Publishes (relative topics, so a namespace moves them; ``/clock`` is absolute, as ROS expects):
 
-* ``camera/image_raw``  sensor_msgs/Image rgb8, upright, stamped with **sim time**;
+* ``camera/image_raw``  sensor_msgs/Image rgb8, upright, stamped with **sim time** (with a
+                        ``camera`` spec of several named cameras, ``NAME/image_raw`` each, same
+                        stamp, the primary published last);
 * ``joint_states``      sensor_msgs/JointState, SAWYER_JOINTS positions + velocities, same stamp,
                         published just before the frame it belongs to;
 * ``instruction``       std_msgs/String, reliable + transient-local (a late vla_node still gets it),
@@ -105,7 +107,11 @@ class SimNode(Node):
         reliable, latched = qos_profile(I.RELIABLE), qos_profile(I.LATCHED)
         self._pub_clock = self.create_publisher(Clock, I.CLOCK_TOPIC, 10)
         self._pub_joints = self.create_publisher(JointState, I.JOINTS_TOPIC, reliable)
-        self._pub_image = self.create_publisher(Image, I.IMAGE_TOPIC, reliable)
+        from ..data.metaworld import camera_spec
+
+        self._cameras = camera_spec(p["camera"])  # {ROS camera name: MuJoCo camera}, primary first
+        self._pub_views = {c: self.create_publisher(Image, I.image_topic(c), reliable) for c in self._cameras}
+        self._pub_image = self._pub_views[next(iter(self._cameras))]
         self._pub_instruction = self.create_publisher(String, I.INSTRUCTION_TOPIC, latched)
         self._pub_episode = self.create_publisher(String, I.SIM_EPISODE_TOPIC, latched)
         self.create_subscription(JointTrajectory, I.ACTION_TOPIC, lambda m: self._put(("action", m)), reliable)
@@ -272,12 +278,13 @@ class SimNode(Node):
         self._publish_observation()
 
     def _publish_observation(self, again: bool = False) -> None:
-        frame, pos, vel = self._stepper.observe()
+        views, pos, vel = self._stepper.observe()
         t = self._sim_ns
         stamp = ns_to_stamp(t)
         self._pub_clock.publish(Clock(clock=stamp))
         self._pub_joints.publish(joints_to_msg(self._stepper.scene.joint_names, pos, vel, stamp))
-        self._pub_image.publish(image_to_msg(frame, stamp, self.params["camera"]))
+        for cam in reversed(list(views)):  # the primary last: its frame is the tick vla_node answers
+            self._pub_views[cam].publish(image_to_msg(views[cam], stamp, self._cameras[cam]))
         self._awaiting, self._sent_at = t, time.monotonic()
         if not again:
             self._count("frames")

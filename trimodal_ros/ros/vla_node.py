@@ -26,7 +26,7 @@ from . import signals
 from .conversions import (BadInput, diagnostics_msg, embedding_to_msg, instruction_from_msg, joints_from_msg,
                           ns_to_stamp, qos_profile, stamp_ns, tokens_to_msg, trajectory_to_msg)
 from .inputs import Inputs
-from .intake import CameraIntake, Frame, take_waiting
+from .intake import CameraIntake, Frame, decode_image, take_waiting
 from .ledger import Ledger
 from .params import VLA_PARAMS, declare, follow_updates
 from .throttle import Throttle
@@ -35,7 +35,11 @@ SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FA
 WAITS = {"waiting_for_instruction": ("waiting for an instruction on 'instruction'", "info"),
          "waiting_for_joint_state": ("waiting for joint_states at or before the camera stamp", "info"),
          "stale_joint_state": ("joint_states older than the camera frame by more than max_input_age: "
-                               "no output until fresh", "warning")}
+                               "no output until fresh", "warning"),
+         "waiting_for_camera": ("waiting for a frame of every camera the model sees at or before the primary's stamp",
+                                "warning"),
+         "stale_camera": ("another camera's latest frame is older than max_input_age: no output until fresh",
+                          "warning")}
 
 
 class VLANode(LifecycleNode):
@@ -48,6 +52,7 @@ class VLANode(LifecycleNode):
             self.params = declare(self, VLA_PARAMS)
             self.ledger, self.policy, self.error = Ledger(), None, None
             self._active, self._camera, self.inputs, self._policy_task = False, None, Inputs(), -1
+            self.cameras = []  # the model's named cameras, primary first (set on configure)
             self._io, self._timer, self.threads, self.joint_lag = [], None, 0, float("nan")
             self._log = Throttle(self.get_logger(), lambda kind: self.ledger.snapshot().get(kind))
             self.intake = CameraIntake(self.ledger, self._log)
@@ -113,16 +118,18 @@ class VLANode(LifecycleNode):
     def _create_io(self) -> None:
         p = self.params
         image_qos = qos_profile(I.Qos(p["image_qos_reliability"], "volatile", p["image_qos_depth"]))
-        if p["image_transport"] == "compressed":
-            cam = self.create_subscription(CompressedImage, I.COMPRESSED_IMAGE_TOPIC, self._on_image, image_qos)
-        else:
-            cam = self.create_subscription(Image, I.IMAGE_TOPIC, self._on_image, image_qos)
-        self._camera = cam
+        compressed = p["image_transport"] == "compressed"
+        kind = CompressedImage if compressed else Image
+        primary, *others = self.cameras = list(self.policy.model_config.cameras)
+        self._camera = cam = self.create_subscription(kind, I.image_topic(primary, compressed), self._on_image,
+                                                      image_qos)
         quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)  # the other one matches
-        self._io = [  # the order _ingest_inputs relies on: instruction (latched, volatile), joints, camera
+        self._io = [  # _ingest_inputs takes from all but the last (the primary camera) before inferring
             *(self.create_subscription(String, I.INSTRUCTION_TOPIC, self._on_instruction, qos_profile(q),
                                        event_callbacks=quiet) for q in I.INSTRUCTION_QOS),
-            self.create_subscription(JointState, I.JOINTS_TOPIC, self._on_joints, qos_profile(I.JOINTS_QOS)), cam]
+            self.create_subscription(JointState, I.JOINTS_TOPIC, self._on_joints, qos_profile(I.JOINTS_QOS)),
+            *(self.create_subscription(kind, I.image_topic(c, compressed), lambda msg, c=c: self._on_view(c, msg),
+                                       image_qos) for c in others), cam]
         out = qos_profile(I.RELIABLE)
         self._pub = {k: self.create_lifecycle_publisher(t, n, out) for k, t, n in (
             ("embedding", Float32MultiArray, I.EMBEDDING_TOPIC), ("tokens", Int32MultiArray, I.TOKENS_TOPIC),
@@ -156,10 +163,9 @@ class VLANode(LifecycleNode):
     def _ingest_inputs(self) -> None:
         """Before a frame is used, take the instructions and joint states already received: the
         joint state published just before the frame must not lose the race to it."""
-        for sub, handle in zip(self._io[:3], (self._on_instruction, self._on_instruction,
-                                              lambda msg, info: self._on_joints(msg))):
+        for sub in self._io[:-1]:
             while (taken := take_waiting(sub)) is not None:
-                handle(*taken)
+                sub.callback(*taken[:2 if sub.callback == self._on_instruction else 1])
 
     def _on_tick(self) -> None:
         """rate_hz > 0: infer on the newest frame, if it is still fresh."""
@@ -188,6 +194,15 @@ class VLANode(LifecycleNode):
         self.inputs.add_joints(stamp_ns(msg) / 1e9, pos, vel, keep=self.params["max_input_age"] + 1.0)
         self.ledger.joint_state()
 
+    def _on_view(self, camera: str, msg) -> None:
+        """A frame of another camera of a multi-camera model: stored until a primary frame uses it."""
+        try:
+            rgb = decode_image(msg)
+        except BadInput as e:
+            self.ledger.count("bad_secondary_image")
+            return self._log("bad_secondary_image", f"skipped bad {camera} image: {e}")
+        self.inputs.add_view(camera, stamp_ns(msg) / 1e9, rgb, keep=self.params["max_input_age"] + 1.0)
+
     # --- inference ---------------------------------------------------------------------------------
     def _run(self, frame: Frame) -> None:
         outcome, seconds = "inference_errors", None
@@ -208,13 +223,15 @@ class VLANode(LifecycleNode):
             self.get_logger().warning("no instruction for instruction_timeout seconds: task stopped")
         if not self._active:
             return "inactive", None
+        views = self.inputs.views_at(self.cameras[1:], frame.stamp / 1e9, p["max_input_age"]) if not wait else {}
+        wait = wait or (views if isinstance(views, str) else None)
         if wait:
             self._log(wait, *WAITS[wait])
             return wait, None
         if gen != self._policy_task:  # a new (or restarted) task: fresh history, cached text
             self.policy.reset(text)
             self._policy_task = gen
-        step = self.policy.act(frame.rgb, joints[1], joints[2], frame.stamp)
+        step = self.policy.act({self.cameras[0]: frame.rgb, **views}, joints[1], joints[2], frame.stamp)
         rnd = self.policy.random_weights
         if self._send_actions:  # the action first: it is what a controller waits for
             self._pub["action"].publish(trajectory_to_msg(step.actions, ns_to_stamp(frame.stamp), p["action_names"],
@@ -254,7 +271,7 @@ class VLANode(LifecycleNode):
         device = str(pol.device) if pol else ""
         values = {"lifecycle": "active" if self._active else ("inactive" if pol else "unconfigured"),
                   "fusion": p["fusion"], "checkpoint": p["checkpoint"] or "(none)", "device": device,
-                  "random_weights": str(rnd).lower(), "torch_threads": self.threads,
+                  "random_weights": str(rnd).lower(), "torch_threads": self.threads, "cameras": " ".join(self.cameras),
                   "instruction": (self.inputs.instruction or "")[:120], "joint_lag_s": f"{self.joint_lag:.4f}",
                   **self.ledger.values()}
         self._pub_diag.publish(diagnostics_msg(f"{self.get_fully_qualified_name()}: inference", level, message,

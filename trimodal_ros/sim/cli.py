@@ -31,7 +31,8 @@ def register(sub) -> None:
                    help="override the checkpoint's inference.ensemble (ACT temporal ensembling, m); in-process only")
     p.add_argument("--no-ensemble", action="store_true", help="switch the checkpoint's temporal ensembling off")
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--camera", default="corner")
+    p.add_argument("--camera", default=None, help="Meta-World camera spec (e.g. corner,top_camera=topview); "
+                   "default: the simulated cameras of the model's named cameras")
     p.add_argument("--seed", type=int, default=0, help="layout / instruction draw")
     p.add_argument("--model-seed", type=int, default=0, help="random-weight init (no checkpoint)")
     p.add_argument("--action-timeout", type=float, default=60.0, help="through ROS: wall s per model answer")

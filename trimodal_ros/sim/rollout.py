@@ -53,11 +53,12 @@ class EpisodeStepper:
         return self.success or self.steps >= self.max_steps
 
     def observe(self):
-        """(frame, joint positions, joint velocities) for the next tick; starts the episode clock."""
+        """({camera name: frame}, joint positions, joint velocities) for the next tick; starts the
+        episode clock."""
         if self._t0 is None:
             self._t0 = time.perf_counter()
         pos, vel = self.scene.joints()
-        return self.scene.render(), pos, vel
+        return self.scene.views(), pos, vel
 
     def apply(self, chunk) -> List[np.ndarray]:
         """Execute the first ``execute`` rows of ``chunk`` (K, A); returns the actions executed."""
@@ -82,9 +83,9 @@ class EpisodeStepper:
         return EpisodeOutcome(self.scene.task, self.layout, self.success, self.steps, self.ticks, t1 - t0)
 
 
-def run_episode(scene, act: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray], layout: int,
+def run_episode(scene, act: Callable[[dict, np.ndarray, np.ndarray], np.ndarray], layout: int,
                 max_steps: int, execute: int = 1, trace: Optional[List[np.ndarray]] = None) -> EpisodeOutcome:
-    """Step ``scene`` with chunks from ``act(frame, positions, velocities)`` until success or
+    """Step ``scene`` with chunks from ``act(views, positions, velocities)`` until success or
     ``max_steps`` (``trace``, if a list, receives every executed action: to compare with the ROS
     path step by step)."""
     stepper = EpisodeStepper(scene, max_steps, execute)
@@ -136,7 +137,7 @@ def episode_plan(tasks: List[str], episodes: int, split: str = "heldout", seed: 
 
 
 def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
-                       max_steps: int = 200, execute: int = 1, size: int = 224, camera: str = "corner",
+                       max_steps: int = 200, execute: int = 1, size: int = 224, camera: Optional[str] = None,
                        instructions: str = "train", progress: bool = True,
                        traces: Optional[List[List[np.ndarray]]] = None,
                        plan: Optional[List[Tuple[str, int, str]]] = None,
@@ -145,11 +146,13 @@ def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "he
     ``plan`` of (task, layout, instruction)), no ROS in between (``traces``, if a list, receives
     each episode's executed actions). The policy's ``execute`` is set to ``execute``, as
     vla_node's ``execute_steps`` would be. ``scenes``, if a dict, keeps the simulated scenes for
-    the next call (building one costs about a second)."""
+    the next call (building one costs about a second). ``camera`` (a ``camera_spec``) defaults to
+    the simulated cameras of the policy's named cameras (``sim_camera_spec``)."""
     from tqdm import tqdm
 
-    from ..data.metaworld import SawyerScene
+    from ..data.metaworld import SawyerScene, sim_camera_spec
 
+    camera = camera or sim_camera_spec(policy.model_config.cameras)
     outcomes = []
     plan = plan if plan is not None else episode_plan(tasks, episodes, split, seed, instructions)
     tasks = list(dict.fromkeys(t for t, _, _ in plan))
@@ -160,8 +163,8 @@ def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "he
 
     policy.execute = max(1, int(execute))  # Policy refuses more than one with temporal ensembling
 
-    def act(frame, pos, vel):
-        return model_thread.submit(policy.act, frame, pos, vel).result().actions
+    def act(views, pos, vel):
+        return model_thread.submit(policy.act, views, pos, vel).result().actions
 
     try:
         for task in tasks:

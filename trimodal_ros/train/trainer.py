@@ -87,7 +87,7 @@ class Batcher:
             texts = [instruction_for(it["task"], rng, split=self.instructions) for it in items]
         frames = np.stack([it["image"] for it in items])
         actions = np.stack([it["actions"] for it in items])  # (B, K, A)
-        images = self.model.preprocess(frames)  # (B, 3, S, S)
+        images = self.model.preprocess(frames)  # (B, 3, S, S), or (B, V, 3, S, S) for V cameras
         if self.augment_shift:
             gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
             images = random_shift(images, self.augment_shift, gen)
