@@ -7,6 +7,8 @@ def register(sub) -> None:
                    help="model: per-variant latency; train: steps/s on synthetic batches; ros: end-to-end over "
                         "DDS; soak: a long run with load")
     p.add_argument("--fusion", default=None, help="only this fusion variant")
+    p.add_argument("--config", default=None, help="model/train: this config (YAML or name, e.g. mt10_two_cameras: "
+                   "its cameras, chunk, fusion) instead of each fusion variant's")
     p.add_argument("--no-vitb32", action="store_true", help="skip the ViT-B-32 rows (model)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--iters", type=int, default=20)

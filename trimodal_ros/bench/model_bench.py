@@ -42,11 +42,17 @@ def count_flops(fn: Callable[[], object]) -> int:
     return int(fc.get_total_flops())
 
 
-def bench_variant(arch: str, fusion: str, iters: int, device: str, gflops: float) -> dict:
-    cfg = dataclasses.replace(load_config(fusion).model, clip_model=arch, pretrained=None)
+def synthetic_frames(batch: int, size: int, cameras: int, seed: int = 0) -> np.ndarray:
+    """uint8 frames the model takes: (B, S, S, 3), or (B, V, S, S, 3) for V cameras."""
+    shape = (batch, size, size, 3) if cameras == 1 else (batch, cameras, size, size, 3)
+    return np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8)
+
+
+def bench_variant(arch: str, fusion: str, iters: int, device: str, gflops: float, config: str = "") -> dict:
+    cfg = dataclasses.replace(load_config(config or fusion).model, clip_model=arch, pretrained=None)
     torch.manual_seed(0)
     model = TriModalModel(cfg).to(device).eval()
-    frame = np.random.default_rng(0).integers(0, 256, (1, 224, 224, 3), dtype=np.uint8)
+    frame = synthetic_frames(1, 224, len(cfg.cameras))
     frames16 = np.repeat(frame, 16, axis=0)
     proprio1 = torch.zeros(1, cfg.proprio_dim, device=device)
     proprio16 = torch.zeros(16, cfg.proprio_dim, device=device)
@@ -75,7 +81,7 @@ def bench_variant(arch: str, fusion: str, iters: int, device: str, gflops: float
     tick = statistics.median(t_c)
     floor = flops / (gflops * 1e9)
     return {
-        "arch": arch, "fusion": fusion, "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "arch": arch, "fusion": cfg.fusion, "cameras": len(cfg.cameras), "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "tick_cached_ms": 1e3 * tick, "tick_cached_p95_ms": 1e3 * float(np.percentile(t_c, 95)),
         "tick_uncached_ms": 1e3 * statistics.median(t_u), "batch16_per_s": 16 / statistics.median(t_b),
         "gflop_per_tick": flops / 1e9, "floor_ms": 1e3 * floor, "tick_over_floor": tick / floor,
@@ -88,7 +94,8 @@ def run(args) -> int:
     gflops = matmul_gflops(4096 if device.startswith("cuda") else 1024, device=device)
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"{torch.get_num_threads()} CPU threads"
     print(f"device={device} ({name}), torch {torch.__version__}, measured fp32 matmul: {gflops:.1f} GFLOP/s")
-    fusions = [args.fusion] if args.fusion else FUSIONS.names()
+    fusions = [load_config(args.config).model.fusion] if args.config else ([args.fusion] if args.fusion
+                                                                            else FUSIONS.names())
     archs = ["tiny-vit"] + ([] if args.no_vitb32 else ["ViT-B-32"])
     hdr = (f"{'arch':9} {'fusion':16} {'params':>7} {'tick(cached)':>13} {'p95':>7} {'tick(uncached)':>15} "
            f"{'b16/s':>7} {'GFLOP':>6} {'floor':>8} {'tick/floor':>10}")
@@ -97,10 +104,12 @@ def run(args) -> int:
     for arch in archs:
         iters = args.iters if arch == "tiny-vit" else max(3, args.iters // 4)
         for fusion in fusions:
-            r = bench_variant(arch, fusion, iters, device, gflops)
+            r = bench_variant(arch, fusion, iters, device, gflops, args.config or "")
             print(f"{r['arch']:9} {r['fusion']:16} {r['params_M']:6.1f}M {r['tick_cached_ms']:11.1f}ms "
                   f"{r['tick_cached_p95_ms']:6.1f} {r['tick_uncached_ms']:13.1f}ms {r['batch16_per_s']:7.1f} "
                   f"{r['gflop_per_tick']:6.2f} {r['floor_ms']:6.1f}ms {r['tick_over_floor']:9.1f}x", flush=True)
-    print("tick = one inference at batch 1 (preprocess 224² frame → tokens); cached = text embedding reused "
+    if args.config:
+        print(f"config {args.config}: {r['cameras']} camera(s) per tick")
+    print("tick = one inference at batch 1 (preprocess 224² frame(s) → tokens); cached = text embedding reused "
           "per instruction, as vla_node does. floor = FLOPs of the cached tick / measured matmul rate.")
     return 0

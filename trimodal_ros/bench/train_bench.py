@@ -11,23 +11,22 @@ from __future__ import annotations
 import dataclasses
 import statistics
 
-import numpy as np
 import torch
 
 
-def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps: int, device: str) -> dict:
+def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps: int, device: str,
+                config: str = "") -> dict:
     from ..config import load_config
     from ..model import TriModalModel
     from ..train.trainer import compute_losses, param_groups
-    from .model_bench import _time
+    from .model_bench import _time, synthetic_frames
 
-    cfg = load_config(fusion)
+    cfg = load_config(config or fusion)
     mc = dataclasses.replace(cfg.model, clip_model=arch, pretrained=None)
     torch.manual_seed(0)
     model = TriModalModel(mc).to(device).train()
     opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, fused=True)
-    rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+    frames = synthetic_frames(batch, size, len(mc.cameras))
     texts = [f"instruction number {i % 10}" for i in range(batch)]
     b = {"proprio": torch.randn(batch, mc.proprio_dim, device=device),
          "tokens": torch.randint(0, mc.bins, (batch, mc.chunk, mc.action_dim), device=device),
@@ -46,7 +45,7 @@ def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps:
         sync()
 
     t = statistics.median(_time(step, steps, warmup=3))
-    return {"arch": arch, "fusion": fusion, "loss": loss, "batch": batch, "size": size, "ms_per_step": 1e3 * t,
+    return {"arch": arch, "fusion": mc.fusion, "cameras": len(mc.cameras), "loss": loss, "batch": batch, "size": size, "ms_per_step": 1e3 * t,
             "samples_per_s": batch / t, "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
@@ -57,7 +56,8 @@ def run(args) -> int:
     batch = args.batch or (128 if device.startswith("cuda") else 32)
     rows = [("tiny-vit", 128)] + ([] if args.no_vitb32 else [("ViT-B-32", 224)])
     for arch, size in rows:
-        r = bench_train(arch, args.fusion or "weighted_sum", "pairwise", batch, size, args.iters, device)
-        print(f"{r['arch']:9} {r['fusion']:14} {r['params_M']:6.1f}M batch {r['batch']:4d} {r['size']}²: "
+        r = bench_train(arch, args.fusion or "weighted_sum", "pairwise", batch, size, args.iters, device,
+                        args.config or "")
+        print(f"{r['arch']:9} {r['fusion']:14} {r['params_M']:6.1f}M {r['cameras']} cam batch {r['batch']:4d} {r['size']}²: "
               f"{r['ms_per_step']:8.1f} ms/step, {r['samples_per_s']:8.0f} samples/s", flush=True)
     return 0
