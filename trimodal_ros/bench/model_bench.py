@@ -81,7 +81,8 @@ def bench_variant(arch: str, fusion: str, iters: int, device: str, gflops: float
     tick = statistics.median(t_c)
     floor = flops / (gflops * 1e9)
     return {
-        "arch": arch, "fusion": cfg.fusion, "cameras": len(cfg.cameras), "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
+        "arch": arch, "fusion": cfg.fusion, "cameras": len(cfg.cameras),
+        "params_M": sum(p.numel() for p in model.parameters()) / 1e6,
         "tick_cached_ms": 1e3 * tick, "tick_cached_p95_ms": 1e3 * float(np.percentile(t_c, 95)),
         "tick_uncached_ms": 1e3 * statistics.median(t_u), "batch16_per_s": 16 / statistics.median(t_b),
         "gflop_per_tick": flops / 1e9, "floor_ms": 1e3 * floor, "tick_over_floor": tick / floor,
@@ -110,6 +111,6 @@ def run(args) -> int:
                   f"{r['gflop_per_tick']:6.2f} {r['floor_ms']:6.1f}ms {r['tick_over_floor']:9.1f}x", flush=True)
     if args.config:
         print(f"config {args.config}: {r['cameras']} camera(s) per tick")
-    print("tick = one inference at batch 1 (preprocess 224² frame(s) → tokens); cached = text embedding reused "
-          "per instruction, as vla_node does. floor = FLOPs of the cached tick / measured matmul rate.")
+    print("tick = one inference at batch 1 (preprocess 224² frame(s) → tokens); cached = text embedding "
+          "reused per instruction, as vla_node does. floor = FLOPs of the cached tick / measured matmul rate.")
     return 0

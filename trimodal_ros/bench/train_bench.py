@@ -45,8 +45,9 @@ def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps:
         sync()
 
     t = statistics.median(_time(step, steps, warmup=3))
-    return {"arch": arch, "fusion": mc.fusion, "cameras": len(mc.cameras), "loss": loss, "batch": batch, "size": size, "ms_per_step": 1e3 * t,
-            "samples_per_s": batch / t, "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
+    return {"arch": arch, "fusion": mc.fusion, "cameras": len(mc.cameras), "loss": loss, "batch": batch,
+            "size": size, "ms_per_step": 1e3 * t, "samples_per_s": batch / t,
+            "params_M": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
 def run(args) -> int:
@@ -58,6 +59,7 @@ def run(args) -> int:
     for arch, size in rows:
         r = bench_train(arch, args.fusion or "weighted_sum", "pairwise", batch, size, args.iters, device,
                         args.config or "")
-        print(f"{r['arch']:9} {r['fusion']:14} {r['params_M']:6.1f}M {r['cameras']} cam batch {r['batch']:4d} {r['size']}²: "
+        print(f"{r['arch']:9} {r['fusion']:14} {r['params_M']:6.1f}M {r['cameras']} cam batch {r['batch']:4d} "
+              f"{r['size']}²: "
               f"{r['ms_per_step']:8.1f} ms/step, {r['samples_per_s']:8.0f} samples/s", flush=True)
     return 0

@@ -168,11 +168,10 @@ class BagDataset(Dataset):
                 if len(bag.messages.get(TOPIC_IMAGE, ())) != n_meta:  # also guards the preallocation
                     raise BagError(path, f"metadata.yaml lists {n_meta} {TOPIC_IMAGE} messages, the "
                                          f"storage has {len(bag.messages.get(TOPIC_IMAGE, ()))}")
-                keep, js_i, act_i, ins_i, pos, vel, acts, images = self._align(bag, meta)
+                keep, js_i, act_i, ins_i, pos, vel, acts, images, others = self._align(bag, meta)
                 decoded = [image_from_msg(images[f]) for f in keep] if self.images else []  # views: no copy
-                if self.images and len(self.cameras) > 1:  # (V, H, W, 3) per kept frame
-                    decoded = [np.stack([im] + [image_from_msg(v[j]) for v in self._other_views])
-                               for j, im in enumerate(decoded)]
+                if self.images and others:  # (V, H, W, 3) per kept frame
+                    decoded = [np.stack([im] + [image_from_msg(o[j]) for o in others]) for j, im in enumerate(decoded)]
             except (BagError, BadInput) as e:
                 self._skip(path, e)
                 continue
@@ -214,8 +213,8 @@ class BagDataset(Dataset):
         self._instr = cat(instr_of, np.int64)
 
     def _align(self, bag, meta):
-        """Indices of kept frames and of their joint state / action / instruction messages (and,
-        with several cameras, ``_other_views``: per other camera, its message for each kept frame)."""
+        """Indices of kept frames and of their joint state / action / instruction messages, and per
+        other camera (several cameras) its message for each kept frame."""
         cam_t, images = bag.topic(TOPIC_IMAGE)
         if not images:
             raise BagError(bag.path, f"no messages on {TOPIC_IMAGE}")
@@ -257,7 +256,7 @@ class BagDataset(Dataset):
             ok &= o_i >= 0
             others.append((msgs, order, o_i))
         keep = np.flatnonzero(ok)
-        self._other_views = [[msgs[order[i]] for i in o_i[keep]] for msgs, order, o_i in others]
+        others = [[msgs[order[i]] for i in o_i[keep]] for msgs, order, o_i in others]
         # the node's decoder: the same accepted messages and the same errors as serving
         try:
             pv = [joints_from_msg(m, self.joint_names) for m in js_msgs]
@@ -268,7 +267,7 @@ class BagDataset(Dataset):
         n_j = len(self.joint_names)
         pos = np.stack([p for p, _ in pv]) if pv else np.zeros((0, n_j))
         vel = np.stack([np.zeros(n_j, np.float32) if v is None else v for _, v in pv]) if pv else np.zeros((0, n_j))
-        return keep, js_i[keep], act_i[keep], ins_i[keep], pos, vel, acts.astype(np.float32), images
+        return keep, js_i[keep], act_i[keep], ins_i[keep], pos, vel, acts.astype(np.float32), images, others
 
     # --- access -----------------------------------------------------------------------------
 

@@ -80,6 +80,8 @@ TOPICS = (TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_JOINTS, TOPIC_ACTION)
 def camera_topic(camera: str) -> str:
     """The bag topic of a named camera: ``camera`` → ``/camera/image_raw`` (= TOPIC_IMAGE)."""
     return I.absolute(I.image_topic(camera))
+
+
 CUSTOM_DATA_KEY = "trimodal_ros.episode"
 
 N_LAYOUTS = 50

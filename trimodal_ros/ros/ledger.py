@@ -9,8 +9,9 @@ Every frame that arrives ends in exactly one outcome, so at any moment
 
 (``in_flight``: waiting in the one-slot mailbox or being inferred). A frame is one of the primary
 camera; a multi-camera model's other cameras are inputs like joint states (``*_camera`` outcomes
-when one has no frame at or before the tick, ``bad_secondary_image`` when one is undecodable). ``unaccounted`` reports the
-difference, which is 0 unless the node has a bug; ``/diagnostics`` publishes all of it.
+when one has no frame at or before the tick, ``bad_secondary_image`` when one is undecodable).
+``unaccounted`` reports the difference, which is 0 unless the node has a bug; ``/diagnostics``
+publishes all of it.
 """
 
 from __future__ import annotations
