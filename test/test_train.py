@@ -179,5 +179,9 @@ def test_train_cli_overrides_reach_the_config(monkeypatch, tmp_path):
     assert main(argv + ["--steps", "7", "--loss", "joint", "--augment-shift", "4"]) == 0
     t = seen["cfg"].train
     assert (t.steps, t.loss, t.augment_shift) == (7, "joint", 4)
+    assert seen["cfg"].model.cameras == ["camera"]
     with pytest.raises(ConfigError, match="augment_shift"):
         main(argv + ["--augment-shift", "-1"])
+    assert main(argv + ["--cameras", "camera, wrist_camera"]) == 0
+    assert seen["cfg"].model.cameras == ["camera", "wrist_camera"]
+    assert main(argv + ["--cameras", "camera,camera"]) == 2  # refused with the reason, nothing trained

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from ..config import load_config
+from ..config import ConfigError, load_config
 
 
 def register(sub) -> None:
@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--data", required=True, help="folder of episode bags (trimodal-ros generate)")
     p.add_argument("--out", required=True, help="run folder: last.pt, metrics.csv")
     p.add_argument("--fusion", default=None, help="override the config's fusion variant")
+    p.add_argument("--cameras", default=None, help="override the config's named cameras, primary first "
+                   "(camera,wrist_camera); the bags must hold each NAME/image_raw")
     p.add_argument("--loss", default=None, help="override the contrastive loss (pairwise, joint, clip, none)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
@@ -29,7 +31,12 @@ def cli_train(args) -> int:
     from .trainer import train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = load_config(args.config, fusion=args.fusion)
+    cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
+    try:
+        cfg = load_config(args.config, fusion=args.fusion, cameras=cameras)
+    except ConfigError as e:
+        print(f"trimodal-ros train: {e}")
+        return 2
     over = {k: v for k, v in {"loss": args.loss, "seed": args.seed, "steps": args.steps,
                                "batch_size": args.batch_size, "augment_shift": args.augment_shift}.items()
             if v is not None}
