@@ -114,7 +114,8 @@ def register(sub) -> None:
     p.add_argument("--episodes", type=int, default=0, help="episodes before exiting; 0 runs until Ctrl-C")
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--size", type=int, default=224, help="square camera image size in pixels")
-    p.add_argument("--camera", default="corner")
+    p.add_argument("--camera", default="corner", help="Meta-World camera, or named cameras primary first for a "
+                   "multi-camera model (corner,top_camera=topview publishes top_camera/image_raw too)")
     p.add_argument("--execute-steps", type=int, default=1, help="trajectory points executed per frame")
     p.add_argument("--action-timeout", type=float, default=5.0, help="wall seconds before a frame is re-sent")
     p.add_argument("--seed", type=int, default=0)

@@ -161,8 +161,8 @@ class VLANode(LifecycleNode):
             self.intake.put(frame)
 
     def _ingest_inputs(self) -> None:
-        """Before a frame is used, take the instructions and joint states already received: the
-        joint state published just before the frame must not lose the race to it."""
+        """Before a frame is used, take the instructions, joint states and other cameras' frames
+        already received: the joint state published just before the frame must not lose the race to it."""
         for sub in self._io[:-1]:
             while (taken := take_waiting(sub)) is not None:
                 sub.callback(*taken[:2 if sub.callback == self._on_instruction else 1])
