@@ -203,6 +203,8 @@ def test_two_named_cameras_are_recorded_on_their_topics_and_read_as_views(tmp_pa
     assert len(ds) == 6 and ds[2]["image"].shape == (2, 32, 32, 3)
     assert np.array_equal(ds[2]["image"][1], image_from_msg(top[2]))
     assert np.array_equal(ds[2]["image"][0], image_from_msg(corner[2]))
+    top_first = BagDataset(two, chunk=2, verbose=False, cameras=["top_camera", "camera"])  # any camera may lead
+    assert len(top_first) == 6 and np.array_equal(top_first[2]["image"][0], image_from_msg(top[2]))
     assert main(["generate", "--tasks", "reach-v3", "--episodes", "1", "--out", str(one), "--size", "32",
                  "--max-steps", "6", "--keep-failures"]) == 0
     with pytest.warns(RuntimeWarning, match="top_camera"):

@@ -37,7 +37,6 @@ from .metaworld import (
     CUSTOM_DATA_KEY,
     LAYOUT_SPLITS,
     TOPIC_ACTION,
-    TOPIC_IMAGE,
     TOPIC_INSTRUCTION,
     TOPIC_JOINTS,
     camera_topic,
@@ -144,7 +143,7 @@ class BagDataset(Dataset):
                     continue
                 if tasks is not None and meta["task"] not in tasks:
                     continue
-                out.append((p, meta, topic_message_count(p, TOPIC_IMAGE)))
+                out.append((p, meta, topic_message_count(p, self.image_topics[0])))
             except (BagError, ValueError) as e:
                 self._skip(p, e)
         return out
@@ -165,9 +164,10 @@ class BagDataset(Dataset):
         for path, meta, n_meta in cands:
             try:
                 bag = read_bag(path, (*self.image_topics, TOPIC_JOINTS, TOPIC_ACTION, TOPIC_INSTRUCTION))
-                if len(bag.messages.get(TOPIC_IMAGE, ())) != n_meta:  # also guards the preallocation
-                    raise BagError(path, f"metadata.yaml lists {n_meta} {TOPIC_IMAGE} messages, the "
-                                         f"storage has {len(bag.messages.get(TOPIC_IMAGE, ()))}")
+                primary = self.image_topics[0]
+                if len(bag.messages.get(primary, ())) != n_meta:  # also guards the preallocation
+                    raise BagError(path, f"metadata.yaml lists {n_meta} {primary} messages, the "
+                                         f"storage has {len(bag.messages.get(primary, ()))}")
                 keep, js_i, act_i, ins_i, pos, vel, acts, images, others = self._align(bag, meta)
                 decoded = [image_from_msg(images[f]) for f in keep] if self.images else []  # views: no copy
                 if self.images and others:  # (V, H, W, 3) per kept frame
@@ -215,17 +215,14 @@ class BagDataset(Dataset):
     def _align(self, bag, meta):
         """Indices of kept frames and of their joint state / action / instruction messages, and per
         other camera (several cameras) its message for each kept frame."""
-        cam_t, images = bag.topic(TOPIC_IMAGE)
-        if not images:
-            raise BagError(bag.path, f"no messages on {TOPIC_IMAGE}")
-        if images[0].__msgtype__ != IMAGE:
-            raise BagError(bag.path, f"{TOPIC_IMAGE} is {images[0].__msgtype__}, expected {IMAGE}")
+        primary, *other_topics = self.image_topics
+        images = self._camera_messages(bag, primary)
         cam_s = _header_s(images)
         js_msgs = bag.topic(TOPIC_JOINTS)[1]
         act_msgs = bag.topic(TOPIC_ACTION)[1]
         ins_t, ins_msgs = bag.topic(TOPIC_INSTRUCTION)
         if np.any(np.diff(cam_s) < 0):
-            raise BagError(bag.path, f"{TOPIC_IMAGE} header stamps go backwards")
+            raise BagError(bag.path, f"{primary} header stamps go backwards")
         js_s, act_s = _header_s(js_msgs), _header_s(act_msgs)
         js_order, act_order = np.argsort(js_s, kind="stable"), np.argsort(act_s, kind="stable")
         js_msgs = [js_msgs[i] for i in js_order]
@@ -243,12 +240,8 @@ class BagDataset(Dataset):
         d["missing_instruction"] += int(np.sum(ok & (ins_i < 0)))
         ok &= ins_i >= 0
         others = []
-        for topic in self.image_topics[1:]:
-            msgs = bag.topic(topic)[1]
-            if not msgs:
-                raise BagError(bag.path, f"no messages on {topic}: the model's cameras are {self.cameras}")
-            if msgs[0].__msgtype__ != IMAGE:
-                raise BagError(bag.path, f"{topic} is {msgs[0].__msgtype__}, expected {IMAGE}")
+        for topic in other_topics:
+            msgs = self._camera_messages(bag, topic)
             o_s = _header_s(msgs)
             order = np.argsort(o_s, kind="stable")
             o_i = select_latest(o_s[order], cam_s, self.max_input_age)
@@ -268,6 +261,15 @@ class BagDataset(Dataset):
         pos = np.stack([p for p, _ in pv]) if pv else np.zeros((0, n_j))
         vel = np.stack([np.zeros(n_j, np.float32) if v is None else v for _, v in pv]) if pv else np.zeros((0, n_j))
         return keep, js_i[keep], act_i[keep], ins_i[keep], pos, vel, acts.astype(np.float32), images, others
+
+    def _camera_messages(self, bag, topic: str) -> list:
+        """The Image messages a camera recorded (log order); a BagError when it has none or another type."""
+        msgs = bag.topic(topic)[1]
+        if not msgs:
+            raise BagError(bag.path, f"no messages on {topic} (the model's cameras are {self.cameras})")
+        if msgs[0].__msgtype__ != IMAGE:
+            raise BagError(bag.path, f"{topic} is {msgs[0].__msgtype__}, expected {IMAGE}")
+        return msgs
 
     # --- access -----------------------------------------------------------------------------
 
