@@ -13,9 +13,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# --- cameras ----------------------------------------------------------------------------------------
+# A model sees one or more named cameras (``ModelConfig.cameras``); camera NAME publishes on
+# ``NAME/image_raw`` (and ``NAME/image_raw/compressed``). The first is the primary: each of its
+# frames is one tick; the others contribute their latest frame at or before that frame's stamp.
+# The default single camera is "camera", whose topic is IMAGE_TOPIC.
+PRIMARY_CAMERA = "camera"
+
+
+def image_topic(camera: str = PRIMARY_CAMERA, compressed: bool = False) -> str:
+    """``camera`` → ``camera/image_raw``; ``top_camera`` → ``top_camera/image_raw`` (+ ``/compressed``)."""
+    return f"{camera}/image_raw" + ("/compressed" if compressed else "")
+
+
 # --- vla_node ---------------------------------------------------------------------------------
-IMAGE_TOPIC = "camera/image_raw"                      # sensor_msgs/Image
-COMPRESSED_IMAGE_TOPIC = "camera/image_raw/compressed"  # sensor_msgs/CompressedImage (image_transport)
+IMAGE_TOPIC = image_topic()                           # sensor_msgs/Image: "camera/image_raw"
+COMPRESSED_IMAGE_TOPIC = image_topic(compressed=True)  # sensor_msgs/CompressedImage (image_transport)
 INSTRUCTION_TOPIC = "instruction"                     # std_msgs/String
 JOINTS_TOPIC = "joint_states"                         # sensor_msgs/JointState
 EMBEDDING_TOPIC = "trimodal/embedding"                # std_msgs/Float32MultiArray
@@ -37,18 +50,6 @@ SAWYER_JOINTS = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "ri
 ACTION_NAMES = ["ee_dx", "ee_dy", "ee_dz", "gripper"]
 
 MAX_INSTRUCTION_CHARS = 2000
-
-# --- cameras ----------------------------------------------------------------------------------------
-# A model sees one or more named cameras (``ModelConfig.cameras``); camera NAME publishes on
-# ``NAME/image_raw`` (and ``NAME/image_raw/compressed``). The first is the primary: each of its
-# frames is one tick; the others contribute their latest frame at or before that frame's stamp.
-# The default single camera is "camera", whose topic is IMAGE_TOPIC.
-PRIMARY_CAMERA = "camera"
-
-
-def image_topic(camera: str = PRIMARY_CAMERA, compressed: bool = False) -> str:
-    """``camera`` → ``camera/image_raw``; ``top_camera`` → ``top_camera/image_raw`` (+ ``/compressed``)."""
-    return f"{camera}/image_raw" + ("/compressed" if compressed else "")
 
 MSG_TYPES = {
     IMAGE_TOPIC: "sensor_msgs/msg/Image",
@@ -117,8 +118,6 @@ def publisher_qos(topic: str) -> Qos:
     """The QoS ``topic`` is published with ('/robot1/instruction' → LATCHED); RELIABLE for a topic
     this package does not publish."""
     name = topic.lstrip("/")
-    if name.endswith(("/image_raw", "/image_raw/compressed")):  # any camera
-        return RELIABLE
     for t, q in PUBLISHER_QOS.items():
         t = t.lstrip("/")
         if name == t or name.endswith("/" + t):
