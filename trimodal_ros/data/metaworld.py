@@ -213,6 +213,7 @@ class SawyerScene:
 
         task_id(task)  # unknown task: clear error before the slow import
         self.cameras = camera_spec(camera)
+        self.primary = next(iter(self.cameras))
         self.task, self.camera, self.size = task, camera, int(size)
         self.base_task = LT.base_task(task)
         self.language_critical = LT.is_variant(task)
@@ -227,7 +228,7 @@ class SawyerScene:
         if min(self.cam_ids.values()) < 0:
             names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(m.ncam)]
             raise ValueError(f"camera {camera!r} not in the Meta-World model; cameras: {names}")
-        self.cam_id = next(iter(self.cam_ids.values()))  # the primary
+        self.cam_id = self.cam_ids[self.primary]
         # joint name -> qpos / dof address, straight from the model
         self.joint_names = list(I.SAWYER_JOINTS)
         ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in self.joint_names]
@@ -247,7 +248,7 @@ class SawyerScene:
         mujoco.mj_forward(m, d)
         # a camera whose image "up" (its y axis) points down in the world renders upside down
         self.flipped = {n: bool(d.cam_xmat[c].reshape(3, 3)[2, 1] < 0) for n, c in self.cam_ids.items()}
-        self.upside_down = self.flipped[next(iter(self.flipped))]
+        self.upside_down = self.flipped[self.primary]
 
     def reset(self, layout: int) -> np.ndarray:
         """Start layout ``layout`` (``layout_task``); for a language-critical task, in its group's
@@ -271,7 +272,7 @@ class SawyerScene:
 
     def render(self, name: Optional[str] = None) -> np.ndarray:
         """Upright uint8 (size, size, 3) RGB frame of camera ``name`` (default: the primary)."""
-        name = next(iter(self.cam_ids)) if name is None else name
+        name = self.primary if name is None else name
         img = self.render_raw(self.cam_ids[name])
         return np.ascontiguousarray(img[::-1, ::-1]) if self.flipped[name] else img
 
