@@ -185,3 +185,32 @@ def test_train_cli_overrides_reach_the_config(monkeypatch, tmp_path):
     assert main(argv + ["--cameras", "camera, wrist_camera"]) == 0
     assert seen["cfg"].model.cameras == ["camera", "wrist_camera"]
     assert main(argv + ["--cameras", "camera,camera"]) == 2  # refused with the reason, nothing trained
+
+
+def test_weight_average_is_served_and_resumes_exactly(small_bags, tmp_path):
+    """train.ema: last.pt serves the moving average (a different, smoother model than the last step's
+    raw weights, saved as raw.pt); a resumed run restores both and ends where the uninterrupted one does."""
+    ds = BagDataset.from_config(small_bags, load_config("weighted_sum").model, split="all", verbose=False)
+    cfg = small_cfg(steps=12, ckpt_every=4, ema=0.9, instructions="bag")
+    full = tmp_path / "full"
+    train(cfg, small_bags, full, progress=False, dataset=ds)
+    served, raw = read_checkpoint(full / "last.pt"), read_checkpoint(full / "raw.pt")
+    assert served["step"] == raw["step"] == 12
+    for k, v in raw["model"].items():  # raw.pt holds the weights training resumes from
+        torch.testing.assert_close(served["train_model"][k], v, msg=k)
+    moved = [k for k, v in raw["model"].items() if v.is_floating_point() and not torch.equal(v, served["model"][k])]
+    assert len(moved) > 10, "the served weights are not an average"
+    torch.manual_seed(cfg.train.seed)
+    init = TriModalModel(cfg.model).state_dict()
+    k = "heads.0.weight" if "heads.0.weight" in init else next(n for n in moved if n in init and "weight" in n)
+    # an average of the trajectory lies between the start and the end of it
+    d_avg, d_raw = (served["model"][k] - init[k]).norm(), (raw["model"][k] - init[k]).norm()
+    assert 0 < d_avg < d_raw, (k, d_avg, d_raw)
+    crashed = tmp_path / "crashed"
+    _train_until(cfg, small_bags, crashed, ds, stop_after=8)
+    train(cfg, small_bags, crashed, resume=True, progress=False, dataset=ds)
+    again = read_checkpoint(crashed / "last.pt")
+    for k, v in served["model"].items():
+        torch.testing.assert_close(again["model"][k], v, rtol=1e-5, atol=1e-6, msg=k)
+    with pytest.raises(ConfigError, match="ema"):
+        small_cfg(ema=1.0)

@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--augment-shift", type=int, default=None,
                    help="override train.augment_shift: DrQ random shift of training images by up to ± N pixels")
+    p.add_argument("--ema", type=float, default=None,
+                   help="override train.ema: serve an exponential moving average of the weights with this decay")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cli_train)
@@ -38,7 +40,8 @@ def cli_train(args) -> int:
         print(f"trimodal-ros train: {e}")
         return 2
     over = {k: v for k, v in {"loss": args.loss, "seed": args.seed, "steps": args.steps,
-                               "batch_size": args.batch_size, "augment_shift": args.augment_shift}.items()
+                               "batch_size": args.batch_size, "augment_shift": args.augment_shift,
+                               "ema": args.ema}.items()
             if v is not None}
     if over:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **over))

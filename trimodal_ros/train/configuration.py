@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..schema import non_negative, one_of, positive
+from ..schema import ConfigError, non_negative, one_of, positive
 
 
 @dataclass
@@ -26,6 +26,8 @@ class TrainConfig:
     instructions: str = "train"         # bag: the recorded command; train: a fresh train paraphrase per sample
     augment_shift: int = 0              # DrQ random shift of each training image by up to ± this many pixels
                                         # of the model's input (0: none); evaluation and serving never shift
+    ema: float = 0.0                    # decay of an exponential moving average of the weights, which the
+                                        # checkpoint then serves (0: none; raw weights kept for resume)
 
     def __post_init__(self) -> None:
         from ..model.losses import CONTRASTIVE_LOSSES
@@ -35,3 +37,5 @@ class TrainConfig:
         positive(self, "batch_size", "steps", "lr", "log_every", "ckpt_every")
         non_negative(self, "contrastive_weight", "weight_decay", "warmup_steps", "grad_clip", "conflict_every",
                      "augment_shift")
+        if not 0.0 <= self.ema < 1.0:
+            raise ConfigError(f"train.ema must be in [0, 1) (0: no weight averaging), got {self.ema}")

@@ -8,6 +8,7 @@ CPU and nccl on CUDA; every rank takes its own slice of each global batch.
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import logging
@@ -100,6 +101,27 @@ class Batcher:
         }
 
 
+class WeightAverage:
+    """Exponential moving average of the weights (Polyak averaging, as diffusion policy serves its
+    behaviour-cloning policies): the average of the last ~1/(1-decay) steps is a smoother policy than
+    the final step's weights. The decay ramps up as (1 + step) / (10 + step), so the random
+    initialisation does not linger in it."""
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+        src, dst = model.state_dict(), self.model.state_dict()  # views of the live tensors
+        self._float = [(dst[k], src[k]) for k in dst if dst[k].is_floating_point()]
+        self._other = [(dst[k], src[k]) for k in dst if not dst[k].is_floating_point()]
+
+    @torch.no_grad()
+    def update(self, step: int) -> None:
+        d = min(self.decay, (1 + step) / (10 + step))
+        torch._foreach_lerp_([a for a, _ in self._float], [b for _, b in self._float], 1.0 - d)
+        for a, b in self._other:
+            a.copy_(b)
+
+
 def action_ce(out, batch, rows=slice(None)):
     """Masked mean token cross-entropy over ``rows`` of the batch."""
     bins = out.logits.shape[-1]
@@ -170,7 +192,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         ck = read_checkpoint(last)
         if ck["config"] != cfg.to_dict():
             raise ValueError(f"--resume: {last} was trained with another config")
-        model.load_state_dict(ck["model"])
+        model.load_state_dict(ck.get("train_model", ck["model"]))
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
         if weighting is not None:
@@ -178,6 +200,9 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         start = int(ck["step"])
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at step %d", last, start)
+    ema = WeightAverage(model, tc.ema) if tc.ema else None
+    if ema is not None and start:
+        ema.model.load_state_dict(ck["model"])
     net = model
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
@@ -194,7 +219,13 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
                  "torch_rng": torch.get_rng_state(), "data": str(data)}
         if weighting is not None:
             extra["weighting"] = weighting.state_dict()
-        return save_checkpoint(last, model, cfg, tokenizer, extra)
+        if ema is None:
+            return save_checkpoint(last, model, cfg, tokenizer, extra)
+        # the averaged weights are what the checkpoint serves; the raw ones are what training resumes
+        extra["train_model"] = model.state_dict()
+        if step == tc.steps:  # the final raw weights as a checkpoint of their own, to compare
+            save_checkpoint(out_dir / "raw.pt", model, cfg, tokenizer, {"step": step, "data": str(data)})
+        return save_checkpoint(last, ema.model, cfg, tokenizer, extra)
 
     model.train()
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, disable=not (progress and main),
@@ -228,6 +259,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
         sched.step()
+        if ema is not None:
+            ema.update(step)
         if log_now and main:
             row = [step + 1, loss.item(), ce.item(), con.item(), acc.item(), sched.get_last_lr()[0],
                    out.temperature.item(), conflict["conflict"], conflict["null"]]
