@@ -115,6 +115,27 @@ def test_dataset_on_generated_bags(out):
     assert np.array_equal(x["image"], image_from_msg(bag.messages[mw.TOPIC_IMAGE][4]))
 
 
+def test_an_extra_layout_is_recorded_as_a_new_train_scene(out, tmp_path):
+    """Episode 57 records extra layout 57: a scene the benchmark's 50 do not have, in the train split."""
+    from trimodal_ros.data.dataset import BagDataset
+
+    scene = mw.SawyerScene("reach-v3", "corner", SIZE, max_steps=STEPS)
+    try:
+        r = mw.record_episode(scene, tmp_path, seed=3, episode=57, max_steps=STEPS, keep_failures=True)
+        first = {}
+        for layout in (7, 57):
+            scene.reset(layout)
+            first[layout] = scene.render()
+    finally:
+        scene.close()
+    meta = json.loads((r.path / "episode.json").read_text())
+    assert (r.layout, meta["layout"], meta["layout_split"], meta["paraphrase_split"]) == (57, 57, "train", "train")
+    recorded = image_from_msg(B.read_bag(r.path, [mw.TOPIC_IMAGE]).messages[mw.TOPIC_IMAGE][0])
+    assert np.array_equal(recorded, first[57]) and not np.array_equal(first[7], first[57])
+    assert len(BagDataset(tmp_path, split="train", verbose=False)) == STEPS
+    assert len(BagDataset(tmp_path, split="val", verbose=False).episodes) == 0
+
+
 def test_layouts_and_instructions():
     assert len(mw.layouts("train")) == 35 and mw.layouts("val") == list(range(35, 40))
     assert mw.layouts("heldout") == list(range(40, 50))
@@ -124,6 +145,22 @@ def test_layouts_and_instructions():
     assert sorted(eps) == list(range(50))  # 50 episodes visit every layout once
     assert eps == [mw.episode_layout("push-v3", 0, e) for e in range(50)]  # deterministic
     assert eps != [mw.episode_layout("push-v3", 1, e) for e in range(50)]  # the seed matters
+    # past the benchmark's 50: extra train layouts, new placements from Meta-World's own sampler
+    assert [mw.episode_layout("push-v3", 0, e) for e in (50, 51, 99, 100)] == [50, 51, 99, 100]
+    assert mw.layout_split(50) == mw.layout_split(1234) == "train"
+    for bad in (-1, 2.0, True, "3"):
+        with pytest.raises(ValueError, match="layout"):
+            mw.layout_split(bad)
+    import pickle
+
+    def goal(layout):
+        return pickle.loads(mw.layout_task("push-v3", layout).data)["rand_vec"]
+
+    assert np.array_equal(goal(7), goal(7)) and mw.layout_task("push-v3", 7) is mw._benchmark("push-v3").train_tasks[7]
+    base = [goal(i) for i in range(50)]
+    extra = [goal(i) for i in (50, 57, 99, 100)]
+    assert all(not np.allclose(x, b) for x in extra for b in base)  # none repeats a benchmark scene
+    assert len({x.tobytes() for x in extra}) == 4
     import metaworld
 
     assert MT50 == list(metaworld.env_dict.MT50_V3) and MT10 == list(metaworld.env_dict.MT10_V3)

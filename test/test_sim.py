@@ -182,7 +182,7 @@ def test_sim_node_steps_only_on_fresh_well_formed_actions(ros):
     assert wait_for(lambda: got["instruction"][-1].data == "touch the goal" and len(got["image"]) == 4)
     assert sim._stepper.layout == 41
     # malformed resets are refused and counted; the simulation goes on
-    for bad in ('{"layout": 99}', '"abc"', '{"instruction": 5}', '{"layout": -1}', '{"layuot": 3}', "{"):
+    for bad in ('{"layout": 1.5}', '"abc"', '{"instruction": 5}', '{"layout": -1}', '{"layuot": 3}', "{"):
         reset.publish(String(data=bad))
     assert wait_for(lambda: sim.counts()["bad_resets"] == 6), sim.counts()
     assert sim._thread.is_alive() and sim._stepper.layout == 41

@@ -31,9 +31,12 @@ is the same scene whatever ``--seed`` is). Layouts 0-34 are **train**, 35-39 **v
 choice of configuration, checkpoint or hyper-parameter is made there) and 40-49 **held out** (the
 final numbers only; ``layout_split``). Episode ``e`` of a task with ``--seed s`` uses the ``e``-th
 entry of a seeded permutation of all 50 layouts, so 50 episodes cover each layout once; dataset
-split filters pick them apart. The recorded instruction is a train paraphrase on train and val
-layouts and a held-out paraphrase on held-out layouts (so a held-out bag is new in both scene and
-wording). A language-critical task ``<task>@lang`` (``--tasks lang``, see ``language_tasks``) uses
+split filters pick them apart. Layouts 50 and up are **extra train layouts**, more scenes to learn
+from (never evaluated on): layout ``L`` is entry ``L % 50`` of ``MT1(task, seed=LAYOUT_SEED + L //
+50).train_tasks``, new placements drawn by Meta-World's own sampler; episode ``e >= 50`` records
+layout ``e``, so ``generate --episodes 100`` adds 50 of them per task. The recorded instruction is a
+train paraphrase on train and val layouts and a held-out paraphrase on held-out layouts (so a
+held-out bag is new in both scene and wording). A language-critical task ``<task>@lang`` (``--tasks lang``, see ``language_tasks``) uses
 its group's shared placement for layout ``L``, so every task of the group starts layout ``L`` from
 the same first frame; its ``episode.json`` adds ``base_task`` and ``language_group``.
 
@@ -93,10 +96,19 @@ LAYOUT_SEED = 0
 
 # --- layouts ----------------------------------------------------------------------------------
 
+def check_layout(layout) -> int:
+    """``layout`` as an int; a ValueError unless it is a whole number >= 0."""
+    if isinstance(layout, bool) or not isinstance(layout, (int, np.integer)) or layout < 0:
+        raise ValueError(f"layout must be an integer >= 0 (0-49 the benchmark's, 50 and up extra train "
+                         f"layouts), got {layout!r}")
+    return int(layout)
+
+
 def layout_split(layout: int) -> str:
-    """"train" for layouts 0-34, "val" for 35-39 (model selection), "heldout" for 40-49 (test)."""
-    if not 0 <= int(layout) < N_LAYOUTS:
-        raise ValueError(f"layout must be in [0, {N_LAYOUTS}), got {layout}")
+    """"train" for layouts 0-34 and every extra layout (50 and up), "val" for 35-39 (model
+    selection), "heldout" for 40-49 (test)."""
+    if check_layout(layout) >= N_LAYOUTS:
+        return "train"
     if int(layout) in HELDOUT_LAYOUTS:
         return "heldout"
     return "val" if int(layout) in VAL_LAYOUTS else "train"
@@ -116,13 +128,16 @@ def _task_key(task: str) -> int:
 
 
 def episode_layout(task: str, seed: int, episode: int) -> int:
-    """Layout of episode ``episode``: entry ``episode % 50`` of a permutation of all layouts
-    seeded by (seed, task, episode // 50). Deterministic, and balanced over every 50 episodes.
+    """Layout of episode ``episode``: for the first 50, entry ``episode`` of a permutation of the
+    benchmark's layouts seeded by (seed, task), so 50 episodes cover each once; from 50 on, extra
+    train layout ``episode``.
     The tasks of a language-critical group share one permutation (seeded by the group), so
     episode ``e`` of each starts from the same first frame: with fewer than 50 episodes, the
     layouts recorded would otherwise tell the tasks apart."""
-    rng = np.random.default_rng([int(seed), _task_key(LT.layout_key(task)), int(episode) // N_LAYOUTS])
-    return int(rng.permutation(N_LAYOUTS)[int(episode) % N_LAYOUTS])
+    if int(episode) >= N_LAYOUTS:  # past the benchmark's 50: the extra train layouts, in order
+        return int(episode)
+    rng = np.random.default_rng([int(seed), _task_key(LT.layout_key(task)), 0])
+    return int(rng.permutation(N_LAYOUTS)[int(episode)])
 
 
 def episode_name(task: str, seed: int, episode: int) -> str:
@@ -139,22 +154,25 @@ def episode_instruction(task: str, seed: int, episode: int, layout: int) -> Tupl
 
 # --- simulation -------------------------------------------------------------------------------
 
+def _benchmark(task: str, seed: int = LAYOUT_SEED):
+    return _mt1(task, int(seed))
+
+
 @lru_cache(maxsize=None)
-def _benchmark(task: str):
+def _mt1(task: str, seed: int):
     import metaworld
 
-    return metaworld.MT1(task, seed=LAYOUT_SEED)  # 50 resets: ~1 s per task, so cache it
+    return metaworld.MT1(task, seed=seed)  # 50 resets: ~1 s per task, so cache it
 
 
 def layout_task(task: str, layout: int):
-    """The Meta-World ``Task`` (what ``env.set_task`` takes) of layout ``layout``: entry ``layout``
-    of ``MT1(task, seed=LAYOUT_SEED).train_tasks``; for a language-critical ``<task>@lang``, its
-    group's shared placement (``language_tasks.task_data``)."""
-    if not 0 <= int(layout) < N_LAYOUTS:
-        raise ValueError(f"layout must be in [0, {N_LAYOUTS}), got {layout}")
+    """The Meta-World ``Task`` (what ``env.set_task`` takes) of layout ``layout``: entry ``layout %
+    50`` of ``MT1(task, seed=LAYOUT_SEED + layout // 50).train_tasks``; for a language-critical
+    ``<task>@lang``, its group's shared placement (``language_tasks.task_data``)."""
+    block, index = divmod(check_layout(layout), N_LAYOUTS)
     if LT.is_variant(task):
-        return LT.task_data(task, layout, _benchmark)
-    return _benchmark(task).train_tasks[int(layout)]
+        return LT.task_data(task, index, lambda name: _benchmark(name, LAYOUT_SEED + block))
+    return _benchmark(task, LAYOUT_SEED + block).train_tasks[index]
 
 
 def _load_triton_before_mesa() -> None:
@@ -526,7 +544,8 @@ def register(sub) -> None:
     p = sub.add_parser("generate", help="roll out Meta-World experts and record one ROS 2 bag per episode")
     p.add_argument("--tasks", required=True, help="comma list of Meta-World v3 tasks (or <task>@lang), "
                    "or mt10 / mt50 / lang (the language-critical set, see data/language_tasks.py)")
-    p.add_argument("--episodes", type=int, default=5, help="episodes per task")
+    p.add_argument("--episodes", type=int, default=5, help="episodes per task: the first 50 visit the "
+                   "benchmark's 50 layouts once (train, val, held-out); from 50 on, extra train layouts")
     p.add_argument("--out", required=True, help="output folder (one bag folder per episode)")
     p.add_argument("--camera", default="corner", help="Meta-World camera (default: corner), or several named "
                    "cameras, primary first: corner,top_camera=topview records /top_camera/image_raw too")

@@ -139,12 +139,12 @@ class SimNode(Node):
         ``layout`` parameter; ``instruction`` None draws a paraphrase. ``ready``, if given, is
         polled (up to action_timeout) after the instruction is published and before the first
         frame: the in-process driver uses it to wait until vla_node holds the new instruction.
-        A layout outside 0-49 or an instruction that is not a string raises ValueError."""
-        from ..data.metaworld import N_LAYOUTS
+        A layout that is not an integer >= 0 (``metaworld.check_layout``) or an instruction that is
+        not a string raises ValueError."""
+        from ..data.metaworld import check_layout
 
-        if layout is not None and (isinstance(layout, bool) or not isinstance(layout, int)
-                                   or not 0 <= layout < N_LAYOUTS):
-            raise ValueError(f"layout must be an integer in [0, {N_LAYOUTS}), got {layout!r}")
+        if layout is not None:
+            check_layout(layout)
         if instruction is not None and not isinstance(instruction, str):
             raise ValueError(f"instruction must be a string, got {instruction!r}")
         self._put(("start", layout, instruction, ready), block=True)
@@ -183,7 +183,7 @@ class SimNode(Node):
 
     # --- callbacks: enqueue only -------------------------------------------------------------------
     def _on_reset(self, msg: String) -> None:
-        """``{"layout": 0-49, "instruction": "..."}`` (both optional); anything else is refused
+        """``{"layout": L, "instruction": "..."}`` (both optional); anything else is refused
         with a logged error and counted, and the simulation goes on."""
         try:
             req = json.loads(msg.data) if msg.data.strip() else {}
