@@ -176,9 +176,11 @@ def test_train_cli_overrides_reach_the_config(monkeypatch, tmp_path):
 
     monkeypatch.setattr(trainer, "train", fake_train)
     argv = ["train", "--config", "mt10_policy", "--data", str(tmp_path), "--out", str(tmp_path)]
-    assert main(argv + ["--steps", "7", "--loss", "joint", "--augment-shift", "4"]) == 0
+    assert main(argv + ["--steps", "7", "--loss", "joint", "--augment-shift", "4", "--ema", "0.99"]) == 0
     t = seen["cfg"].train
-    assert (t.steps, t.loss, t.augment_shift) == (7, "joint", 4)
+    assert (t.steps, t.loss, t.augment_shift, t.ema) == (7, "joint", 4, 0.99)
+    with pytest.raises(ConfigError, match="ema"):
+        main(argv + ["--ema", "1.5"])
     assert seen["cfg"].model.cameras == ["camera"]
     with pytest.raises(ConfigError, match="augment_shift"):
         main(argv + ["--augment-shift", "-1"])

@@ -36,9 +36,10 @@ from (never evaluated on): layout ``L`` is entry ``L % 50`` of ``MT1(task, seed=
 50).train_tasks``, new placements drawn by Meta-World's own sampler; episode ``e >= 50`` records
 layout ``e``, so ``generate --episodes 100`` adds 50 of them per task. The recorded instruction is a
 train paraphrase on train and val layouts and a held-out paraphrase on held-out layouts (so a
-held-out bag is new in both scene and wording). A language-critical task ``<task>@lang`` (``--tasks lang``, see ``language_tasks``) uses
-its group's shared placement for layout ``L``, so every task of the group starts layout ``L`` from
-the same first frame; its ``episode.json`` adds ``base_task`` and ``language_group``.
+held-out bag is new in both scene and wording). A language-critical task ``<task>@lang``
+(``--tasks lang``, see ``language_tasks``) uses its group's shared placement for layout ``L``, so
+every task of the group starts layout ``L`` from the same first frame; its ``episode.json`` adds
+``base_task`` and ``language_group``.
 
 Rendering uses ``mujoco.Renderer`` directly with shadows, reflections and MSAA off (~4x faster
 than the default). Cameras whose up axis points down in the world (all ``corner*`` cameras)

@@ -108,7 +108,8 @@ def register(sub) -> None:
     p = sub.add_parser("sim", help="run Meta-World as a ROS 2 robot (camera, joints, instruction, /clock; "
                                    "steps on trimodal/action)")
     p.add_argument("--task", required=True, help="Meta-World v3 task, e.g. reach-v3 or drawer-open-v3@lang")
-    p.add_argument("--layout", type=int, default=-1, help="layout 0-49; -1 cycles the held-out layouts 40-49")
+    p.add_argument("--layout", type=int, default=-1, help="layout 0-49 (40-49 held out), 50 and up extra "
+                   "train layouts; -1 cycles the held-out layouts 40-49")
     p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
     p.add_argument("--instruction", default=None, help="this exact command instead of a paraphrase")
     p.add_argument("--episodes", type=int, default=0, help="episodes before exiting; 0 runs until Ctrl-C")

@@ -146,7 +146,8 @@ VLA_PARAMS: List[Param] = [
 
 SIM_PARAMS: List[Param] = [
     Param("task", "reach-v3", "Meta-World v3 task, or a language-critical <task>@lang"),
-    Param("layout", -1, "layout 0-49; -1 cycles the held-out layouts 40-49", low=-1, high=49),
+    Param("layout", -1, "layout 0-49 (40-49 held out), 50 and up extra train layouts; -1 cycles the "
+          "held-out layouts 40-49", low=-1, high=1_000_000),
     Param("instructions", "train", "paraphrase set of the published instruction", choices=("train", "heldout")),
     Param("instruction", "", "this exact instruction instead of a paraphrase"),
     Param("seed", 0, "seeds the paraphrase draw", low=0, high=2**31 - 1),
