@@ -6,10 +6,12 @@ action per tick, the checkpoint's own temporal ensembling), then Meta-World's sc
 over until success or the step limit. An expert that cannot recover from the policy's states gives
 no useful labels there, so DAgger- or DART-style data (expert labels on states the policy visits)
 cannot teach the policy to recover on those tasks. Episodes the policy finishes before N are not
-counted.
+counted. ``--trace`` prints instead, every 8 steps of one policy-driven episode of the first task
+on the first layout, the hand and object positions with the policy's action next to the action the
+expert would take in that state.
 
     PYTHONPATH=. MUJOCO_GL=egl python scripts/expert_takeover.py --checkpoint runs/mt10_policy/last.pt \
-        [--tasks push-v3,pick-place-v3,reach-v3,peg-insert-side-v3] [--layouts 35-39] [--after 40,80]
+        [--tasks push-v3,pick-place-v3,reach-v3,peg-insert-side-v3] [--layouts 35-39] [--after 40,80] [--trace]
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ def main() -> int:
     p.add_argument("--after", default="40,80", help="policy steps before the expert takes over")
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--size", type=int, default=192)
+    p.add_argument("--trace", action="store_true", help="print one policy episode next to the expert's answers")
     args = p.parse_args()
 
     import torch
@@ -47,6 +50,8 @@ def main() -> int:
     policy = Policy.load(args.checkpoint)
     camera = sim_camera_spec(policy.model_config.cameras)
     afters = [int(n) for n in args.after.split(",")]
+    if args.trace:
+        return trace(policy, camera, args)
     print(f"{'task':20} " + " ".join(f"{'after ' + str(n):>12}" for n in afters))
     for task in args.tasks.split(","):
         scene = SawyerScene(task, camera=camera, size=args.size, max_steps=args.max_steps)
@@ -72,6 +77,30 @@ def main() -> int:
             cells.append(f"{recovered:>5}/{counted:<6}")
         scene.close()
         print(f"{task:20} " + " ".join(f"{c:>12}" for c in cells), flush=True)
+    return 0
+
+
+def trace(policy, camera, args) -> int:
+    from trimodal_ros.data.instructions import instruction_for
+    from trimodal_ros.data.metaworld import SawyerScene, expert_policy
+
+    task, layout = args.tasks.split(",")[0], parse_layouts(args.layouts)[0]
+    scene = SawyerScene(task, camera=camera, size=args.size, max_steps=args.max_steps)
+    expert = expert_policy(task)
+    obs = scene.reset(layout)
+    policy.reset(instruction_for(task, np.random.default_rng([layout, 5]), "train"))
+    print(f"{task}, layout {layout}: hand xyz, gripper opening, object xyz | policy action | expert action")
+    for t in range(args.max_steps):
+        pos, vel = scene.joints()
+        a = np.clip(policy.act(scene.views(), pos, vel).actions[0], -1.0, 1.0)
+        if t % 8 == 0:
+            e = np.clip(expert.get_action(obs), -1.0, 1.0)
+            print(f"{t:4d} {np.round(obs[0:3], 3)} {obs[3]:.2f} {np.round(obs[4:7], 3)} | {np.round(a, 2)} | {np.round(e, 2)}")
+        obs, info = scene.step(a)
+        if info.get("success", 0.0) >= 1.0:
+            print(f"success at step {t + 1}")
+            break
+    scene.close()
     return 0
 
 
