@@ -42,66 +42,62 @@ def main() -> int:
 
     import torch
 
-    from trimodal_ros.data.instructions import instruction_for
     from trimodal_ros.data.metaworld import SawyerScene, expert_policy, sim_camera_spec
     from trimodal_ros.policy import Policy
 
     torch.set_num_threads(1)
     policy = Policy.load(args.checkpoint)
     camera = sim_camera_spec(policy.model_config.cameras)
+    tasks, layouts = args.tasks.split(","), parse_layouts(args.layouts)
+    if args.trace:  # one episode of the first task and layout, driven by the policy throughout
+        scene = SawyerScene(tasks[0], camera=camera, size=args.size, max_steps=args.max_steps)
+        print(f"{tasks[0]}, layout {layouts[0]}: hand xyz, gripper opening, object xyz | policy action | "
+              "expert action")
+        ok, t = episode(scene, policy, expert_policy(tasks[0]), layouts[0], args.max_steps, args.max_steps,
+                        trace=True)
+        print(f"success at step {t + 1}" if ok else "no success")
+        scene.close()
+        return 0
     afters = [int(n) for n in args.after.split(",")]
-    if args.trace:
-        return trace(policy, camera, args)
     print(f"{'task':20} " + " ".join(f"{'after ' + str(n):>12}" for n in afters))
-    for task in args.tasks.split(","):
+    for task in tasks:
         scene = SawyerScene(task, camera=camera, size=args.size, max_steps=args.max_steps)
         expert = expert_policy(task)
         cells = []
         for n in afters:
             recovered = counted = 0
-            for layout in parse_layouts(args.layouts):
-                obs = scene.reset(layout)
-                policy.reset(instruction_for(task, np.random.default_rng([layout, 5]), "train"))
-                for t in range(args.max_steps):
-                    if t < n:
-                        pos, vel = scene.joints()
-                        a = policy.act(scene.views(), pos, vel).actions[0]
-                    else:
-                        a = expert.get_action(obs)
-                    obs, info = scene.step(np.clip(a, -1.0, 1.0))
-                    if info.get("success", 0.0) >= 1.0:
-                        break
-                if t >= n or info.get("success", 0.0) < 1.0:  # the policy did not finish on its own
+            for layout in layouts:
+                ok, t = episode(scene, policy, expert, layout, n, args.max_steps)
+                if t >= n or not ok:  # the policy did not finish on its own
                     counted += 1
-                    recovered += int(info.get("success", 0.0) >= 1.0)
+                    recovered += int(ok)
             cells.append(f"{recovered:>5}/{counted:<6}")
         scene.close()
         print(f"{task:20} " + " ".join(f"{c:>12}" for c in cells), flush=True)
     return 0
 
 
-def trace(policy, camera, args) -> int:
+def episode(scene, policy, expert, layout: int, after: int, max_steps: int, trace: bool = False):
+    """The policy drives ``layout`` for ``after`` steps, then the expert; (success, last step).
+    ``trace`` prints every 8th state with the policy's action and the expert's answer to it."""
     from trimodal_ros.data.instructions import instruction_for
-    from trimodal_ros.data.metaworld import SawyerScene, expert_policy
 
-    task, layout = args.tasks.split(",")[0], parse_layouts(args.layouts)[0]
-    scene = SawyerScene(task, camera=camera, size=args.size, max_steps=args.max_steps)
-    expert = expert_policy(task)
     obs = scene.reset(layout)
-    policy.reset(instruction_for(task, np.random.default_rng([layout, 5]), "train"))
-    print(f"{task}, layout {layout}: hand xyz, gripper opening, object xyz | policy action | expert action")
-    for t in range(args.max_steps):
-        pos, vel = scene.joints()
-        a = np.clip(policy.act(scene.views(), pos, vel).actions[0], -1.0, 1.0)
-        if t % 8 == 0:
+    policy.reset(instruction_for(scene.task, np.random.default_rng([layout, 5]), "train"))
+    for t in range(max_steps):
+        if t < after:
+            pos, vel = scene.joints()
+            a = np.clip(policy.act(scene.views(), pos, vel).actions[0], -1.0, 1.0)
+        else:
+            a = np.clip(expert.get_action(obs), -1.0, 1.0)
+        if trace and t % 8 == 0:
             e = np.clip(expert.get_action(obs), -1.0, 1.0)
-            print(f"{t:4d} {np.round(obs[0:3], 3)} {obs[3]:.2f} {np.round(obs[4:7], 3)} | {np.round(a, 2)} | {np.round(e, 2)}")
+            print(f"{t:4d} {np.round(obs[0:3], 3)} {obs[3]:.2f} {np.round(obs[4:7], 3)} | {np.round(a, 2)} | "
+                  f"{np.round(e, 2)}")
         obs, info = scene.step(a)
         if info.get("success", 0.0) >= 1.0:
-            print(f"success at step {t + 1}")
-            break
-    scene.close()
-    return 0
+            return True, t
+    return False, max_steps - 1
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def test_dataset_on_generated_bags(out):
     assert np.array_equal(x["image"], image_from_msg(bag.messages[mw.TOPIC_IMAGE][4]))
 
 
-def test_an_extra_layout_is_recorded_as_a_new_train_scene(out, tmp_path):
+def test_an_extra_layout_is_recorded_as_a_new_train_scene(tmp_path):
     """Episode 57 records extra layout 57: a scene the benchmark's 50 do not have, in the train split."""
     from trimodal_ros.data.dataset import BagDataset
 

@@ -195,9 +195,11 @@ def test_weight_average_is_served_and_resumes_exactly(small_bags, tmp_path):
     ds = BagDataset.from_config(small_bags, load_config("weighted_sum").model, split="all", verbose=False)
     cfg = small_cfg(steps=12, ckpt_every=4, ema=0.9, instructions="bag")
     full = tmp_path / "full"
-    train(cfg, small_bags, full, progress=False, dataset=ds)
+    result = train(cfg, small_bags, full, progress=False, dataset=ds)
     served, raw = read_checkpoint(full / "last.pt"), read_checkpoint(full / "raw.pt")
     assert served["step"] == raw["step"] == 12
+    for k, v in result.model.state_dict().items():  # train() returns the model last.pt serves
+        torch.testing.assert_close(v, served["model"][k], msg=k)
     for k, v in raw["model"].items():  # raw.pt holds the weights training resumes from
         torch.testing.assert_close(served["train_model"][k], v, msg=k)
     moved = [k for k, v in raw["model"].items() if v.is_floating_point() and not torch.equal(v, served["model"][k])]

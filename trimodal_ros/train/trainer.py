@@ -111,14 +111,15 @@ class WeightAverage:
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         src, dst = model.state_dict(), self.model.state_dict()  # views of the live tensors
-        self._float = [(dst[k], src[k]) for k in dst if dst[k].is_floating_point()]
-        self._other = [(dst[k], src[k]) for k in dst if not dst[k].is_floating_point()]
+        floats = [k for k in dst if dst[k].is_floating_point()]
+        self._avg, self._live = [dst[k] for k in floats], [src[k] for k in floats]
+        self._copied = [(dst[k], src[k]) for k in dst if not dst[k].is_floating_point()]
 
     @torch.no_grad()
     def update(self, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
-        torch._foreach_lerp_([a for a, _ in self._float], [b for _, b in self._float], 1.0 - d)
-        for a, b in self._other:
+        torch._foreach_lerp_(self._avg, self._live, 1.0 - d)
+        for a, b in self._copied:
             a.copy_(b)
 
 
@@ -200,7 +201,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         start = int(ck["step"])
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at step %d", last, start)
-    ema = WeightAverage(model, tc.ema) if tc.ema else None
+    ema = WeightAverage(model, tc.ema) if tc.ema and main else None  # only rank 0 checkpoints
     if ema is not None and start:
         ema.model.load_state_dict(ck["model"])
     net = model
@@ -277,7 +278,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         dist.destroy_process_group()
     if tb is not None:
         tb.close()
-    return TrainResult(last, model, tokenizer, rank)
+    return TrainResult(last, model if ema is None else ema.model, tokenizer, rank)  # what last.pt serves
 
 
 def _tensorboard(out_dir: Path):
