@@ -11,12 +11,14 @@ from trimodal_ros.data import bags as B
 from trimodal_ros.data.dataset import BagDataset, collate, dataset_stats
 from trimodal_ros.data.instructions import paraphrases, task_id
 from trimodal_ros.data.metaworld import CUSTOM_DATA_KEY
+from trimodal_ros.interface import SIM_STATE_NAMES
 
 DT = 12_500_000
 
 
-def _episode(root, name, task, layout, n, size=(16, 20), sidecar=True):
-    """n frames; action i = [i, -i, 0.5 i, ep] / 100, joint j of frame i = i + j/10."""
+def _episode(root, name, task, layout, n, size=(16, 20), sidecar=True, state=False):
+    """n frames; action i = [i, -i, 0.5 i, ep] / 100, joint j of frame i = i + j/10; with ``state``
+    a /sim/state of frame i = [i, 2i, 3i, layout, layout, 0] / 100 (every frame but the first)."""
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     acts = np.stack([np.arange(n), -np.arange(n), 0.5 * np.arange(n), np.full(n, layout)], 1) / 100
     frames = rng.integers(0, 255, (n, *size, 3), dtype=np.uint8)
@@ -28,6 +30,9 @@ def _episode(root, name, task, layout, n, size=(16, 20), sidecar=True):
         msgs += [("/joint_states", B.joint_state_msg(SAWYER_JOINTS[::-1], pos[::-1], -pos[::-1], t)),
                  ("/camera/image_raw", B.image_msg(frames[i], t, "corner")),
                  ("/expert/action", B.action_msg(acts[i], t))]
+        if state and i > 0:
+            st = np.array([i, 2 * i, 3 * i, layout, layout, 0]) / 100
+            msgs.append(("/sim/state", B.joint_state_msg(SIM_STATE_NAMES, st, None, t, "world")))
     meta = {"task": task, "layout": layout, "success": True, "length": n}
     B.write_bag(root / name, msgs, {CUSTOM_DATA_KEY: json.dumps(meta)})
     if sidecar:
@@ -119,3 +124,23 @@ def test_corrupt_bag_is_skipped(tmp_path):
         ds = BagDataset(tmp_path, verbose=False)
     assert len(ds) == 5 and len(ds.skipped) == 1 and ds.skipped[0][0].name == "bad"
     assert "skipped bags: 1" in ds.summary()
+
+
+def test_recorded_state_is_aligned_and_its_absence_is_a_skip(tmp_path):
+    """state=True: each sample carries the /sim/state of its frame's stamp; a frame without one is
+    dropped and counted, a bag without the topic (recorded before it existed) skipped with the reason."""
+    _episode(tmp_path, "with", "push-v3", 7, 6, state=True)
+    _episode(tmp_path, "without", "push-v3", 8, 4)
+    plain = BagDataset(tmp_path, verbose=False)
+    assert len(plain) == 10 and plain.state is None and "state" not in plain[0]
+    with pytest.warns(RuntimeWarning, match="no /sim/state"):
+        ds = BagDataset(tmp_path, chunk=2, verbose=False, state=True)
+    assert [e.name for e in ds.episodes] == ["with"] and ds.skipped[0][0].name == "without"
+    assert len(ds) == 5 and ds.dropped["missing_state"] == 1  # the first frame has none at or before it
+    assert ds.state.dtype == np.float32 and ds.state.shape == (5, 6)
+    for j in range(5):
+        i = ds[j]["step"]
+        assert i == j + 1
+        np.testing.assert_allclose(ds[j]["state"], np.array([i, 2 * i, 3 * i, 7, 7, 0]) / 100, rtol=1e-6)
+    b = collate([ds[0], ds[4]])
+    assert b["state"].shape == (2, 6) and b["state"].dtype == torch.float32

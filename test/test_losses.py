@@ -186,3 +186,20 @@ def test_contrastive_batch_is_the_global_batch_under_ddp(tmp_path):
     half = CONTRASTIVE_LOSSES.get("pairwise")({k: enc[k](x[i, :4]) for i, k in enumerate(("image", "action", "text"))},
                                               0.1)
     assert not torch.isclose(half, got["pairwise"][0])
+
+
+def test_hl_gauss_targets_are_a_discretised_gaussian():
+    """Each row sums to 1, peaks at the demonstrated bin, is symmetric inside the range, renormalised
+    at the edges, matches the Gaussian's mass per bin; sigma 0 is one-hot."""
+    from trimodal_ros.model.losses import gaussian_bin_targets
+
+    t = gaussian_bin_targets(torch.tensor([[10, 0], [255, 128]]), 256, 1.5)
+    assert t.shape == (2, 2, 256)
+    torch.testing.assert_close(t.sum(-1), torch.ones(2, 2))
+    assert t.argmax(-1).tolist() == [[10, 0], [255, 128]]
+    row = t[0, 0]
+    torch.testing.assert_close(row[10 - 3:10], row[11:14].flip(0))
+    phi = lambda x: 0.5 * (1 + math.erf(x / math.sqrt(2)))  # noqa: E731
+    assert abs(row[10].item() - (phi(0.5 / 1.5) - phi(-0.5 / 1.5))) < 1e-5
+    assert t[0, 1, 0] > row[10]  # the mass past the range's end is renormalised over it
+    assert torch.equal(gaussian_bin_targets(torch.tensor([3]), 8, 0.0), torch.eye(8)[3:4])

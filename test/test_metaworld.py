@@ -8,7 +8,7 @@ import pytest
 from trimodal_ros.cli import main
 from trimodal_ros.config import SAWYER_JOINTS
 from trimodal_ros.decode import image_from_msg, joints_from_msg
-from trimodal_ros.interface import ACTION_NAMES
+from trimodal_ros.interface import ACTION_NAMES, SIM_STATE_NAMES
 from trimodal_ros.data import bags as B
 from trimodal_ros.data import metaworld as mw
 from trimodal_ros.data.instructions import MT10, MT50, PARAPHRASES, instruction_for, paraphrases, resolve_tasks
@@ -35,15 +35,20 @@ def test_bags_read_back(out):
         assert bag.msgtypes == {mw.TOPIC_IMAGE: "sensor_msgs/msg/Image",
                                 mw.TOPIC_INSTRUCTION: "std_msgs/msg/String",
                                 mw.TOPIC_JOINTS: "sensor_msgs/msg/JointState",
-                                mw.TOPIC_ACTION: "sensor_msgs/msg/JointState"}
+                                mw.TOPIC_ACTION: "sensor_msgs/msg/JointState",
+                                mw.TOPIC_STATE: "sensor_msgs/msg/JointState"}
         n = meta["length"]
         assert 1 <= n <= STEPS and all(len(bag.messages[t]) == n for t in
-                                       (mw.TOPIC_IMAGE, mw.TOPIC_JOINTS, mw.TOPIC_ACTION))
+                                       (mw.TOPIC_IMAGE, mw.TOPIC_JOINTS, mw.TOPIC_ACTION, mw.TOPIC_STATE))
         # stamps: simulation time, 12.5 ms apart, identical across the per-step topics
         cam = np.array([B.stamp_ns(m) for m in bag.messages[mw.TOPIC_IMAGE]])
         assert np.all(np.diff(cam) == 12_500_000) and np.array_equal(cam, bag.stamps[mw.TOPIC_IMAGE])
-        for t in (mw.TOPIC_JOINTS, mw.TOPIC_ACTION):
+        for t in (mw.TOPIC_JOINTS, mw.TOPIC_ACTION, mw.TOPIC_STATE):
             assert np.array_equal([B.stamp_ns(m) for m in bag.messages[t]], cam)
+        # the simulator's object and goal: named, in the table's range, the goal fixed for the episode
+        st = np.stack([joints_from_msg(m, SIM_STATE_NAMES)[0] for m in bag.messages[mw.TOPIC_STATE]])
+        assert st.shape == (n, 6) and np.all(np.abs(st[:, :2]) < 1.5) and np.all(st[:, 2] > -0.1)
+        assert np.ptp(st[:, 3:], axis=0).max() == 0 and 0.3 < st[0, 4] < 1.2
         assert bag.stamps[mw.TOPIC_INSTRUCTION].tolist() == [cam[0]]
         # joints: the Sawyer's real names with positions and velocities that change
         js = bag.messages[mw.TOPIC_JOINTS]
@@ -71,11 +76,16 @@ def test_bags_read_back(out):
 def test_frames_are_rotated_upright(out):
     path = out / mw.episode_name("reach-v3", 3, 0)
     meta = json.loads((path / "episode.json").read_text())
-    first = image_from_msg(B.read_bag(path, [mw.TOPIC_IMAGE]).messages[mw.TOPIC_IMAGE][0])
+    bag = B.read_bag(path, [mw.TOPIC_IMAGE, mw.TOPIC_STATE])
+    first = image_from_msg(bag.messages[mw.TOPIC_IMAGE][0])
     scene = mw.SawyerScene("reach-v3", "corner", SIZE)
     try:
         scene.reset(meta["layout"])
         raw = scene.render_raw()
+        # the first recorded state is the scene's: its puck and the goal the expert reaches for
+        state = joints_from_msg(bag.messages[mw.TOPIC_STATE][0], SIM_STATE_NAMES)[0]
+        np.testing.assert_allclose(state[3:], scene.env._target_pos, atol=1e-9)
+        np.testing.assert_allclose(state[:3], scene.data.body("obj").xpos, atol=1e-6)
     finally:
         scene.close()
     assert scene.upside_down and meta["rotated_180"]

@@ -41,6 +41,8 @@ EXPERT_ACTION_TOPIC = "expert/action"                 # sensor_msgs/JointState (
 CLOCK_TOPIC = "/clock"                                # rosgraph_msgs/Clock
 SIM_EPISODE_TOPIC = "sim/episode"                     # std_msgs/String (JSON)
 SIM_RESET_TOPIC = "sim/reset"                         # std_msgs/String (JSON)
+SIM_STATE_TOPIC = "sim/state"                         # sensor_msgs/JointState: the simulator's object and
+                                                      # goal positions (training targets, never an input)
 
 # --- names --------------------------------------------------------------------------------------
 # The Sawyer's MuJoCo joints in Meta-World: seven arm joints and the two gripper fingers.
@@ -48,6 +50,8 @@ SAWYER_JOINTS = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "ri
                  "r_close", "l_close"]
 # Meta-World's 4-D action: end-effector displacement and gripper effort, each in [-1, 1].
 ACTION_NAMES = ["ee_dx", "ee_dy", "ee_dz", "gripper"]
+# What a recorded episode's SIM_STATE_TOPIC holds (metres, world frame): the task's object and its goal.
+SIM_STATE_NAMES = ["object_x", "object_y", "object_z", "goal_x", "goal_y", "goal_z"]
 
 MAX_INSTRUCTION_CHARS = 2000
 
@@ -64,6 +68,7 @@ MSG_TYPES = {
     CLOCK_TOPIC: "rosgraph_msgs/msg/Clock",
     SIM_EPISODE_TOPIC: "std_msgs/msg/String",
     SIM_RESET_TOPIC: "std_msgs/msg/String",
+    SIM_STATE_TOPIC: "sensor_msgs/msg/JointState",
 }
 
 
@@ -110,7 +115,7 @@ PUBLISHER_QOS = {
     IMAGE_TOPIC: RELIABLE, COMPRESSED_IMAGE_TOPIC: RELIABLE, JOINTS_TOPIC: RELIABLE,
     INSTRUCTION_TOPIC: LATCHED, EXPERT_ACTION_TOPIC: RELIABLE,
     EMBEDDING_TOPIC: RELIABLE, TOKENS_TOPIC: RELIABLE, ACTION_TOPIC: RELIABLE, DIAGNOSTICS_TOPIC: RELIABLE,
-    CLOCK_TOPIC: RELIABLE, SIM_EPISODE_TOPIC: LATCHED, SIM_RESET_TOPIC: RELIABLE,
+    CLOCK_TOPIC: RELIABLE, SIM_EPISODE_TOPIC: LATCHED, SIM_RESET_TOPIC: RELIABLE, SIM_STATE_TOPIC: RELIABLE,
 }
 
 

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..decode import BadInput, image_from_msg, joints_from_msg, stamp_ns
-from ..interface import ACTION_NAMES, PRIMARY_CAMERA, SAWYER_JOINTS
+from ..interface import ACTION_NAMES, PRIMARY_CAMERA, SAWYER_JOINTS, SIM_STATE_NAMES
 from ..model.preprocess import proprio_vector
 from .align import MISSING, STALE, select_latest
 from .bags import IMAGE, BagError, PathLike, find_bags, read_bag, read_sidecar, topic_message_count
@@ -39,6 +39,7 @@ from .metaworld import (
     TOPIC_ACTION,
     TOPIC_INSTRUCTION,
     TOPIC_JOINTS,
+    TOPIC_STATE,
     camera_topic,
     layout_split,
 )
@@ -94,6 +95,8 @@ class BagDataset(Dataset):
             primary frame is a sample; another camera contributes its latest frame at or before
             that stamp (a frame it lacks, or one older than ``max_input_age``, drops the sample).
             With one camera ``image`` is (H, W, 3), with V it is (V, H, W, 3).
+        state: also load each frame's recorded simulator state (``/sim/state``: object and goal
+            positions, ``SIM_STATE_NAMES``) as ``state``; a bag without it is skipped with a warning.
 
     A sample's ``instruction`` is the one recorded in the bag; training and evaluation draw
     paraphrases themselves (``train.trainer.Batcher``, ``eval.evaluate``).
@@ -102,7 +105,8 @@ class BagDataset(Dataset):
     def __init__(self, root: PathLike, chunk: int = 1, action_history: int = 0,
                  joint_names: Sequence[str] = SAWYER_JOINTS, use_velocities: bool = True,
                  split: str = "all", max_input_age: float = 0.1, tasks: Optional[Sequence[str]] = None,
-                 verbose: bool = True, images: bool = True, cameras: Sequence[str] = (PRIMARY_CAMERA,)):
+                 verbose: bool = True, images: bool = True, cameras: Sequence[str] = (PRIMARY_CAMERA,),
+                 state: bool = False):
         if chunk < 1 or action_history < 0:
             raise ValueError(f"need chunk >= 1 and action_history >= 0, got {chunk}, {action_history}")
         if split not in LAYOUT_SPLITS + ("all",):
@@ -111,11 +115,12 @@ class BagDataset(Dataset):
         self.chunk, self.action_history = int(chunk), int(action_history)
         self.joint_names, self.use_velocities = list(joint_names), bool(use_velocities)
         self.split, self.max_input_age, self.images = split, max_input_age, images
-        self.cameras = list(cameras)
+        self.cameras, self.with_state = list(cameras), bool(state)
         self.image_topics = [camera_topic(c) for c in self.cameras]
         self.skipped: List[Tuple[Path, str]] = []
         self.dropped = {"missing_joint_state": 0, "stale_joint_state": 0, "missing_action": 0,
-                        "stale_action": 0, "missing_instruction": 0, "missing_camera_frame": 0}
+                        "stale_action": 0, "missing_instruction": 0, "missing_camera_frame": 0,
+                        "missing_state": 0}
         self.episodes: List[Episode] = []
         self._load(tasks)
         (print if verbose else log.info)(self.summary())
@@ -158,17 +163,18 @@ class BagDataset(Dataset):
         cands = self._candidates(tasks)
         capacity = sum(n for _, _, n in cands)
         self.frames = np.empty((0, 0, 0, 3), np.uint8)
-        prop, act_start, act_end, step, ep_of, instr_of = [], [], [], [], [], []
+        prop, act_start, act_end, step, ep_of, instr_of, states = [], [], [], [], [], [], []
         actions: List[np.ndarray] = []
         n_act, n = 0, 0
         for path, meta, n_meta in cands:
             try:
-                bag = read_bag(path, (*self.image_topics, TOPIC_JOINTS, TOPIC_ACTION, TOPIC_INSTRUCTION))
+                topics = (*self.image_topics, TOPIC_JOINTS, TOPIC_ACTION, TOPIC_INSTRUCTION)
+                bag = read_bag(path, topics + ((TOPIC_STATE,) if self.with_state else ()))
                 primary = self.image_topics[0]
                 if len(bag.messages.get(primary, ())) != n_meta:  # also guards the preallocation
                     raise BagError(path, f"metadata.yaml lists {n_meta} {primary} messages, the "
                                          f"storage has {len(bag.messages.get(primary, ()))}")
-                keep, js_i, act_i, ins_i, pos, vel, acts, images, others = self._align(bag, meta)
+                keep, js_i, act_i, ins_i, pos, vel, acts, images, others, state = self._align(bag, meta)
                 decoded = [image_from_msg(images[f]) for f in keep] if self.images else []  # views: no copy
                 if self.images and others:  # (V, H, W, 3) per kept frame
                     decoded = [np.stack([im] + [image_from_msg(o[j]) for o in others]) for j, im in enumerate(decoded)]
@@ -199,6 +205,7 @@ class BagDataset(Dataset):
             step.append(keep.astype(np.int64))
             ep_of.append(np.full(k, ep_index, np.int64))
             instr_of.append(ins_i)
+            states.append(state)
             actions.append(acts)
             n_act += len(acts)
             n += k
@@ -211,6 +218,8 @@ class BagDataset(Dataset):
         self._act_start, self._act_end = cat(act_start, np.int64), cat(act_end, np.int64)
         self.steps, self._episode = cat(step, np.int64), cat(ep_of, np.int64)
         self._instr = cat(instr_of, np.int64)
+        self.state = (cat(states, np.float32).reshape(-1, len(SIM_STATE_NAMES)) if self.with_state
+                      else None)  # (N, 6) object and goal positions per sample
 
     def _align(self, bag, meta):
         """Indices of kept frames and of their joint state / action / instruction messages, and per
@@ -239,6 +248,18 @@ class BagDataset(Dataset):
         ok &= act_i >= 0
         d["missing_instruction"] += int(np.sum(ok & (ins_i < 0)))
         ok &= ins_i >= 0
+        st_i = None
+        if self.with_state:  # the privileged target: the state the frame shows (same stamp)
+            st_msgs = list(bag.messages.get(TOPIC_STATE, ()))
+            if not st_msgs:
+                raise BagError(bag.path, f"no {TOPIC_STATE} (recorded before generate wrote it: regenerate "
+                                         "the bags to train with train.state_weight)")
+            st_s = _header_s(st_msgs)
+            st_order = np.argsort(st_s, kind="stable")
+            st_msgs = [st_msgs[i] for i in st_order]
+            st_i = select_latest(st_s[st_order], cam_s, self.max_input_age)
+            d["missing_state"] += int(np.sum(ok & (st_i < 0)))
+            ok &= st_i >= 0
         others = []
         for topic in other_topics:
             msgs = self._camera_messages(bag, topic)
@@ -255,12 +276,14 @@ class BagDataset(Dataset):
             pv = [joints_from_msg(m, self.joint_names) for m in js_msgs]
             acts = (np.stack([joints_from_msg(m, ACTION_NAMES)[0] for m in act_msgs]) if act_msgs
                     else np.zeros((0, ACTION_DIM)))
+            state = (np.array([joints_from_msg(st_msgs[i], SIM_STATE_NAMES)[0] for i in st_i[keep]], np.float64)
+                     .reshape(-1, len(SIM_STATE_NAMES)) if self.with_state else None)
         except BadInput as e:
             raise BagError(bag.path, f"{e.kind}: {e}") from None
         n_j = len(self.joint_names)
         pos = np.stack([p for p, _ in pv]) if pv else np.zeros((0, n_j))
         vel = np.stack([np.zeros(n_j, np.float32) if v is None else v for _, v in pv]) if pv else np.zeros((0, n_j))
-        return keep, js_i[keep], act_i[keep], ins_i[keep], pos, vel, acts.astype(np.float32), images, others
+        return keep, js_i[keep], act_i[keep], ins_i[keep], pos, vel, acts.astype(np.float32), images, others, state
 
     def _camera_messages(self, bag, topic: str) -> list:
         """The Image messages a camera recorded (log order); a BagError when it has none or another type."""
@@ -281,7 +304,7 @@ class BagDataset(Dataset):
         """Bytes held in RAM: the frame buffer plus the proprio/action/index arrays."""
         base = self.frames.base if self.frames.base is not None else self.frames
         arrays = (self.proprio, self.actions, self._act_start, self._act_end, self.steps,
-                  self._episode, self._instr)
+                  self._episode, self._instr) + (() if self.state is None else (self.state,))
         return int(base.nbytes + sum(a.nbytes for a in arrays))
 
     def summary(self) -> str:
@@ -304,9 +327,12 @@ class BagDataset(Dataset):
         ep = self.episodes[self._episode[i]]
         text = ep.instructions[self._instr[i]]
         actions, mask = self.action_chunk(i)
-        return {"image": self.frames[i] if self.images else None, "instruction": text, "proprio": self.proprio[i],
+        item = {"image": self.frames[i] if self.images else None, "instruction": text, "proprio": self.proprio[i],
                 "actions": actions, "action_mask": mask, "task_id": ep.task_id, "task": ep.task,
                 "episode": ep.name, "step": int(self.steps[i]), "layout": ep.layout}
+        if self.state is not None:
+            item["state"] = self.state[i]
+        return item
 
     # --- statistics -------------------------------------------------------------------------
 
@@ -328,7 +354,8 @@ def _header_s(msgs) -> np.ndarray:
 def collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """List of samples → batch: uint8 image tensor (B, H, W, 3) or (B, V, H, W, 3) (feed it to the model's
     ``preprocess``), float32 proprio (B, P) / actions (B, K, 4), bool action_mask (B, K),
-    int64 task_id / step / layout (B,), and lists of str for instruction / task / episode."""
+    int64 task_id / step / layout (B,), and lists of str for instruction / task / episode (and
+    float32 state (B, 6) when the dataset loads it)."""
     if not batch:
         raise ValueError("cannot collate an empty batch")
     stack = lambda k: np.stack([b[k] for b in batch])  # noqa: E731
@@ -343,6 +370,7 @@ def collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         "episode": [b["episode"] for b in batch],
         "step": torch.tensor([b["step"] for b in batch], dtype=torch.long),
         "layout": torch.tensor([b["layout"] for b in batch], dtype=torch.long),
+        **({"state": torch.from_numpy(stack("state").astype(np.float32, copy=False))} if "state" in batch[0] else {}),
     }
 
 

@@ -16,6 +16,10 @@ time after ``reset``):
                          with the right timing): ``name = ["ee_dx", "ee_dy", "ee_dz", "gripper"]``,
                          ``position`` = the action clipped to [-1, 1] (what the env executes),
                          velocity/effort empty. Stamped exactly like the frame it answers.
+* ``/sim/state``         sensor_msgs/JointState, ``name = SIM_STATE_NAMES``: the position (m, world)
+                         of the task's object and of its goal at that frame, what the scripted
+                         expert reads. Privileged: a training target (``train.state_weight``),
+                         never a model input; bags recorded before it existed lack it.
 
 Step ``i``: the frame, joint state and action all carry stamp ``t0 + i * 12.5 ms``; the action is
 the expert's response to the state in that frame, so an aligned dataset sample is (frame i,
@@ -78,7 +82,8 @@ TOPIC_IMAGE = I.absolute(I.IMAGE_TOPIC)
 TOPIC_INSTRUCTION = I.absolute(I.INSTRUCTION_TOPIC)
 TOPIC_JOINTS = I.absolute(I.JOINTS_TOPIC)
 TOPIC_ACTION = I.absolute(I.EXPERT_ACTION_TOPIC)
-TOPICS = (TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_JOINTS, TOPIC_ACTION)
+TOPIC_STATE = I.absolute(I.SIM_STATE_TOPIC)
+TOPICS = (TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_JOINTS, TOPIC_ACTION, TOPIC_STATE)
 
 
 def camera_topic(camera: str) -> str:
@@ -299,6 +304,11 @@ class SawyerScene:
         """{camera name: upright frame} of ``names`` (default: every camera), in that order."""
         return {n: self.render(n) for n in (self.cam_ids if names is None else names)}
 
+    def state(self, obs: np.ndarray) -> np.ndarray:
+        """(6,) the object and goal positions (``SIM_STATE_NAMES``) in the observation ``obs``."""
+        o = np.asarray(obs, np.float64)
+        return np.concatenate([o[4:7], o[-3:]])
+
     def step(self, action: np.ndarray):
         obs, _, _, _, info = self.env.step(action)
         return obs, info
@@ -376,6 +386,7 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                 for cam in reversed(list(frames)):  # the primary last, as sim_node publishes: replayed,
                     w.write(camera_topic(cam), image_msg(frames[cam], t, scene.cameras[cam]))  # it finds the rest
                 w.write(TOPIC_ACTION, action_msg(action, t))
+                w.write(TOPIC_STATE, joint_state_msg(I.SIM_STATE_NAMES, scene.state(obs), None, t, "world"))
                 timing["write"] += c()
                 c = _timer()
                 obs, info = scene.step(action)

@@ -65,6 +65,19 @@ def joint_infonce(embeddings: Sequence[torch.Tensor], temperature=0.07) -> torch
     return (log_denominator - log_numerator).mean()
 
 
+def gaussian_bin_targets(tokens: torch.Tensor, bins: int, sigma: float) -> torch.Tensor:
+    """HL-Gauss targets (Farebrother et al. 2024, "Stop Regressing"): integer bins (...) → (..., bins)
+    probabilities, the mass a Gaussian of ``sigma`` bins centred on each bin's centre puts on every
+    bin, renormalised over [0, bins). Cross-entropy against them tells the head that a neighbouring
+    bin is nearly right, which one-hot targets (sigma 0) do not."""
+    if sigma <= 0:
+        return F.one_hot(tokens, bins).float()
+    edges = torch.arange(bins + 1, device=tokens.device, dtype=torch.float32)  # (bins+1,)
+    z = (edges - (tokens.unsqueeze(-1).float() + 0.5)) / (sigma * 2 ** 0.5)  # (..., bins+1)
+    mass = torch.special.erf(z).diff(dim=-1)  # 2 × Φ differences; the factor cancels below
+    return mass / mass.sum(-1, keepdim=True)
+
+
 def gather_batch(emb: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """Under DistributedDataParallel, every rank's embeddings concatenated in rank order, with
     gradients flowing back to each rank's own (as open_clip's ``gather_with_grad``): the

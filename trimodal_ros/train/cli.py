@@ -24,6 +24,10 @@ def register(sub) -> None:
                    help="override train.augment_shift: DrQ random shift of training images by up to ± N pixels")
     p.add_argument("--ema", type=float, default=None,
                    help="override train.ema: serve an exponential moving average of the weights with this decay")
+    p.add_argument("--label-sigma", type=float, default=None,
+                   help="override train.label_sigma: HL-Gauss action targets this many bins wide (0: one-hot)")
+    p.add_argument("--state-weight", type=float, default=None,
+                   help="override train.state_weight: auxiliary object/goal position loss (needs bags with /sim/state)")
     p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.set_defaults(func=cli_train)
@@ -41,7 +45,8 @@ def cli_train(args) -> int:
         return 2
     over = {k: v for k, v in {"loss": args.loss, "seed": args.seed, "steps": args.steps,
                                "batch_size": args.batch_size, "augment_shift": args.augment_shift,
-                               "ema": args.ema}.items()
+                               "ema": args.ema, "label_sigma": args.label_sigma,
+                               "state_weight": args.state_weight}.items()
             if v is not None}
     if over:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **over))

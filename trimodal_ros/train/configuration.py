@@ -28,6 +28,10 @@ class TrainConfig:
                                         # of the model's input (0: none); evaluation and serving never shift
     ema: float = 0.0                    # decay of an exponential moving average of the weights, which the
                                         # checkpoint then serves (0: none; raw weights kept for resume)
+    state_weight: float = 0.0           # auxiliary loss: predict the recorded object and goal positions
+                                        # (/sim/state) from the image embedding, training only (0: off)
+    label_sigma: float = 0.0            # HL-Gauss action targets: a Gaussian of this many bins around the
+                                        # demonstrated bin instead of one-hot (0: one-hot cross-entropy)
 
     def __post_init__(self) -> None:
         from ..model.losses import CONTRASTIVE_LOSSES
@@ -36,6 +40,6 @@ class TrainConfig:
         one_of("instructions", self.instructions, ("bag", "train"))
         positive(self, "batch_size", "steps", "lr", "log_every", "ckpt_every")
         non_negative(self, "contrastive_weight", "weight_decay", "warmup_steps", "grad_clip", "conflict_every",
-                     "augment_shift")
+                     "augment_shift", "label_sigma", "state_weight")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"train.ema must be in [0, 1) (0: no weight averaging), got {self.ema}")

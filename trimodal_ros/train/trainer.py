@@ -22,19 +22,21 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from ..config import Config
 from ..data.instructions import instruction_for
 from ..model import ActionTokenizer, TriModalModel
 from ..checkpoint import read_checkpoint, save_checkpoint
-from ..model.losses import CONTRASTIVE_LOSSES, UncertaintyWeighting, gather_batch, gradient_conflict
+from ..model.losses import (CONTRASTIVE_LOSSES, UncertaintyWeighting, gather_batch, gaussian_bin_targets,
+                            gradient_conflict)
 from ..model.preprocess import random_shift
 from ..utils import pick_device
 
 log = logging.getLogger(__name__)
 METRIC_FIELDS = ["step", "loss", "action_ce", "contrastive", "token_acc", "lr", "temperature", "grad_conflict",
-                 "grad_conflict_null"]
+                 "grad_conflict_null", "state_mse"]
 
 
 def seed_everything(seed: int) -> None:
@@ -98,7 +100,27 @@ class Batcher:
             "text_ids": self.model.tokenize(texts),
             "tokens": torch.as_tensor(self.tok.encode(actions), device=self.device),
             "mask": torch.as_tensor(np.stack([it["action_mask"] for it in items]), device=self.device),
+            **({"state": torch.as_tensor(np.stack([it["state"] for it in items]), device=self.device)}
+               if "state" in items[0] else {}),
         }
+
+
+class StateHead(nn.Module):
+    """Auxiliary supervision (training only, never served): an MLP that reads the image embedding
+    and predicts the frame's recorded object and goal positions, standardised over the training
+    set. Its loss makes the image features say where the things the task is about are, which
+    the action loss alone teaches slowly from a few demonstrations per task."""
+
+    def __init__(self, dim: int, states: np.ndarray, hidden: int = 256):
+        super().__init__()
+        s = torch.as_tensor(np.asarray(states, np.float32))
+        self.register_buffer("mean", s.mean(0))
+        self.register_buffer("std", s.std(0).clamp_min(1e-3))  # a constant coordinate (a table height) stays finite
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, s.shape[1]))
+
+    def forward(self, image: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """(B, D) image embeddings, (B, S) recorded states → the mean squared error in std units."""
+        return F.mse_loss(self.mlp(image.float()), (state - self.mean) / self.std)
 
 
 class WeightAverage:
@@ -123,19 +145,21 @@ class WeightAverage:
             a.copy_(b)
 
 
-def action_ce(out, batch, rows=slice(None)):
-    """Masked mean token cross-entropy over ``rows`` of the batch."""
+def action_ce(out, batch, rows=slice(None), sigma: float = 0.0):
+    """Masked mean token cross-entropy over ``rows`` of the batch, against one-hot targets or, with
+    ``sigma`` > 0 (bins), HL-Gauss ones."""
     bins = out.logits.shape[-1]
     mask = batch["mask"][rows]  # (B, K)
-    ce = F.cross_entropy(out.logits[rows].float().reshape(-1, bins), batch["tokens"][rows].reshape(-1),
-                         reduction="none")
+    tokens = batch["tokens"][rows].reshape(-1)  # (B·K·A,)
+    target = tokens if sigma <= 0 else gaussian_bin_targets(tokens, bins, sigma)  # (B·K·A[, bins])
+    ce = F.cross_entropy(out.logits[rows].float().reshape(-1, bins), target, reduction="none")
     ce = ce.view(mask.shape[0], mask.shape[1], -1).mean(-1)  # (B, K)
     return (ce * mask).sum() / mask.sum().clamp_min(1)
 
 
-def compute_losses(out, batch, loss_name: str):
+def compute_losses(out, batch, loss_name: str, label_sigma: float = 0.0):
     mask = batch["mask"]  # (B, K)
-    ce = action_ce(out, batch)
+    ce = action_ce(out, batch, sigma=label_sigma)
     emb = gather_batch({k: v.float() for k, v in out.embeddings().items()})  # the global batch under DDP
     contrastive = CONTRASTIVE_LOSSES.get(loss_name)(emb, out.temperature)
     with torch.no_grad():
@@ -172,7 +196,9 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     tc, mc = cfg.train, cfg.model
     seed_everything(tc.seed)
 
-    ds = dataset or BagDataset.from_config(data, mc, split="train", verbose=main)
+    ds = dataset or BagDataset.from_config(data, mc, split="train", verbose=main, state=tc.state_weight > 0)
+    if tc.state_weight > 0 and getattr(ds, "state", None) is None:
+        raise ValueError("train.state_weight > 0 needs the recorded /sim/state: a dataset loaded with state=True")
     if len(ds) < tc.batch_size:
         raise ValueError(f"{data}: {len(ds)} training samples, fewer than one batch of {tc.batch_size}")
     if tc.batch_size % world:
@@ -182,9 +208,13 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     model = TriModalModel(mc).to(dev)
     model.proprio.set_normalization(stats["proprio_mean"], stats["proprio_std"])
     weighting = UncertaintyWeighting(2).to(dev) if tc.uncertainty_weighting else None
+    state_head = StateHead(mc.embed_dim, ds.state).to(dev) if tc.state_weight > 0 else None
     params = param_groups(model, tc.weight_decay)
     if weighting is not None:
         params.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
+    if state_head is not None:
+        params.extend(param_groups(state_head, tc.weight_decay))
+    helpers = [m for m in (weighting, state_head) if m is not None]  # trained beside the model, outside DDP
     opt = torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
     start = 0
@@ -198,6 +228,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         sched.load_state_dict(ck["scheduler"])
         if weighting is not None:
             weighting.load_state_dict(ck["weighting"])
+        if state_head is not None:
+            state_head.load_state_dict(ck["state_head"])
         start = int(ck["step"])
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at step %d", last, start)
@@ -220,6 +252,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
                  "torch_rng": torch.get_rng_state(), "data": str(data)}
         if weighting is not None:
             extra["weighting"] = weighting.state_dict()
+        if state_head is not None:
+            extra["state_head"] = state_head.state_dict()
         if ema is None:
             return save_checkpoint(last, model, cfg, tokenizer, extra)
         # the averaged weights are what the checkpoint serves; the raw ones are what training resumes
@@ -237,22 +271,26 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         batch = batcher(shard, step)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             out = net(batch["images"], batch["proprio"], text_ids=batch["text_ids"])
-        ce, con, acc = compute_losses(out, batch, tc.loss)
+        ce, con, acc = compute_losses(out, batch, tc.loss, tc.label_sigma)
         if weighting is not None and tc.loss != "none":
             loss = weighting([ce, con])
         else:
             loss = ce + tc.contrastive_weight * con
+        state_mse = state_head(out.image, batch["state"]) if state_head is not None else None
+        if state_mse is not None:
+            loss = loss + tc.state_weight * state_mse
         log_now = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
         conflict = {"conflict": float("nan"), "null": float("nan")}
         measure = log_now and tc.conflict_every and ((step + 1) % tc.conflict_every == 0 or step + 1 == tc.steps)
         if measure and main and tc.loss != "none" and not ddp:
             half = batch["mask"].shape[0] // 2  # the null: the action loss on two halves of the batch
             conflict = gradient_conflict(ce, con, [p for p in model.parameters() if p.requires_grad],
-                                         (action_ce(out, batch, slice(0, half)), action_ce(out, batch, slice(half, None))))
+                                         (action_ce(out, batch, slice(0, half), tc.label_sigma),
+                                          action_ce(out, batch, slice(half, None), tc.label_sigma)))
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if ddp and weighting is not None:  # outside the DDP module: average its gradients by hand
-            for p in weighting.parameters():
+        if ddp and helpers:  # outside the DDP module: average their gradients by hand
+            for p in (p for m in helpers for p in m.parameters()):
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
                     p.grad /= world
@@ -264,7 +302,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
             ema.update(step)
         if log_now and main:
             row = [step + 1, loss.item(), ce.item(), con.item(), acc.item(), sched.get_last_lr()[0],
-                   out.temperature.item(), conflict["conflict"], conflict["null"]]
+                   out.temperature.item(), conflict["conflict"], conflict["null"],
+                   float("nan") if state_mse is None else state_mse.item()]
             with open(metrics_path, "a", newline="") as f:
                 csv.writer(f).writerow(row)
             if tb is not None:
