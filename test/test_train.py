@@ -14,7 +14,7 @@ from trimodal_ros.model import TriModalModel
 from trimodal_ros.checkpoint import read_checkpoint
 from trimodal_ros.model.action_tokenizer import ActionTokenizer
 from trimodal_ros.model.preprocess import random_shift
-from trimodal_ros.train.trainer import Batcher, batch_indices, lr_lambda, train
+from trimodal_ros.train.trainer import Batcher, TrainDataError, batch_indices, lr_lambda, train
 
 
 def small_cfg(fusion="weighted_sum", loss="pairwise", steps=20, **train_over):
@@ -229,6 +229,7 @@ def test_state_loss_teaches_the_image_embedding_where_things_are(small_bags, tmp
     the checkpoint loads and runs like any other. A dataset without the state is refused."""
     import csv
 
+    from trimodal_ros.cli import main
     from trimodal_ros.policy import Policy
 
     mc = load_config("weighted_sum").model
@@ -246,8 +247,12 @@ def test_state_loss_teaches_the_image_embedding_where_things_are(small_bags, tmp
     step = policy.act(ds[0]["image"], ds[0]["proprio"][:9], ds[0]["proprio"][9:18])
     assert step.actions.shape == (mc.chunk, 4)
     plain = BagDataset.from_config(small_bags, mc, split="all", verbose=False)
-    with pytest.raises(ValueError, match="sim/state"):
+    with pytest.raises(TrainDataError, match="sim/state"):
         train(cfg, small_bags, tmp_path / "plain", progress=False, dataset=plain)
+    (tmp_path / "empty").mkdir()  # the CLI says why and trains nothing
+    assert main(["train", "--config", "weighted_sum", "--data", str(tmp_path / "empty"), "--out",
+                 str(tmp_path / "none"), "--state-weight", "1"]) == 2
+    assert not (tmp_path / "none" / "last.pt").exists()
 
 
 def test_hl_gauss_targets_train_the_token_head(small_bags, tmp_path):

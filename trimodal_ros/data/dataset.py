@@ -249,7 +249,7 @@ class BagDataset(Dataset):
         d["missing_instruction"] += int(np.sum(ok & (ins_i < 0)))
         ok &= ins_i >= 0
         st_i = None
-        if self.with_state:  # the privileged target: the state the frame shows (same stamp)
+        if self.with_state:  # the privileged target, recorded with the frame's own stamp
             st_msgs = list(bag.messages.get(TOPIC_STATE, ()))
             if not st_msgs:
                 raise BagError(bag.path, f"no {TOPIC_STATE} (recorded before generate wrote it: regenerate "

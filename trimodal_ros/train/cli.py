@@ -34,7 +34,7 @@ def register(sub) -> None:
 
 
 def cli_train(args) -> int:
-    from .trainer import train
+    from .trainer import TrainDataError, train
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
@@ -50,7 +50,11 @@ def cli_train(args) -> int:
             if v is not None}
     if over:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **over))
-    result = train(cfg, args.data, args.out, resume=args.resume, device=args.device)
+    try:
+        result = train(cfg, args.data, args.out, resume=args.resume, device=args.device)
+    except TrainDataError as e:
+        print(f"trimodal-ros train: {e}")
+        return 2
     if result.rank == 0:
         print(f"checkpoint: {result.checkpoint}")
     return 0

@@ -167,6 +167,10 @@ def compute_losses(out, batch, loss_name: str, label_sigma: float = 0.0):
     return ce, contrastive, acc
 
 
+class TrainDataError(ValueError):
+    """The data cannot train this config (too few samples, a target the bags do not record)."""
+
+
 @dataclasses.dataclass
 class TrainResult:
     checkpoint: Path
@@ -198,9 +202,11 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
 
     ds = dataset or BagDataset.from_config(data, mc, split="train", verbose=main, state=tc.state_weight > 0)
     if tc.state_weight > 0 and getattr(ds, "state", None) is None:
-        raise ValueError("train.state_weight > 0 needs the recorded /sim/state: a dataset loaded with state=True")
+        raise TrainDataError("train.state_weight > 0 needs the recorded /sim/state: a dataset loaded with state=True")
     if len(ds) < tc.batch_size:
-        raise ValueError(f"{data}: {len(ds)} training samples, fewer than one batch of {tc.batch_size}")
+        skipped = getattr(ds, "skipped", [])
+        why = f"; {len(skipped)} bags skipped, the first because: {skipped[0][1]}" if skipped else ""
+        raise TrainDataError(f"{data}: {len(ds)} training samples, fewer than one batch of {tc.batch_size}{why}")
     if tc.batch_size % world:
         raise ValueError(f"batch_size {tc.batch_size} must be divisible by the {world} processes")
     stats = dataset_stats(ds)  # proprio mean/std and every action (for the tokenizer bounds)
