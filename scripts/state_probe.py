@@ -29,17 +29,20 @@ def main() -> int:
 
     from trimodal_ros.checkpoint import load_checkpoint, read_checkpoint
     from trimodal_ros.data.dataset import BagDataset
-    from trimodal_ros.train.trainer import StateHead
+    from trimodal_ros.model.heads import StateHead
 
     model, _, cfg = load_checkpoint(args.checkpoint)
     model.eval()
-    saved = read_checkpoint(args.checkpoint).get("state_head")
-    if saved is None:
+    saved = read_checkpoint(args.checkpoint).get("state_head")  # the auxiliary one, beside the model
+    if cfg.model.state_input:
+        head = model.state_head
+    elif saved is not None:
+        head = StateHead(cfg.model.embed_dim, saved["mean"].numel())
+        head.load_state_dict(saved)
+        head.eval()
+    else:
         print(f"{args.checkpoint} was trained without train.state_weight: no state head to probe")
         return 1
-    head = StateHead(cfg.model.embed_dim, np.zeros((2, saved["mean"].numel()), np.float32))
-    head.load_state_dict(saved)
-    head.eval()
     print("mean |error| in cm: object x y z | goal x y z")
     for split, every in (("train", args.train_every), (args.split, 1)):
         ds = BagDataset.from_config(args.data, cfg.model, split=split, verbose=False, state=True)
@@ -51,7 +54,7 @@ def main() -> int:
                 out = model(model.preprocess(np.stack([x["image"] for x in items])),
                             torch.as_tensor(np.stack([x["proprio"] for x in items])),
                             text_ids=model.tokenize([x["instruction"] for x in items]))
-                pred = head.mlp(out.image.float()) * head.std + head.mean  # (B, 6) metres
+                pred = head(out.image) * head.std + head.mean  # (B, 6) metres
                 errors.append((pred - torch.as_tensor(np.stack([x["state"] for x in items]))).abs().numpy())
                 tasks += [x["task"] for x in items]
         err, tasks = 100 * np.concatenate(errors), np.array(tasks)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -267,3 +268,41 @@ def test_hl_gauss_targets_train_the_token_head(small_bags, tmp_path):
     ce = [float(r["action_ce"]) for r in rows]
     assert sum(ce[-5:]) < 0.8 * sum(ce[:5]), ce
     assert float(rows[-1]["token_acc"]) > 0.05  # chance is 1/256
+
+
+def test_state_input_model_predicts_the_state_and_its_action_head_reads_it(small_bags, tmp_path):
+    """model.state_input: the state head is the model's own (served, and its prediction moves the
+    actions), trained by train.state_weight; without that weight, or with another width, refused."""
+    import csv
+
+    from trimodal_ros.policy import Policy
+
+    cfg = small_cfg(steps=30, loss="none", instructions="bag", state_weight=1.0, ckpt_every=30)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=6))
+    ds = BagDataset.from_config(small_bags, cfg.model, split="all", verbose=False, state=True)
+    result = train(cfg, small_bags, tmp_path, progress=False, dataset=ds)
+    mse = [float(r["state_mse"]) for r in csv.DictReader(open(tmp_path / "metrics.csv"))]
+    assert sum(mse[-5:]) < 0.5 * sum(mse[:5]), mse
+    ck = read_checkpoint(tmp_path / "last.pt")
+    assert "state_head" not in ck and "state_head.mlp.0.weight" in ck["model"]
+    torch.testing.assert_close(ck["model"]["state_head.mean"], torch.as_tensor(ds.state.mean(0)))
+    model = result.model.eval()
+    b = [ds[i] for i in range(4)]
+    images = model.preprocess(np.stack([x["image"] for x in b]))
+    proprio = torch.as_tensor(np.stack([x["proprio"] for x in b]))
+    with torch.no_grad():
+        out = model(images, proprio, text_ids=model.tokenize([x["instruction"] for x in b]))
+        assert out.state.shape == (4, 6)
+        model.state_to_head.weight.zero_()  # the same model with the predicted state cut off
+        model.state_to_head.bias.zero_()
+        cut = model(images, proprio, text_ids=model.tokenize([x["instruction"] for x in b]))
+    assert not torch.allclose(out.logits, cut.logits)
+    policy = Policy.load(str(tmp_path / "last.pt"))
+    policy.reset("reach the goal")
+    assert policy.act(b[0]["image"], b[0]["proprio"][:9], b[0]["proprio"][9:18]).actions.shape == (cfg.model.chunk, 4)
+    for bad in (dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, state_weight=0.0)),
+                dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=3))):
+        with pytest.raises(TrainDataError, match="state_input"):
+            train(bad, small_bags, tmp_path / "bad", progress=False, dataset=ds)
+    with pytest.raises(ConfigError, match="state_input"):
+        dataclasses.replace(cfg.model, state_input=-1)

@@ -41,6 +41,9 @@ class ModelConfig:
     fusion_layers: int = 1
     fusion_queries: int = 4             # learned queries of qformer / early_fusion pooling
     head_hidden: int = 256
+    # S > 0: the model predicts an S-D simulator state (6: /sim/state's object and goal positions) from
+    # its image embedding and the action head reads that prediction too; trained by train.state_weight
+    state_input: int = 0
     dropout: float = 0.0
     temperature_init: float = 0.07
     temperature_min: float = 0.01       # the learnable τ is clamped to [min, max]
@@ -60,6 +63,8 @@ class ModelConfig:
             raise ConfigError(f"embed_dim={self.embed_dim} must be divisible by fusion_heads={self.fusion_heads}")
         if not 2 <= self.bins <= 65536:
             raise ConfigError(f"bins must be in [2, 65536], got {self.bins}")
+        if self.state_input < 0:
+            raise ConfigError(f"state_input must be >= 0 (0: none), got {self.state_input}")
         if self.action_history < 0:
             raise ConfigError(f"action_history must be >= 0, got {self.action_history}")
         if (not isinstance(self.cameras, list) or not self.cameras or len(set(self.cameras)) != len(self.cameras)

@@ -13,7 +13,7 @@ from .configuration import ModelConfig
 from .adapters import ADAPTERS
 from .encoders import CLIPTowers, ProprioEncoder, TextFeatures, apply_tuning
 from .fusion import FUSIONS, FusionInputs
-from .heads import ActionHead
+from .heads import ActionHead, StateHead
 from .preprocess import images_to_tensor
 
 
@@ -25,6 +25,7 @@ class TriModalOutput:
     fused: torch.Tensor  # (B, D)
     logits: torch.Tensor  # (B, K, A, bins)
     temperature: torch.Tensor  # () the learnable τ, read inside forward so DDP sees its use
+    state: Optional[torch.Tensor] = None  # (B, S) predicted simulator state (model.state_input), std units
 
     def embeddings(self) -> dict:
         return {"image": self.image, "action": self.action, "text": self.text}
@@ -54,6 +55,9 @@ class TriModalModel(nn.Module):
         self.head = ActionHead(d, cfg.head_hidden, cfg.chunk, cfg.action_dim, cfg.bins, cfg.dropout)
         # CLIP's log-parameterised inverse temperature, clamped to [1/τ_max, 1/τ_min] when read
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)))
+        if cfg.state_input:  # last, so that every other module's initialisation is unchanged
+            self.state_head = StateHead(d, cfg.state_input)
+            self.state_to_head = nn.Linear(cfg.state_input, d)
 
     # --- inputs ------------------------------------------------------------------------------------
     @property
@@ -125,8 +129,10 @@ class TriModalModel(nn.Module):
             action=action, image_tokens_clip=img_tokens, text_tokens_clip=text.tokens,
             text_mask_clip=text.mask,
         ))  # (B, D)
-        return TriModalOutput(image=image, text=txt, action=action, fused=fused, logits=self.head(fused),
-                              temperature=self.temperature)
+        state = self.state_head(image) if self.cfg.state_input else None  # (B, S)
+        head_in = fused if state is None else fused + self.state_to_head(state.to(fused.dtype))  # (B, D)
+        return TriModalOutput(image=image, text=txt, action=action, fused=fused, logits=self.head(head_in),
+                              temperature=self.temperature, state=state)
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -29,6 +29,7 @@ from ..config import Config
 from ..data.instructions import instruction_for
 from ..model import ActionTokenizer, TriModalModel
 from ..checkpoint import read_checkpoint, save_checkpoint
+from ..model.heads import StateHead
 from ..model.losses import (CONTRASTIVE_LOSSES, UncertaintyWeighting, gather_batch, gaussian_bin_targets,
                             gradient_conflict)
 from ..model.preprocess import random_shift
@@ -103,24 +104,6 @@ class Batcher:
             **({"state": torch.as_tensor(np.stack([it["state"] for it in items]), device=self.device)}
                if "state" in items[0] else {}),
         }
-
-
-class StateHead(nn.Module):
-    """Auxiliary supervision (training only, never served): an MLP that reads the image embedding
-    and predicts the frame's recorded object and goal positions, standardised over the training
-    set. Its loss makes the image features say where the things the task is about are, which
-    the action loss alone teaches slowly from a few demonstrations per task."""
-
-    def __init__(self, dim: int, states: np.ndarray, hidden: int = 256):
-        super().__init__()
-        s = torch.as_tensor(np.asarray(states, np.float32))
-        self.register_buffer("mean", s.mean(0))
-        self.register_buffer("std", s.std(0).clamp_min(1e-3))  # a constant coordinate (a table height) stays finite
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, s.shape[1]))
-
-    def forward(self, image: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
-        """(B, D) image embeddings, (B, S) recorded states → the mean squared error in std units."""
-        return F.mse_loss(self.mlp(image.float()), (state - self.mean) / self.std)
 
 
 class WeightAverage:
@@ -214,13 +197,20 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     model = TriModalModel(mc).to(dev)
     model.proprio.set_normalization(stats["proprio_mean"], stats["proprio_std"])
     weighting = UncertaintyWeighting(2).to(dev) if tc.uncertainty_weighting else None
-    state_head = StateHead(mc.embed_dim, ds.state).to(dev) if tc.state_weight > 0 else None
+    if mc.state_input and (tc.state_weight <= 0 or mc.state_input != ds.state.shape[1]):
+        raise TrainDataError(f"model.state_input {mc.state_input} needs train.state_weight > 0 and a recorded "
+                             f"/sim/state of that width (its state head learns from it)")
+    # the state head: the model's own (model.state_input) or an auxiliary one beside it, never served
+    aux_state = StateHead(mc.embed_dim, ds.state.shape[1]).to(dev) if tc.state_weight > 0 and not mc.state_input else None
+    state_head = model.state_head if mc.state_input else aux_state
+    if state_head is not None:
+        state_head.set_normalization(ds.state)
     params = param_groups(model, tc.weight_decay)
     if weighting is not None:
         params.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
-    if state_head is not None:
-        params.extend(param_groups(state_head, tc.weight_decay))
-    helpers = [m for m in (weighting, state_head) if m is not None]  # trained beside the model, outside DDP
+    if aux_state is not None:
+        params.extend(param_groups(aux_state, tc.weight_decay))
+    helpers = [m for m in (weighting, aux_state) if m is not None]  # trained beside the model, outside DDP
     opt = torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
     start = 0
@@ -234,8 +224,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         sched.load_state_dict(ck["scheduler"])
         if weighting is not None:
             weighting.load_state_dict(ck["weighting"])
-        if state_head is not None:
-            state_head.load_state_dict(ck["state_head"])
+        if aux_state is not None:
+            aux_state.load_state_dict(ck["state_head"])
         start = int(ck["step"])
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at step %d", last, start)
@@ -258,8 +248,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
                  "torch_rng": torch.get_rng_state(), "data": str(data)}
         if weighting is not None:
             extra["weighting"] = weighting.state_dict()
-        if state_head is not None:
-            extra["state_head"] = state_head.state_dict()
+        if aux_state is not None:
+            extra["state_head"] = aux_state.state_dict()
         if ema is None:
             return save_checkpoint(last, model, cfg, tokenizer, extra)
         # the averaged weights are what the checkpoint serves; the raw ones are what training resumes
@@ -282,7 +272,10 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
             loss = weighting([ce, con])
         else:
             loss = ce + tc.contrastive_weight * con
-        state_mse = state_head(out.image, batch["state"]) if state_head is not None else None
+        state_mse = None
+        if state_head is not None:
+            predicted = out.state if mc.state_input else aux_state(out.image)  # (B, S)
+            state_mse = state_head.loss(predicted, batch["state"])
         if state_mse is not None:
             loss = loss + tc.state_weight * state_mse
         log_now = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
