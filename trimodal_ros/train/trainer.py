@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from ..config import Config
@@ -200,7 +199,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     if mc.state_input and (tc.state_weight <= 0 or mc.state_input != ds.state.shape[1]):
         raise TrainDataError(f"model.state_input {mc.state_input} needs train.state_weight > 0 and a recorded "
                              f"/sim/state of that width (its state head learns from it)")
-    # the state head: the model's own (model.state_input) or an auxiliary one beside it, never served
+    # the state head: the model's own (model.state_input) or an auxiliary one beside it (never served)
     aux_state = StateHead(mc.embed_dim, ds.state.shape[1]).to(dev) if tc.state_weight > 0 and not mc.state_input else None
     state_head = model.state_head if mc.state_input else aux_state
     if state_head is not None:
