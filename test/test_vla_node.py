@@ -229,7 +229,8 @@ def test_bad_inputs_are_survived_counted_and_every_frame_accounted_for(bad):
         h.image.publish(enc if k % 2 else short)
         t = round(t + 0.05, 3)
         time.sleep(0.05)
-    want = {"bad_image": 12, "bad_instruction": 1, "nan_joints": 1, "missing_joints": 1, "unknown_joint_names": 1}
+    want = {"bad_image": 12, "bad_instruction": 1, "nan_joints": 1, "missing_joints": 1, "unknown_joint_names": 1,
+            "frames_in": 24}  # every frame delivered (a loaded CPU can hold the last good one back)
     exact = dict(want, bad_image=12)
     assert wait_for(lambda: all(node.ledger.snapshot()[k] - before[k] >= n for k, n in want.items()), timeout=15), \
         node.ledger.snapshot()
