@@ -232,12 +232,8 @@ class BagDataset(Dataset):
         ins_t, ins_msgs = bag.topic(TOPIC_INSTRUCTION)
         if np.any(np.diff(cam_s) < 0):
             raise BagError(bag.path, f"{primary} header stamps go backwards")
-        js_s, act_s = _header_s(js_msgs), _header_s(act_msgs)
-        js_order, act_order = np.argsort(js_s, kind="stable"), np.argsort(act_s, kind="stable")
-        js_msgs = [js_msgs[i] for i in js_order]
-        act_msgs = [act_msgs[i] for i in act_order]
-        js_i = select_latest(js_s[js_order], cam_s, self.max_input_age)
-        act_i = select_latest(act_s[act_order], cam_s, self.max_input_age)
+        js_msgs, js_i = _latest_for(js_msgs, cam_s, self.max_input_age)
+        act_msgs, act_i = _latest_for(act_msgs, cam_s, self.max_input_age)
         ins_i = select_latest(np.asarray(ins_t, np.int64) / 1e9, cam_s)  # an instruction holds until replaced
         d = self.dropped
         d["missing_joint_state"] += int(np.sum(js_i == MISSING))
@@ -254,23 +250,17 @@ class BagDataset(Dataset):
             if not st_msgs:
                 raise BagError(bag.path, f"no {TOPIC_STATE} (recorded before generate wrote it: regenerate "
                                          "the bags to train with train.state_weight)")
-            st_s = _header_s(st_msgs)
-            st_order = np.argsort(st_s, kind="stable")
-            st_msgs = [st_msgs[i] for i in st_order]
-            st_i = select_latest(st_s[st_order], cam_s, self.max_input_age)
+            st_msgs, st_i = _latest_for(st_msgs, cam_s, self.max_input_age)
             d["missing_state"] += int(np.sum(ok & (st_i < 0)))
             ok &= st_i >= 0
         others = []
         for topic in other_topics:
-            msgs = self._camera_messages(bag, topic)
-            o_s = _header_s(msgs)
-            order = np.argsort(o_s, kind="stable")
-            o_i = select_latest(o_s[order], cam_s, self.max_input_age)
+            msgs, o_i = _latest_for(self._camera_messages(bag, topic), cam_s, self.max_input_age)
             d["missing_camera_frame"] += int(np.sum(ok & (o_i < 0)))
             ok &= o_i >= 0
-            others.append((msgs, order, o_i))
+            others.append((msgs, o_i))
         keep = np.flatnonzero(ok)
-        others = [[msgs[order[i]] for i in o_i[keep]] for msgs, order, o_i in others]
+        others = [[msgs[i] for i in o_i[keep]] for msgs, o_i in others]
         # the node's decoder: the same accepted messages and the same errors as serving
         try:
             pv = [joints_from_msg(m, self.joint_names) for m in js_msgs]
@@ -349,6 +339,14 @@ class BagDataset(Dataset):
 
 def _header_s(msgs) -> np.ndarray:
     return np.array([stamp_ns(m) for m in msgs], dtype=np.int64) / 1e9
+
+
+def _latest_for(msgs, cam_s: np.ndarray, max_age: float):
+    """``msgs`` in header-stamp order, and for each camera stamp (s) the index of the latest of them
+    at or before it (``select_latest``: MISSING / STALE when there is none or it is too old)."""
+    s = _header_s(msgs)
+    order = np.argsort(s, kind="stable")
+    return [msgs[i] for i in order], select_latest(s[order], cam_s, max_age)
 
 
 def collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:

@@ -28,8 +28,9 @@ class TrainConfig:
                                         # of the model's input (0: none); evaluation and serving never shift
     ema: float = 0.0                    # decay of an exponential moving average of the weights, which the
                                         # checkpoint then serves (0: none; raw weights kept for resume)
-    state_weight: float = 0.0           # auxiliary loss: predict the recorded object and goal positions
-                                        # (/sim/state) from the image embedding, training only (0: off)
+    state_weight: float = 0.0           # weight of the error of predicting the recorded object and goal
+                                        # positions (/sim/state) from the image embedding (0: off); the head
+                                        # is auxiliary, or the model's own with model.state_input
     label_sigma: float = 0.0            # HL-Gauss action targets: a Gaussian of this many bins around the
                                         # demonstrated bin instead of one-hot (0: one-hot cross-entropy)
 

@@ -275,7 +275,6 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         if state_head is not None:
             predicted = out.state if mc.state_input else aux_state(out.image)  # (B, S)
             state_mse = state_head.loss(predicted, batch["state"])
-        if state_mse is not None:
             loss = loss + tc.state_weight * state_mse
         log_now = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
         conflict = {"conflict": float("nan"), "null": float("nan")}
