@@ -130,3 +130,58 @@ def test_two_cameras_go_through_one_tower_and_both_views_matter():
     with pytest.raises(ValueError, match="got 3 camera views"):
         model(torch.cat([x, x[:, :1]], 1), proprio, text_ids=ids)
     assert not hasattr(make(), "view_merge")  # one camera: the model of before, no extra parameters
+
+
+@pytest.mark.parametrize("head", ["pooled", "tokens"])
+def test_state_heads_shapes_gradients_and_refusals(head):
+    from trimodal_ros.schema import ConfigError
+
+    for cameras in (["camera"], ["camera", "top_camera"]):
+        model = make(state_input=6, state_head=head, cameras=cameras)
+        x, proprio, ids = batch(model)
+        if len(cameras) > 1:
+            x = torch.stack([x, x.flip(-1)], 1)  # (B, V, 3, S, S)
+        out = model(x, proprio, text_ids=ids)
+        assert out.state.shape == (B, 6)
+        (objective(model, out) + out.state.square().mean()).backward()
+        missing = [n for n, p in model.state_head.named_parameters() if p.grad is None or not p.grad.any()]
+        assert not missing, missing
+    with pytest.raises(ConfigError, match="state_head"):
+        load_config("weighted_sum", state_head="tokens")  # the auxiliary head (state_input 0) is pooled
+    with pytest.raises(ConfigError, match="state_head"):
+        load_config("weighted_sum", state_input=6, state_head="spatial")
+
+
+def test_token_state_head_finds_a_marker_the_pooled_embedding_blurs():
+    """A marker token at a random one of 36 patch positions; tokens carry their position (as a ViT's
+    do) and the target is a linear read-out of the marker's position vector. The mean-pooled vector
+    keeps what the marker is but not where, so the pooled head stays at chance; the attention
+    read-out of the tokens head learns it."""
+    from trimodal_ros.model.heads import STATE_HEADS
+
+    g = torch.Generator().manual_seed(0)
+    n, e = 36, 16
+    position, marker, readout = torch.randn(n, e, generator=g), torch.randn(e, generator=g), torch.randn(e, 2, generator=g)
+
+    def sample(b):
+        where = torch.randint(0, n, (b,), generator=g)
+        tokens = position + 0.1 * torch.randn(b, n, e, generator=g)  # (B, N, E)
+        tokens[torch.arange(b), where] += marker
+        return tokens.mean(1), tokens, position[where] @ readout  # (B, E), (B, N, E), (B, 2)
+
+    relative = {}
+    for name in ("pooled", "tokens"):
+        torch.manual_seed(0)
+        head = STATE_HEADS.get(name)(e, 2, hidden=64, token_dim=e)
+        opt = torch.optim.Adam(head.parameters(), lr=3e-3)
+        for _ in range(300):
+            pooled, tokens, target = sample(64)
+            loss = head.loss(head(pooled, tokens), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            pooled, tokens, target = sample(512)
+            chance = (target - target.mean(0)).abs().mean()
+            relative[name] = ((head(pooled, tokens) - target).abs().mean() / chance).item()
+    assert relative["tokens"] < 0.75 and relative["pooled"] > 0.9, relative  # error / the mean's error

@@ -44,6 +44,7 @@ class ModelConfig:
     # S > 0: the model predicts an S-D simulator state (6: /sim/state's object and goal positions) from
     # its image embedding and the action head reads that prediction too; trained by train.state_weight
     state_input: int = 0
+    state_head: str = "pooled"          # what the state head reads: the pooled embedding, or also the patch tokens
     dropout: float = 0.0
     temperature_init: float = 0.07
     temperature_min: float = 0.01       # the learnable τ is clamped to [min, max]
@@ -52,11 +53,13 @@ class ModelConfig:
     def __post_init__(self) -> None:
         from .adapters import ADAPTERS
         from .fusion import FUSIONS
+        from .heads import STATE_HEADS
 
         one_of("fusion", self.fusion, FUSIONS.names())
         one_of("adapter", self.adapter, ADAPTERS.names())
         one_of("image_tuning", self.image_tuning, TUNING_MODES)
         one_of("text_tuning", self.text_tuning, TUNING_MODES)
+        one_of("state_head", self.state_head, STATE_HEADS.names())
         positive(self, "embed_dim", "adapter_queries", "lora_rank", "proprio_hidden", "action_dim",
                  "chunk", "fusion_heads", "fusion_layers", "fusion_queries", "head_hidden")
         if self.embed_dim % self.fusion_heads:
@@ -65,6 +68,9 @@ class ModelConfig:
             raise ConfigError(f"bins must be in [2, 65536], got {self.bins}")
         if self.state_input < 0:
             raise ConfigError(f"state_input must be >= 0 (0: none), got {self.state_input}")
+        if self.state_head != "pooled" and not self.state_input:
+            raise ConfigError(f"state_head {self.state_head!r} is the model's own head: it needs state_input > 0 "
+                              "(train.state_weight's auxiliary head reads the pooled embedding)")
         if self.action_history < 0:
             raise ConfigError(f"action_history must be >= 0, got {self.action_history}")
         if (not isinstance(self.cameras, list) or not self.cameras or len(set(self.cameras)) != len(self.cameras)

@@ -13,7 +13,7 @@ from .configuration import ModelConfig
 from .adapters import ADAPTERS
 from .encoders import CLIPTowers, ProprioEncoder, TextFeatures, apply_tuning
 from .fusion import FUSIONS, FusionInputs
-from .heads import ActionHead, StateHead
+from .heads import STATE_HEADS, ActionHead
 from .preprocess import images_to_tensor
 
 
@@ -56,7 +56,7 @@ class TriModalModel(nn.Module):
         # CLIP's log-parameterised inverse temperature, clamped to [1/τ_max, 1/τ_min] when read
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)))
         if cfg.state_input:  # last, so that every other module's initialisation is unchanged
-            self.state_head = StateHead(d, cfg.state_input)
+            self.state_head = STATE_HEADS.get(cfg.state_head)(d, cfg.state_input, token_dim=e)
             self.state_to_head = nn.Linear(cfg.state_input, d)
 
     # --- inputs ------------------------------------------------------------------------------------
@@ -129,7 +129,7 @@ class TriModalModel(nn.Module):
             action=action, image_tokens_clip=img_tokens, text_tokens_clip=text.tokens,
             text_mask_clip=text.mask,
         ))  # (B, D)
-        state = self.state_head(image) if self.cfg.state_input else None  # (B, S)
+        state = self.state_head(image, img_tokens) if self.cfg.state_input else None  # (B, S)
         head_in = fused if state is None else fused + self.state_to_head(state.to(fused.dtype))  # (B, D)
         return TriModalOutput(image=image, text=txt, action=action, fused=fused, logits=self.head(head_in),
                               temperature=self.temperature, state=state)
