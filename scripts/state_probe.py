@@ -54,7 +54,7 @@ def main() -> int:
                 out = model(model.preprocess(np.stack([x["image"] for x in items])),
                             torch.as_tensor(np.stack([x["proprio"] for x in items])),
                             text_ids=model.tokenize([x["instruction"] for x in items]))
-                pred = head(out.image) * head.std + head.mean  # (B, 6) metres
+                pred = (out.state if cfg.model.state_input else head(out.image)) * head.std + head.mean  # (B, 6) m
                 errors.append((pred - torch.as_tensor(np.stack([x["state"] for x in items]))).abs().numpy())
                 tasks += [x["task"] for x in items]
         err, tasks = 100 * np.concatenate(errors), np.array(tasks)
