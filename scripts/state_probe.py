@@ -7,7 +7,11 @@ what each task is about, separately from how well the action head uses them. Mea
 in cm per coordinate, for every task, on a subsample of the train frames and on the chosen split.
 
     PYTHONPATH=. python scripts/state_probe.py --checkpoint runs/mt10_state/last.pt \
-        [--data data/mt10_192_state] [--split val]
+        [--data data/mt10_192_state] [--split val] [--by-layout reach-v3,pick-place-v3]
+
+``--by-layout`` adds, for the named tasks, the goal error of each layout of the split on the first
+frames of its episode (before the arm can hide the marker): an average over layouts can hide one
+layout the features get wholly wrong.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ def main() -> int:
     p.add_argument("--data", default="data/mt10_192_state")
     p.add_argument("--split", default="val")
     p.add_argument("--train-every", type=int, default=7, help="train frames: every N-th (it is a sanity line)")
+    p.add_argument("--by-layout", default="", help="comma-separated tasks: goal error per layout, first frames")
+    p.add_argument("--first", type=int, default=5, help="--by-layout: frames from the start of each episode")
     args = p.parse_args()
 
     import torch
@@ -47,7 +53,7 @@ def main() -> int:
     for split, every in (("train", args.train_every), (args.split, 1)):
         ds = BagDataset.from_config(args.data, cfg.model, split=split, verbose=False, state=True)
         idx = np.arange(0, len(ds), every)
-        errors, tasks = [], []
+        errors, tasks, layouts, steps = [], [], [], []
         with torch.inference_mode():
             for s in range(0, len(idx), 64):
                 items = [ds[int(i)] for i in idx[s:s + 64]]
@@ -57,12 +63,22 @@ def main() -> int:
                 pred = (out.state if cfg.model.state_input else head(out.image)) * head.std + head.mean  # (B, 6) m
                 errors.append((pred - torch.as_tensor(np.stack([x["state"] for x in items]))).abs().numpy())
                 tasks += [x["task"] for x in items]
+                layouts += [x["layout"] for x in items]
+                steps += [x["step"] for x in items]
         err, tasks = 100 * np.concatenate(errors), np.array(tasks)
+        layouts, steps = np.array(layouts), np.array(steps)
         print(f"{split} ({len(idx)} frames)")
         for t in sorted(set(tasks)) + ["ALL"]:
             e = err if t == "ALL" else err[tasks == t]
             print(f"  {t:24s} " + " ".join(f"{v:4.1f}" for v in e[:, :3].mean(0)) + " | "
                   + " ".join(f"{v:4.1f}" for v in e[:, 3:].mean(0)))
+        if split == args.split and args.by_layout:
+            print(f"  goal x y z per layout, first {args.first} frames of each episode")
+            for t in args.by_layout.split(","):
+                for lay in sorted(set(layouts[tasks == t])):
+                    m = (tasks == t) & (layouts == lay)
+                    first = np.argsort(steps[m], kind="stable")[:args.first]
+                    print(f"  {t:24s} layout {lay:3d} " + " ".join(f"{v:4.1f}" for v in err[m][first, 3:].mean(0)))
     return 0
 
 
