@@ -64,7 +64,8 @@ class TokenStateHead(StateHead):
     over the (layer-normed) tokens of every camera and the MLP sees what they picked next to the
     pooled vector. A goal marker a few pixels wide lives in one patch; pooling the whole image into
     one vector blurs where it is, attention can pick that patch (spatial read-outs, as the keypoint
-    and spatial-softmax heads of visuomotor policies do)."""
+    and spatial-softmax heads of visuomotor policies do). On MT10 it did no better than the pooled
+    head (docs/results/policy_study.md, E29)."""
 
     def __init__(self, dim: int, state_dim: int, hidden: int = 256, token_dim: int = 0, queries: int = 4):
         if token_dim <= 0:
