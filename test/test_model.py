@@ -134,6 +134,8 @@ def test_two_cameras_go_through_one_tower_and_both_views_matter():
 
 @pytest.mark.parametrize("head", ["pooled", "tokens"])
 def test_state_heads_shapes_gradients_and_refusals(head):
+    """model.state_head: either head predicts the state with one or two cameras and every one of its
+    parameters learns; an unknown head, or the tokens head without state_input, is refused."""
     from trimodal_ros.schema import ConfigError
 
     for cameras in (["camera"], ["camera", "top_camera"]):
@@ -161,7 +163,8 @@ def test_token_state_head_finds_a_marker_the_pooled_embedding_blurs():
 
     g = torch.Generator().manual_seed(0)
     n, e = 36, 16
-    position, marker, readout = torch.randn(n, e, generator=g), torch.randn(e, generator=g), torch.randn(e, 2, generator=g)
+    position, marker = torch.randn(n, e, generator=g), torch.randn(e, generator=g)
+    readout = torch.randn(e, 2, generator=g)
 
     def sample(b):
         where = torch.randint(0, n, (b,), generator=g)
