@@ -49,9 +49,11 @@ def main() -> int:
     else:
         print(f"{args.checkpoint} was trained without train.state_weight: no state head to probe")
         return 1
-    print("mean |error| in cm: object x y z | goal x y z")
+    groups = ["object", "goal", "hand"][:(cfg.model.state_input or 6) // 3]
+    print("mean |error| in cm: " + " | ".join(f"{g} x y z" for g in groups))
     for split, every in (("train", args.train_every), (args.split, 1)):
-        ds = BagDataset.from_config(args.data, cfg.model, split=split, verbose=False, state=True)
+        ds = BagDataset.from_config(args.data, cfg.model, split=split, verbose=False,
+                                    state=cfg.model.state_input or 6)
         idx = np.arange(0, len(ds), every)
         errors, tasks, layouts, steps = [], [], [], []
         with torch.inference_mode():
@@ -60,7 +62,7 @@ def main() -> int:
                 out = model(model.preprocess(np.stack([x["image"] for x in items])),
                             torch.as_tensor(np.stack([x["proprio"] for x in items])),
                             text_ids=model.tokenize([x["instruction"] for x in items]))
-                pred = (out.state if cfg.model.state_input else head(out.image)) * head.std + head.mean  # (B, 6) m
+                pred = (out.state if cfg.model.state_input else head(out.image)) * head.std + head.mean  # (B, S) m
                 errors.append((pred - torch.as_tensor(np.stack([x["state"] for x in items]))).abs().numpy())
                 tasks += [x["task"] for x in items]
                 layouts += [x["layout"] for x in items]
@@ -70,15 +72,15 @@ def main() -> int:
         print(f"{split} ({len(idx)} frames)")
         for t in sorted(set(tasks)) + ["ALL"]:
             e = err if t == "ALL" else err[tasks == t]
-            print(f"  {t:24s} " + " ".join(f"{v:4.1f}" for v in e[:, :3].mean(0)) + " | "
-                  + " ".join(f"{v:4.1f}" for v in e[:, 3:].mean(0)))
+            print(f"  {t:24s} " + " | ".join(" ".join(f"{v:4.1f}" for v in e[:, 3 * g:3 * g + 3].mean(0))
+                                              for g in range(len(groups))))
         if split == args.split and args.by_layout:
             print(f"  goal x y z per layout, first {args.first} frames of each episode")
             for t in args.by_layout.split(","):
                 for lay in sorted(set(layouts[tasks == t])):
                     m = (tasks == t) & (layouts == lay)
                     first = np.argsort(steps[m], kind="stable")[:args.first]
-                    print(f"  {t:24s} layout {lay:3d} " + " ".join(f"{v:4.1f}" for v in err[m][first, 3:].mean(0)))
+                    print(f"  {t:24s} layout {lay:3d} " + " ".join(f"{v:4.1f}" for v in err[m][first, 3:6].mean(0)))
     return 0
 
 

@@ -16,9 +16,10 @@ from trimodal_ros.interface import SIM_STATE_NAMES
 DT = 12_500_000
 
 
-def _episode(root, name, task, layout, n, size=(16, 20), sidecar=True, state=False):
+def _episode(root, name, task, layout, n, size=(16, 20), sidecar=True, state=0):
     """n frames; action i = [i, -i, 0.5 i, ep] / 100, joint j of frame i = i + j/10; with ``state``
-    a /sim/state of frame i = [i, 2i, 3i, layout, layout, 0] / 100 (every frame but the first)."""
+    a /sim/state of frame i = [i, 2i, 3i, layout, layout, 0, -i, 0, 1][:state] / 100 (every frame but the
+    first; ``state`` 6 is a bag recorded before the hand was, 9 one with it)."""
     rng = np.random.default_rng(abs(hash(name)) % 2**32)
     acts = np.stack([np.arange(n), -np.arange(n), 0.5 * np.arange(n), np.full(n, layout)], 1) / 100
     frames = rng.integers(0, 255, (n, *size, 3), dtype=np.uint8)
@@ -31,8 +32,8 @@ def _episode(root, name, task, layout, n, size=(16, 20), sidecar=True, state=Fal
                  ("/camera/image_raw", B.image_msg(frames[i], t, "corner")),
                  ("/expert/action", B.action_msg(acts[i], t))]
         if state and i > 0:
-            st = np.array([i, 2 * i, 3 * i, layout, layout, 0]) / 100
-            msgs.append(("/sim/state", B.joint_state_msg(SIM_STATE_NAMES, st, None, t, "world")))
+            st = np.array([i, 2 * i, 3 * i, layout, layout, 0, -i, 0, 1][:state]) / 100
+            msgs.append(("/sim/state", B.joint_state_msg(SIM_STATE_NAMES[:state], st, None, t, "world")))
     meta = {"task": task, "layout": layout, "success": True, "length": n}
     B.write_bag(root / name, msgs, {CUSTOM_DATA_KEY: json.dumps(meta)})
     if sidecar:
@@ -127,9 +128,10 @@ def test_corrupt_bag_is_skipped(tmp_path):
 
 
 def test_recorded_state_is_aligned_and_its_absence_is_a_skip(tmp_path):
-    """state=True: each sample carries the /sim/state of its frame's stamp; a frame without one is
-    dropped and counted, a bag without the topic (recorded before it existed) skipped with the reason."""
-    _episode(tmp_path, "with", "push-v3", 7, 6, state=True)
+    """state=True: each sample carries the /sim/state (object and goal) of its frame's stamp; a frame
+    without one is dropped and counted, a bag without the topic (recorded before it existed) skipped
+    with the reason. state=9 adds the hand, and skips a bag recorded before the hand was."""
+    _episode(tmp_path, "with", "push-v3", 7, 6, state=9)
     _episode(tmp_path, "without", "push-v3", 8, 4)
     plain = BagDataset(tmp_path, verbose=False)
     assert len(plain) == 10 and plain.state is None and "state" not in plain[0]
@@ -144,3 +146,13 @@ def test_recorded_state_is_aligned_and_its_absence_is_a_skip(tmp_path):
         np.testing.assert_allclose(ds[j]["state"], np.array([i, 2 * i, 3 * i, 7, 7, 0]) / 100, rtol=1e-6)
     b = collate([ds[0], ds[4]])
     assert b["state"].shape == (2, 6) and b["state"].dtype == torch.float32
+    # state=9 adds the hand; a bag recorded before the hand was is skipped with the reason
+    _episode(tmp_path, "old", "push-v3", 9, 4, state=6)
+    with pytest.warns(RuntimeWarning):
+        ds9 = BagDataset(tmp_path, chunk=2, verbose=False, state=9)
+    assert [e.name for e in ds9.episodes] == ["with"] and ds9.state.shape == (5, 9)
+    reasons = {p.name: str(r) for p, r in ds9.skipped}
+    assert "hand_x" in reasons["old"], reasons
+    np.testing.assert_allclose(ds9[0]["state"][6:], np.array([-1, 0, 1]) / 100, rtol=1e-6)
+    with pytest.raises(ValueError, match="state"):
+        BagDataset(tmp_path, verbose=False, state=10)

@@ -45,10 +45,12 @@ def test_bags_read_back(out):
         assert np.all(np.diff(cam) == 12_500_000) and np.array_equal(cam, bag.stamps[mw.TOPIC_IMAGE])
         for t in (mw.TOPIC_JOINTS, mw.TOPIC_ACTION, mw.TOPIC_STATE):
             assert np.array_equal([B.stamp_ns(m) for m in bag.messages[t]], cam)
-        # the simulator's object and goal: named, in the table's range, the goal fixed for the episode
+        # the simulator's object, goal and hand: named, in the table's range, the goal fixed for the
+        # episode, the hand moving
         st = np.stack([joints_from_msg(m, SIM_STATE_NAMES)[0] for m in bag.messages[mw.TOPIC_STATE]])
-        assert st.shape == (n, 6) and np.all(np.abs(st[:, :2]) < 1.5) and np.all(st[:, 2] > -0.1)
-        assert np.ptp(st[:, 3:], axis=0).max() == 0 and 0.3 < st[0, 4] < 1.2
+        assert st.shape == (n, 9) and np.all(np.abs(st[:, :2]) < 1.5) and np.all(st[:, 2] > -0.1)
+        assert np.ptp(st[:, 3:6], axis=0).max() == 0 and 0.3 < st[0, 4] < 1.2
+        assert np.ptp(st[:, 6:], axis=0).max() > 1e-2 and np.all(st[:, 8] > 0)
         assert bag.stamps[mw.TOPIC_INSTRUCTION].tolist() == [cam[0]]
         # joints: the Sawyer's real names with positions and velocities that change
         js = bag.messages[mw.TOPIC_JOINTS]
@@ -80,12 +82,13 @@ def test_frames_are_rotated_upright(out):
     first = image_from_msg(bag.messages[mw.TOPIC_IMAGE][0])
     scene = mw.SawyerScene("reach-v3", "corner", SIZE)
     try:
-        scene.reset(meta["layout"])
+        obs = scene.reset(meta["layout"])
         raw = scene.render_raw()
-        # the first recorded state is the scene's: its puck and the goal the expert reaches for
+        # the first recorded state is the scene's: its puck, the goal the expert reaches for, the gripper
         state = joints_from_msg(bag.messages[mw.TOPIC_STATE][0], SIM_STATE_NAMES)[0]
-        np.testing.assert_allclose(state[3:], scene.env._target_pos, atol=1e-9)
+        np.testing.assert_allclose(state[3:6], scene.env._target_pos, atol=1e-9)
         np.testing.assert_allclose(state[:3], scene.data.body("obj").xpos, atol=1e-6)
+        np.testing.assert_allclose(state[6:], obs[:3], atol=1e-6)  # the hand the observation reports
     finally:
         scene.close()
     assert scene.upside_down and meta["rotated_180"]

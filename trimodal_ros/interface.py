@@ -41,8 +41,8 @@ EXPERT_ACTION_TOPIC = "expert/action"                 # sensor_msgs/JointState (
 CLOCK_TOPIC = "/clock"                                # rosgraph_msgs/Clock
 SIM_EPISODE_TOPIC = "sim/episode"                     # std_msgs/String (JSON)
 SIM_RESET_TOPIC = "sim/reset"                         # std_msgs/String (JSON)
-SIM_STATE_TOPIC = "sim/state"                         # sensor_msgs/JointState: the simulator's object and
-                                                      # goal positions (training targets, never an input)
+SIM_STATE_TOPIC = "sim/state"                         # sensor_msgs/JointState: the simulator's object, goal
+                                                      # and hand positions (training targets, never an input)
 
 # --- names --------------------------------------------------------------------------------------
 # The Sawyer's MuJoCo joints in Meta-World: seven arm joints and the two gripper fingers.
@@ -50,8 +50,10 @@ SAWYER_JOINTS = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "ri
                  "r_close", "l_close"]
 # Meta-World's 4-D action: end-effector displacement and gripper effort, each in [-1, 1].
 ACTION_NAMES = ["ee_dx", "ee_dy", "ee_dz", "gripper"]
-# What a recorded episode's SIM_STATE_TOPIC holds (metres, world frame): the task's object and its goal.
-SIM_STATE_NAMES = ["object_x", "object_y", "object_z", "goal_x", "goal_y", "goal_z"]
+# What a recorded episode's SIM_STATE_TOPIC holds (metres, world frame): the task's object, its goal
+# and the gripper (Meta-World's hand position, as its observation and scripted experts read it).
+# A model with ``state_input: S`` learns the first S of them.
+SIM_STATE_NAMES = ["object_x", "object_y", "object_z", "goal_x", "goal_y", "goal_z", "hand_x", "hand_y", "hand_z"]
 
 MAX_INSTRUCTION_CHARS = 2000
 

@@ -95,8 +95,9 @@ class BagDataset(Dataset):
             primary frame is a sample; another camera contributes its latest frame at or before
             that stamp (a frame it lacks, or one older than ``max_input_age``, drops the sample).
             With one camera ``image`` is (H, W, 3), with V it is (V, H, W, 3).
-        state: also load each frame's recorded simulator state (``/sim/state``: object and goal
-            positions, ``SIM_STATE_NAMES``) as ``state``; a bag without it is skipped with a warning.
+        state: also load each frame's recorded simulator state (``/sim/state``) as ``state``: the
+            first ``state`` of ``SIM_STATE_NAMES`` (``True``: 6, object and goal positions; 9 adds the
+            hand's); a bag without them is skipped with a warning.
 
     A sample's ``instruction`` is the one recorded in the bag; training and evaluation draw
     paraphrases themselves (``train.trainer.Batcher``, ``eval.evaluate``).
@@ -106,7 +107,7 @@ class BagDataset(Dataset):
                  joint_names: Sequence[str] = SAWYER_JOINTS, use_velocities: bool = True,
                  split: str = "all", max_input_age: float = 0.1, tasks: Optional[Sequence[str]] = None,
                  verbose: bool = True, images: bool = True, cameras: Sequence[str] = (PRIMARY_CAMERA,),
-                 state: bool = False):
+                 state: int = 0):
         if chunk < 1 or action_history < 0:
             raise ValueError(f"need chunk >= 1 and action_history >= 0, got {chunk}, {action_history}")
         if split not in LAYOUT_SPLITS + ("all",):
@@ -115,7 +116,12 @@ class BagDataset(Dataset):
         self.chunk, self.action_history = int(chunk), int(action_history)
         self.joint_names, self.use_velocities = list(joint_names), bool(use_velocities)
         self.split, self.max_input_age, self.images = split, max_input_age, images
-        self.cameras, self.with_state = list(cameras), bool(state)
+        n_state = 6 if state is True else int(state)
+        if not 0 <= n_state <= len(SIM_STATE_NAMES):
+            raise ValueError(f"state: how many of {SIM_STATE_NAMES} to load (0-{len(SIM_STATE_NAMES)}), "
+                             f"got {state!r}")
+        self.cameras, self.with_state = list(cameras), n_state > 0
+        self.state_names = list(SIM_STATE_NAMES[:n_state])
         self.image_topics = [camera_topic(c) for c in self.cameras]
         self.skipped: List[Tuple[Path, str]] = []
         self.dropped = {"missing_joint_state": 0, "stale_joint_state": 0, "missing_action": 0,
@@ -218,8 +224,8 @@ class BagDataset(Dataset):
         self._act_start, self._act_end = cat(act_start, np.int64), cat(act_end, np.int64)
         self.steps, self._episode = cat(step, np.int64), cat(ep_of, np.int64)
         self._instr = cat(instr_of, np.int64)
-        self.state = (cat(states, np.float32).reshape(-1, len(SIM_STATE_NAMES)) if self.with_state
-                      else None)  # (N, 6) object and goal positions per sample
+        self.state = (cat(states, np.float32).reshape(-1, len(self.state_names)) if self.with_state
+                      else None)  # (N, S) object and goal (and hand) positions per sample
 
     def _align(self, bag, meta):
         """Indices of kept frames and of their joint state / action / instruction messages, and per
@@ -266,8 +272,8 @@ class BagDataset(Dataset):
             pv = [joints_from_msg(m, self.joint_names) for m in js_msgs]
             acts = (np.stack([joints_from_msg(m, ACTION_NAMES)[0] for m in act_msgs]) if act_msgs
                     else np.zeros((0, ACTION_DIM)))
-            state = (np.array([joints_from_msg(st_msgs[i], SIM_STATE_NAMES)[0] for i in st_i[keep]], np.float64)
-                     .reshape(-1, len(SIM_STATE_NAMES)) if self.with_state else None)
+            state = (np.array([joints_from_msg(st_msgs[i], self.state_names)[0] for i in st_i[keep]], np.float64)
+                     .reshape(-1, len(self.state_names)) if self.with_state else None)
         except BadInput as e:
             raise BagError(bag.path, f"{e.kind}: {e}") from None
         n_j = len(self.joint_names)

@@ -17,9 +17,10 @@ time after ``reset``):
                          ``position`` = the action clipped to [-1, 1] (what the env executes),
                          velocity/effort empty. Stamped exactly like the frame it answers.
 * ``/sim/state``         sensor_msgs/JointState, ``name = SIM_STATE_NAMES``: the position (m, world)
-                         of the task's object and of its goal at that frame, what the scripted
-                         expert reads. Privileged: a training target (``train.state_weight``),
-                         never a model input; bags recorded before it existed lack it.
+                         of the task's object, of its goal and of the hand at that frame, what the
+                         scripted expert reads. Privileged: a training target (``train.state_weight``),
+                         never a model input; bags recorded before it existed lack it, and bags
+                         recorded by older versions lack the hand (``hand_x/y/z``).
 
 Step ``i``: the frame, joint state and action all carry stamp ``t0 + i * 12.5 ms``; the action is
 the expert's response to the state in that frame, so an aligned dataset sample is (frame i,
@@ -305,9 +306,9 @@ class SawyerScene:
         return {n: self.render(n) for n in (self.cam_ids if names is None else names)}
 
     def state(self, obs: np.ndarray) -> np.ndarray:
-        """(6,) the object and goal positions (``SIM_STATE_NAMES``) in the observation ``obs``."""
+        """(9,) the object, goal and hand positions (``SIM_STATE_NAMES``) in the observation ``obs``."""
         o = np.asarray(obs, np.float64)
-        return np.concatenate([o[4:7], o[-3:]])
+        return np.concatenate([o[4:7], o[-3:], o[0:3]])
 
     def step(self, action: np.ndarray):
         obs, _, _, _, info = self.env.step(action)

@@ -182,9 +182,10 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     tc, mc = cfg.train, cfg.model
     seed_everything(tc.seed)
 
-    ds = dataset or BagDataset.from_config(data, mc, split="train", verbose=main, state=tc.state_weight > 0)
+    ds = dataset or BagDataset.from_config(data, mc, split="train", verbose=main,
+                                           state=(mc.state_input or 6) if tc.state_weight > 0 else 0)
     if tc.state_weight > 0 and getattr(ds, "state", None) is None:
-        raise TrainDataError("train.state_weight > 0 needs the recorded /sim/state: a dataset loaded with state=True")
+        raise TrainDataError("train.state_weight > 0 needs the recorded /sim/state: a dataset loaded with state > 0")
     if len(ds) < tc.batch_size:
         skipped = getattr(ds, "skipped", [])
         why = f"; {len(skipped)} bags skipped, the first because: {skipped[0][1]}" if skipped else ""
