@@ -270,18 +270,20 @@ def test_hl_gauss_targets_train_the_token_head(small_bags, tmp_path):
     assert float(rows[-1]["token_acc"]) > 0.05  # chance is 1/256
 
 
-@pytest.mark.parametrize("head", ["pooled", "tokens"])
-def test_state_input_model_predicts_the_state_and_its_action_head_reads_it(small_bags, tmp_path, head):
-    """model.state_input: the state head (either model.state_head) is the model's own (served, and its
-    prediction moves the actions), trained by train.state_weight; without that weight, or with
-    another width, refused."""
+@pytest.mark.parametrize("head,dim,bottleneck", [("pooled", 6, False), ("tokens", 6, False), ("proprio", 9, True)])
+def test_state_input_model_predicts_the_state_and_its_action_head_reads_it(small_bags, tmp_path, head, dim,
+                                                                           bottleneck):
+    """model.state_input: the state head (any model.state_head; 9-D with the hand, also behind the
+    state bottleneck) is the model's own (served, and its prediction moves the actions), trained by
+    train.state_weight; without that weight, or with another width, refused."""
     import csv
 
     from trimodal_ros.policy import Policy
 
     cfg = small_cfg(steps=30, loss="none", instructions="bag", state_weight=1.0, ckpt_every=30)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=6, state_head=head))
-    ds = BagDataset.from_config(small_bags, cfg.model, split="all", verbose=False, state=True)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=dim, state_head=head,
+                                                             state_bottleneck=bottleneck))
+    ds = BagDataset.from_config(small_bags, cfg.model, split="all", verbose=False, state=dim)
     result = train(cfg, small_bags, tmp_path, progress=False, dataset=ds)
     mse = [float(r["state_mse"]) for r in csv.DictReader(open(tmp_path / "metrics.csv"))]
     assert sum(mse[-5:]) < 0.65 * sum(mse[:5]), mse  # untrained it stays near 1 (std units)
@@ -294,7 +296,7 @@ def test_state_input_model_predicts_the_state_and_its_action_head_reads_it(small
     proprio = torch.as_tensor(np.stack([x["proprio"] for x in b]))
     with torch.no_grad():
         out = model(images, proprio, text_ids=model.tokenize([x["instruction"] for x in b]))
-        assert out.state.shape == (4, 6)
+        assert out.state.shape == (4, dim)
         model.state_to_head.weight.zero_()  # the same model with the predicted state cut off
         model.state_to_head.bias.zero_()
         cut = model(images, proprio, text_ids=model.tokenize([x["instruction"] for x in b]))
