@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from contextlib import contextmanager, nullcontext
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -42,7 +43,27 @@ class TruthRecorder:
         return obs, info
 
 
-def main() -> int:
+@contextmanager
+def true_state(head, truth):
+    """Within the block the state head ``head`` answers with the standardised first S values of
+    ``truth()`` (the simulator's state now) instead of its own prediction."""
+    import torch
+
+    predict = head.forward
+
+    def forward(*inputs, **kw):
+        pred = predict(*inputs, **kw)  # (B, S) standardised
+        true = torch.as_tensor(truth()[:pred.shape[1]], dtype=pred.dtype, device=pred.device)
+        return ((true - head.mean) / head.std).expand_as(pred)
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        del head.forward  # the class's forward again
+
+
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--tasks", default="reach-v3,push-v3,pick-place-v3,peg-insert-side-v3")
@@ -50,7 +71,7 @@ def main() -> int:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--size", type=int, default=192)
     p.add_argument("--max-steps", type=int, default=150)
-    args = p.parse_args()
+    args = p.parse_args(argv)
 
     import torch
 
@@ -66,27 +87,17 @@ def main() -> int:
     head, camera, tasks = policy.model.state_head, sim_camera_spec(policy.model_config.cameras), args.tasks.split(",")
     scenes = {(t, camera, args.size): TruthRecorder(SawyerScene(t, camera=camera, size=args.size,
                                                                 max_steps=args.max_steps)) for t in tasks}
-    predict, now = head.forward, {}  # now: the mode and the task being rolled out
-
-    def forward(*inputs, **kw):
-        pred = predict(*inputs, **kw)  # (1, S) standardised
-        if now["mode"] == "predicted":
-            return pred
-        true = torch.as_tensor(scenes[(now["task"], camera, args.size)].truth[:pred.shape[1]], dtype=pred.dtype)
-        return ((true - head.mean) / head.std).expand_as(pred)
-
-    head.forward = forward
-    results = {}
+    results = {"predicted": {}, "true": {}}
     try:
-        for mode in ("predicted", "true"):
-            results[mode] = {}
-            for task in tasks:
-                now.update(mode=mode, task=task)
-                r = rollout_in_process(policy, [task], args.episodes, split=args.split, max_steps=args.max_steps,
-                                       size=args.size, camera=camera, scenes=scenes, progress=False)
+        for task in tasks:
+            scene = scenes[(task, camera, args.size)]
+            for mode in results:  # the same episodes, as trained and with the true state
+                with true_state(head, lambda: scene.truth) if mode == "true" else nullcontext():
+                    r = rollout_in_process(policy, [task], args.episodes, split=args.split,
+                                           max_steps=args.max_steps, size=args.size, camera=camera,
+                                           scenes=scenes, progress=False)
                 results[mode][task] = [e["success"] for e in r["episodes"]]
     finally:
-        del head.forward
         for s in scenes.values():
             s.close()
     print(f"{'task':22s} {'predicted state':>16s} {'true state':>11s}   (successes of {args.episodes}, "
