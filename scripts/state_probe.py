@@ -49,11 +49,11 @@ def main() -> int:
     else:
         print(f"{args.checkpoint} was trained without train.state_weight: no state head to probe")
         return 1
-    groups = ["object", "goal", "hand"][:(cfg.model.state_input or 6) // 3]
+    width = head.mean.numel()  # the state the head was trained on: 6 (object, goal) or 9 (and hand)
+    groups = ["object", "goal", "hand"][:width // 3]
     print("mean |error| in cm: " + " | ".join(f"{g} x y z" for g in groups))
     for split, every in (("train", args.train_every), (args.split, 1)):
-        ds = BagDataset.from_config(args.data, cfg.model, split=split, verbose=False,
-                                    state=cfg.model.state_input or 6)
+        ds = BagDataset.from_config(args.data, cfg.model, split=split, verbose=False, state=width)
         idx = np.arange(0, len(ds), every)
         errors, tasks, layouts, steps = [], [], [], []
         with torch.inference_mode():

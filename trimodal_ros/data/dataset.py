@@ -120,8 +120,7 @@ class BagDataset(Dataset):
         if not 0 <= n_state <= len(SIM_STATE_NAMES):
             raise ValueError(f"state: how many of {SIM_STATE_NAMES} to load (0-{len(SIM_STATE_NAMES)}), "
                              f"got {state!r}")
-        self.cameras, self.with_state = list(cameras), n_state > 0
-        self.state_names = list(SIM_STATE_NAMES[:n_state])
+        self.cameras, self.state_names = list(cameras), list(SIM_STATE_NAMES[:n_state])
         self.image_topics = [camera_topic(c) for c in self.cameras]
         self.skipped: List[Tuple[Path, str]] = []
         self.dropped = {"missing_joint_state": 0, "stale_joint_state": 0, "missing_action": 0,
@@ -137,6 +136,10 @@ class BagDataset(Dataset):
         return cls(root, chunk=model_cfg.chunk, action_history=model_cfg.action_history,
                    joint_names=model_cfg.joint_names, use_velocities=model_cfg.use_velocities,
                    cameras=model_cfg.cameras, **kw)
+
+    @property
+    def with_state(self) -> bool:
+        return bool(self.state_names)
 
     # --- loading ----------------------------------------------------------------------------
 

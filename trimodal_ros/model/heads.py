@@ -1,5 +1,5 @@
 """Action head: fused embedding → token logits for a chunk of K future actions; state heads: image
-(and proprio) features → the simulator state (object, goal and gripper positions) they show
+(and proprio) features → the simulator state (object, goal and hand positions) they show
 (``STATE_HEADS``, picked by ``model.state_head``)."""
 
 from __future__ import annotations
@@ -59,9 +59,10 @@ class GaussianActionHead(nn.Module):
 class StateHead(nn.Module):
     """An MLP from the image embedding to the frame's recorded simulator state (the first S of
     ``SIM_STATE_NAMES``: object, goal and hand positions), in units of the training set's
-    per-coordinate std. Trained by ``train.state_weight``: as an auxiliary target it makes the image features say where the things
-    the task is about are, which the action loss alone teaches slowly from a few demonstrations per
-    task; with ``model.state_input`` the model owns it and the action head reads its prediction."""
+    per-coordinate std. Trained by ``train.state_weight``: as an auxiliary target it makes the image
+    features say where the things the task is about are, which the action loss alone teaches slowly
+    from a few demonstrations per task; with ``model.state_input`` the model owns it and the action
+    head reads its prediction."""
 
     def __init__(self, dim: int, state_dim: int, hidden: int = 256, token_dim: int = 0, proprio_dim: int = 0):
         super().__init__()
@@ -117,7 +118,7 @@ class TokenStateHead(StateHead):
 @STATE_HEADS.register("proprio")
 class ProprioStateHead(StateHead):
     """Reads the proprio encoder's features next to the pooled image embedding. Where the state
-    includes the gripper (``state_input: 9``: ``hand_x/y/z``), that is forward kinematics from the
+    includes the hand (``state_input: 9``: ``hand_x/y/z``), that is forward kinematics from the
     joint angles, which the camera shows only roughly; the action head then gets the hand, the object
     and the goal in one frame, and the expert's move toward a target is linear in their difference.
     On MT10 it places the hand to 0.5 cm but the policy did no better (E31)."""

@@ -183,7 +183,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     seed_everything(tc.seed)
 
     ds = dataset or BagDataset.from_config(data, mc, split="train", verbose=main,
-                                           state=(mc.state_input or 6) if tc.state_weight > 0 else 0)
+                                           state=(mc.state_input or True) if tc.state_weight > 0 else 0)
     if tc.state_weight > 0 and getattr(ds, "state", None) is None:
         raise TrainDataError("train.state_weight > 0 needs the recorded /sim/state: a dataset loaded with state > 0")
     if len(ds) < tc.batch_size:
