@@ -115,6 +115,30 @@ def test_rerun_skips_and_failures_are_not_kept(out, tmp_path):
     assert [r.status for r in rep.results] == ["failed-before"]
 
 
+def test_after_success_records_the_expert_holding_the_goal(tmp_path):
+    """--after-success N: the same episode, N steps longer, the expert still closing in on the goal."""
+    runs = {}
+    for n in (0, 6):
+        rep = mw.generate("reach-v3", 1, tmp_path / str(n), size=32, seed=3, max_steps=120, progress=False,
+                          after_success=n)
+        (r,) = rep.of("kept")
+        bag = B.read_bag(r.path)
+        runs[n] = (json.loads((r.path / "episode.json").read_text()),
+                   np.stack([joints_from_msg(m, SIM_STATE_NAMES)[0] for m in bag.messages[mw.TOPIC_STATE]]),
+                   np.stack([joints_from_msg(m, ACTION_NAMES)[0] for m in bag.messages[mw.TOPIC_ACTION]]))
+    (m0, s0, a0), (m6, s6, a6) = runs[0], runs[6]
+    assert m0["success"] and m6["success"] and m0["first_success_step"] == m6["first_success_step"]
+    assert (m0["after_success"], m6["after_success"]) == (0, 6)
+    assert m0["length"] == m0["first_success_step"] + 1 and m6["length"] == m0["length"] + 6
+    assert len(s6) == len(a6) == m6["length"] and np.allclose(a6[:len(a0)], a0)  # the same episode, longer
+    dist = np.linalg.norm(s6[:, 6:] - s6[:, 3:6], axis=1)  # hand to goal
+    assert dist[-1] <= dist[len(a0) - 1] and np.abs(a6[len(a0):, :3]).max() < 1  # closing in, not saturated
+    with pytest.raises(mw.GenerateError, match="after_success=6"):
+        mw.generate("reach-v3", 1, tmp_path / "6", size=32, seed=3, max_steps=120, progress=False)
+    with pytest.raises(ValueError, match="after_success"):
+        mw.generate("reach-v3", 1, tmp_path / "x", size=32, after_success=-1, progress=False)
+
+
 def test_dataset_on_generated_bags(out):
     from trimodal_ros.data.dataset import BagDataset
 

@@ -26,6 +26,10 @@ Step ``i``: the frame, joint state and action all carry stamp ``t0 + i * 12.5 ms
 the expert's response to the state in that frame, so an aligned dataset sample is (frame i,
 joints i) → actions i, i+1, ...
 
+An episode ends at the expert's first success (``first_success_step``), or ``--after-success N``
+steps later: the expert keeps acting, so the bag also shows the last centimetres and holding the
+goal, which a policy that stops a few centimetres short has otherwise never seen.
+
 Episode metadata (task, layout, seed, success, length, instruction, paraphrase split, camera,
 image size, ...) lives in ``episode.json`` (typed, plus sha256 of the .mcap so corruption is
 caught on read) and, as one JSON string, in metadata.yaml ``custom_data["trimodal_ros.episode"]``.
@@ -349,8 +353,9 @@ def _timer():
 
 
 def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_steps: int,
-                   keep_failures: bool = False) -> EpisodeResult:
-    """Roll out the expert on one layout and write its bag (see module docstring)."""
+                   keep_failures: bool = False, after_success: int = 0) -> EpisodeResult:
+    """Roll out the expert on one layout and write its bag (see module docstring): until its
+    first success, then ``after_success`` steps more (within ``max_steps``)."""
     from .bags import BagWriter, action_msg, bag_size_bytes, file_digests, image_msg, joint_state_msg, string_msg
 
     task = scene.task
@@ -393,14 +398,16 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                 obs, info = scene.step(action)
                 timing["sim"] += c()
                 steps = i + 1
-                if info.get("success", 0.0) >= 1.0:
+                if first_success is None and info.get("success", 0.0) >= 1.0:
                     success, first_success = True, i
+                if first_success is not None and i - first_success >= after_success:
                     break
             meta = {
                 "task": task, "task_id": task_id(task), "episode": episode, "name": name,
                 "layout": layout, "layout_split": layout_split(layout), "layout_seed": LAYOUT_SEED, "seed": seed,
                 "success": success, "length": steps, "first_success_step": first_success,
-                "max_steps": max_steps, "instruction": instruction, "paraphrase_split": para_split,
+                "max_steps": max_steps, "after_success": after_success, "instruction": instruction,
+                "paraphrase_split": para_split,
                 "camera": scene.camera, "image_size": [scene.size, scene.size],
                 **({"cameras": scene.cameras} if len(scene.cameras) > 1 else {}),
                 "rotated_180": scene.upside_down, "control_period_ns": scene.dt_ns,
@@ -439,17 +446,20 @@ class _Discard(Exception):
     """Abort the bag of a failed episode (not kept)."""
 
 
-def _existing(out: Path, name: str, camera: str, size: int, max_steps: int, keep_failures: bool):
+def _existing(out: Path, name: str, camera: str, size: int, max_steps: int, keep_failures: bool,
+              after_success: int = 0):
     """'exists' / 'failed-before' when a previous run already settled this episode."""
     from .bags import is_bag, read_sidecar
 
     bag = out / name
     if is_bag(bag):
         meta = read_sidecar(bag)
-        if meta and (meta.get("camera") != camera or list(meta.get("image_size", [])) != [size, size]):
+        if meta and (meta.get("camera") != camera or list(meta.get("image_size", [])) != [size, size]
+                     or meta.get("after_success", 0) != after_success):
             raise GenerateError(f"{bag} was recorded with camera={meta.get('camera')} size="
-                             f"{meta.get('image_size')}; this run asks camera={camera} size={size}. "
-                             "Use another --out folder.")
+                                f"{meta.get('image_size')} after_success={meta.get('after_success', 0)}; "
+                                f"this run asks camera={camera} size={size} after_success={after_success}. "
+                                "Use another --out folder.")
         return "exists", meta
     marker = out / f".failed-{name}.json"
     if not keep_failures and marker.is_file():
@@ -485,13 +495,15 @@ class GenerateReport:
 
 
 def generate(tasks, episodes: int, out, camera: str = "corner", size: int = 224, seed: int = 0,
-             max_steps: int = 200, keep_failures: bool = False, progress: bool = True) -> GenerateReport:
-    """Record ``episodes`` expert episodes of each task into ``out`` (see module docstring)."""
+             max_steps: int = 200, keep_failures: bool = False, progress: bool = True,
+             after_success: int = 0) -> GenerateReport:
+    """Record ``episodes`` expert episodes of each task into ``out`` (see module docstring), each
+    until the expert's first success and ``after_success`` steps more."""
     from tqdm import tqdm
 
     task_list = resolve_tasks(tasks)
-    if episodes < 1 or max_steps < 1 or size < 8:
-        raise ValueError("need episodes >= 1, max_steps >= 1 and size >= 8")
+    if episodes < 1 or max_steps < 1 or size < 8 or after_success < 0:
+        raise ValueError("need episodes >= 1, max_steps >= 1, size >= 8 and after_success >= 0")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     results: List[EpisodeResult] = []
@@ -502,7 +514,7 @@ def generate(tasks, episodes: int, out, camera: str = "corner", size: int = 224,
             todo = []
             for e in range(episodes):
                 name = episode_name(task, seed, e)
-                status, meta = _existing(out, name, camera, size, max_steps, keep_failures)
+                status, meta = _existing(out, name, camera, size, max_steps, keep_failures, after_success)
                 if status:
                     results.append(EpisodeResult(name, task, e, episode_layout(task, seed, e),
                                                  bool(meta.get("success", False)) if status == "exists" else False,
@@ -516,7 +528,7 @@ def generate(tasks, episodes: int, out, camera: str = "corner", size: int = 224,
             scene = SawyerScene(task, camera, size, max_steps)
             try:
                 for e in todo:
-                    r = record_episode(scene, out, seed, e, max_steps, keep_failures)
+                    r = record_episode(scene, out, seed, e, max_steps, keep_failures, after_success)
                     results.append(r)
                     bar.update(1)
                     bar.set_postfix(kept=len([x for x in results if x.status == "kept"]),
@@ -566,6 +578,9 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=200, help="episode step limit")
     p.add_argument("--keep-failures", action="store_true", help="also keep episodes the expert failed")
+    p.add_argument("--after-success", type=int, default=0, metavar="N", help="record N more expert steps "
+                   "after the first success (default 0: the episode ends there), so the demonstrations "
+                   "show the last centimetres and holding the goal, not only crossing the threshold")
     p.set_defaults(func=cli_generate)
 
 
@@ -573,7 +588,8 @@ def cli_generate(args) -> int:
     """``trimodal-ros generate``."""
     try:
         rep = generate(args.tasks, args.episodes, args.out, camera=args.camera, size=args.size,
-                       seed=args.seed, max_steps=args.max_steps, keep_failures=args.keep_failures)
+                       seed=args.seed, max_steps=args.max_steps, keep_failures=args.keep_failures,
+                       after_success=args.after_success)
     except (GenerateError, ValueError) as e:  # bad task name, size, camera, mixed folder
         print(f"generate: {e}", file=sys.stderr)
         return 2
