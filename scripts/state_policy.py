@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""What can the demonstrations teach a policy that sees everything? A ceiling for the pixel policies.
+
+Behaviour cloning from the simulator's true state: an MLP reads the recorded object, goal and hand
+positions (``/sim/state``), the joints and the task's index, and predicts the recipe's action
+tokens (4-step chunks, 256 bins, the same tokenizer fit); it is rolled out with the true state
+every tick and ACT temporal ensembling, as ``trimodal-ros rollout`` runs the MT10 policy. Where
+this policy fails, the demonstrations (not the camera, not the image tower) are what is missing:
+it is how stop 23 found that bags ending at the first success teach no last centimetres
+(``generate --after-success``). It needs the simulator's state: a diagnostic, not a policy.
+
+    PYTHONPATH=. MUJOCO_GL=egl python scripts/state_policy.py --data data/mt10_192_as20 \
+        [--tasks reach-v3,push-v3,pick-place-v3] [--steps 3000] [--split val] [--episodes 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+CHUNK, BINS = 4, 256
+
+
+def load(data: str, state: int = 9):
+    """(inputs (N, S + P + T) float32, tokens (N, K, A), mask (N, K), normalisation, task names)."""
+    from trimodal_ros.data.dataset import BagDataset
+    from trimodal_ros.model.action_tokenizer import ActionTokenizer
+
+    ds = BagDataset(data, chunk=CHUNK, split="train", images=False, state=state, verbose=False)
+    if not len(ds):
+        raise SystemExit(f"no train samples with a {state}-D /sim/state under {data}")
+    tasks = sorted({e.task for e in ds.episodes})
+    task = np.array([tasks.index(ds.episodes[e].task) for e in ds._episode])
+    chunks = [ds.action_chunk(i) for i in range(len(ds))]
+    tok = ActionTokenizer.fit(ds.actions, BINS)
+    norm = (ds.state.mean(0), ds.state.std(0) + 1e-6, ds.proprio.mean(0), ds.proprio.std(0) + 1e-6)
+    return (features(ds.state, ds.proprio, task, norm, len(tasks)), tok.encode(np.stack([c[0] for c in chunks])),
+            np.stack([c[1] for c in chunks]), norm, tasks, tok)
+
+
+def features(state, proprio, task, norm, n_tasks: int) -> np.ndarray:
+    sm, ss, pm, ps = norm
+    onehot = np.eye(n_tasks, dtype=np.float32)[np.asarray(task)]
+    return np.concatenate([(state - sm) / ss, (proprio - pm) / ps, onehot], 1).astype(np.float32)
+
+
+def train(x, tokens, mask, steps: int, hidden: int = 512, layers: int = 3, batch: int = 256, seed: int = 0,
+          lr: float = 1e-3):
+    """The MLP and its training-batch token accuracy at the end."""
+    import torch
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    torch.manual_seed(seed)
+    a = tokens.shape[-1]
+    dims = [x.shape[1]] + [hidden] * layers
+    net = nn.Sequential(*[m for i, o in zip(dims, dims[1:]) for m in (nn.Linear(i, o), nn.GELU())],
+                        nn.Linear(dims[-1], CHUNK * a * BINS))
+    opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (1 + np.cos(np.pi * t / steps)))  # cosine
+    X, T, M = torch.as_tensor(x), torch.as_tensor(tokens), torch.as_tensor(mask, dtype=torch.float32)
+    rng, acc = np.random.default_rng(seed), float("nan")
+    for _ in tqdm(range(steps), desc="state policy", dynamic_ncols=True):
+        i = torch.as_tensor(rng.integers(0, len(X), batch))
+        logits = net(X[i]).view(len(i), CHUNK, a, BINS)  # (B, K, A, bins)
+        ce = F.cross_entropy(logits.flatten(0, 2), T[i].flatten(), reduction="none").view(len(i), CHUNK, a)
+        loss = (ce.mean(-1) * M[i]).sum() / M[i].sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        acc = float(((logits.argmax(-1) == T[i]).float().mean(-1) * M[i]).sum() / M[i].sum())
+    return net.eval(), acc
+
+
+class StatePolicy:
+    """The ``Policy`` surface ``rollout_in_process`` drives, acting on ``scene.truth``."""
+
+    model_config = SimpleNamespace(cameras=["camera"])
+    execute = 1
+
+    def __init__(self, net, tok, norm, tasks):
+        from trimodal_ros.policy import TemporalEnsembler
+
+        self.net, self.tok, self.norm, self.tasks = net, tok, norm, tasks
+        self.ensembler = TemporalEnsembler(CHUNK, 0.0)
+        self.scene = self.task = None
+
+    def reset(self, instruction):
+        self.ensembler.reset()
+
+    def act(self, views, pos, vel=None, stamp=None):
+        import torch
+
+        proprio = np.concatenate([pos, np.zeros_like(pos) if vel is None else vel])[None]
+        x = features(self.scene.truth[None, :len(self.norm[0])], proprio, [self.tasks.index(self.task)],
+                     self.norm, len(self.tasks))
+        with torch.no_grad():
+            tokens = self.net(torch.as_tensor(x)).view(CHUNK, -1, BINS).argmax(-1).numpy()
+        actions = self.tok.decode(tokens).copy()
+        actions[0] = self.ensembler(actions)
+        return SimpleNamespace(actions=actions)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="bags recorded by generate (with the hand in /sim/state)")
+    p.add_argument("--tasks", default=None, help="tasks to roll out (default: every task in the bags)")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--split", default="val")
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--max-steps", type=int, default=150)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    import torch
+
+    from oracle_state import TruthRecorder
+    from trimodal_ros.data.metaworld import SawyerScene, sim_camera_spec
+    from trimodal_ros.sim.rollout import rollout_in_process
+
+    torch.set_num_threads(2)
+    x, tokens, mask, norm, tasks, tok = load(args.data)
+    roll = args.tasks.split(",") if args.tasks else tasks
+    if set(roll) - set(tasks):
+        raise SystemExit(f"no train bags of {sorted(set(roll) - set(tasks))} under {args.data}: nothing to learn")
+    net, acc = train(x, tokens, mask, args.steps, seed=args.seed)
+    print(f"trained on {len(x)} samples of {len(tasks)} tasks, {args.steps} steps: batch token accuracy {acc:.3f}")
+    policy, camera, size = StatePolicy(net, tok, norm, tasks), sim_camera_spec(["camera"]), 32
+    total = 0
+    for task in roll:
+        policy.task = task
+        policy.scene = TruthRecorder(SawyerScene(task, camera=camera, size=size, max_steps=args.max_steps))
+        try:
+            r = rollout_in_process(policy, [task], args.episodes, split=args.split, max_steps=args.max_steps,
+                                   size=size, camera=camera, scenes={(task, camera, size): policy.scene},
+                                   progress=False)
+        finally:
+            policy.scene.close()
+        k = r["overall"]["successes"]
+        total += k
+        print(f"{task:22s} {k}/{args.episodes} ({args.split} layouts, true state)", flush=True)
+    print(f"{'all':22s} {total}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
