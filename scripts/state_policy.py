@@ -27,10 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 CHUNK, BINS = 4, 256
+JOINTS = {"all": slice(None), "positions": slice(0, 9), "none": slice(0, 0)}  # of the (18,) joint vector
 
 
-def load(data: str, state: int = 9):
-    """(inputs (N, S + P + T) float32, tokens (N, K, A), mask (N, K), normalisation, task names)."""
+def load(data: str, state: int = 9, joints: str = "all"):
+    """(inputs (N, S + P + T) float32, tokens (N, K, A), mask (N, K), normalisation, task names, the
+    tokenizer); ``joints`` picks what of the joint positions and velocities (P) the MLP reads."""
     from trimodal_ros.data.dataset import BagDataset
     from trimodal_ros.model.action_tokenizer import ActionTokenizer
 
@@ -41,8 +43,9 @@ def load(data: str, state: int = 9):
     task = np.array([tasks.index(ds.episodes[e].task) for e in ds._episode])
     chunks = [ds.action_chunk(i) for i in range(len(ds))]
     tok = ActionTokenizer.fit(ds.actions, BINS)
-    norm = (ds.state.mean(0), ds.state.std(0) + 1e-6, ds.proprio.mean(0), ds.proprio.std(0) + 1e-6)
-    return (features(ds.state, ds.proprio, task, norm, len(tasks)), tok.encode(np.stack([c[0] for c in chunks])),
+    prop = ds.proprio[:, JOINTS[joints]]
+    norm = (ds.state.mean(0), ds.state.std(0) + 1e-6, prop.mean(0), prop.std(0) + 1e-6)
+    return (features(ds.state, prop, task, norm, len(tasks)), tok.encode(np.stack([c[0] for c in chunks])),
             np.stack([c[1] for c in chunks]), norm, tasks, tok)
 
 
@@ -88,10 +91,10 @@ class StatePolicy:
     model_config = SimpleNamespace(cameras=["camera"])
     execute = 1
 
-    def __init__(self, net, tok, norm, tasks):
+    def __init__(self, net, tok, norm, tasks, joints: str = "all"):
         from trimodal_ros.policy import TemporalEnsembler
 
-        self.net, self.tok, self.norm, self.tasks = net, tok, norm, tasks
+        self.net, self.tok, self.norm, self.tasks, self.joints = net, tok, norm, tasks, JOINTS[joints]
         self.ensembler = TemporalEnsembler(CHUNK, 0.0)
         self.scene = self.task = None
 
@@ -101,7 +104,7 @@ class StatePolicy:
     def act(self, views, pos, vel=None, stamp=None):
         import torch
 
-        proprio = np.concatenate([pos, np.zeros_like(pos) if vel is None else vel])[None]
+        proprio = np.concatenate([pos, np.zeros_like(pos) if vel is None else vel])[None, self.joints]
         x = features(self.scene.truth[None, :len(self.norm[0])], proprio, [self.tasks.index(self.task)],
                      self.norm, len(self.tasks))
         with torch.no_grad():
@@ -120,6 +123,8 @@ def main(argv=None) -> int:
     p.add_argument("--episodes", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=150)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--joints", choices=list(JOINTS), default="all", help="what the MLP reads of the joints: "
+                   "positions and velocities, positions only, or nothing (the hand is in the state)")
     args = p.parse_args(argv)
 
     import torch
@@ -129,13 +134,13 @@ def main(argv=None) -> int:
     from trimodal_ros.sim.rollout import rollout_in_process
 
     torch.set_num_threads(2)
-    x, tokens, mask, norm, tasks, tok = load(args.data)
+    x, tokens, mask, norm, tasks, tok = load(args.data, joints=args.joints)
     roll = args.tasks.split(",") if args.tasks else tasks
     if set(roll) - set(tasks):
         raise SystemExit(f"no train bags of {sorted(set(roll) - set(tasks))} under {args.data}: nothing to learn")
     net, acc = train(x, tokens, mask, args.steps, seed=args.seed)
     print(f"trained on {len(x)} samples of {len(tasks)} tasks, {args.steps} steps: batch token accuracy {acc:.3f}")
-    policy, camera, size = StatePolicy(net, tok, norm, tasks), sim_camera_spec(["camera"]), 32
+    policy, camera, size = StatePolicy(net, tok, norm, tasks, args.joints), sim_camera_spec(["camera"]), 32
     total = 0
     for task in roll:
         policy.task = task
