@@ -6,11 +6,12 @@ positions (``/sim/state``), the joints and the task's index, and predicts the re
 tokens (4-step chunks, 256 bins, the same tokenizer fit); it is rolled out with the true state
 every tick and ACT temporal ensembling, as ``trimodal-ros rollout`` runs the MT10 policy. Where
 this policy fails, the demonstrations (not the camera, not the image tower) are what is missing:
-it is how stop 23 found that bags ending at the first success teach no last centimetres
-(``generate --after-success``). It needs the simulator's state: a diagnostic, not a policy.
+with it stop 23 traced reach's failures to bags that end at the expert's first success (and tried
+``generate --after-success``) and saw the joint velocities' copycat shortcut (``--joints``). It
+needs the simulator's state: a diagnostic, not a policy.
 
-    PYTHONPATH=. MUJOCO_GL=egl python scripts/state_policy.py --data data/mt10_192_as20 \
-        [--tasks reach-v3,push-v3,pick-place-v3] [--steps 3000] [--split val] [--episodes 5]
+    PYTHONPATH=. MUJOCO_GL=egl python scripts/state_policy.py --data data/mt10_192_hand \
+        [--joints all|positions|none] [--tasks reach-v3,push-v3] [--steps 3000] [--split val] [--episodes 5]
 """
 
 from __future__ import annotations
@@ -39,17 +40,18 @@ def load(data: str, state: int = 9, joints: str = "all"):
     ds = BagDataset(data, chunk=CHUNK, split="train", images=False, state=state, verbose=False)
     if not len(ds):
         raise SystemExit(f"no train samples with a {state}-D /sim/state under {data}")
-    tasks = sorted({e.task for e in ds.episodes})
-    task = np.array([tasks.index(ds.episodes[e].task) for e in ds._episode])
-    chunks = [ds.action_chunk(i) for i in range(len(ds))]
+    items = [ds[i] for i in range(len(ds))]
+    tasks = sorted({it["task"] for it in items})
+    task = np.array([tasks.index(it["task"]) for it in items])
     tok = ActionTokenizer.fit(ds.actions, BINS)
     prop = ds.proprio[:, JOINTS[joints]]
     norm = (ds.state.mean(0), ds.state.std(0) + 1e-6, prop.mean(0), prop.std(0) + 1e-6)
-    return (features(ds.state, prop, task, norm, len(tasks)), tok.encode(np.stack([c[0] for c in chunks])),
-            np.stack([c[1] for c in chunks]), norm, tasks, tok)
+    return (features(ds.state, prop, task, norm, len(tasks)), tok.encode(np.stack([it["actions"] for it in items])),
+            np.stack([it["action_mask"] for it in items]), norm, tasks, tok)
 
 
 def features(state, proprio, task, norm, n_tasks: int) -> np.ndarray:
+    """(N, S + P + T): the standardised state and joints and the task's one-hot, as trained."""
     sm, ss, pm, ps = norm
     onehot = np.eye(n_tasks, dtype=np.float32)[np.asarray(task)]
     return np.concatenate([(state - sm) / ss, (proprio - pm) / ps, onehot], 1).astype(np.float32)
