@@ -17,6 +17,22 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
+def load_script():
+    """``load_script(name)`` imports ``scripts/<name>.py`` as a module (scripts/ is not a package)."""
+    import importlib.util
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
+@pytest.fixture(scope="session")
 def small_bags(tmp_path_factory):
     """Real Meta-World expert episodes, small and short: 2 tasks × 3 episodes, 64² frames, ≤ 40
     steps (failures kept, so the set never comes out empty). ~10 s, shared by the whole session."""

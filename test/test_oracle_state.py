@@ -1,8 +1,6 @@
 """scripts/oracle_state.py: the state head answers with the simulator's true state, and only inside."""
 
 import dataclasses
-import importlib.util
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,15 +11,10 @@ from trimodal_ros.model.action_tokenizer import ActionTokenizer
 from trimodal_ros.model.trimodal import TriModalModel
 from trimodal_ros.policy import Policy
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "oracle_state.py"
-
 
 @pytest.fixture(scope="module")
-def oracle():
-    spec = importlib.util.spec_from_file_location("oracle_state", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def oracle(load_script):
+    return load_script("oracle_state")
 
 
 def test_true_state_replaces_the_prediction_with_the_scenes_state(oracle):

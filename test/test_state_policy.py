@@ -1,21 +1,14 @@
 """scripts/state_policy.py: behaviour cloning from the true state, the demonstrations' ceiling."""
 
-import importlib.util
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "state_policy.py"
-
 
 @pytest.fixture(scope="module")
-def sp():
-    spec = importlib.util.spec_from_file_location("state_policy", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def sp(load_script):
+    return load_script("state_policy")
 
 
 def test_the_mlp_fits_the_recorded_tokens_and_drives_the_scene(sp, small_bags, capsys):
