@@ -503,8 +503,8 @@ def test_colcon_build_installs_the_package(ws):
     share = ws.install / "share" / "trimodal_ros"
     assert (share / "package.xml").is_file() and (share / "launch" / "vla.launch.py").is_file()
     # one config per fusion variant, plus the trained recipes (config:=mt10_policy)
-    assert sorted(p.stem for p in (share / "config").glob("*.yaml")) == sorted(VARIANTS + ["mt10_policy",
-                                                                                      "mt10_two_cameras"])
+    assert sorted(p.stem for p in (share / "config").glob("*.yaml")) == sorted(
+        VARIANTS + ["mt10_policy", "mt10_policy_concat", "mt10_two_cameras"])
     assert not any(ws.root.joinpath("src", "trimodal_ros").glob("*.egg-info"))  # the build wrote nothing there
     for exe in ("vla_node", "sim_node", "trimodal-ros"):
         assert os.access(ws.install / "lib" / "trimodal_ros" / exe, os.X_OK), exe
