@@ -53,20 +53,23 @@ def test_chunk_from_trajectory_says_what_is_wrong():
         assert e.value.kind == "refused_actions"
 
 
-@pytest.fixture(scope="module", params=["mt10_policy", "mt10_two_cameras"])
+@pytest.fixture(scope="module", params=[("mt10_policy", "weighted_sum"), ("mt10_two_cameras", "weighted_sum"),
+                                              ("mt10_policy_concat", "concat_mlp")], ids=lambda p: p[0])
 def both_paths(request):
     """The same random-weight model, same layouts and instructions: in-process, then through ROS. The
     shipped MT10 recipes' configs (temporal ensembling on), so both paths must ensemble alike; the
-    two-camera one also needs sim_node to publish both named cameras and vla_node to pair them."""
+    two-camera one also needs sim_node to publish both named cameras and vla_node to pair them, the
+    concat one the fusion launch argument that matches it."""
     from trimodal_ros.policy import Policy
     from trimodal_ros.sim.rollout import rollout_in_process
     from trimodal_ros.ros.rollout import rollout_through_ros
 
     t_in, t_ros = [], []
-    policy = Policy.load(fusion="weighted_sum", config=request.param, seed=0)
+    config, fusion = request.param
+    policy = Policy.load(fusion=fusion, config=config, seed=0)
     assert policy.ensembler is not None
     r_in = rollout_in_process(policy, traces=t_in, **ROLLOUT)
-    r_ros = rollout_through_ros(fusion="weighted_sum", config=request.param, model_seed=0, traces=t_ros,
+    r_ros = rollout_through_ros(fusion=fusion, config=config, model_seed=0, traces=t_ros,
                                 action_timeout=30.0, **ROLLOUT)
     return r_in, r_ros, t_in, t_ros
 
