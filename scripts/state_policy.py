@@ -27,8 +27,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-CHUNK, BINS = 4, 256
-JOINTS = {"all": slice(None), "positions": slice(0, 9), "none": slice(0, 0)}  # of the (18,) joint vector
+from trimodal_ros.config import SAWYER_JOINTS, load_config  # noqa: E402
+
+RECIPE = load_config("mt10_policy")  # the shipped recipe: the MLP copies its tokens and its ensembling
+CHUNK, BINS = RECIPE.model.chunk, RECIPE.model.bins
+JOINTS = {"all": slice(None), "positions": slice(0, len(SAWYER_JOINTS)), "none": slice(0, 0)}  # of pos + vel
 
 
 def load(data: str, state: int = 9, joints: str = "all"):
@@ -97,7 +100,7 @@ class StatePolicy:
         from trimodal_ros.policy import TemporalEnsembler
 
         self.net, self.tok, self.norm, self.tasks, self.joints = net, tok, norm, tasks, JOINTS[joints]
-        self.ensembler = TemporalEnsembler(CHUNK, 0.0)
+        self.ensembler = TemporalEnsembler(CHUNK, RECIPE.inference.ensemble)
         self.scene = self.task = None
 
     def reset(self, instruction):
