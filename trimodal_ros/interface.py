@@ -51,7 +51,7 @@ SAWYER_JOINTS = ["right_j0", "right_j1", "right_j2", "right_j3", "right_j4", "ri
 # Meta-World's 4-D action: end-effector displacement and gripper effort, each in [-1, 1].
 ACTION_NAMES = ["ee_dx", "ee_dy", "ee_dz", "gripper"]
 # What a recorded episode's SIM_STATE_TOPIC holds (metres, world frame): the task's object, its goal
-# and the gripper (Meta-World's hand position, as its observation and scripted experts read it).
+# and the hand (Meta-World's end-effector position, as its observation and scripted experts read it).
 # A model with ``state_input: S`` learns the first S of them.
 SIM_STATE_NAMES = ["object_x", "object_y", "object_z", "goal_x", "goal_y", "goal_z", "hand_x", "hand_y", "hand_z"]
 
