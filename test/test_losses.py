@@ -155,6 +155,7 @@ for name in ("pairwise", "joint", "clip"):
     out[name] = (loss.detach(), grads)
 if rank == 0:
     torch.save(out, sys.argv[1])
+dist.barrier()  # as the trainer does: a rank that tears gloo down while its peer still works can abort
 dist.destroy_process_group()
 '''
 
