@@ -53,19 +53,20 @@ def test_chunk_from_trajectory_says_what_is_wrong():
         assert e.value.kind == "refused_actions"
 
 
-@pytest.fixture(scope="module", params=[("mt10_policy", "weighted_sum"), ("mt10_two_cameras", "weighted_sum"),
-                                              ("mt10_policy_concat", "concat_mlp")], ids=lambda p: p[0])
+@pytest.fixture(scope="module", params=["mt10_policy", "mt10_two_cameras", "mt10_policy_concat"])
 def both_paths(request):
     """The same random-weight model, same layouts and instructions: in-process, then through ROS. The
     shipped MT10 recipes' configs (temporal ensembling on), so both paths must ensemble alike; the
     two-camera one also needs sim_node to publish both named cameras and vla_node to pair them, the
-    concat one the fusion launch argument that matches it."""
+    concat one the fusion launch argument that matches it (read from the config, as a user names it)."""
+    from trimodal_ros.config import load_config
     from trimodal_ros.policy import Policy
     from trimodal_ros.sim.rollout import rollout_in_process
     from trimodal_ros.ros.rollout import rollout_through_ros
 
     t_in, t_ros = [], []
-    config, fusion = request.param
+    config = request.param
+    fusion = load_config(config).model.fusion
     policy = Policy.load(fusion=fusion, config=config, seed=0)
     assert policy.ensembler is not None
     r_in = rollout_in_process(policy, traces=t_in, **ROLLOUT)
