@@ -52,15 +52,19 @@ def test_cli_help_and_generate_import_no_torch():
     assert out.stdout.strip() == "[]"
 
 
-def test_inputs_task_generations_dedupe_and_timeout():
+def test_inputs_task_generations_order_and_timeout():
     i = Inputs()
     assert i.task() == (0, None, False)
-    assert i.first_delivery((1, 1)) and not i.first_delivery((1, 1))  # the same message twice
-    i.instruct("open")
+    assert i.admit((5, 2)) is None and i.admit((5, 2)) == "duplicate"  # one message through both subscriptions
+    assert i.admit((4, 1)) == "superseded"  # sent before the one in force, delivered after it
+    assert i.admit((6, 3)) is None and i.admit((0, 9)) is None and i.admit(None) is None  # no source stamp
+    assert i.instruct("open")
+    assert i.task()[:2] == (1, "open")
+    assert not i.instruct("open")  # the same instruction again (a repeating publisher): the task goes on
     assert i.task()[:2] == (1, "open")
     i.restart()
     assert i.task()[:2] == (2, "open")
-    i.instruct("")
+    assert i.instruct("")
     assert i.instruction is None
     i.instruct("close")
     time.sleep(0.05)

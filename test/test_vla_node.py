@@ -528,3 +528,41 @@ def test_a_second_named_camera_is_subscribed_aligned_and_used(ros, tmp_path):
     c = settled(node)
     assert c["frames_in"] == sum(c[k] for k in FRAME_OUTCOMES) and c["unaccounted"] == 0, c
     assert wait_for(lambda: any(d.get("cameras") == "camera top_camera" for d in h.got["diagnostics"]), timeout=5)
+
+
+@pytest.mark.parametrize("last", ["", "close the drawer"])
+def test_the_last_instruction_sent_is_in_force_whatever_the_delivery_order(ros, last):
+    """A latched publisher's message reaches both instruction subscriptions (latched depth 1 and
+    volatile depth 10), so two messages sent back to back arrive interleaved across them. The last
+    one sent must be in force after each pair: a command then a stop ends stopped, a stop then a
+    command ends running."""
+    ns = "/order_" + ("stop" if last == "" else "go")
+    pub = ros.client.create_publisher(String, f"{ns}/instruction", qos_profile(I.LATCHED))
+    node = ros.vla_node(ns)
+    assert wait_for(lambda: pub.get_subscription_count() == 2)
+    first = "open the drawer" if last == "" else ""
+    want = last or None
+    for k in range(5):
+        pub.publish(String(data=first))
+        pub.publish(String(data=last))
+        time.sleep(0.5)
+        assert node.instruction() == want, f"pair {k}: {node.instruction()!r} in force, {want!r} sent last"
+
+
+def test_a_repeated_instruction_goes_on_with_the_task(ros):
+    """``ros2 topic pub`` re-sends its message every second: the same words again keep the task (and
+    the policy's action history) going; other words start a new one."""
+    h = Harness(ros, "/repeat", instruction_qos=I.RELIABLE)
+    node = ros.vla_node("/repeat")
+    assert wait_for(h.connected)
+    assert wait_for(lambda: (h.instruction.publish(String(data="open the window")) or
+                             node.instruction() == "open the window"), timeout=10, every=0.3)
+    time.sleep(0.5)  # the polling loop's later messages arrive
+    gen, n = node.inputs.task()[0], node.ledger.snapshot()["instructions"]
+    for _ in range(3):
+        h.instruction.publish(String(data="open the window"))
+        time.sleep(0.2)
+    assert wait_for(lambda: node.ledger.snapshot()["instructions"] == n + 3)
+    assert node.inputs.task()[0] == gen
+    h.instruction.publish(String(data="close the window"))
+    assert wait_for(lambda: node.instruction() == "close the window") and node.inputs.task()[0] == gen + 1

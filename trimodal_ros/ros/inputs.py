@@ -19,27 +19,44 @@ class Inputs:
         self._lock = threading.Lock()
         self._task: Tuple[int, Optional[str]] = (0, None)  # (generation, instruction or None)
         self._at = 0.0  # time.monotonic() of the last instruction message
-        self._seen: collections.deque = collections.deque(maxlen=16)  # message ids already taken
+        self._seen: collections.deque = collections.deque(maxlen=64)  # message orders already taken
+        self._newest = None  # the order of the newest instruction message taken
         self._joints = _TimeBuffer()  # JointSample items
         self._views: Dict[str, _TimeBuffer] = {}  # other cameras: (H, W, 3) frames
 
     # --- the task --------------------------------------------------------------------------------
-    def first_delivery(self, msg_id) -> bool:
-        """False for a message seen already: one message delivered through both instruction
-        subscriptions (latched and volatile) counts once."""
+    def admit(self, order) -> Optional[str]:
+        """Whether an instruction message may change the task, by ``order`` = (source timestamp ns,
+        publication sequence number) from its message info: None when it is the newest sent so far;
+        "duplicate" for one taken already (a latched publisher's message reaches both instruction
+        subscriptions); "superseded" for one sent before the message in force (the two subscriptions
+        deliver interleaved, so a command may arrive after the stop sent behind it). A message
+        without a source timestamp (an RMW that gives none) is taken in arrival order."""
+        if not order or not order[0]:
+            return None
         with self._lock:
-            if msg_id in self._seen:
+            if order in self._seen:
+                return "duplicate"
+            self._seen.append(order)
+            if self._newest is not None and order < self._newest:
+                return "superseded"
+            self._newest = order
+            return None
+
+    def instruct(self, text: str) -> bool:
+        """An instruction message ("" stops). A different instruction (or the first) starts a new task
+        generation: True. The one in force again (``ros2 topic pub`` repeats its message every
+        second) only refreshes the timeout: False; ``restart`` starts it over."""
+        text = text or None
+        with self._lock:
+            self._at = time.monotonic()
+            if text is not None and text == self._task[1]:
                 return False
-            self._seen.append(msg_id)
+            self._task = (self._task[0] + 1, text)
             return True
 
-    def instruct(self, text: str) -> None:
-        """A new instruction message ("" stops): a new task generation."""
-        with self._lock:
-            self._task, self._at = (self._task[0] + 1, text or None), time.monotonic()
-
     def restart(self) -> None:
-        """The same instruction again: a new generation (the policy's history starts over)."""
+        """The task in force starts over: a new generation (the policy's history starts over)."""
         with self._lock:
             self._task = (self._task[0] + 1, self._task[1])
 

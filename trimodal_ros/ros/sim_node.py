@@ -97,7 +97,7 @@ class SimNode(Node):
         self.counters: Dict[str, int] = {k: 0 for k in COUNTERS}
         self.outcomes: collections.deque = collections.deque(maxlen=KEEP)  # finished episodes (also on sim/episode)
         self.traces: collections.deque = collections.deque(maxlen=KEEP)  # the actions executed, per episode
-        self.episodes_done = 0
+        self.episodes_done, self._instruction = 0, None
         self._lock = threading.Condition()
         self._log = Throttle(self.get_logger(), lambda kind: self.counters.get(kind))
         self._rng = np.random.default_rng([p["seed"], 11])
@@ -259,6 +259,8 @@ class SimNode(Node):
         self._scene_t0 = st.scene.time_ns
         self._sim_ns = self._scene_t0 if self._sim_ns is None else self._sim_ns + self.dt_ns
         self._episode_t0_ns = self._sim_ns
+        if instruction == self._instruction:  # the same words again only go on with a task: stop it first
+            self._pub_instruction.publish(String(data=""))
         self._instruction, self._trace, self._running = instruction, [], True
         self._at_start = self.counts()
         self._pub_instruction.publish(String(data=instruction))

@@ -174,16 +174,21 @@ class VLANode(LifecycleNode):
             self._run(frame)
 
     def _on_instruction(self, msg: String, info: dict) -> None:  # two parameters: rclpy passes the message info
-        if not self.inputs.first_delivery((info.get("source_timestamp"), info.get("publication_sequence_number"))):
+        late = self.inputs.admit((info.get("source_timestamp"), info.get("publication_sequence_number")))
+        if late == "superseded":  # sent before the instruction in force: applying it would undo a newer one
+            self.ledger.count("superseded_instructions")
+            return self._log("superseded_instructions", "skipped an instruction sent before the one in force "
+                             "(delivered late, or from a publisher whose clock is behind)")
+        if late:
             return
         try:
             text = instruction_from_msg(msg.data, self.params["max_instruction_chars"])
         except BadInput as e:
             self.ledger.count(e.kind)
             return self._log(e.kind, f"skipped instruction: {e}")
-        self.inputs.instruct(text)
         self.ledger.count("instructions")
-        self.get_logger().info(f"instruction: {text[:200]!r}" if text else "empty instruction: task stopped")
+        if self.inputs.instruct(text):
+            self.get_logger().info(f"instruction: {text[:200]!r}" if text else "empty instruction: task stopped")
 
     def _on_joints(self, msg: JointState) -> None:
         try:
