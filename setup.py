@@ -33,6 +33,7 @@ setup(
     entry_points={
         "console_scripts": [
             "trimodal-ros = trimodal_ros.cli:main",
+            "trimodal-study = trimodal_lab.study.cli:main",
             "vla_node = trimodal_ros.ros.vla_node:main",
             "sim_node = trimodal_ros.ros.sim_node:main",
         ],

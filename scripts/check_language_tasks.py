@@ -24,14 +24,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 
-def parse_layouts(spec: str):
-    out = []
-    for part in spec.split(","):
-        a, _, b = part.partition("-")
-        out += list(range(int(a), int(b) + 1)) if b else [int(a)]
-    return out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--layouts", default="0-49")
@@ -43,7 +35,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message="Constant", category=UserWarning)
 
     from trimodal_ros.data import language_tasks as LT
-    from trimodal_ros.data.metaworld import SawyerScene, expert_policy
+    from trimodal_ros.data.metaworld import SawyerScene, expert_policy, parse_layouts
 
     layouts = parse_layouts(args.layouts)
     groups = [g for g in LT.GROUPS if not args.groups or g.name in args.groups.split(",")]

@@ -24,11 +24,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import numpy as np  # noqa: E402
 
 
-def parse_layouts(spec: str):
-    a, _, b = spec.partition("-")
-    return list(range(int(a), int(b or a) + 1))
-
-
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
@@ -42,7 +37,7 @@ def main() -> int:
 
     import torch
 
-    from trimodal_ros.data.metaworld import SawyerScene, expert_policy, sim_camera_spec
+    from trimodal_ros.data.metaworld import SawyerScene, expert_policy, parse_layouts, sim_camera_spec
     from trimodal_ros.policy import Policy
 
     torch.set_num_threads(1)

@@ -164,13 +164,15 @@ class Policy:
                 f"weights={self.source or 'given'} {self.tokenizer}")
 
     # --- the task --------------------------------------------------------------------------------
-    def reset(self, instruction: Optional[str]) -> None:
+    def reset(self, instruction: Optional[str], empty_ok: bool = False) -> None:
         """Start a task (clears the action history and encodes the text now, so the first tick is
-        not slower than the others); ``None`` or ``""`` stops: ``act`` refuses until the next one."""
+        not slower than the others); ``None`` or ``""`` stops: ``act`` refuses until the next one.
+        With ``empty_ok`` an empty instruction is a task of its own (a rollout asking what the
+        policy does without words)."""
         self._history.clear()
         if self.ensembler is not None:
             self.ensembler.reset()
-        self._instruction = instruction or None
+        self._instruction = instruction if (instruction or (empty_ok and instruction == "")) else None
         if self._instruction is not None:
             with torch.inference_mode():
                 self.text_features([self._instruction])

@@ -100,8 +100,12 @@ CUSTOM_DATA_KEY = "trimodal_ros.episode"
 
 N_LAYOUTS = 50
 VAL_LAYOUTS = tuple(range(35, 40))      # for every choice: configuration, checkpoint, hyper-parameters
-HELDOUT_LAYOUTS = tuple(range(40, 50))  # the final numbers only
-LAYOUT_SPLITS = ("train", "val", "heldout")
+HELDOUT_LAYOUTS = tuple(range(40, 50))  # rolled out by many policies: for choosing, like val, now
+# The study's test set: entries 0-19 of MT1(task, seed=LAYOUT_SEED + 20), a seed block no recording
+# or rollout had rendered before the study's plan was committed. Never recorded (``episode_layout``
+# refuses them); rolled out once per pre-registered run, only by ``trimodal-ros study run``.
+TEST_LAYOUTS = tuple(range(1000, 1020))
+LAYOUT_SPLITS = ("train", "val", "heldout", "test")
 LAYOUT_SEED = 0
 
 
@@ -116,9 +120,11 @@ def check_layout(layout) -> int:
 
 
 def layout_split(layout: int) -> str:
-    """"train" for layouts 0-34 and every extra layout (50 and up), "val" for 35-39 (model
-    selection), "heldout" for 40-49 (test)."""
-    if check_layout(layout) >= N_LAYOUTS:
+    """"train" for layouts 0-34 and every extra layout (50 and up) but the test set, "val" for 35-39
+    and "heldout" for 40-49 (both for choosing), "test" for TEST_LAYOUTS (the study's final numbers)."""
+    if check_layout(layout) in TEST_LAYOUTS:
+        return "test"
+    if int(layout) >= N_LAYOUTS:
         return "train"
     if int(layout) in HELDOUT_LAYOUTS:
         return "heldout"
@@ -131,7 +137,26 @@ def layouts(split: str = "all") -> List[int]:
         return list(range(N_LAYOUTS))
     if split not in LAYOUT_SPLITS:
         raise ValueError(f"layout split must be one of {LAYOUT_SPLITS} or 'all', got {split!r}")
+    if split == "test":
+        return list(TEST_LAYOUTS)
     return [i for i in range(N_LAYOUTS) if layout_split(i) == split]
+
+
+def parse_layouts(spec: str) -> List[int]:
+    """``"35-49"``, ``"35,40-42"`` or a split name (``val``, ``heldout``, ...) → layout indices; a
+    ValueError says what is wrong."""
+    if spec in LAYOUT_SPLITS + ("all",):
+        return layouts(spec)
+    out: List[int] = []
+    try:
+        for part in spec.split(","):
+            a, _, b = part.strip().partition("-")
+            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
+    except ValueError:
+        raise ValueError(f"layouts must look like 35-49 or 35,40-42 (or name a split), got {spec!r}") from None
+    if not out:
+        raise ValueError(f"no layouts in {spec!r}")
+    return [check_layout(x) for x in out]
 
 
 def _task_key(task: str) -> int:
@@ -146,6 +171,9 @@ def episode_layout(task: str, seed: int, episode: int) -> int:
     episode ``e`` of each starts from the same first frame: with fewer than 50 episodes, the
     layouts recorded would otherwise tell the tasks apart."""
     if int(episode) >= N_LAYOUTS:  # past the benchmark's 50: the extra train layouts, in order
+        if int(episode) in TEST_LAYOUTS:
+            raise ValueError(f"episode {episode} would record test layout {episode}: the test set is never "
+                             f"recorded (use fewer than {TEST_LAYOUTS[0]} episodes)")
         return int(episode)
     rng = np.random.default_rng([int(seed), _task_key(LT.layout_key(task)), 0])
     return int(rng.permutation(N_LAYOUTS)[int(episode)])

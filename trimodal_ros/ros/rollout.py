@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -38,9 +38,11 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
                         instructions: str = "train", checkpoint: str = "", fusion: Optional[str] = None,
                         config: str = "", device: str = "cpu", model_seed: int = 0, progress: bool = True,
                         traces: Optional[List[List[np.ndarray]]] = None, action_timeout: float = 60.0,
-                        namespace: Optional[str] = None) -> Dict[str, object]:
+                        namespace: Optional[str] = None,
+                        plan: Optional[List[Tuple[str, int, str]]] = None) -> Dict[str, object]:
     """``rollout_in_process``'s report (plus a "ros" block of node counters), measured through
-    sim_node and vla_node. ``traces``, if a list, receives each episode's executed actions."""
+    sim_node and vla_node, on ``plan`` (default ``episode_plan``'s). ``traces``, if a list,
+    receives each episode's executed actions."""
     import rclpy
     from rclpy.parameter import Parameter
     from tqdm import tqdm
@@ -50,7 +52,10 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
     from .sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL (see metaworld.py)
 
     ns = namespace or f"/rollout_{os.getpid()}_{next(_RUNS)}"
-    plan = episode_plan(tasks, episodes, split, seed, instructions)
+    plan = plan if plan is not None else episode_plan(tasks, episodes, split, seed, instructions)
+    if any(not text for _, _, text in plan):
+        raise ValueError("an empty instruction stops vla_node: the empty condition runs in-process only")
+    tasks = list(dict.fromkeys(t for t, _, _ in plan))
     context = rclpy.Context()
     rclpy.init(context=context)
     up, sims, outcomes, ros_counts = None, [], [], {}

@@ -23,8 +23,15 @@ def register(sub) -> None:
     p.add_argument("--episodes", type=int, default=10, help="episodes (layouts) per task")
     p.add_argument("--through-ros", action="store_true", help="via sim_node <-> vla_node over DDS")
     p.add_argument("--compare", action="store_true", help="run both paths and compare their actions")
-    p.add_argument("--split", default="heldout", choices=["heldout", "val", "train", "all"], help="layouts")
-    p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
+    p.add_argument("--split", default="heldout", choices=["heldout", "val", "train", "all"],
+                   help="layouts (the test set is rolled out only by `trimodal-ros study run`)")
+    p.add_argument("--layouts", default=None, help="explicit layouts for every task, e.g. 35-49 or 35,40-42 "
+                   "(replaces --split and --episodes)")
+    p.add_argument("--instructions", default="train", choices=["train", "heldout", "other_task", "empty"],
+                   help="the task's train or held-out paraphrases, another task's instruction (the other task "
+                   "of a language-critical group), or none (in-process only)")
+    p.add_argument("--wordings", default=None, help="YAML file {task: [wording, ...]}: your own phrasings, "
+                   "drawn per episode for the tasks it names")
     p.add_argument("--max-steps", type=int, default=200)
     p.add_argument("--execute", type=int, default=1, help="actions of each predicted chunk executed")
     p.add_argument("--ensemble", type=float, default=None,
@@ -54,6 +61,39 @@ def format_table(report: Dict[str, object], title: str) -> str:
     return "\n".join(lines)
 
 
+def read_wordings(path) -> Dict[str, List[str]]:
+    """A YAML file {task: [wording, ...]} (the user's own phrasings), checked."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"--wordings {path}: not a readable YAML file: {e}") from None
+    ok = isinstance(data, dict) and all(isinstance(t, str) and isinstance(w, list) and w and
+                                        all(isinstance(x, str) and x.strip() for x in w) for t, w in data.items())
+    if not ok:
+        raise ValueError(f"--wordings {path}: expected {{task: [non-empty wording, ...]}}")
+    return data
+
+
+def rollout_plan(tasks: List[str], args, allow_test: bool = False):
+    """The episodes ``args`` ask for (``sim.rollout.episode_plan``); test layouts only for the study."""
+    from ..data.metaworld import TEST_LAYOUTS, parse_layouts
+    from .rollout import episode_plan
+
+    layouts = parse_layouts(args.layouts) if args.layouts else None
+    if not allow_test and layouts and set(layouts) & set(TEST_LAYOUTS):
+        raise ValueError(f"layouts {TEST_LAYOUTS[0]}-{TEST_LAYOUTS[-1]} are the study's test set: they are rolled "
+                         f"out once per pre-registered run, by `trimodal-ros study run`")
+    if args.instructions == "empty" and (args.through_ros or args.compare):
+        raise ValueError("an empty instruction stops vla_node: --instructions empty runs in-process only")
+    wordings = read_wordings(args.wordings) if args.wordings else None
+    unknown = sorted(set(wordings or {}) - set(tasks))
+    if unknown:
+        raise ValueError(f"--wordings names tasks not rolled out: {unknown}")
+    return episode_plan(tasks, args.episodes, args.split, args.seed, args.instructions, layouts, wordings)
+
+
 def cli_rollout(args) -> int:
     from ..config import ConfigError
     from ..model.configuration import DEFAULT_FUSION
@@ -81,10 +121,18 @@ def cli_rollout(args) -> int:
         except CheckpointError as e:
             print(f"trimodal-ros rollout: {e}")
             return 1
+    try:
+        plan = rollout_plan(tasks, args)
+    except ValueError as e:
+        print(f"trimodal-ros rollout: {e}")
+        return 1
     common = dict(tasks=tasks, episodes=args.episodes, split=args.split, seed=args.seed, max_steps=args.max_steps,
-                  execute=args.execute, size=args.size, camera=args.camera, instructions=args.instructions)
+                  execute=args.execute, size=args.size, camera=args.camera, instructions=args.instructions,
+                  plan=plan)
     model = dict(checkpoint=args.checkpoint or "", fusion=fusion, config=args.config or "", device=device)
-    out: Dict[str, object] = {"settings": {**common, **model, "model_seed": args.model_seed,
+    settings = {k: v for k, v in common.items() if k != "plan"}
+    settings.update(layouts=args.layouts, wordings=args.wordings)
+    out: Dict[str, object] = {"settings": {**settings, **model, "model_seed": args.model_seed,
                                            "through_ros": args.through_ros, "compare": args.compare,
                                            "ensemble_override": "off" if args.no_ensemble else args.ensemble}}
     try:

@@ -123,16 +123,52 @@ def eval_layouts(split: str, episodes: int, seed: int) -> List[int]:
     return [int(perm[i % len(perm)]) for i in range(episodes)]
 
 
+INSTRUCTION_CONDITIONS = ("train", "heldout", "other_task", "empty")
+
+
+def other_task(task: str, tasks: List[str]) -> str:
+    """The task whose instruction a counterfactual episode of ``task`` gets: for a language-critical
+    ``<task>@lang`` the other task of its group (same first frame, opposite actions), else the next
+    of ``tasks`` in sorted order."""
+    from ..data import language_tasks as LT
+
+    if LT.is_variant(task):
+        group = LT.group_of(task).tasks
+        return group[(group.index(LT.base_task(task)) + 1) % len(group)] + LT.SUFFIX
+    pool = sorted(set(tasks) | {task})
+    if len(pool) == 1:
+        from ..data.instructions import MT50
+
+        pool = sorted({task, MT50[(MT50.index(task) + 1) % len(MT50)]})
+    return pool[(pool.index(task) + 1) % len(pool)]
+
+
 def episode_plan(tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
-                 instructions: str = "train") -> List[Tuple[str, int, str]]:
+                 instructions: str = "train", layouts: Optional[List[int]] = None,
+                 wordings: Optional[Dict[str, List[str]]] = None) -> List[Tuple[str, int, str]]:
     """(task, layout, instruction) of every episode, in order: the in-process and through-ROS
-    rollouts both run this list, so "same seeds" means the same scenes and the same wording."""
+    rollouts both run this list, so "same seeds" means the same scenes and the same wording.
+    ``layouts`` (explicit) replaces ``episodes`` layouts of ``split``. ``instructions``: the task's
+    train or held-out paraphrases, a train paraphrase of ``other_task`` (does the policy follow the
+    words or the scene?), or "empty"; ``wordings`` ({task: [wording, ...]}, the user's own) wins
+    for the tasks it names."""
     from ..data.instructions import instruction_for
 
+    if instructions not in INSTRUCTION_CONDITIONS:
+        raise ValueError(f"instructions must be one of {INSTRUCTION_CONDITIONS}, got {instructions!r}")
     plan = []
     for task in tasks:  # one stream per task: adding a task or episodes leaves the others' wording alone
         rng = np.random.default_rng([seed, 5, zlib.crc32(task.encode())])
-        plan += [(task, layout, instruction_for(task, rng, instructions)) for layout in eval_layouts(split, episodes, seed)]
+        for layout in (layouts if layouts is not None else eval_layouts(split, episodes, seed)):
+            if wordings and task in wordings:
+                text = wordings[task][int(rng.integers(len(wordings[task])))]
+            elif instructions == "empty":
+                text = ""
+            elif instructions == "other_task":
+                text = instruction_for(other_task(task, tasks), rng, "train")
+            else:
+                text = instruction_for(task, rng, instructions)
+            plan.append((task, int(layout), text))
     return plan
 
 
@@ -173,7 +209,7 @@ def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "he
             scene.env.max_path_length = max(int(scene.env.max_path_length), int(max_steps))
             try:
                 for _, layout, instruction in (e for e in plan if e[0] == task):
-                    model_thread.submit(policy.reset, instruction).result()
+                    model_thread.submit(policy.reset, instruction, True).result()
                     trace = [] if traces is not None else None
                     outcomes.append(run_episode(scene, act, layout, max_steps, execute, trace))
                     if traces is not None:
@@ -193,15 +229,20 @@ def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "he
 def expert_success(tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
                    max_steps: int = 200, size: int = 64) -> Dict[str, object]:
     """The scripted expert on the same layouts: the ceiling the learned policy is compared to."""
+    return expert_success_on([(t, layout, "") for t in tasks for layout in eval_layouts(split, episodes, seed)],
+                             max_steps, size)
+
+
+def expert_success_on(plan: List[Tuple[str, int, str]], max_steps: int = 200, size: int = 64) -> Dict[str, object]:
+    """The scripted expert on ``plan``'s (task, layout) episodes (it reads no instruction)."""
     from ..data.metaworld import SawyerScene, expert_policy
 
     outcomes = []
-    for task in tasks:
+    for task in dict.fromkeys(t for t, _, _ in plan):
         scene = SawyerScene(task, size=size, max_steps=max_steps)
         try:
-            for layout in eval_layouts(split, episodes, seed):
-                pol = expert_policy(task)
-                outcomes.append(_expert_episode(scene, pol, layout, max_steps))
+            for _, layout, _ in (e for e in plan if e[0] == task):
+                outcomes.append(_expert_episode(scene, expert_policy(task), layout, max_steps))
         finally:
             scene.close()
     return summarize(outcomes)

@@ -23,7 +23,8 @@ class TrainConfig:
     log_every: int = 10
     conflict_every: int = 50            # steps between gradient-conflict measurements (4 extra backward passes); 0 never
     ckpt_every: int = 200
-    instructions: str = "train"         # bag: the recorded command; train: a fresh train paraphrase per sample
+    instructions: str = "train"         # bag: the recorded command; train: a fresh train paraphrase per sample;
+                                        # empty: none (an instruction-blind baseline)
     augment_shift: int = 0              # DrQ random shift of each training image by up to ± this many pixels
                                         # of the model's input (0: none); evaluation and serving never shift
     ema: float = 0.0                    # decay of an exponential moving average of the weights, which the
@@ -38,7 +39,7 @@ class TrainConfig:
         from ..model.losses import CONTRASTIVE_LOSSES
 
         one_of("loss", self.loss, CONTRASTIVE_LOSSES.names())
-        one_of("instructions", self.instructions, ("bag", "train"))
+        one_of("instructions", self.instructions, ("bag", "train", "empty"))
         positive(self, "batch_size", "steps", "lr", "log_every", "ckpt_every")
         non_negative(self, "contrastive_weight", "weight_decay", "warmup_steps", "grad_clip", "conflict_every",
                      "augment_shift", "label_sigma", "state_weight")

@@ -86,6 +86,8 @@ class Batcher:
         rng = np.random.default_rng([self.seed, step, 7])
         if self.instructions == "bag":
             texts = [it["instruction"] for it in items]
+        elif self.instructions == "empty":  # an instruction-blind baseline: the words never reach the model
+            texts = ["" for _ in items]
         else:  # a fresh paraphrase of the split per sample: language augmentation
             texts = [instruction_for(it["task"], rng, split=self.instructions) for it in items]
         frames = np.stack([it["image"] for it in items])

@@ -1,0 +1,138 @@
+"""The study's plan: cells (a configuration each), seeds, primary contrasts, the test set and the
+analysis, read from ``plan.yaml`` and checked on load with clear errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+import yaml
+
+from trimodal_ros.schema import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+STUDY = REPO / "docs" / "results" / "study"
+PLAN = STUDY / "plan.yaml"
+KINDS = ("train", "expert", "random_weights")  # a trained policy, or a baseline that trains nothing
+NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class Cell:
+    name: str
+    kind: str = "train"
+    overrides: Dict[str, Any] = field(default_factory=dict)  # "section.key": value on top of the base config
+    seeds: Tuple[int, ...] = ()
+    rollout_instructions: str = ""  # "" : each wording of the test set; "empty": no words at all
+
+
+@dataclass(frozen=True)
+class Plan:
+    base: str                         # the config every cell starts from
+    data: str                         # the training bags' folder
+    tasks: str                        # the test set: tasks ...
+    layouts: str                      # ... layouts (a parse_layouts spec) ...
+    wordings: Tuple[str, ...]         # ... and instruction conditions, every case in each
+    max_steps: int
+    size: int
+    wording_seed: int
+    cells: Dict[str, Cell]
+    primary: Tuple[Tuple[str, str], ...]  # (treatment, reference)
+    alpha: float
+    effect: float                     # the smallest difference in success that counts as an effect
+    bootstrap: int
+
+    def runs(self) -> List[Tuple[str, int]]:
+        """Every (cell, seed), seed-major: the first seed of every cell before any second one, so an
+        unfinished study has every contrast's first pair."""
+        width = max(len(c.seeds) for c in self.cells.values())
+        return [(c.name, c.seeds[i]) for i in range(width) for c in self.cells.values() if i < len(c.seeds)]
+
+
+def _get(d: dict, key: str, kind, where: str):
+    if key not in d:
+        raise ConfigError(f"{where}: '{key}' is missing")
+    v = d[key]
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, kind) or isinstance(v, bool):
+        raise ConfigError(f"{where}: '{key}' must be {getattr(kind, '__name__', kind)}, got {v!r}")
+    return v
+
+
+def load_plan(path: Path = PLAN) -> Plan:
+    """Read and check a plan; a ConfigError says what is wrong."""
+    try:
+        d = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ConfigError(f"{path}: not a readable YAML file: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a mapping")
+    test, analysis = _get(d, "test", dict, str(path)), _get(d, "analysis", dict, str(path))
+    cells = {}
+    for name, c in _get(d, "cells", dict, str(path)).items():
+        where = f"{path}: cell {name}"
+        if not isinstance(name, str) or not NAME.match(name):
+            raise ConfigError(f"{where}: a cell's name must be lower-case letters, digits and _.+-")
+        c = c or {}
+        unknown = sorted(set(c) - {"kind", "overrides", "seeds", "rollout_instructions", "about"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}")
+        seeds = tuple(c.get("seeds") or ())
+        if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or \
+                len(set(seeds)) != len(seeds):
+            raise ConfigError(f"{where}: 'seeds' must be a list of distinct integers")
+        kind = c.get("kind", "train")
+        if kind not in KINDS:
+            raise ConfigError(f"{where}: kind must be one of {KINDS}, got {kind!r}")
+        ri = c.get("rollout_instructions", "")
+        if ri not in ("", "empty"):
+            raise ConfigError(f"{where}: rollout_instructions must be empty or absent, got {ri!r}")
+        cells[name] = Cell(name, kind, dict(c.get("overrides") or {}), seeds, ri)
+    primary = tuple(tuple(p) for p in _get(d, "primary", list, str(path)))
+    for p in primary:
+        if len(p) != 2 or any(x not in cells for x in p):
+            raise ConfigError(f"{path}: primary contrast {list(p)} must be [treatment, reference], both cells")
+    plan = Plan(base=_get(d, "base", str, str(path)), data=_get(d, "data", str, str(path)),
+                tasks=_get(test, "tasks", str, f"{path}: test"), layouts=str(_get(test, "layouts", str, f"{path}: test")),
+                wordings=tuple(_get(test, "wordings", list, f"{path}: test")),
+                max_steps=_get(test, "max_steps", int, f"{path}: test"), size=_get(test, "size", int, f"{path}: test"),
+                wording_seed=_get(test, "wording_seed", int, f"{path}: test"), cells=cells, primary=primary,
+                alpha=_get(analysis, "alpha", float, f"{path}: analysis"),
+                effect=_get(analysis, "effect", float, f"{path}: analysis"),
+                bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"))
+    for c in cells.values():  # every trained cell's configuration must validate now, not at its turn
+        if c.kind == "train":
+            cell_config(plan, c.name, c.seeds[0])
+    return plan
+
+
+def cell_config(plan: Plan, cell: str, seed: int):
+    """The validated Config of ``cell`` with ``seed``: the base config, the cell's overrides, the seed."""
+    from trimodal_ros.config import config_from_dict, load_config
+
+    d = load_config(plan.base).to_dict()
+    for key, value in plan.cells[cell].overrides.items():
+        section, _, name = key.partition(".")
+        if section not in d or not name:
+            raise ConfigError(f"cell {cell}: override {key!r} must be <section>.<key> of the config")
+        d[section][name] = value
+    d["train"]["seed"] = int(seed)
+    return config_from_dict(d, where=f"cell {cell}")
+
+
+def committed(path: Path = PLAN) -> str:
+    """The commit that last changed the plan, if the plan is committed and unmodified; else a
+    ConfigError: a test rollout needs a plan that was on record before it."""
+    rel = str(Path(path).resolve().relative_to(REPO))
+    def git(*args):
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+    if git("ls-files", "--error-unmatch", rel).returncode != 0:
+        raise ConfigError(f"{rel} is not committed: commit the plan before any test rollout")
+    if git("diff", "--quiet", "HEAD", "--", rel).returncode != 0:
+        raise ConfigError(f"{rel} differs from its committed version: commit the change (an amendment, "
+                          f"before the runs it concerns) or restore it")
+    return git("log", "-1", "--format=%H", "--", rel).stdout.strip()

@@ -1,0 +1,184 @@
+"""One run of the study: train a cell with a seed (resuming), roll it out once on the test set
+(resuming task by task), write its result file. Any process on any machine may start any run; a
+lock file keeps two from doing the same one at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from trimodal_ros.io import atomic_write_json
+from trimodal_ros.schema import ConfigError
+
+from .plan import REPO, STUDY, Plan, cell_config, committed, load_plan
+
+WORK = REPO / "runs" / "study"
+
+
+def run_name(cell: str, seed: int) -> str:
+    return f"{cell}_s{seed}"
+
+
+def result_path(cell: str, seed: int) -> Path:
+    return STUDY / "runs" / f"{run_name(cell, seed)}.json"
+
+
+def missing(plan: Plan) -> List[tuple]:
+    return [(c, s) for c, s in plan.runs() if not result_path(c, s).exists()]
+
+
+class RunRefused(RuntimeError):
+    """A run the study's rules do not allow (not in the plan, done already, locked, plan not committed)."""
+
+
+class _Lock:
+    """``work/lock`` made with O_EXCL; one left by a dead process of this host is taken over."""
+
+    def __init__(self, work: Path):
+        self.path = work / "lock"
+
+    def __enter__(self):
+        me = f"{socket.gethostname()} {os.getpid()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                os.write(fd, me.encode())
+                os.close(fd)
+                return self
+            except FileExistsError:
+                host, _, pid = self.path.read_text().partition(" ")
+                if host != socket.gethostname() or _alive(int(pid or 0)):
+                    raise RunRefused(f"{self.path.parent.name} is being run by {host} pid {pid}") from None
+                self.path.unlink()  # left by a process that died
+        raise RunRefused(f"cannot lock {self.path}")
+
+    def __exit__(self, *exc):
+        self.path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return pid > 0
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _commit() -> str:
+    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip()
+
+
+def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto", progress: bool = True) -> Path:
+    """Do run (``cell``, ``seed``) of the committed plan; return its result file."""
+    plan = plan or load_plan()
+    plan_commit = committed()
+    if cell not in plan.cells or seed not in plan.cells[cell].seeds:
+        raise RunRefused(f"{run_name(cell, seed)} is not in the committed plan (cells and seeds of plan.yaml)")
+    out = result_path(cell, seed)
+    if out.exists():
+        raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already ({out.relative_to(REPO)})")
+    work = WORK / run_name(cell, seed)
+    work.mkdir(parents=True, exist_ok=True)
+    with _Lock(work):
+        t0 = time.time()
+        policy, train_minutes, ckpt = _policy(plan, cell, seed, work, device, progress)
+        episodes = _test_rollout(plan, cell, seed, policy, work, ckpt, progress)
+        result = {"cell": cell, "seed": seed, "commit": _commit(), "plan_commit": plan_commit,
+                  "kind": plan.cells[cell].kind, "checkpoint_sha256": ckpt, "train_minutes": train_minutes,
+                  "minutes": round((time.time() - t0) / 60, 1), "host": socket.gethostname(),
+                  "episodes": episodes}
+        return atomic_write_json(out, result)
+
+
+def _policy(plan: Plan, cell: str, seed: int, work: Path, device: str, progress: bool):
+    """(policy, training minutes, checkpoint sha256 or "") of a run, training (resumed) if needed."""
+    from trimodal_ros.policy import Policy
+    from trimodal_ros.train.trainer import train
+    from trimodal_ros.utils import pick_device
+
+    c = plan.cells[cell]
+    if c.kind == "expert":
+        return None, 0.0, ""
+    if c.kind == "random_weights":
+        return Policy.load(config=plan.base, seed=seed, device=pick_device(device)), 0.0, ""
+    cfg = cell_config(plan, cell, seed)
+    last = work / "last.pt"
+    minutes_file = work / "train_minutes.json"
+    done = json.loads(minutes_file.read_text()) if minutes_file.exists() else {"minutes": 0.0, "finished": False}
+    if not done["finished"]:
+        t0 = time.time()
+        train(cfg, plan.data, str(work), resume=True, device=device, progress=progress)
+        done = {"minutes": round(done["minutes"] + (time.time() - t0) / 60, 1), "finished": True}
+        atomic_write_json(minutes_file, done)
+    return Policy.load(str(last), device=pick_device(device)), done["minutes"], _sha256(last)
+
+
+def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: str, progress: bool) -> List[Dict]:
+    """Every test case in every wording, task by task; each finished task is kept in
+    ``work/test_progress.json`` so an interruption loses at most one task's episodes. A checkpoint
+    other than the one the rollout started with is refused (that would be a second rollout)."""
+    from trimodal_ros.data.instructions import resolve_tasks
+    from trimodal_ros.data.metaworld import parse_layouts
+    from trimodal_ros.sim.rollout import episode_plan, expert_success_on, rollout_in_process
+
+    tasks, layouts = resolve_tasks(plan.tasks), parse_layouts(plan.layouts)
+    prog_path = work / "test_progress.json"
+    prog = json.loads(prog_path.read_text()) if prog_path.exists() else {"checkpoint_sha256": ckpt, "done": {}}
+    if prog["checkpoint_sha256"] != ckpt:
+        raise RunRefused(f"{work.name}: the test rollout began with another checkpoint; a second one is not allowed")
+    scenes: dict = {}
+    try:
+        for wording in plan.wordings:
+            condition = plan.cells[cell].rollout_instructions or wording
+            for task in tasks:
+                key = f"{wording}/{task}"
+                if key in prog["done"]:
+                    continue
+                episodes = episode_plan([task], 0, seed=plan.wording_seed, instructions=condition, layouts=layouts)
+                if policy is None:  # the scripted expert
+                    rep = expert_success_on(episodes, plan.max_steps)
+                else:
+                    rep = rollout_in_process(policy, [task], 0, max_steps=plan.max_steps, size=plan.size,
+                                             plan=episodes, scenes=scenes, progress=progress)
+                prog["done"][key] = [{"task": e["task"], "layout": e["layout"], "wording": wording, "split": "test",
+                                      "success": bool(e["success"])} for e in rep["episodes"]]
+                atomic_write_json(prog_path, prog)
+                if progress:
+                    k = sum(e["success"] for e in prog["done"][key])
+                    print(f"[study] {work.name} {key}: {k}/{len(layouts)}", flush=True)
+    finally:
+        for scene in scenes.values():
+            scene.close()
+    return [e for w in plan.wordings for t in tasks for e in prog["done"][f"{w}/{t}"]]
+
+
+def next_run(device: str = "auto", progress: bool = True) -> Optional[Path]:
+    """The first missing run that no other process holds; None when every run has its result."""
+    plan = load_plan()
+    for cell, seed in missing(plan):
+        try:
+            return run(cell, seed, plan, device, progress)
+        except RunRefused as e:
+            if "being run" not in str(e):
+                raise
+    return None
+
+
+__all__ = ["run", "next_run", "missing", "result_path", "RunRefused", "ConfigError"]
