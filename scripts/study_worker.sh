@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The study's missing runs, one after another, each result file committed as it lands; the report is
+# regenerated after each. Safe to start again after an interruption (runs resume) and on several
+# machines at once (a run being done elsewhere is skipped). Arguments go to `trimodal-study next`
+# (e.g. --device cuda). Log: runs/study/worker.log.
+set -u
+cd "$(dirname "$0")/.."
+mkdir -p runs/study
+export MUJOCO_GL=${MUJOCO_GL:-egl}
+while :; do
+  out=$(nice .venv/bin/trimodal-study next "$@" 2>>runs/study/worker.log | tee -a runs/study/worker.log | grep '^wrote ')
+  [ -n "$out" ] || break
+  f=${out#wrote }
+  .venv/bin/trimodal-study report >>runs/study/worker.log 2>&1
+  for _ in 1 2 3 4 5; do
+    git add "$f" docs/results/study/report.md docs/results/study/report_success.png 2>/dev/null &&
+      git commit -q -m "study: $(basename "$f" .json)" -- "$f" docs/results/study/report.md \
+        docs/results/study/report_success.png && break
+    sleep 5
+  done
+done
