@@ -155,3 +155,14 @@ def test_act_takes_named_camera_frames_in_the_model_order():
         p.act({"camera": a}, np.zeros(9))
     with pytest.raises(ValueError, match="2 cameras"):
         p.act(a, np.zeros(9))
+
+
+def test_an_empty_instruction_stops_unless_asked_for_as_a_task():
+    """reset("") stops (vla_node's empty message); reset("", empty_ok=True) is a task without words,
+    which a rollout's empty condition needs."""
+    p = Policy.load(config="weighted_sum", seed=0)
+    p.reset("")
+    with pytest.raises(RuntimeError, match="no instruction"):
+        p.act(np.zeros((32, 32, 3), np.uint8), np.zeros(9))
+    p.reset("", empty_ok=True)
+    assert p.act(np.zeros((32, 32, 3), np.uint8), np.zeros(9)).tokens.shape == (4, 4)

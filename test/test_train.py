@@ -72,6 +72,19 @@ def test_augment_shift_changes_training_batches_only(small_bags):
     assert torch.equal(shifted["tokens"], plain["tokens"])  # labels untouched
 
 
+def test_an_instruction_blind_batch_carries_no_words(small_bags):
+    """train.instructions: empty (the study's instruction-blind baseline): every sample's text is the
+    empty instruction's tokens; the recorded and paraphrased ones are not."""
+    cfg = load_config("weighted_sum")
+    ds = BagDataset.from_config(small_bags, cfg.model, split="all", verbose=False)
+    model = TriModalModel(cfg.model).eval()
+    tok = ActionTokenizer.fit(ds.all_actions(), cfg.model.bins)
+    idx = batch_indices(len(ds), 8, 0, 0)
+    blind = Batcher(ds, tok, model, torch.device("cpu"), "empty", 0)(idx, 0)["text_ids"]
+    assert torch.equal(blind, model.tokenize([""] * 8))
+    assert not torch.equal(Batcher(ds, tok, model, torch.device("cpu"), "bag", 0)(idx, 0)["text_ids"], blind)
+
+
 @pytest.mark.slow
 def test_a_few_steps_lower_the_loss(small_bags, tmp_path):
     import csv

@@ -93,7 +93,7 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
         raise RunRefused(f"{run_name(cell, seed)} is not in the committed plan (cells and seeds of plan.yaml)")
     out = result_path(cell, seed)
     if out.exists():
-        raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already ({out.relative_to(REPO)})")
+        raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already ({out})")
     work = WORK / run_name(cell, seed)
     work.mkdir(parents=True, exist_ok=True)
     with _Lock(work):

@@ -1,0 +1,173 @@
+"""The pre-registered study: the plan checks itself, runs resume and are refused where the rules say
+so, results are one small file each, the report's statistics are right; the fresh test layouts are
+never recorded and only the study rolls them out."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from trimodal_lab.study import plan as P
+from trimodal_lab.study import report as R
+from trimodal_lab.study import runner as S
+from trimodal_ros.data.metaworld import TEST_LAYOUTS, episode_layout, layout_split, parse_layouts
+from trimodal_ros.schema import ConfigError
+from trimodal_ros.sim.rollout import episode_plan
+
+
+def test_the_committed_plan_validates_and_lists_its_runs_seed_major():
+    plan = P.load_plan()
+    runs = plan.runs()
+    assert len(runs) == len(set(runs)) == sum(len(c.seeds) for c in plan.cells.values())
+    firsts = [r for r in runs[:len(plan.cells)]]
+    assert {c for c, _ in firsts} == set(plan.cells)  # every cell's first seed before any second one
+    for t, ref in plan.primary:
+        assert len(plan.cells[t].seeds) >= 3 and len(plan.cells[ref].seeds) >= 3
+    assert parse_layouts(plan.layouts) == list(TEST_LAYOUTS) and len(TEST_LAYOUTS) * 10 == 200
+
+
+def _plan(tmp_path, **change):
+    d = yaml.safe_load(P.PLAN.read_text())
+    d.update(change)
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(d))
+    return path
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"primary": [["concat_mlp", "nope"]]}, "primary contrast"),
+    ({"cells": {"a": {"seeds": [1], "colour": "red"}}}, "unknown key"),
+    ({"cells": {"a": {"seeds": [1, 1]}}}, "distinct"),
+    ({"cells": {"a": {"seeds": [1], "overrides": {"model.fusion": "nope"}}}, "primary": []}, "fusion"),
+    ({"cells": {"a": {"seeds": [1], "overrides": {"fusion": "qformer"}}}, "primary": []}, "<section>.<key>"),
+    ({"cells": {"A b": {"seeds": [1]}}, "primary": []}, "name"),
+])
+def test_a_bad_plan_is_refused_with_the_reason(tmp_path, change, words):
+    with pytest.raises(ConfigError, match=words):
+        P.load_plan(_plan(tmp_path, **change))
+
+
+def test_cell_config_is_the_base_with_one_change_and_the_seed():
+    plan = P.load_plan()
+    base, cell = P.cell_config(plan, "concat_mlp", 100), P.cell_config(plan, "qformer", 101)
+    assert cell.model.fusion == "qformer" and cell.train.seed == 101 and base.train.seed == 100
+    assert cell.model.head_hidden == base.model.head_hidden == 512  # the same head in every cell
+    assert {k for k in vars(base.model) if getattr(base.model, k) != getattr(cell.model, k)} == {"fusion"}
+
+
+def test_test_layouts_are_their_own_split_never_recorded_and_refused_by_rollout(capsys):
+    assert {layout_split(x) for x in TEST_LAYOUTS} == {"test"}
+    assert layout_split(999) == layout_split(1020) == "train" and layout_split(45) == "heldout"
+    with pytest.raises(ValueError, match="never recorded"):
+        episode_layout("reach-v3", 0, TEST_LAYOUTS[0])
+    assert parse_layouts("35,40-42") == [35, 40, 41, 42] and parse_layouts("val") == list(range(35, 40))
+    with pytest.raises(ValueError, match="look like"):
+        parse_layouts("35-x")
+    from trimodal_ros.cli import main
+
+    assert main(["rollout", "--tasks", "reach-v3", "--layouts", "40,1005"]) == 1
+    assert "study's test set" in capsys.readouterr().out
+
+
+def test_episode_plan_conditions_other_task_empty_and_own_wordings():
+    lang = episode_plan(["drawer-open-v3@lang"], 2, "val", 0, "other_task")
+    from trimodal_ros.data.instructions import paraphrases
+
+    assert all(text in paraphrases("drawer-close-v3", "train") for _, _, text in lang)
+    mt = episode_plan(["reach-v3", "push-v3"], 1, "val", 0, "other_task")
+    assert mt[0][2] in paraphrases("push-v3", "train") and mt[1][2] in paraphrases("reach-v3", "train")
+    assert [e[2] for e in episode_plan(["reach-v3"], 3, "val", 0, "empty")] == ["", "", ""]
+    own = episode_plan(["reach-v3"], 0, layouts=[35, 36], wordings={"reach-v3": ["touch the dot"]})
+    assert own == [("reach-v3", 35, "touch the dot"), ("reach-v3", 36, "touch the dot")]
+    # the train wording is drawn as before the conditions existed: earlier paired results still pair
+    assert episode_plan(["reach-v3"], 2, "val", 0, "train") == episode_plan(["reach-v3"], 2, "val", 0)
+
+
+@pytest.fixture
+def study(tmp_path, monkeypatch):
+    """The study's folders moved under tmp_path, a tiny plan (2 test layouts of one task, 3 steps),
+    the plan counted as committed."""
+    d = yaml.safe_load(P.PLAN.read_text())
+    d["test"].update(tasks="reach-v3", layouts="1000-1001", wordings=["train", "heldout"], max_steps=3, size=64)
+    d["base"] = "weighted_sum"
+    d["cells"] = {"random_weights": {"kind": "random_weights", "seeds": [5, 6]}, "expert": {"kind": "expert",
+                                                                                          "seeds": [0]}}
+    d["primary"] = [["random_weights", "expert"]]
+    path = tmp_path / "plan.yaml"
+    path.write_text(yaml.safe_dump(d))
+    monkeypatch.setattr(S, "STUDY", tmp_path)
+    monkeypatch.setattr(R, "STUDY", tmp_path)
+    monkeypatch.setattr(S, "WORK", tmp_path / "work")
+    monkeypatch.setattr(S, "committed", lambda: "abc")
+    return P.load_plan(path)
+
+
+def test_a_run_writes_one_result_file_resumes_and_is_not_repeated(study, tmp_path, monkeypatch):
+    out = S.run("random_weights", 5, study, device="cpu", progress=False)
+    r = json.loads(Path(out).read_text())
+    assert r["cell"] == "random_weights" and r["seed"] == 5 and r["commit"]
+    assert [(e["task"], e["layout"], e["wording"], e["split"]) for e in r["episodes"]] == [
+        ("reach-v3", 1000, "train", "test"), ("reach-v3", 1001, "train", "test"),
+        ("reach-v3", 1000, "heldout", "test"), ("reach-v3", 1001, "heldout", "test")]
+    with pytest.raises(S.RunRefused, match="already"):
+        S.run("random_weights", 5, study, device="cpu", progress=False)
+    with pytest.raises(S.RunRefused, match="not in the committed plan"):
+        S.run("random_weights", 7, study, device="cpu", progress=False)
+    # an interrupted test rollout resumes: the finished (wording, task) blocks are not rolled out again
+    work = S.WORK / "random_weights_s6"
+    work.mkdir(parents=True)
+    kept = [{"task": "reach-v3", "layout": x, "wording": "train", "split": "test", "success": True} for x in (1000, 1001)]
+    (work / "test_progress.json").write_text(json.dumps({"checkpoint_sha256": "", "done": {"train/reach-v3": kept}}))
+    calls = []
+    import trimodal_ros.sim.rollout as ro
+
+    orig = ro.rollout_in_process
+    monkeypatch.setattr(ro, "rollout_in_process", lambda *a, **k: calls.append(k["plan"]) or orig(*a, **k))
+    r6 = json.loads(Path(S.run("random_weights", 6, study, device="cpu", progress=False)).read_text())
+    assert len(calls) == 1 and r6["episodes"][:2] == kept  # only the held-out wording's block ran
+    # a run some live process holds is skipped by `next`, which does the expert instead
+    assert [c for c, _ in S.missing(study)] == ["expert"]
+
+
+def test_a_locked_run_is_refused_and_a_dead_holders_lock_taken_over(study):
+    import os
+    import socket
+
+    work = S.WORK / "expert_s0"
+    work.mkdir(parents=True)
+    (work / "lock").write_text(f"{socket.gethostname()} {os.getppid()}")  # alive: pytest's parent
+    with pytest.raises(S.RunRefused, match="being run"):
+        S.run("expert", 0, study, progress=False)
+    (work / "lock").write_text(f"{socket.gethostname()} 999999999")
+    assert Path(S.run("expert", 0, study, progress=False)).exists() and not (work / "lock").exists()
+
+
+def test_holm_and_the_paired_bootstrap():
+    assert R.holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    rng = np.random.default_rng(0)
+    b = (rng.random((3, 400)) < 0.5).astype(float)
+    a = np.maximum(b, (rng.random((3, 400)) < 0.2))  # a succeeds wherever b does, and more
+    boot = R.paired_bootstrap(a, b, 2000)
+    d = a.mean() - b.mean()
+    assert d > 0.05 and np.quantile(boot, 0.025) > 0 and abs(boot.mean() - d) < 0.01
+    same = R.paired_bootstrap(b[:1], b[:1], 500)
+    assert np.all(same == 0)  # one seed each, the same outcomes: no difference in any resample of the cases
+    spread = R.paired_bootstrap(b, b, 500)  # three seeds each: resampling the seeds adds their spread
+    assert abs(spread.mean()) < 0.01 and spread.std() > 0
+
+
+def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path):
+    for seed in (5, 6):
+        S.result_path("random_weights", seed).parent.mkdir(parents=True, exist_ok=True)
+        S.result_path("random_weights", seed).write_text(json.dumps({"episodes": [
+            {"task": "reach-v3", "layout": x, "wording": w, "split": "test", "success": False}
+            for w in ("train", "heldout") for x in (1000, 1001)]}))
+    text = Path(R.write_report(study)).read_text()
+    assert "expert_s0" in text and "waiting for runs" in text  # the reference has no run yet
+    S.result_path("expert", 0).write_text(json.dumps({"episodes": [
+        {"task": "reach-v3", "layout": x, "wording": w, "split": "test", "success": True}
+        for w in ("train", "heldout") for x in (1000, 1001)]}))
+    text = Path(R.write_report(study)).read_text()
+    assert "| random_weights − expert | -1.000 |" in text and "Missing runs (0 of 3)" in text
