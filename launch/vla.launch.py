@@ -15,7 +15,7 @@ from trimodal_ros.ros.params import launch_arguments, node_specs
 
 
 def _nodes(context, *args, **kwargs):
-    values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_arguments(resolve=False)}
+    values = {a.name: LaunchConfiguration(a.name).perform(context) for a in launch_arguments()}
     nodes = []
     for s in node_specs(values):  # ValueError names the argument: launch reports it and stops
         kind = LifecycleNode if s.managed else Node

@@ -75,7 +75,7 @@ def test_launch_file_and_up_expose_the_same_arguments(launch_file):
     # `up` lists the same arguments with the same defaults; its help leaves the fusion list out
     # (computing it imports torch, and `--help` must stay light) and node_specs checks the value
     up = {a.dest: (a.default, a.help) for a in _up_parser()._actions if a.dest != "help"}
-    assert up == {a.name: (a.default, a.description) for a in launch_arguments(resolve=False)}
+    assert up == {a.name: (a.default, a.description) for a in launch_arguments()}
     assert set(up) == set(table)
     # every launchable parameter of the node's own table is a launch argument, with its default
     assert {p.name for p in VLA_PARAMS if p.launch} <= set(table)

@@ -13,6 +13,10 @@ from ..schema import ConfigError, one_of, positive
 
 TUNING_MODES = ("full", "frozen", "lora", "bitfit")
 DEFAULT_FUSION = "weighted_sum"  # the variant used when none is named (node, CLI, configs)
+# The keys of model.fusion.FUSIONS as plain data: the launch file and the parameter table offer them
+# without importing torch (`ros2 launch` runs under a system Python that has none); fusion.py checks
+# that its registry holds exactly these.
+FUSION_NAMES = ("concat_mlp", "cross_attention", "early_fusion", "qformer", "weighted_sum")
 
 
 @dataclass

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..registry import Registry
+from .configuration import FUSION_NAMES
 from .adapters import QFormer
 
 FUSIONS: Registry[type] = Registry("fusion")
@@ -143,3 +144,8 @@ class EarlyFusion(nn.Module):
         selected = attn @ x.image_tokens_clip  # (B, L, E): per-word visual features
         pooled = self.pool(self.proj(selected), x.text_mask_clip)  # (B, Q, D)
         return self.out(torch.cat([pooled.flatten(1), x.text, x.action], dim=-1))
+
+
+# the torch-free list the launch file offers must name exactly the registered variants
+if tuple(FUSIONS.names()) != FUSION_NAMES:
+    raise RuntimeError(f"model.configuration.FUSION_NAMES {FUSION_NAMES} != the registry's {FUSIONS.names()}")

@@ -96,7 +96,7 @@ class Bringup:
 
 
 def values_from_args(args) -> Dict[str, str]:
-    return {a.name: getattr(args, a.name) for a in launch_arguments(resolve=False) if hasattr(args, a.name)}
+    return {a.name: getattr(args, a.name) for a in launch_arguments() if hasattr(args, a.name)}
 
 
 def register(sub) -> None:

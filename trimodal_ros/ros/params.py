@@ -16,19 +16,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import interface as I
-from ..model.configuration import DEFAULT_FUSION
+from ..model.configuration import DEFAULT_FUSION, FUSION_NAMES
 
 PACKAGE = "trimodal_ros"
-Choices = Union[Tuple[str, ...], Callable[[], Sequence[str]]]
-
-
-def _fusions() -> List[str]:
-    from ..model.fusion import FUSIONS
-
-    return FUSIONS.names()
 
 
 def _device_ok(v: str) -> Optional[str]:
@@ -42,7 +35,7 @@ class Param:
     name: str
     default: Any                   # its type is the parameter's type (str, int, float, bool, list of str)
     description: str
-    choices: Optional[Choices] = None
+    choices: Optional[Tuple[str, ...]] = None
     low: Optional[float] = None    # inclusive range for numbers
     high: Optional[float] = None
     live: bool = False             # changes take effect while running; else read-only
@@ -53,19 +46,13 @@ class Param:
     def type(self) -> type:
         return type(self.default)
 
-    def allowed(self, resolve: bool = True) -> Optional[List[str]]:
-        """The allowed values; a computed list (the fusion registry) only when ``resolve``."""
-        if callable(self.choices) and not resolve:
-            return None
-        c = self.choices() if callable(self.choices) else self.choices
-        return list(c) if c is not None else None
+    def allowed(self) -> Optional[List[str]]:
+        return list(self.choices) if self.choices is not None else None
 
-    def constraints(self, resolve: bool = True) -> str:
+    def constraints(self) -> str:
         parts = []
-        if self.allowed(resolve) is not None:
-            parts.append("one of " + ", ".join(self.allowed(resolve)))
-        elif callable(self.choices):
-            parts.append("see `trimodal-ros info`")
+        if self.choices is not None:
+            parts.append("one of " + ", ".join(self.choices))
         if self.low is not None or self.high is not None:
             parts.append(f"in [{self.low if self.low is not None else '-inf'}, "
                          f"{self.high if self.high is not None else 'inf'}]")
@@ -110,7 +97,7 @@ def check(p: Param, value: Any) -> Tuple[Any, Optional[str]]:
 
 VLA_PARAMS: List[Param] = [
     Param("fusion", DEFAULT_FUSION, "fusion variant of the tri-modal model (must match the checkpoint)",
-          choices=_fusions),
+          choices=FUSION_NAMES),
     Param("config", "", "model config YAML or variant name (default: config/<fusion>.yaml)"),
     Param("checkpoint", "", "trained checkpoint (.pt); empty runs random weights, for wiring tests only"),
     Param("allow_random_weights", False, "with no checkpoint, publish actions anyway (wiring tests); by "
@@ -239,14 +226,14 @@ EXTRA_LAUNCH_ARGS = [
 ]
 
 
-def launch_arguments(resolve: bool = True) -> List[LaunchArg]:
+def launch_arguments() -> List[LaunchArg]:
     """Every launch argument: the table's launch parameters, then namespace, use_sim_time, lifecycle.
-    ``resolve=False`` leaves computed choices (the fusion registry, which imports torch) out."""
+    Plain data, no torch: `ros2 launch` builds them under the system Python."""
     args = []
     for p in VLA_PARAMS:
         if p.launch:
-            c = p.allowed(resolve)
-            args.append(LaunchArg(p.name, _launch_str(p.default), f"{p.description} ({p.constraints(resolve)})",
+            c = p.allowed()
+            args.append(LaunchArg(p.name, _launch_str(p.default), f"{p.description} ({p.constraints()})",
                                   c if c is None else [str(x) for x in c]))
     return args + EXTRA_LAUNCH_ARGS
 
@@ -276,7 +263,7 @@ def parse_value(p: Param, text: str) -> Any:
 def node_specs(values: Mapping[str, Any]) -> List[NodeSpec]:
     """Launch argument values (strings, as launch gives them; missing ones take their defaults)
     → the nodes to start, with typed, checked parameters."""
-    known = {a.name: a for a in launch_arguments(resolve=False)}
+    known = {a.name: a for a in launch_arguments()}
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise ValueError(f"unknown launch argument(s) {unknown}; known: {sorted(known)}")
@@ -296,8 +283,8 @@ def node_specs(values: Mapping[str, Any]) -> List[NodeSpec]:
 
 def add_cli_options(parser) -> None:
     """Every launch argument as an argparse option (``fusion`` → ``--fusion``), checked later by
-    ``node_specs`` (so ``--help`` does not import torch for the fusion list)."""
-    for a in launch_arguments(resolve=False):
+    ``node_specs``."""
+    for a in launch_arguments():
         parser.add_argument(f"--{a.name.replace('_', '-')}", dest=a.name, default=a.default, help=a.description)
 
 
