@@ -39,7 +39,7 @@ def test_every_encoding_decodes_identically_from_bags_and_topics(encoding):
     np.testing.assert_array_equal(image_from_msg(rgb), image_from_msg(bgr))
 
 
-@pytest.mark.parametrize("bad,match", [(image("mono16"), "mono16"), (image("yuv422"), "yuv422"),
+@pytest.mark.parametrize("bad,match", [(image("mono16"), "mono16"), (image("nv21"), "nv21"),
                                        (image("rgb8", data=np.zeros(7, np.uint8)), "bytes"),
                                        (image("rgb8", step=4), "step")])
 def test_bad_images_give_the_same_error_on_both_sides(bad, match):
@@ -90,3 +90,49 @@ def test_compressed_decoders_agree_where_opencv_is_installed():
         ours = compressed_image_from_msg(msg, use_cv_bridge=False)
         cv = cv2.cvtColor(cv2.imdecode(np.frombuffer(bytes(msg.data), np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
         assert np.abs(ours.astype(int) - cv.astype(int)).max() <= tol, fmt
+
+
+def _img(encoding, h, w, step, data):
+    return B.msg_class(B.IMAGE)(header=B.header_msg(5), height=h, width=w, encoding=encoding, is_bigendian=0,
+                                step=step, data=np.asarray(data, np.uint8).reshape(-1))
+
+
+def test_8uc3_is_opencvs_bgr_as_cv_bridge_takes_it():
+    blue_bgr = np.zeros((2, 2, 3), np.uint8)
+    blue_bgr[..., 0] = 255  # an OpenCV frame of a blue scene: B first
+    rgb = image_from_msg(_img("8UC3", 2, 2, 6, blue_bgr))
+    assert rgb[0, 0].tolist() == [0, 0, 255]  # blue, not red
+
+
+def test_yuv422_and_bayer_decode_to_the_colours_they_hold():
+    # UYVY pairs of a mid-grey and a saturated red pixel pair (BT.601: red = Y 76, U 85, V 255)
+    uyvy = np.array([[128, 128, 128, 128, 85, 76, 255, 76]], np.uint8)  # (1, 8): 4 pixels
+    rgb = image_from_msg(_img("yuv422", 1, 4, 8, uyvy))
+    assert rgb[0, 0].tolist() == [128, 128, 128] and rgb[0, 3, 0] > 240 and rgb[0, 3, 1:].max() < 20
+    yuyv = uyvy.reshape(-1, 4)[:, [1, 0, 3, 2]].reshape(1, 8)
+    np.testing.assert_array_equal(image_from_msg(_img("yuv422_yuy2", 1, 4, 8, yuyv)), rgb)
+    tile = {"bayer_rggb8": [[200, 100], [100, 50]], "bayer_bggr8": [[50, 100], [100, 200]],
+            "bayer_gbrg8": [[100, 50], [200, 100]], "bayer_grbg8": [[100, 200], [50, 100]]}
+    for enc, t in tile.items():
+        raw = np.tile(np.array(t, np.uint8), (2, 3))  # (4, 6)
+        out = image_from_msg(_img(enc, 4, 6, 6, raw))
+        assert out.shape == (4, 6, 3) and (out == [200, 100, 50]).all(), enc  # R 200, G 100, B 50 everywhere
+    with pytest.raises(BadInput, match="even"):
+        image_from_msg(_img("bayer_rggb8", 3, 2, 2, np.zeros(6)))
+
+
+def test_an_oversized_compressed_image_is_refused_before_it_is_decoded(monkeypatch):
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("RGB", (5000, 4000)).save(buf, format="PNG")  # 20 Mpx, a few kB compressed
+    msg = CompressedImage(format="png", data=buf.getvalue())
+    import trimodal_ros.decode as D
+
+    monkeypatch.setattr(D, "_pil_decode", lambda data: pytest.fail("decoded before the size check"))
+    for bridge in (False, True):
+        monkeypatch.setattr(D, "_cv_bridge", lambda: pytest.fail("decoded before the size check"))
+        with pytest.raises(BadInput, match="larger than"):
+            compressed_image_from_msg(msg, use_cv_bridge=bridge)

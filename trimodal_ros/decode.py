@@ -22,8 +22,13 @@ ENCODINGS = {
     "bgra8": (4, (2, 1, 0)),
     "mono8": (1, (0, 0, 0)),
     "8uc1": (1, (0, 0, 0)),
-    "8uc3": (3, (0, 1, 2)),  # OpenCV's untagged 3-channel: taken as RGB
+    "8uc3": (3, (2, 1, 0)),  # OpenCV's untagged 3-channel frame: BGR, as cv_bridge takes it
 }
+# 4:2:2 YUV, two bytes a pixel: byte offsets of (Y0, U, Y1, V) in each 4-byte pair of pixels
+YUV422 = {"yuv422": (1, 0, 3, 2), "uyvy": (1, 0, 3, 2), "yuv422_yuy2": (0, 1, 2, 3), "yuyv": (0, 1, 2, 3)}
+# 8-bit Bayer mosaics: the colour (0 R, 1 G, 2 B) of each pixel of the 2x2 tile, row-major
+BAYER = {"bayer_rggb8": (0, 1, 1, 2), "bayer_bggr8": (2, 1, 1, 0), "bayer_gbrg8": (1, 2, 0, 1),
+         "bayer_grbg8": (1, 0, 2, 1)}
 COMPRESSED_FORMATS = ("jpeg", "png")
 MAX_PIXELS = 4096 * 4096  # a camera frame larger than this is a bug upstream, not a picture
 
@@ -56,9 +61,10 @@ def image_from_msg(msg) -> np.ndarray:
     """sensor_msgs/Image → uint8 RGB (H, W, 3). Honours ``step`` (row padding); rejects unknown
     encodings, 16-bit data, and data whose length is not height × step."""
     enc = str(msg.encoding).lower()
-    if enc not in ENCODINGS:
-        raise BadInput("bad_image", f"unsupported image encoding {msg.encoding!r} (supported: {sorted(ENCODINGS)})")
-    ch, order = ENCODINGS[enc]
+    if enc not in ENCODINGS and enc not in YUV422 and enc not in BAYER:
+        raise BadInput("bad_image", f"unsupported image encoding {msg.encoding!r} "
+                                    f"(supported: {sorted(ENCODINGS) + sorted(YUV422) + sorted(BAYER)})")
+    ch, order = ENCODINGS.get(enc, (2 if enc in YUV422 else 1, None))
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0:
         raise BadInput("bad_image", f"empty image {w}x{h}")
@@ -70,9 +76,38 @@ def image_from_msg(msg) -> np.ndarray:
     if buf.size != h * step:
         raise BadInput("bad_image", f"image data has {buf.size} bytes, expected height {h} x step {step} = {h * step}")
     rows = buf.reshape(h, step)[:, : w * ch].reshape(h, w, ch)
+    if enc in YUV422:
+        return _yuv422_to_rgb(rows.reshape(h, w * 2), YUV422[enc])
+    if enc in BAYER:
+        return _bayer_to_rgb(rows[:, :, 0], BAYER[enc])
     if order == (0, 1, 2) and ch == 3:
         return rows
     return np.ascontiguousarray(rows[:, :, list(order)])
+
+
+def _yuv422_to_rgb(rows: np.ndarray, offsets) -> np.ndarray:
+    """(H, 2W) packed 4:2:2 → (H, W, 3) RGB (BT.601, full range, as OpenCV's YUV2RGB_UYVY)."""
+    h, n = rows.shape
+    if n % 4:
+        raise BadInput("bad_image", "a 4:2:2 image needs an even width")
+    q = rows.reshape(h, n // 4, 4).astype(np.float32)
+    y = np.stack([q[..., offsets[0]], q[..., offsets[2]]], axis=-1).reshape(h, n // 2)  # (H, W)
+    u = np.repeat(q[..., offsets[1]], 2, axis=1) - 128.0
+    v = np.repeat(q[..., offsets[3]], 2, axis=1) - 128.0
+    rgb = np.stack([y + 1.402 * v, y - 0.344136 * u - 0.714136 * v, y + 1.772 * u], axis=-1)
+    return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
+
+
+def _bayer_to_rgb(raw: np.ndarray, tile) -> np.ndarray:
+    """(H, W) 8-bit Bayer mosaic → (H, W, 3) RGB: each 2x2 tile's R, mean G and B fill its four
+    pixels (half-resolution colour; enough for a 224² model input)."""
+    h, w = raw.shape
+    if h % 2 or w % 2:
+        raise BadInput("bad_image", "a Bayer image needs an even width and height")
+    t = raw.reshape(h // 2, 2, w // 2, 2).transpose(0, 2, 1, 3).reshape(h // 2, w // 2, 4).astype(np.float32)
+    rgb = np.stack([t[..., [i for i, c in enumerate(tile) if c == k]].mean(-1) for k in range(3)], axis=-1)
+    rgb = np.rint(rgb).astype(np.uint8)
+    return np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)
 
 
 def _cv_bridge():
@@ -99,6 +134,7 @@ def compressed_image_from_msg(msg, use_cv_bridge: Optional[bool] = None) -> np.n
     data = _bytes(msg.data)
     if data.size == 0:
         raise BadInput("bad_image", "compressed image has no data")
+    _check_compressed_size(data, kind)  # from the file's header, before any decoder allocates the frame
     if use_cv_bridge is None:
         if not _BRIDGE_CHECKED:
             _BRIDGE, _BRIDGE_CHECKED = _cv_bridge(), True
@@ -118,14 +154,28 @@ def compressed_image_from_msg(msg, use_cv_bridge: Optional[bool] = None) -> np.n
     return rgb
 
 
+def _check_compressed_size(data: np.ndarray, kind: str) -> None:
+    """BadInput for a jpeg/png whose header says it is larger than MAX_PIXELS (Pillow reads only the
+    header here), or whose header cannot be read."""
+    import io
+
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            w, h = im.size
+    except Exception as e:  # noqa: BLE001 - not an image at all: skip it, say why
+        raise BadInput("bad_image", f"cannot decode {kind} image: {type(e).__name__}: {e}") from None
+    if w * h > MAX_PIXELS:
+        raise BadInput("bad_image", f"image {w}x{h} is larger than {MAX_PIXELS} pixels")
+
+
 def _pil_decode(data: np.ndarray) -> np.ndarray:
     import io
 
     from PIL import Image
 
     with Image.open(io.BytesIO(data.tobytes())) as im:
-        if im.width * im.height > MAX_PIXELS:
-            raise BadInput("bad_image", f"image {im.width}x{im.height} is larger than {MAX_PIXELS} pixels")
         return np.asarray(im.convert("RGB"))
 
 
