@@ -44,7 +44,7 @@ def test_mono_and_alpha_and_padded_rows(rgb):
 
 
 @pytest.mark.parametrize("mutate", [
-    lambda m: setattr(m, "encoding", "yuv422"),
+    lambda m: setattr(m, "encoding", "nv21"),
     lambda m: setattr(m, "encoding", "32FC1"),
     lambda m: setattr(m, "data", bytes(len(m.data) - 1)),
     lambda m: setattr(m, "step", 2),

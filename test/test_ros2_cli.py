@@ -113,8 +113,8 @@ def ws(tmp_path_factory) -> Workspace:
     env["PYTHONPATH"] = os.pathsep.join(p for p in env.get("PYTHONPATH", "").split(os.pathsep)
                                         if p and Path(p).resolve() != ROOT)
     env.update(ROS_LOG_DIR=str(root / "ros_log"), PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
-    argv = ["colcon", "build", "--packages-select", "trimodal_ros"]
-    r = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    argv = ["python", "-m", "colcon", "build", "--packages-select", "trimodal_ros"]  # the venv's python (README)
+    r = subprocess.run([sys.executable, *argv[1:]], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     _record(argv, {})
     assert r.returncode == 0 and "1 package finished" in r.stdout, r.stdout + r.stderr
     dump = subprocess.run(["bash", "-c", "source install/setup.bash && env -0"], cwd=root, env=env,

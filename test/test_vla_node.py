@@ -93,8 +93,9 @@ class Harness:
         self.compressed = compressed
         self.image = (c.create_publisher(CompressedImage, f"{ns}/camera/image_raw/compressed", 10) if compressed
                       else c.create_publisher(Image, f"{ns}/camera/image_raw", 10))
-        self.got = {"action": [], "tokens": [], "embedding": [], "diagnostics": [], "levels": []}
-        c.create_subscription(JointTrajectory, f"{ns}/trimodal/action", self.got["action"].append, 10)
+        self.got = {"action": [], "hold": [], "tokens": [], "embedding": [], "diagnostics": [], "levels": []}
+        c.create_subscription(JointTrajectory, f"{ns}/trimodal/action",  # holds (no points) apart
+                              lambda m: self.got["action" if m.points else "hold"].append(m), 10)
         c.create_subscription(Int32MultiArray, f"{ns}/trimodal/action_tokens", self.got["tokens"].append, 10)
         c.create_subscription(Float32MultiArray, f"{ns}/trimodal/embedding", self.got["embedding"].append, 10)
         c.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
@@ -213,7 +214,7 @@ def test_bad_inputs_are_survived_counted_and_every_frame_accounted_for(bad):
     node, h = bad
     before = settled(node)
     enc = image_to_msg(np.zeros((8, 8, 3), np.uint8))
-    enc.encoding = "yuv422"
+    enc.encoding = "nv21"
     short = image_to_msg(np.zeros((8, 8, 3), np.uint8))
     short.data = bytes(10)  # != height * step
     sends = [(h.instruction, String(data="x" * 100_000)),  # latched: reaches both subscriptions, counts once
@@ -266,13 +267,16 @@ def test_log_lines_of_every_severity_can_follow_each_other(bad):
 def test_stale_joint_state_stops_output_until_fresh(bad):
     node, h = bad
     stale_before = node.ledger.snapshot()["stale_joint_state"]
-    n = len(h.got["action"])
+    h.drive_until(29.5)
+    n, holds = len(h.got["action"]), len(h.got["hold"])
     for k in range(4):  # joint state 1 s older than the frame > max_input_age 0.5 s
         h.step(30.0 + k * 0.1, joint_t=29.0)
         time.sleep(0.15)
     assert wait_for(lambda: node.ledger.snapshot()["stale_joint_state"] > stale_before, timeout=10)
     time.sleep(0.5)
-    assert len(h.got["action"]) == n  # nothing published while stale
+    assert len(h.got["action"]) == n  # no action while stale ...
+    assert len(h.got["hold"]) == holds + 1  # ... but one hold, once, for the controller
+    assert list(h.got["hold"][-1].joint_names) == I.ACTION_NAMES
     h.drive_until(31.0)  # fresh again
     assert len(h.got["action"]) > n
     assert stamp_to_sec(h.got["action"][-1].header.stamp) >= 31.0
@@ -443,7 +447,7 @@ def test_diagnostics_go_stale_without_camera_and_error_when_every_frame_fails(ro
     assert wait_for(h.connected)
     h.instruction.publish(String(data="open the drawer"))
     bad = image_to_msg(np.zeros((8, 8, 3), np.uint8))
-    bad.encoding = "yuv422"
+    bad.encoding = "nv21"
     end = time.monotonic() + 8
     while time.monotonic() < end and not (h.got["levels"] and h.got["levels"][-1][0] == 2):
         h.image.publish(bad)
@@ -511,7 +515,7 @@ def test_a_second_named_camera_is_subscribed_aligned_and_used(ros, tmp_path):
     assert wait_for(lambda: node.ledger.snapshot()["waiting_for_camera"] > before["waiting_for_camera"], timeout=10)
     assert len(h.got["action"]) == 0
     bad = image_to_msg(np.zeros((8, 8, 3), np.uint8))
-    bad.encoding = "yuv422"
+    bad.encoding = "nv21"
     top.publish(bad)
     assert wait_for(lambda: node.ledger.snapshot()["bad_secondary_image"] == before["bad_secondary_image"] + 1)
     rng = np.random.default_rng(0)
@@ -566,3 +570,52 @@ def test_a_repeated_instruction_goes_on_with_the_task(ros):
     assert node.inputs.task()[0] == gen
     h.instruction.publish(String(data="close the window"))
     assert wait_for(lambda: node.instruction() == "close the window") and node.inputs.task()[0] == gen + 1
+
+
+def test_hold_on_stop_pause_and_deactivate_and_the_services(ros):
+    """The controller is told to hold (a trajectory with no points) when the task stops, on ~/pause
+    and ~/stop, and on deactivate; paused frames are answered by nothing and counted."""
+    from std_srvs.srv import SetBool, Trigger
+
+    h = Harness(ros, "/hold")
+    node = ros.vla_node("/hold")
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="push the puck"))
+    assert h.drive_until(1.0)
+    a = h.got["action"][-1]
+    assert all(-1.0 <= x <= 1.0 for p in a.points for x in p.positions)  # the random tokenizer's bounds
+    h.instruction.publish(String(data=""))
+    assert wait_for(lambda: len(h.got["hold"]) == 1)
+    h.instruction.publish(String(data="push the puck"))
+    assert h.drive_until(2.0)
+
+    def call(kind, name, **fields):
+        cli = ros.client.create_client(kind, f"/hold/vla_node/{name}")
+        assert cli.wait_for_service(timeout_sec=5)
+        return cli.call_async(kind.Request(**fields))
+
+    fut = call(SetBool, "pause", data=True)
+    assert wait_for(fut.done) and fut.result().success and wait_for(lambda: len(h.got["hold"]) == 2)
+    n, paused = len(h.got["action"]), node.ledger.snapshot()["paused"]
+    for k in range(3):
+        h.step(3.0 + 0.05 * k)
+        time.sleep(0.1)
+    assert wait_for(lambda: node.ledger.snapshot()["paused"] >= paused + 1) and len(h.got["action"]) == n
+    fut = call(SetBool, "pause", data=False)
+    assert wait_for(fut.done) and h.drive_until(4.0) and node.instruction() == "push the puck"
+    fut = call(Trigger, "stop")
+    assert wait_for(fut.done) and fut.result().success and node.instruction() is None
+    assert wait_for(lambda: len(h.got["hold"]) == 3)
+    h.instruction.publish(String(data="push the puck"))
+    assert h.drive_until(5.0)
+    node.trigger_deactivate()
+    assert wait_for(lambda: len(h.got["hold"]) == 4)
+    assert node.ledger.snapshot()["holds"] == 4
+
+
+def test_diagnostics_keep_coming_under_sim_time_without_a_clock(ros):
+    """use_sim_time with no /clock (a bag that ended): the node's clock stands still, and
+    /diagnostics, which must report the inputs stale, still comes every second."""
+    h = Harness(ros, "/noclock")
+    ros.vla_node("/noclock", use_sim_time=True)
+    assert wait_for(lambda: len(h.got["diagnostics"]) >= 3, timeout=6)

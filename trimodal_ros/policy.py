@@ -235,6 +235,9 @@ class Policy:
         if self.ensembler is not None:  # the command for this step: every stored prediction for it
             actions = actions.copy()
             actions[0] = self.ensembler(actions)
+        # never outside the bounds the checkpoint's tokenizer carries (bin centres and their means are
+        # inside them; the clip makes it a guarantee)
+        actions = np.clip(actions, self.tokenizer.low, self.tokenizer.high).astype(np.float32)
         if self.config.model.action_history:
             self._history.extend(actions[:self.execute])
         self.last_stamp = stamp

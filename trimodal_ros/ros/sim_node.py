@@ -58,7 +58,7 @@ from .params import SIM_PARAMS, declare, follow_updates
 from .throttle import Throttle
 
 COUNTERS = ("refused_actions", "stale_actions", "unmatched_actions", "action_timeouts", "frames", "steps",
-            "episodes", "bad_resets", "dropped_events")
+            "episodes", "bad_resets", "dropped_events", "holds")
 KEEP = 1000           # finished episodes kept in memory (outcomes, traces): a long-running sim stays bounded
 MAX_EVENTS = 10_000   # callbacks → sim thread queue; beyond it events are dropped and counted
 START_TIMEOUT = 300.0  # seconds for the sim thread to build its scene (MuJoCo + renderer)
@@ -292,6 +292,8 @@ class SimNode(Node):
             self._count("frames")
 
     def _on_action(self, msg: JointTrajectory) -> None:
+        if not msg.points and list(msg.joint_names) == list(self.params["action_names"]):
+            return self._count("holds")  # vla_node's hold (no points): the simulated robot is stepped only on actions
         try:
             chunk = chunk_from_trajectory(msg, self.params["action_names"])
         except BadInput as e:

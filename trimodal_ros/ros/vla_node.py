@@ -15,10 +15,12 @@ from __future__ import annotations
 from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Float32MultiArray, Int32MultiArray, String
+from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from .. import interface as I
@@ -54,10 +56,15 @@ class VLANode(LifecycleNode):
             self._active, self._camera, self.inputs, self._policy_task = False, None, Inputs(), -1
             self.cameras = []  # the model's named cameras, primary first (set on configure)
             self._io, self._timer, self.threads, self.joint_lag = [], None, 0, float("nan")
+            self.paused, self._holding, self._send_actions = False, True, False
             self._log = Throttle(self.get_logger(), lambda kind: self.ledger.snapshot().get(kind))
             self.intake = CameraIntake(self.ledger, self._log)
             self._pub_diag = self.create_publisher(DiagnosticArray, I.DIAGNOSTICS_TOPIC, qos_profile(I.RELIABLE))
-            self.create_timer(1.0, self._publish_diagnostics)
+            # on the steady clock: with use_sim_time and no /clock (a bag that ended) the node's clock
+            # stops, exactly when diagnostics must say the inputs went stale
+            self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
+            self.create_service(Trigger, "~/stop", self._on_stop)
+            self.create_service(SetBool, "~/pause", self._on_pause)
             follow_updates(self, VLA_PARAMS, self.params, self._params_changed)
             if self.params["autostart"]:
                 if self.trigger_configure() != SUCCESS:
@@ -87,6 +94,7 @@ class VLANode(LifecycleNode):
             self.get_logger().error(f"cannot configure: {type(e).__name__}: {e}")
             return FAILURE
         self._send_actions = not self.policy.random_weights or p["allow_random_weights"]
+        self._holding = True  # nothing commanded yet: nothing to hold
         if self.policy.random_weights:
             self.get_logger().warning(
                 f"NO CHECKPOINT: random weights. Embeddings and tokens are published for wiring tests "
@@ -103,6 +111,7 @@ class VLANode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._hold("deactivated")  # while the publisher is still active
         self._active = False
         return super().on_deactivate(state)
 
@@ -111,6 +120,7 @@ class VLANode(LifecycleNode):
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._hold("shutting down")
         self._active = False
         self._release()
         return SUCCESS
@@ -189,6 +199,39 @@ class VLANode(LifecycleNode):
         self.ledger.count("instructions")
         if self.inputs.instruct(text):
             self.get_logger().info(f"instruction: {text[:200]!r}" if text else "empty instruction: task stopped")
+            if not text:
+                self._hold("stopped")
+
+    # --- safety: stop, pause, hold ----------------------------------------------------------------
+    def _on_stop(self, request, response):
+        """~/stop (std_srvs/Trigger): the task ends, as an empty instruction does; the robot holds."""
+        self.inputs.instruct("")
+        self._hold("stopped by ~/stop")
+        response.success, response.message = True, "stopped: waiting for a new instruction"
+        return response
+
+    def _on_pause(self, request, response):
+        """~/pause (std_srvs/SetBool): true holds the robot and answers no frame until false; the task
+        and its history stay as they were."""
+        self.paused = bool(request.data)
+        if self.paused:
+            self._hold("paused by ~/pause")
+        response.success, response.message = True, "paused" if self.paused else "resumed"
+        return response
+
+    def _hold(self, why: str) -> None:
+        """Tell the controller to hold: a JointTrajectory with the action names and no points (what
+        ros2_control's joint_trajectory_controller takes as "stop and hold position"). Once per
+        stop of the outputs, not per frame."""
+        pub = getattr(self, "_pub", {}).get("action")
+        if self._holding or pub is None or not self._send_actions:
+            return
+        msg = JointTrajectory(joint_names=list(self.params["action_names"]))
+        msg.header.stamp = self.get_clock().now().to_msg()
+        pub.publish(msg)
+        self._holding = True
+        self.ledger.count("holds")
+        self.get_logger().warning(f"hold published on {I.ACTION_TOPIC}: {why}")
 
     def _on_joints(self, msg: JointState) -> None:
         try:
@@ -228,10 +271,13 @@ class VLANode(LifecycleNode):
             self.get_logger().warning("no instruction for instruction_timeout seconds: task stopped")
         if not self._active:
             return "inactive", None
+        if self.paused:
+            return "paused", None
         views = self.inputs.views_at(self.cameras[1:], frame.stamp / 1e9, p["max_input_age"]) if not wait else {}
         wait = wait or (views if isinstance(views, str) else None)
         if wait:
             self._log(wait, *WAITS[wait])
+            self._hold(WAITS[wait][0])
             return wait, None
         if gen != self._policy_task:  # a new (or restarted) task: fresh history, cached text
             self.policy.reset(text)
@@ -241,6 +287,7 @@ class VLANode(LifecycleNode):
         if self._send_actions:  # the action first: it is what a controller waits for
             self._pub["action"].publish(trajectory_to_msg(step.actions, ns_to_stamp(frame.stamp), p["action_names"],
                                                           p["control_period"]))
+            self._holding = False
         self._pub["tokens"].publish(tokens_to_msg(step.tokens, rnd))
         self._pub["embedding"].publish(embedding_to_msg(step.embedding, rnd))
         self.joint_lag = frame.stamp / 1e9 - joints[0]
@@ -278,6 +325,7 @@ class VLANode(LifecycleNode):
                   "fusion": p["fusion"], "checkpoint": p["checkpoint"] or "(none)", "device": device,
                   "random_weights": str(rnd).lower(), "torch_threads": self.threads, "cameras": " ".join(self.cameras),
                   "instruction": (self.inputs.instruction or "")[:120], "joint_lag_s": f"{self.joint_lag:.4f}",
+                  "paused": str(self.paused).lower(),
                   **self.ledger.values()}
         self._pub_diag.publish(diagnostics_msg(f"{self.get_fully_qualified_name()}: inference", level, message,
                                                values, self.get_clock().now().to_msg(), device))
