@@ -98,7 +98,7 @@ def test_layout_split_and_task_filter(root):
     assert {e.name for e in held.episodes} == {"b"} and {held[i]["layout"] for i in range(len(held))} == {45}
     assert len(BagDataset(r, tasks=["push-v3"], verbose=False)) == 7
     with pytest.raises(ValueError, match="split"):
-        BagDataset(r, split="test")
+        BagDataset(r, split="testing")
 
 
 def test_collate_and_stats(root):

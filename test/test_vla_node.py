@@ -619,3 +619,42 @@ def test_diagnostics_keep_coming_under_sim_time_without_a_clock(ros):
     h = Harness(ros, "/noclock")
     ros.vla_node("/noclock", use_sim_time=True)
     assert wait_for(lambda: len(h.got["diagnostics"]) >= 3, timeout=6)
+
+
+def test_arm_and_gripper_from_separate_publishers_are_joined(ros):
+    """A driver publishing the arm and a gripper driver publishing the fingers on the same topic: the
+    node joins the latest of each (within max_input_age) instead of counting every message
+    missing_joints."""
+    h = Harness(ros, "/split")
+    gripper = ros.client.create_publisher(JointState, "/split/joint_states", qos_profile(I.RELIABLE))
+    node = ros.vla_node("/split")
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="reach the goal"))
+    n = len(h.got["action"])
+    for k in range(40):
+        t = 1.0 + 0.05 * k
+        h.joints.publish(joints_to_msg(JOINTS[:7], np.zeros(7), np.zeros(7), sec_to_stamp(t)))
+        gripper.publish(joints_to_msg(JOINTS[7:], np.zeros(2), np.zeros(2), sec_to_stamp(t)))
+        h.image.publish(image_to_msg(np.zeros((48, 64, 3), np.uint8), sec_to_stamp(t + 0.01)))
+        time.sleep(0.1)
+        if len(h.got["action"]) - n >= 3:
+            break
+    assert len(h.got["action"]) - n >= 3
+    assert node.ledger.snapshot()["missing_joints"] <= 1  # at most the very first arm message, alone
+
+
+def test_receipt_stamps_serve_drivers_that_stamp_zero(ros):
+    """Stamps left zero never pass the age gate against a stamped camera; with input_stamps:=receipt
+    every input is timed on arrival and outputs flow."""
+    h = Harness(ros, "/zero")
+    ros.vla_node("/zero", input_stamps="receipt")
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="reach the goal"))
+    n = len(h.got["action"])
+    for _ in range(40):
+        h.joints.publish(joints_to_msg(JOINTS, np.zeros(9), np.zeros(9)))  # header stamp 0
+        h.image.publish(image_to_msg(np.zeros((48, 64, 3), np.uint8), sec_to_stamp(12345.0)))  # another clock
+        time.sleep(0.1)
+        if len(h.got["action"]) - n >= 3:
+            break
+    assert len(h.got["action"]) - n >= 3

@@ -8,7 +8,7 @@ returning a wrong picture or wrong joints. No rclpy, no torch.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -185,26 +185,38 @@ def joints_from_msg(msg, names: Sequence[str]) -> Tuple[np.ndarray, Optional[np.
     Extra joints the model does not use (a head pan, another arm) are ignored; a missing or
     non-finite joint, or arrays whose length does not match ``name``, make the message bad.
     """
-    n = len(msg.name)
-    position, velocity = np.asarray(msg.position, np.float64), np.asarray(msg.velocity, np.float64)
-    if position.size != n:
-        raise BadInput("bad_joint_state", f"joint_states has {n} names but {position.size} positions")
-    if velocity.size not in (0, n):
-        raise BadInput("bad_joint_state", f"joint_states has {n} names but {velocity.size} velocities")
-    index = {name: i for i, name in enumerate(msg.name)}
-    missing = [j for j in names if j not in index]
+    values = joint_values(msg, names)
+    missing = [j for j in names if j not in values]
     if missing:
         unknown = [j for j in msg.name if j not in set(names)]
         if unknown:
             raise BadInput("unknown_joint_names", f"joint_states names {unknown} are not the expected joints; "
                                                   f"missing {missing} (parameter joint_names)")
         raise BadInput("missing_joints", f"joint_states lacks joints {missing}")
-    idx = [index[j] for j in names]
-    pos = position[idx].astype(np.float32)
-    vel = velocity[idx].astype(np.float32) if velocity.size else None
-    if not np.all(np.isfinite(pos)) or (vel is not None and not np.all(np.isfinite(vel))):
+    pos = np.array([values[j][0] for j in names], np.float32)
+    vel = [values[j][1] for j in names]
+    return pos, (None if vel[0] is None else np.array(vel, np.float32))
+
+
+def joint_values(msg, names: Sequence[str]) -> Dict[str, Tuple[float, Optional[float]]]:
+    """sensor_msgs/JointState → {joint: (position, velocity or None)} for those of ``names`` it holds:
+    one publisher may send the arm and another the gripper (``Inputs.merge_joints`` joins them).
+    Malformed arrays, NaN, or none of ``names`` at all make the message bad."""
+    n = len(msg.name)
+    position, velocity = np.asarray(msg.position, np.float64), np.asarray(msg.velocity, np.float64)
+    if position.size != n:
+        raise BadInput("bad_joint_state", f"joint_states has {n} names but {position.size} positions")
+    if velocity.size not in (0, n):
+        raise BadInput("bad_joint_state", f"joint_states has {n} names but {velocity.size} velocities")
+    wanted = set(names)
+    out = {j: (float(position[i]), float(velocity[i]) if velocity.size else None)
+           for i, j in enumerate(msg.name) if j in wanted}
+    if not out:
+        raise BadInput("unknown_joint_names", f"joint_states names {list(msg.name)[:8]} are none of the expected "
+                                              f"joints {list(names)} (parameter joint_names)")
+    if not all(np.isfinite(p) and (v is None or np.isfinite(v)) for p, v in out.values()):
         raise BadInput("nan_joints", "joint_states has NaN or infinite positions/velocities")
-    return pos, vel
+    return out
 
 
 def instruction_from_msg(text: str, max_chars: int = MAX_INSTRUCTION_CHARS) -> str:

@@ -20,6 +20,7 @@ from ..decode import (  # noqa: F401  (re-exported)
     compressed_image_from_msg,
     image_from_msg,
     instruction_from_msg,
+    joint_values,
     joints_from_msg,
     stamp_ns,
 )

@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Dict, Optional, Tuple
 
+import numpy as np
+
 from ..data.align import MISSING, STALE, select_latest  # the alignment training used
 
 JointSample = Tuple[float, object, object]  # (stamp s, positions, velocities or None)
@@ -22,6 +24,7 @@ class Inputs:
         self._seen: collections.deque = collections.deque(maxlen=64)  # message orders already taken
         self._newest = None  # the order of the newest instruction message taken
         self._joints = _TimeBuffer()  # JointSample items
+        self._parts: Dict[str, tuple] = {}  # joint name → (stamp s, position, velocity or None), the latest
         self._views: Dict[str, _TimeBuffer] = {}  # other cameras: (H, W, 3) frames
 
     # --- the task --------------------------------------------------------------------------------
@@ -79,6 +82,22 @@ class Inputs:
         """Append a joint state stamped ``t`` s, keeping ``keep`` seconds before the newest one."""
         with self._lock:
             self._joints.add(t, (t, positions, velocities), keep)
+
+    def merge_joints(self, t: float, values: dict, names, max_age: float, keep: float) -> Optional[list]:
+        """Joints of one message stamped ``t`` ({name: (position, velocity or None)}) joined with the
+        latest of the others (arm and gripper from separate publishers): when every joint of ``names``
+        has a value no further than ``max_age`` from ``t``, a joint state stamped ``t`` is added and
+        None returned; else the joints still missing."""
+        with self._lock:
+            for j, pv in values.items():
+                self._parts[j] = (t, *pv)
+            missing = [j for j in names if j not in self._parts or abs(t - self._parts[j][0]) > max_age]
+            if missing:
+                return missing
+            pos = np.array([self._parts[j][1] for j in names], np.float32)
+            vel = [self._parts[j][2] for j in names]
+            self._joints.add(t, (t, pos, None if None in vel else np.array(vel, np.float32)), keep)
+            return None
 
     def joints_at(self, t: float, max_age: float):
         """The latest joint state at or before ``t`` (``select_latest``): a JointSample, or

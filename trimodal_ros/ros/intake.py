@@ -38,8 +38,8 @@ def take_waiting(sub):
 
 
 class CameraIntake:
-    def __init__(self, ledger: Ledger, log: Callable[..., None]):
-        self.ledger, self._log = ledger, log
+    def __init__(self, ledger: Ledger, log: Callable[..., None], stamp: Callable[[object], int] = stamp_ns):
+        self.ledger, self._log, self._stamp = ledger, log, stamp  # stamp: a message's time in ns
         self.slot: Optional[Frame] = None  # rate mode: the newest frame waiting for its tick
 
     def decode(self, msg) -> Optional[Frame]:
@@ -50,7 +50,7 @@ class CameraIntake:
         except BadInput as e:
             self.ledger.settle("bad_image")
             return self._log("bad_image", f"skipped bad image: {e}")
-        return Frame(rgb, stamp_ns(msg), time.monotonic())
+        return Frame(rgb, self._stamp(msg), time.monotonic())
 
     def newest(self, msg, sub=None) -> Optional[Frame]:
         """``msg`` decoded, or (with ``sub``) the newest good frame of it and those waiting in ``sub``."""

@@ -114,6 +114,9 @@ VLA_PARAMS: List[Param] = [
     Param("image_qos_depth", 5, "camera subscription queue depth", low=1, high=1000),
     Param("max_input_age", 0.5, "seconds a joint state may lag the camera frame (or a frame may wait, with "
                                 "rate_hz) before output stops", low=1e-3, high=3600.0, live=True),
+    Param("input_stamps", "header", "time of each camera frame and joint state: its header stamp, or receipt (the "
+                                    "node clock on arrival, for drivers that stamp zero or with another clock)",
+          choices=("header", "receipt")),
     Param("rate_hz", 0.0, "inference rate on the newest frame; 0 runs once per camera frame",
           low=0.0, high=1000.0, live=True),
     Param("control_period", 0.0125, "seconds between the points of the published action chunk",

@@ -25,7 +25,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from .. import interface as I
 from . import signals
-from .conversions import (BadInput, diagnostics_msg, embedding_to_msg, instruction_from_msg, joints_from_msg,
+from .conversions import (BadInput, diagnostics_msg, embedding_to_msg, instruction_from_msg, joint_values,
                           ns_to_stamp, qos_profile, stamp_ns, tokens_to_msg, trajectory_to_msg)
 from .inputs import Inputs
 from .intake import CameraIntake, Frame, decode_image, take_waiting
@@ -58,7 +58,7 @@ class VLANode(LifecycleNode):
             self._io, self._timer, self.threads, self.joint_lag = [], None, 0, float("nan")
             self.paused, self._holding, self._send_actions = False, True, False
             self._log = Throttle(self.get_logger(), lambda kind: self.ledger.snapshot().get(kind))
-            self.intake = CameraIntake(self.ledger, self._log)
+            self.intake = CameraIntake(self.ledger, self._log, self._stamp)
             self._pub_diag = self.create_publisher(DiagnosticArray, I.DIAGNOSTICS_TOPIC, qos_profile(I.RELIABLE))
             # on the steady clock: with use_sim_time and no /clock (a bag that ended) the node's clock
             # stops, exactly when diagnostics must say the inputs went stale
@@ -234,13 +234,24 @@ class VLANode(LifecycleNode):
         self.get_logger().warning(f"hold published on {I.ACTION_TOPIC}: {why}")
 
     def _on_joints(self, msg: JointState) -> None:
+        p = self.params
         try:
-            pos, vel = joints_from_msg(msg, self.params["joint_names"])
+            values = joint_values(msg, p["joint_names"])
         except BadInput as e:
             self.ledger.count(e.kind)
             return self._log(e.kind, f"skipped joint_states: {e}")
-        self.inputs.add_joints(stamp_ns(msg) / 1e9, pos, vel, keep=self.params["max_input_age"] + 1.0)
+        missing = self.inputs.merge_joints(self._stamp(msg) / 1e9, values, p["joint_names"], p["max_input_age"],
+                                           keep=p["max_input_age"] + 1.0)
+        if missing:  # nor did another publisher (arm and gripper apart) send them within max_input_age
+            self.ledger.count("missing_joints")
+            return self._log("missing_joints", f"joint_states lacks joints {missing} (and no other joint_states "
+                                               f"message within max_input_age has them)")
         self.ledger.joint_state()
+
+    def _stamp(self, msg) -> int:
+        """An input's time in ns: its header stamp, or with ``input_stamps:=receipt`` the node's clock
+        when it arrived (drivers that leave stamps zero or stamp with another clock)."""
+        return self.get_clock().now().nanoseconds if self.params["input_stamps"] == "receipt" else stamp_ns(msg)
 
     def _on_view(self, camera: str, msg) -> None:
         """A frame of another camera of a multi-camera model: stored until a primary frame uses it."""
@@ -249,7 +260,7 @@ class VLANode(LifecycleNode):
         except BadInput as e:
             self.ledger.count("bad_secondary_image")
             return self._log("bad_secondary_image", f"skipped bad {camera} image: {e}")
-        self.inputs.add_view(camera, stamp_ns(msg) / 1e9, rgb, keep=self.params["max_input_age"] + 1.0)
+        self.inputs.add_view(camera, self._stamp(msg) / 1e9, rgb, keep=self.params["max_input_age"] + 1.0)
 
     # --- inference ---------------------------------------------------------------------------------
     def _run(self, frame: Frame) -> None:
