@@ -488,6 +488,9 @@ def test_checkpoint_for_another_fusion_is_a_clear_error(ros, tmp_path):
                 parameter_overrides=[Parameter("fusion", value="qformer"), Parameter("checkpoint", value=str(path))])
     node = ros.vla_node("/ckpt_ok", fusion="concat_mlp", checkpoint=str(path))
     assert not node.policy.random_weights
+    # no fusion named: the checkpoint's (serving from the checkpoint alone)
+    node = ros.vla_node("/ckpt_alone", checkpoint=str(path))
+    assert node.policy.model_config.fusion == "concat_mlp" and not node.policy.random_weights
 
 
 def test_best_effort_reader_qos_is_what_the_interface_says():

@@ -96,8 +96,8 @@ def check(p: Param, value: Any) -> Tuple[Any, Optional[str]]:
 
 
 VLA_PARAMS: List[Param] = [
-    Param("fusion", DEFAULT_FUSION, "fusion variant of the tri-modal model (must match the checkpoint)",
-          choices=FUSION_NAMES),
+    Param("fusion", "", "fusion variant; empty: the checkpoint's (without one: the config's, else "
+                        f"{DEFAULT_FUSION}); a named one must match the checkpoint", choices=("",) + FUSION_NAMES),
     Param("config", "", "model config YAML or variant name (default: config/<fusion>.yaml)"),
     Param("checkpoint", "", "trained checkpoint (.pt); empty runs random weights, for wiring tests only"),
     Param("allow_random_weights", False, "with no checkpoint, publish actions anyway (wiring tests); by "
