@@ -96,11 +96,12 @@ def load_plan(path: Path = PLAN) -> Plan:
     for p in primary:
         if len(p) != 2 or any(x not in cells for x in p):
             raise ConfigError(f"{path}: primary contrast {list(p)} must be [treatment, reference], both cells")
+    where = f"{path}: test"
     plan = Plan(base=_get(d, "base", str, str(path)), data=_get(d, "data", str, str(path)),
-                tasks=_get(test, "tasks", str, f"{path}: test"), layouts=str(_get(test, "layouts", str, f"{path}: test")),
-                wordings=tuple(_get(test, "wordings", list, f"{path}: test")),
-                max_steps=_get(test, "max_steps", int, f"{path}: test"), size=_get(test, "size", int, f"{path}: test"),
-                wording_seed=_get(test, "wording_seed", int, f"{path}: test"), cells=cells, primary=primary,
+                tasks=_get(test, "tasks", str, where), layouts=_get(test, "layouts", str, where),
+                wordings=tuple(_get(test, "wordings", list, where)), max_steps=_get(test, "max_steps", int, where),
+                size=_get(test, "size", int, where), wording_seed=_get(test, "wording_seed", int, where),
+                cells=cells, primary=primary,
                 alpha=_get(analysis, "alpha", float, f"{path}: analysis"),
                 effect=_get(analysis, "effect", float, f"{path}: analysis"),
                 bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"))

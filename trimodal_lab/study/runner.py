@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from trimodal_ros.io import atomic_write_json
-from trimodal_ros.schema import ConfigError
 
 from .plan import REPO, STUDY, Plan, cell_config, committed, load_plan
 
@@ -37,6 +36,10 @@ class RunRefused(RuntimeError):
     """A run the study's rules do not allow (not in the plan, done already, locked, plan not committed)."""
 
 
+class RunLocked(RunRefused):
+    """A run another live process is doing."""
+
+
 class _Lock:
     """``work/lock`` made with O_EXCL; one left by a dead process of this host is taken over."""
 
@@ -54,7 +57,7 @@ class _Lock:
             except FileExistsError:
                 host, _, pid = self.path.read_text().partition(" ")
                 if host != socket.gethostname() or _alive(int(pid or 0)):
-                    raise RunRefused(f"{self.path.parent.name} is being run by {host} pid {pid}") from None
+                    raise RunLocked(f"{self.path.parent.name} is being run by {host} pid {pid}") from None
                 self.path.unlink()  # left by a process that died
         raise RunRefused(f"cannot lock {self.path}")
 
@@ -175,10 +178,9 @@ def next_run(device: str = "auto", progress: bool = True) -> Optional[Path]:
     for cell, seed in missing(plan):
         try:
             return run(cell, seed, plan, device, progress)
-        except RunRefused as e:
-            if "being run" not in str(e):
-                raise
+        except RunLocked:
+            continue
     return None
 
 
-__all__ = ["run", "next_run", "missing", "result_path", "RunRefused", "ConfigError"]
+__all__ = ["run", "next_run", "missing", "result_path", "RunRefused", "RunLocked"]
