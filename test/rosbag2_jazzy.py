@@ -31,7 +31,8 @@ RIHS01 = re.compile(r"^RIHS01_[0-9a-f]{64}$")
 
 
 def _uint(value, what: str) -> int:
-    assert isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"{what} must be an unsigned int: {value!r}"
+    assert isinstance(value, int) and not isinstance(value, bool) and value >= 0, \
+        f"{what} must be an unsigned int: {value!r}"
     return value
 
 
@@ -90,7 +91,8 @@ def check_metadata(bag) -> dict:
     assert sum(t["message_count"] for t in topics) == total, "message_count is the sum over topics"
 
     assert info["compression_mode"] in ("", "file", "message") and isinstance(info["compression_format"], str)
-    assert (info["compression_mode"] == "") == (info["compression_format"] == ""), "compression mode and format go together"
+    assert (info["compression_mode"] == "") == (info["compression_format"] == ""), \
+        "compression mode and format go together"
     paths = info["relative_file_paths"]
     assert isinstance(paths, list) and paths and all(isinstance(p, str) for p in paths)
     for p in paths:
@@ -104,7 +106,8 @@ def check_metadata(bag) -> dict:
         assert start <= f_start and f_start + f_dur <= start + duration, "a file lies inside the bag's time span"
     assert sum(_uint(f["message_count"], "files[].message_count") for f in files) == total
     cd = info["custom_data"]
-    assert cd is None or (isinstance(cd, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in cd.items())), \
+    assert cd is None or (isinstance(cd, dict)
+                          and all(isinstance(k, str) and isinstance(v, str) for k, v in cd.items())), \
         "custom_data is a map of strings (or ~)"
     assert info["ros_distro"] == "jazzy"
     return info

@@ -94,16 +94,17 @@ def test_single_seed_screening_is_reported_as_such():
     b = BUDGETS["small"]
     assert b.seeds == 1 and b.confirm_seeds >= 2
 
-    def run(f, l, s):
+    def run(f, loss, s):
         held = [["reach-v3", 40 + k, bool(rng.random() < 0.3)] for k in range(6)]
-        return {"fusion": f, "loss": l, "seed": s, "heldout": held, "val": [["reach-v3", 35, True]],
-                "token_accuracy": 0.4 + 0.01 * s, "action_mae": 0.5, "retrieval_r1": 0.5, "language_reliance": 0.05 + 0.01 * s,
+        return {"fusion": f, "loss": loss, "seed": s, "heldout": held, "val": [["reach-v3", 35, True]],
+                "token_accuracy": 0.4 + 0.01 * s, "action_mae": 0.5, "retrieval_r1": 0.5,
+                "language_reliance": 0.05 + 0.01 * s,
                 "empty_instruction_drop": 0.0, "wording_robustness": 0.0, "grad_conflict": float("nan"),
                 "grad_conflict_null": float("nan"),
                 "baselines": {"most_common_token": 0.3, "most_common_token_per_task": 0.4, "mean_action_mae": 0.5,
                               "mean_action_mae_per_task": 0.4}}
 
-    runs = [run(f, l, 0) for f in fusions for l in losses] + [run("qformer", "none", s) for s in (1, 2)]
+    runs = [run(f, loss, 0) for f in fusions for loss in losses] + [run("qformer", "none", s) for s in (1, 2)]
     res = analyse(runs, fusions, losses, b)
     assert res["anova"] is None and res["cells"]["qformer/none"]["seeds"] == 3
     res.update(budget="small", budget_spec=dataclasses.asdict(b), top_cells_by_validation=["qformer/none"],

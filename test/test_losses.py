@@ -23,9 +23,9 @@ def test_clip_loss_lecture_example_by_hand():
     img, txt = _lecture_embeddings()
     tau = 0.07
     n = lambda v: [x / math.hypot(*v) for x in v]  # noqa: E731
-    I = [n(v) for v in img.tolist()]
+    img_u = [n(v) for v in img.tolist()]
     T = [n(v) for v in txt.tolist()]
-    s = [[sum(a * b for a, b in zip(I[i], T[j])) / tau for j in range(2)] for i in range(2)]
+    s = [[sum(a * b for a, b in zip(img_u[i], T[j])) / tau for j in range(2)] for i in range(2)]
     row = [-(s[i][i] - math.log(sum(math.exp(x) for x in s[i]))) for i in range(2)]
     col = [-(s[j][j] - math.log(sum(math.exp(s[i][j]) for i in range(2)))) for j in range(2)]
     expected = (sum(row) + sum(col)) / 4  # 1/(2N) Σ over both directions
@@ -87,7 +87,8 @@ def test_joint_infonce_is_stable_at_tiny_temperature_and_permutation_invariant()
     v = joint_infonce(embs, 1e-3)
     assert torch.isfinite(v)
     perm = torch.randperm(8, generator=g)
-    assert joint_infonce([e[perm] for e in embs], 0.1).item() == pytest.approx(joint_infonce(embs, 0.1).item(), rel=1e-5)
+    assert joint_infonce([e[perm] for e in embs], 0.1).item() == pytest.approx(joint_infonce(embs, 0.1).item(),
+                                                                               rel=1e-5)
     # modality order does not matter either
     assert joint_infonce(embs[::-1], 0.1).item() == pytest.approx(joint_infonce(embs, 0.1).item(), rel=1e-5)
     # perfect tri-modal agreement: each row's positives dominate

@@ -126,7 +126,7 @@ def test_after_success_records_the_expert_holding_the_goal(tmp_path):
         runs[n] = (json.loads((r.path / "episode.json").read_text()),
                    np.stack([joints_from_msg(m, SIM_STATE_NAMES)[0] for m in bag.messages[mw.TOPIC_STATE]]),
                    np.stack([joints_from_msg(m, ACTION_NAMES)[0] for m in bag.messages[mw.TOPIC_ACTION]]))
-    (m0, s0, a0), (m6, s6, a6) = runs[0], runs[6]
+    (m0, _, a0), (m6, s6, a6) = runs[0], runs[6]
     assert m0["success"] and m6["success"] and m0["first_success_step"] == m6["first_success_step"]
     assert (m0["after_success"], m6["after_success"]) == (0, 6)
     assert m0["length"] == m0["first_success_step"] + 1 and m6["length"] == m0["length"] + 6

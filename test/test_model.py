@@ -43,7 +43,8 @@ def test_every_fusion_shapes_and_gradients(fusion):
     assert out.logits.shape == (B, cfg.chunk, cfg.action_dim, cfg.bins)
     assert out.tokens().shape == (B, cfg.chunk, cfg.action_dim)
     objective(model, out).backward()
-    missing = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
+    missing = [n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)]
     assert not missing, f"{fusion}: no gradient reaches {missing}"
 
 

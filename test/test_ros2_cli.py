@@ -599,7 +599,8 @@ def test_parameters_from_the_command_line(ws, ros, bag):
     serves_tokens(ros, bag, ns, PARAMETERS)
 
     r = param(ros, ns, "describe", "rate_hz", "fusion")
-    assert r.returncode == 0 and "Parameter name: rate_hz" in r.stdout and "Parameter name: fusion" in r.stdout, r.output
+    assert (r.returncode == 0 and "Parameter name: rate_hz" in r.stdout
+            and "Parameter name: fusion" in r.stdout), r.output
     r = param(ros, ns, "describe", *(p.name for p in VLA_PARAMS))
     blocks = {b.split("\n", 1)[0].strip(): b for b in r.stdout.split("Parameter name: ")[1:]}
     assert list(blocks) == [p.name for p in VLA_PARAMS], r.output
@@ -683,7 +684,8 @@ def test_fusion_variant_serves_tokens(ws, ros, bag, fusion, request):
     r = ros.run_until("ros2", "node", "list", ok=lambda r: f"/{ns}/vla_node" in r.stdout.split())
     assert f"/{ns}/vla_node" in r.stdout.split(), r.output
     r = ros.run_until("ros2", "topic", "list", "-t", ok=lambda r: f"/{ns}/trimodal/action_tokens" in r.stdout)
-    for topic in (I.TOKENS_TOPIC, I.EMBEDDING_TOPIC, I.ACTION_TOPIC, I.IMAGE_TOPIC, I.JOINTS_TOPIC, I.INSTRUCTION_TOPIC):
+    for topic in (I.TOKENS_TOPIC, I.EMBEDDING_TOPIC, I.ACTION_TOPIC, I.IMAGE_TOPIC, I.JOINTS_TOPIC,
+                  I.INSTRUCTION_TOPIC):
         assert f"{I.absolute(topic, ns)} [{I.MSG_TYPES[topic]}]" in r.stdout, (topic, r.output)
     serves_tokens(ros, bag, ns, fusion, random_weights=ckpt is None, player=CliPlayer)
     if ckpt:
@@ -722,7 +724,8 @@ def test_readme_commands_are_the_ones_tested():
     assert len(commands) >= 15
     ran = [" ".join(c) for c in RAN]
     missing = [" ".join(c) for c in commands if " ".join(c) not in ran]
-    assert not missing, "README commands no test runs:\n" + "\n".join(missing) + "\n\nran:\n" + "\n".join(sorted(set(ran)))
+    assert not missing, ("README commands no test runs:\n" + "\n".join(missing)
+                         + "\n\nran:\n" + "\n".join(sorted(set(ran))))
 
 
 _NO_TORCH = """

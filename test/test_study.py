@@ -118,7 +118,8 @@ def test_a_run_writes_one_result_file_resumes_and_is_not_repeated(study, tmp_pat
     # an interrupted test rollout resumes: the finished (wording, task) blocks are not rolled out again
     work = S.WORK / "random_weights_s6"
     work.mkdir(parents=True)
-    kept = [{"task": "reach-v3", "layout": x, "wording": "train", "split": "test", "success": True} for x in (1000, 1001)]
+    kept = [{"task": "reach-v3", "layout": x, "wording": "train", "split": "test", "success": True}
+            for x in (1000, 1001)]
     (work / "test_progress.json").write_text(json.dumps({"checkpoint_sha256": "", "done": {"train/reach-v3": kept}}))
     calls = []
     import trimodal_ros.sim.rollout as ro

@@ -402,7 +402,8 @@ def test_parameters_validate_and_take_effect(ros):
     assert [x.name for x in d] == ["rate_hz", "fusion", "seed"] and d[1].read_only and not d[0].read_only
     assert "inference rate" in d[0].description and d[0].floating_point_range[0].to_value == 1000.0
     with pytest.raises(ValueError, match="rate_hz"):
-        VLANode(namespace="/params_bad", context=ros.context, parameter_overrides=[Parameter("rate_hz", value=float("inf"))])
+        VLANode(namespace="/params_bad", context=ros.context,
+                parameter_overrides=[Parameter("rate_hz", value=float("inf"))])
     # `ros2 run trimodal_ros vla_node --ros-args -p max_input_age:=1` (an integer override) starts, as a double
     node = ros.vla_node("/params_int", max_input_age=1)
     assert node.get_parameter("max_input_age").type_ == Parameter.Type.DOUBLE and node.params["max_input_age"] == 1.0

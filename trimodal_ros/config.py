@@ -1,6 +1,7 @@
 """Run configs: one YAML file per variant in ``config/`` with a ``model:``, a ``train:`` and an
 optional ``inference:`` section, loaded into ``Config`` (``model.configuration.ModelConfig``,
-``train.configuration.TrainConfig``, ``InferenceConfig``) and checked on load. A wrong key or value raises ``ConfigError`` naming the key and the file.
+``train.configuration.TrainConfig``, ``InferenceConfig``) and checked on load. A wrong key or value raises
+``ConfigError`` naming the key and the file.
 """
 
 from __future__ import annotations

@@ -107,8 +107,8 @@ def run(args) -> int:
 
     def show(step, live, expert):
         if step % args.every == 0:
-            e, l = expert[0].tolist(), live[0].tolist()
-            print(f"{step:5d}  {str(e):<28} {str(l):<28} {sum(a == b for a, b in zip(e, l))}/4", flush=True)
+            e, lv = expert[0].tolist(), live[0].tolist()
+            print(f"{step:5d}  {str(e):<28} {str(lv):<28} {sum(a == b for a, b in zip(e, lv))}/4", flush=True)
         shown.append(step)
 
     live = live_evaluate(ckpt, bag, rate=args.rate, device=args.device if args.device != "auto" else "cpu",

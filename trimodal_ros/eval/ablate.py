@@ -154,7 +154,8 @@ class Grid:
                  "retrieval_r1": rep["retrieval"]["mean"]["R@1"], "baselines": rep["baselines"],
                  "language_reliance": rep["language"]["reliance"]["recorded - other_task"]["delta"],
                  "empty_instruction_drop": rep["language"]["reliance"]["recorded - empty"]["delta"],
-                 "wording_robustness": rep["language"]["wording_robustness"]["heldout_paraphrase - train_paraphrase"]["delta"],
+                 "wording_robustness":
+                     rep["language"]["wording_robustness"]["heldout_paraphrase - train_paraphrase"]["delta"],
                  "grad_conflict": conflict, "grad_conflict_null": null,
                  "val": _closed_loop(policy, _plan(self.tasks, "val", self.b.val_episodes), b.max_steps, self.size,
                                      self.camera),
@@ -181,7 +182,8 @@ def _aligned(a: Dict[int, dict], b: Dict[int, dict]) -> Tuple[Dict[int, np.ndarr
     """The two cells' outcomes on their common seeds and common episodes, in one order."""
     seeds = sorted(set(a) & set(b))
     keys = sorted(set.intersection(*[set(a[s]) & set(b[s]) for s in seeds])) if seeds else []
-    return ({s: np.array([a[s][k] for k in keys]) for s in seeds}, {s: np.array([b[s][k] for k in keys]) for s in seeds})
+    return ({s: np.array([a[s][k] for k in keys]) for s in seeds},
+            {s: np.array([b[s][k] for k in keys]) for s in seeds})
 
 
 def analyse(runs: List[dict], fusions: List[str], losses: List[str], budget: Budget) -> dict:
@@ -189,8 +191,8 @@ def analyse(runs: List[dict], fusions: List[str], losses: List[str], budget: Bud
     from .metrics import mean_ci95, wilson_interval
 
     cells: Dict[str, dict] = {}
-    for f, l in itertools.product(fusions, losses):
-        rs = [r for r in runs if r["fusion"] == f and r["loss"] == l and not r.get("tag")]
+    for f, loss in itertools.product(fusions, losses):
+        rs = [r for r in runs if r["fusion"] == f and r["loss"] == loss and not r.get("tag")]
         if not rs:
             continue
         outcomes = [ok for r in rs for _, _, ok in r["heldout"]]
@@ -199,8 +201,8 @@ def analyse(runs: List[dict], fusions: List[str], losses: List[str], budget: Bud
         equal = len({len(v) for v in per_seed.values()}) == 1 and n
         boot = runs_bootstrap(per_seed) if equal else np.array([k / max(n, 1)])
         val = [ok for r in rs for _, _, ok in r["val"]]
-        cells[f"{f}/{l}"] = {
-            "fusion": f, "loss": l, "seeds": len(rs), "episodes": n, "successes": k,
+        cells[f"{f}/{loss}"] = {
+            "fusion": f, "loss": loss, "seeds": len(rs), "episodes": n, "successes": k,
             "success": k / n if n else float("nan"), "wilson95": list(wilson_interval(k, n)),
             "bootstrap95": [float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975))],
             "val_success": float(np.mean(val)) if val else float("nan"),
@@ -211,14 +213,14 @@ def analyse(runs: List[dict], fusions: List[str], losses: List[str], budget: Bud
         }
     contrasts = []
     ref = REFERENCE_FUSION if REFERENCE_FUSION in fusions else fusions[0]
-    for l in losses:
+    for loss in losses:
         for f in fusions:
-            if f != ref and f"{f}/{l}" in cells and f"{ref}/{l}" in cells:
-                contrasts.append((f"{f} − {ref} | loss {l}", f, l, ref, l))
+            if f != ref and f"{f}/{loss}" in cells and f"{ref}/{loss}" in cells:
+                contrasts.append((f"{f} − {ref} | loss {loss}", f, loss, ref, loss))
     for f in fusions:
-        for l in losses:
-            if l != "none" and f"{f}/{l}" in cells and f"{f}/none" in cells:
-                contrasts.append((f"{l} − none | fusion {f}", f, l, f, "none"))
+        for loss in losses:
+            if loss != "none" and f"{f}/{loss}" in cells and f"{f}/none" in cells:
+                contrasts.append((f"{loss} − none | fusion {f}", f, loss, f, "none"))
     table = []
     for name, fa, la, fb, lb in contrasts:
         a = _success([r for r in runs if r["fusion"] == fa and r["loss"] == la and not r.get("tag")])
@@ -231,7 +233,8 @@ def analyse(runs: List[dict], fusions: List[str], losses: List[str], budget: Bud
     if len(fusions) > 1 and len(losses) > 1 and min(len(v) for v in runs_per_cell.values()) >= 2:
         anova = two_way_anova(runs_per_cell)
     cl = [c["success"] for c in cells.values()]
-    corr = {m: spearman([c[m][0] for c in cells.values()], cl) for m in ("token_accuracy", "action_mae", "retrieval_r1")}
+    corr = {m: spearman([c[m][0] for c in cells.values()], cl)
+            for m in ("token_accuracy", "action_mae", "retrieval_r1")}
     n_tasks = _n_tasks(runs)
     base = float(np.mean(cl)) if cl else 0.5
     k = max(1, len(table))
@@ -264,30 +267,30 @@ def run_grid(data: str, out: str, budget: str = "small", fusions: Optional[List[
     earlier = json.loads(previous.read_text()).get("seconds", 0.0) if previous.exists() else 0.0
     g = Grid(data, out, b, config, device, tasks)
     stage_a = list(itertools.product(fusions, losses, range(b.seeds)))
-    runs = [g.run(f, l, s, b.screen_episodes) for f, l, s in tqdm(stage_a, desc="ablate A", dynamic_ncols=True)]
-    val = {(f, l): np.mean([ok for r in runs if (r["fusion"], r["loss"]) == (f, l) for _, _, ok in r["val"]])
-           for f, l in itertools.product(fusions, losses)}
+    runs = [g.run(f, loss, s, b.screen_episodes) for f, loss, s in tqdm(stage_a, desc="ablate A", dynamic_ncols=True)]
+    val = {(f, loss): np.mean([ok for r in runs if (r["fusion"], r["loss"]) == (f, loss) for _, _, ok in r["val"]])
+           for f, loss in itertools.product(fusions, losses)}
     top = sorted(val, key=lambda c: (-val[c], c))[:b.top]
-    stage_b = [(f, l, s) for f, l in top for s in range(b.confirm_seeds)]
+    stage_b = [(f, loss, s) for f, loss in top for s in range(b.confirm_seeds)]
     done = {(r["fusion"], r["loss"], r["seed"]): r for r in runs}
-    for f, l, s in tqdm(stage_b, desc="ablate B", dynamic_ncols=True):
-        done[(f, l, s)] = g.run(f, l, s, b.confirm_episodes)
+    for f, loss, s in tqdm(stage_b, desc="ablate B", dynamic_ncols=True):
+        done[(f, loss, s)] = g.run(f, loss, s, b.confirm_episodes)
     runs = list(done.values())
     checks = []
     if confounds:  # is "alignment hurts" a budget or a weighting effect? (statistics issue #15)
         ref = REFERENCE_FUSION if REFERENCE_FUSION in fusions else fusions[0]
         for tag, over in (("_x4", {"steps": 4 * b.steps}), ("_w01", {"contrastive_weight": 0.1})):
-            for l in ("pairwise", "none"):
-                if tag == "_w01" and l == "none":
+            for loss in ("pairwise", "none"):
+                if tag == "_w01" and loss == "none":
                     continue  # a weight on no contrastive term changes nothing: the 1x none runs serve
                 for s in range(b.seeds):
-                    checks.append(g.run(ref, l, s, b.screen_episodes, tag=tag, **dict(over)))
+                    checks.append(g.run(ref, loss, s, b.screen_episodes, tag=tag, **dict(over)))
     expert = expert_success(g.tasks, max(b.confirm_episodes, b.screen_episodes), split="heldout",
                             max_steps=b.max_steps)
     result = analyse(runs, fusions, losses, b)
     result["confounds"] = _confound_table(runs + checks) if checks else []
     result.update({"budget": budget, "budget_spec": dataclasses.asdict(b), "config": config, "data": str(data),
-                   "tasks": g.tasks, "top_cells_by_validation": [f"{f}/{l}" for f, l in top],
+                   "tasks": g.tasks, "top_cells_by_validation": [f"{f}/{loss}" for f, loss in top],
                    "expert_success": expert["overall"]["success_rate"], "train_samples": len(g.train_ds),
                    "heldout_samples": len(g.held_ds), "runs": runs + checks,
                    "seconds": earlier + time.perf_counter() - t_start if g.trained or not earlier else earlier})
@@ -301,14 +304,15 @@ def run_grid(data: str, out: str, budget: str = "small", fusions: Optional[List[
 def _confound_table(runs: List[dict]) -> List[dict]:
     """pairwise − none of the reference fusion at 1× steps, 4× steps, and contrastive_weight 0.1."""
     ref = next((r["fusion"] for r in runs if r.get("tag")), REFERENCE_FUSION)
-    pick = lambda l, tag: _success([r for r in runs if r["fusion"] == ref and r["loss"] == l  # noqa: E731
+    pick = lambda loss, tag: _success([r for r in runs if r["fusion"] == ref and r["loss"] == loss  # noqa: E731
                                     and r.get("tag", "") == tag])
     rows = []
-    for label, tag_p, tag_n in (("1x steps", "", ""), ("4x steps", "_x4", "_x4"), ("contrastive_weight 0.1", "_w01", "")):
+    for label, tag_p, tag_n in (("1x steps", "", ""), ("4x steps", "_x4", "_x4"),
+                                ("contrastive_weight 0.1", "_w01", "")):
         a, b = pick("pairwise", tag_p), pick("none", tag_n)
         if a and b:
-            acc = lambda l, tag: float(np.mean([r["token_accuracy"] for r in runs if r["fusion"] == ref  # noqa: E731
-                                                and r["loss"] == l and r.get("tag", "") == tag]))
+            acc = lambda loss, tag: float(np.mean([r["token_accuracy"] for r in runs if r["fusion"] == ref  # noqa: E731
+                                                and r["loss"] == loss and r.get("tag", "") == tag]))
             rows.append({"setting": label, **paired_runs_delta(*_aligned(a, b)),
                          "token_accuracy_delta": acc("pairwise", tag_p) - acc("none", tag_n)})
     return rows
@@ -354,19 +358,23 @@ def verdict(result: dict) -> List[str]:
                      "seed variation (the confirmed cells' 3 seeds show how much that adds).")
     rc = result["rank_correlation_with_success"]["token_accuracy"]
     lines.append(f"- Offline token accuracy vs closed-loop success across cells: Spearman ρ={rc['rho']:+.2f} "
-                 f"(p={rc['p']:.3f}, {rc['n']} cells)" + (": it ranks the cells as success does." if rc["p"] < 0.05
-                                                          and rc["rho"] > 0 else ": it does not rank closed-loop success."))
+                 f"(p={rc['p']:.3f}, {rc['n']} cells)"
+                 + (": it ranks the cells as success does." if rc["p"] < 0.05 and rc["rho"] > 0
+                    else ": it does not rank closed-loop success."))
     rel = {k: c["language_reliance"] for k, c in cells.items()}
     seeded = [k for k in rel if cells[k]["seeds"] >= 2]  # a seed interval needs two seeds
     reads = [k for k in seeded if rel[k][0] - rel[k][1] > 0]
     lines.append(f"- Language reliance (token accuracy with the recorded instruction minus with another task's, "
-                 f"same frames): range {min(m for m, _ in rel.values()):+.3f} to {max(m for m, _ in rel.values()):+.3f}; "
+                 f"same frames): range {min(m for m, _ in rel.values()):+.3f} to "
+                 f"{max(m for m, _ in rel.values()):+.3f}; "
                  f"{len([k for k in rel if rel[k][0] > 0])}/{len(rel)} cells above 0"
                  + (f", {len(reads)}/{len(seeded)} cells with ≥ 2 seeds above 0 by their seed interval." if seeded
                     else " (one seed each: no interval)."))
-    gc = [(c["grad_conflict"][0], c["grad_conflict_null"][0]) for c in cells.values() if not math.isnan(c["grad_conflict"][0])]
+    gc = [(c["grad_conflict"][0], c["grad_conflict_null"][0]) for c in cells.values()
+          if not math.isnan(c["grad_conflict"][0])]
     if gc:
-        lines.append(f"- Gradient conflict cos(∇action, ∇contrastive) over shared parameters: {np.mean([a for a, _ in gc]):+.3f} "
+        lines.append(f"- Gradient conflict cos(∇action, ∇contrastive) over shared parameters: "
+                     f"{np.mean([a for a, _ in gc]):+.3f} "
                      f"on average, against {np.nanmean([b for _, b in gc]):+.3f} between two halves of a batch of the "
                      f"action loss alone (the null).")
     for c in result.get("confounds", []):
@@ -378,8 +386,8 @@ def verdict(result: dict) -> List[str]:
 CAVEATS = [
     "- The third modality the contrastive losses align is **proprioception** (joint positions and velocities; "
     "`action_history` is 0 in these configs), not actions: \"image–action–text\" here means image–proprio–text.",
-    "- `clip` is an image–text-only loss on towers **trained from scratch**, not the EF-VLA baseline (which relies on a "
-    "frozen, pretrained CLIP).",
+    "- `clip` is an image–text-only loss on towers **trained from scratch**, not the EF-VLA baseline "
+    "(which relies on a frozen, pretrained CLIP).",
     "- Task-level retrieval on MT10 is close to 10-way scene classification: each task has its own scene.",
     "- Small budget: tiny towers trained from scratch for a few hundred steps on 2 CPU cores; the answer at a real "
     "budget (`--budget full`, pretrained towers) may differ.",
@@ -390,15 +398,18 @@ def report_md(result: dict) -> str:
     b = result["budget_spec"]
     cells = result["cells"]
     lines = ["# Ablation: fusion × contrastive loss, scored by closed-loop success", "",
-             f"budget `{result['budget']}`: {b['steps']} steps × batch {b['batch']}; stage A {b['seeds']} seeds per cell, "
-             f"{b['val_episodes']} validation + {b['screen_episodes']} held-out episodes per task and run; stage B: the "
+             f"budget `{result['budget']}`: {b['steps']} steps × batch {b['batch']}; "
+             f"stage A {b['seeds']} seeds per cell, "
+             f"{b['val_episodes']} validation + {b['screen_episodes']} held-out episodes per task and run; "
+             f"stage B: the "
              f"{b['top']} best cells on the validation layouts ({', '.join(result['top_cells_by_validation'])}) with "
              f"{b['confirm_seeds']} seeds and {b['confirm_episodes']} held-out episodes per task. Tasks: "
              f"{', '.join(result['tasks'])}. {result['train_samples']} train samples, {result['heldout_samples']} "
-             f"held-out frames. Took {result['seconds'] / 60:.1f} min of wall time (resumed invocations added up).", "", "## Verdict", "", *verdict(result),
+             f"held-out frames. Took {result['seconds'] / 60:.1f} min of wall time (resumed invocations added up).",
+             "", "## Verdict", "", *verdict(result),
              "", "## Cells", "",
-             "| fusion / loss | seeds | episodes | **success** | Wilson 95% | bootstrap 95% | val success | token acc | "
-             "MAE | language reliance | grad conflict (null) |",
+             "| fusion / loss | seeds | episodes | **success** | Wilson 95% | bootstrap 95% | val success | "
+             "token acc | MAE | language reliance | grad conflict (null) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for k, c in sorted(cells.items(), key=lambda kv: -kv[1]["success"]):
         pm = (lambda h: f" ± {h:.3f}") if c["seeds"] > 1 else (lambda h: "")  # no seed interval from one seed
@@ -410,12 +421,14 @@ def report_md(result: dict) -> str:
     base = next(iter(result["runs"]))["baselines"] if result["runs"] else {}
     if base:
         lines += ["", f"Baselines on the same held-out frames: most common token {base['most_common_token']:.3f} "
-                      f"(per task {base['most_common_token_per_task']:.3f}); mean action MAE {base['mean_action_mae']:.3f} "
+                      f"(per task {base['most_common_token_per_task']:.3f}); "
+                      f"mean action MAE {base['mean_action_mae']:.3f} "
                       f"(per task {base['mean_action_mae_per_task']:.3f})."]
     lines += ["", "## Paired contrasts (same layouts, same seeds; Holm over the family)", "",
               "| contrast | seeds | episodes | Δ success | 95% CI | p | p (Holm) |", "|---|---|---|---|---|---|---|"]
     for c in result["contrasts"]:
-        lines.append(f"| {c['contrast'].replace(' | ', ', ')} | {c['pairs']} | {c.get('episodes', 0)} | {c['delta']:+.3f} | "
+        lines.append(f"| {c['contrast'].replace(' | ', ', ')} | {c['pairs']} | {c.get('episodes', 0)} | "
+                     f"{c['delta']:+.3f} | "
                      f"[{c['lo']:+.3f}, {c['hi']:+.3f}] | {c['p']:.3f} | {c['p_holm']:.3f} |")
     if result["anova"]:
         a = result["anova"]
@@ -444,19 +457,19 @@ def plot(result: dict, out: Path) -> None:
 
     cells = result["cells"]
     fusions = sorted({c["fusion"] for c in cells.values()})
-    losses = [l for l in LOSSES if any(c["loss"] == l for c in cells.values())]
+    losses = [loss for loss in LOSSES if any(c["loss"] == loss for c in cells.values())]
     fig, ax = plt.subplots(figsize=(11, 4))
     w = 0.8 / max(1, len(losses))
-    for i, l in enumerate(losses):
+    for i, loss in enumerate(losses):
         xs, ys, err = [], [], [[], []]
         for j, f in enumerate(fusions):
-            c = cells.get(f"{f}/{l}")
+            c = cells.get(f"{f}/{loss}")
             if c:
                 xs.append(j + (i - (len(losses) - 1) / 2) * w)
                 ys.append(c["success"])
                 err[0].append(c["success"] - c["wilson95"][0])
                 err[1].append(c["wilson95"][1] - c["success"])
-        ax.bar(xs, ys, w, yerr=err, capsize=2, label=l)
+        ax.bar(xs, ys, w, yerr=err, capsize=2, label=loss)
     ax.axhline(result["expert_success"], color="k", ls=":", lw=1, label="scripted expert")
     ax.set_xticks(range(len(fusions)), fusions)
     ax.set_ylim(0, 1)
@@ -475,10 +488,10 @@ def plot(result: dict, out: Path) -> None:
     axes[0].set_xlabel("offline token accuracy (held-out frames)")
     axes[0].set_ylabel("closed-loop success")
     axes[0].set_title(f"Offline vs closed loop (Spearman ρ={rho['rho']:+.2f}, p={rho['p']:.2f})")
-    for i, l in enumerate(losses):
-        xs = [j + (i - (len(losses) - 1) / 2) * w for j, f in enumerate(fusions) if f"{f}/{l}" in cells]
-        ys = [cells[f"{f}/{l}"]["language_reliance"] for f in fusions if f"{f}/{l}" in cells]
-        axes[1].bar(xs, [m for m, _ in ys], w, yerr=[h for _, h in ys], capsize=2, label=l)
+    for i, loss in enumerate(losses):
+        xs = [j + (i - (len(losses) - 1) / 2) * w for j, f in enumerate(fusions) if f"{f}/{loss}" in cells]
+        ys = [cells[f"{f}/{loss}"]["language_reliance"] for f in fusions if f"{f}/{loss}" in cells]
+        axes[1].bar(xs, [m for m, _ in ys], w, yerr=[h for _, h in ys], capsize=2, label=loss)
     axes[1].axhline(0, color="k", lw=0.5)
     axes[1].set_xticks(range(len(fusions)), fusions, rotation=15)
     axes[1].set_ylabel("token acc: own − other task's instruction")

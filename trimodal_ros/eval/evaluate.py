@@ -181,7 +181,8 @@ def markdown(report: Dict[str, object], title: str) -> str:
     r = report
     lines = [f"# {title}", "", f"- samples: {r['samples']} (retrieval on {r['retrieval_samples']})",
              f"- action-token accuracy: {r['token_accuracy']:.3f} {_fmt_ci(r['token_accuracy_ci95'])} (first step "
-             f"{r['token_accuracy_first_step']:.3f}); per dim {', '.join(f'{x:.3f}' for x in r['token_accuracy_per_dim'])}",
+             f"{r['token_accuracy_first_step']:.3f}); "
+             f"per dim {', '.join(f'{x:.3f}' for x in r['token_accuracy_per_dim'])}",
              f"- action MAE after decoding: {r['action_mae']:.4f} {_fmt_ci(r['action_mae_ci95'], 4)} (first step "
              f"{r['action_mae_first_step']:.4f})",
              f"- intervals: 95%, resampling the {r['episodes']} episodes (frames of an episode are not independent)",
@@ -194,7 +195,8 @@ def markdown(report: Dict[str, object], title: str) -> str:
     lines.append(f"| chance | {c['R@1']:.3f} | {c['R@5']:.3f} | {c['R@10']:.3f} | |")
     if r.get("baselines"):
         b = r["baselines"]
-        lines.insert(5, f"- baselines (from the training frames): most common token {b['most_common_token']:.3f}, per task "
+        lines.insert(5, f"- baselines (from the training frames): most common token {b['most_common_token']:.3f}, "
+                        f"per task "
                         f"{b['most_common_token_per_task']:.3f}; mean action MAE {b['mean_action_mae']:.4f}, per task "
                         f"{b['mean_action_mae_per_task']:.4f}")
     if r.get("language"):
@@ -207,8 +209,8 @@ def markdown(report: Dict[str, object], title: str) -> str:
         lines += ["", "| contrast (token accuracy) | Δ | 95% CI | p |", "|---|---|---|---|"]
         for group in ("reliance", "wording_robustness"):
             for name, d in lang[group].items():
-                lines.append(f"| {group.replace('_', ' ')}: {name} | {d['delta']:+.3f} | [{d['lo']:+.3f}, {d['hi']:+.3f}] "
-                             f"| {d['p']:.3f} |")
+                lines.append(f"| {group.replace('_', ' ')}: {name} | {d['delta']:+.3f} | "
+                             f"[{d['lo']:+.3f}, {d['hi']:+.3f}] | {d['p']:.3f} |")
     lines += ["", "## Per task", "", "| task | samples | token acc | MAE |", "|---|---|---|---|"]
     for t, v in r["per_task"].items():
         lines.append(f"| {t} | {v['samples']} | {v['token_accuracy']:.3f} | {v['action_mae']:.4f} |")
@@ -251,7 +253,8 @@ def plots(report: Dict[str, object], out: Path) -> None:
 
 def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = "bag", batch_size: int = 64,
              device: str = "auto", fusion: Optional[str] = None, progress: bool = True, dataset=None,
-             policy=None, with_language: bool = False, train_dataset=None, language_every: int = 1) -> Dict[str, object]:
+             policy=None, with_language: bool = False, train_dataset=None,
+             language_every: int = 1) -> Dict[str, object]:
     """Score ``checkpoint`` on the ``split`` layouts of ``bags`` (or ``dataset``). ``with_language``
     adds the language section (five passes over the same frames); baselines come from
     ``train_dataset`` (default: the train layouts of ``bags``, labels only)."""

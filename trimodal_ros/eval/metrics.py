@@ -56,7 +56,8 @@ def all_pair_retrieval(emb: Dict[str, np.ndarray], labels: Sequence[int], ks=(1,
     return res
 
 
-def token_metrics(pred_tokens: np.ndarray, true_tokens: np.ndarray, mask: np.ndarray | None = None) -> Dict[str, object]:
+def token_metrics(pred_tokens: np.ndarray, true_tokens: np.ndarray,
+                  mask: np.ndarray | None = None) -> Dict[str, object]:
     """Accuracy per action dimension (and overall) over (N, K, A) tokens; mask (N, K) drops padding."""
     pred, true = np.asarray(pred_tokens), np.asarray(true_tokens)
     m = np.ones(pred.shape[:2], bool) if mask is None else np.asarray(mask, bool)

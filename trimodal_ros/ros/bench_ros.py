@@ -152,7 +152,8 @@ class _Session:
                 self.close()
                 raise RuntimeError(f"vla_node did not come up: {err or 'timeout'}")
         log(f"vla_node up in its own process (fusion={fusion}, device={device}, "
-            f"torch_threads={self.client.diag.get('torch_threads')}, {'checkpoint' if checkpoint else 'random weights'}), "
+            f"torch_threads={self.client.diag.get('torch_threads')}, "
+            f"{'checkpoint' if checkpoint else 'random weights'}), "
             f"{load} competing busy process(es), {os.cpu_count()} cores")
 
     def close(self) -> Optional[int]:
@@ -315,7 +316,8 @@ def bench(fusion: str = DEFAULT_FUSION, device: str = "cpu", iters: int = 20, ra
                 break
             sustained = rate
         result["max_rate_hz"] = sustained
-        log(f"highest camera rate without drops: {sustained:g} Hz{' (the highest tried)' if sustained == rates[-1] else ''}")
+        log(f"highest camera rate without drops: {sustained:g} Hz"
+            f"{' (the highest tried)' if sustained == rates[-1] else ''}")
     finally:
         s.close()
     return result

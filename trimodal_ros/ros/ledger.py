@@ -97,7 +97,8 @@ class Ledger:
         """Rates, ages, model latency and every counter, as diagnostics strings."""
         lat = self.latencies_ms()
         pct = lambda q: f"{np.percentile(lat, q):.2f}" if lat.size else "nan"  # noqa: E731
-        return {"image_rate_hz": f"{self.rate('image'):.2f}", "joint_states_rate_hz": f"{self.rate('joint_states'):.2f}",
+        return {"image_rate_hz": f"{self.rate('image'):.2f}",
+                "joint_states_rate_hz": f"{self.rate('joint_states'):.2f}",
                 "output_rate_hz": f"{self.rate('output'):.2f}", "image_age_s": f"{self.age('image'):.3f}",
                 "joint_states_age_s": f"{self.age('joint_states'):.3f}", "latency_p50_ms": pct(50),
                 "latency_p95_ms": pct(95), **{k: str(v) for k, v in self.snapshot().items()}}

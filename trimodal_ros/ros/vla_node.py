@@ -333,7 +333,8 @@ class VLANode(LifecycleNode):
                                             stale_after=max(2.0, 4 * p["max_input_age"]))
         device = str(pol.device) if pol else ""
         values = {"lifecycle": "active" if self._active else ("inactive" if pol else "unconfigured"),
-                  "fusion": pol.model_config.fusion if pol else p["fusion"], "checkpoint": p["checkpoint"] or "(none)", "device": device,
+                  "fusion": pol.model_config.fusion if pol else p["fusion"],
+                  "checkpoint": p["checkpoint"] or "(none)", "device": device,
                   "random_weights": str(rnd).lower(), "torch_threads": self.threads, "cameras": " ".join(self.cameras),
                   "instruction": (self.inputs.instruction or "")[:120], "joint_lag_s": f"{self.joint_lag:.4f}",
                   "paused": str(self.paused).lower(),

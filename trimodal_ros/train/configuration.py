@@ -21,7 +21,8 @@ class TrainConfig:
     amp: bool = True                    # bf16 autocast on CUDA; ignored on CPU
     seed: int = 0
     log_every: int = 10
-    conflict_every: int = 50            # steps between gradient-conflict measurements (4 extra backward passes); 0 never
+    conflict_every: int = 50            # steps between gradient-conflict measurements (4 extra backward passes);
+                                        # 0 never
     ckpt_every: int = 200
     instructions: str = "train"         # bag: the recorded command; train: a fresh train paraphrase per sample;
                                         # empty: none (an instruction-blind baseline)

@@ -203,7 +203,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         raise TrainDataError(f"model.state_input {mc.state_input} needs train.state_weight > 0 and a recorded "
                              f"/sim/state of that width (its state head learns from it)")
     # the state head: the model's own (model.state_input) or an auxiliary one beside it (never served)
-    aux_state = StateHead(mc.embed_dim, ds.state.shape[1]).to(dev) if tc.state_weight > 0 and not mc.state_input else None
+    aux_state = (StateHead(mc.embed_dim, ds.state.shape[1]).to(dev) if tc.state_weight > 0 and not mc.state_input
+                 else None)
     state_head = model.state_head if mc.state_input else aux_state
     if state_head is not None:
         state_head.set_normalization(ds.state)
