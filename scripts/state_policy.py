@@ -103,7 +103,7 @@ class StatePolicy:
         self.ensembler = TemporalEnsembler(CHUNK, RECIPE.inference.ensemble)
         self.scene = self.task = None
 
-    def reset(self, instruction):
+    def reset(self, instruction, empty_ok=False):
         self.ensembler.reset()
 
     def act(self, views, pos, vel=None, stamp=None):
