@@ -96,8 +96,8 @@ class Inputs:
                 return missing
             pos = np.array([self._parts[j][1] for j in names], np.float32)
             vel = [self._parts[j][2] for j in names]
-            self._joints.add(t, (t, pos, None if None in vel else np.array(vel, np.float32)), keep)
-            return None
+        self.add_joints(t, pos, None if None in vel else np.array(vel, np.float32), keep)
+        return None
 
     def joints_at(self, t: float, max_age: float):
         """The latest joint state at or before ``t`` (``select_latest``): a JointSample, or
