@@ -52,3 +52,14 @@ def atomic_savefig(fig, path: Union[str, Path], **kw) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight", **kw)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def sha256_file(path: Union[str, Path]) -> str:
+    """The sha256 hex digest of a file, read in 1 MiB blocks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -4,7 +4,6 @@ lock file keeps two from doing the same one at once."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import socket
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from trimodal_ros.io import atomic_write_json
+from trimodal_ros.io import atomic_write_json, sha256_file
 
 from .plan import REPO, STUDY, Plan, cell_config, committed, load_plan
 
@@ -75,14 +74,6 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _commit() -> str:
     out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
     return out.stdout.strip()
@@ -130,7 +121,7 @@ def _policy(plan: Plan, cell: str, seed: int, work: Path, device: str, progress:
         train(cfg, plan.data, str(work), resume=True, device=device, progress=progress)
         done = {"minutes": round(done["minutes"] + (time.time() - t0) / 60, 1), "finished": True}
         atomic_write_json(minutes_file, done)
-    return Policy.load(str(last), device=pick_device(device)), done["minutes"], _sha256(last)
+    return Policy.load(str(last), device=pick_device(device)), done["minutes"], sha256_file(last)
 
 
 def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: str, progress: bool) -> List[Dict]:

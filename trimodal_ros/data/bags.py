@@ -299,16 +299,9 @@ def find_bags(root: PathLike) -> List[Path]:
 
 def file_digests(path: PathLike) -> Dict[str, str]:
     """sha256 of each storage file of a bag folder (what the sidecar's "sha256" records)."""
-    import hashlib
+    from ..io import sha256_file
 
-    out = {}
-    for f in sorted(Path(path).glob("*.mcap")) + sorted(Path(path).glob("*.db3")):
-        h = hashlib.sha256()
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        out[f.name] = h.hexdigest()
-    return out
+    return {f.name: sha256_file(f) for f in sorted(Path(path).glob("*.mcap")) + sorted(Path(path).glob("*.db3"))}
 
 
 def read_sidecar(path: PathLike) -> Dict:
