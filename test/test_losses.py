@@ -205,3 +205,26 @@ def test_hl_gauss_targets_are_a_discretised_gaussian():
     assert abs(row[10].item() - (phi(0.5 / 1.5) - phi(-0.5 / 1.5))) < 1e-5
     assert t[0, 1, 0] > row[10]  # the mass past the range's end is renormalised over it
     assert torch.equal(gaussian_bin_targets(torch.tensor([3]), 8, 0.0), torch.eye(8)[3:4])
+
+
+def test_task_positives_stop_pushing_a_tasks_samples_apart():
+    """Two samples of one task with the same embedding: as negatives of each other (positives
+    'sample') they cost log 2 per row; as positives ('task') nothing. Groups of one sample each are
+    the plain loss."""
+    e = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), dim=-1)
+    tau = 0.01
+    plain = clip_loss(e, e, tau).item()
+    assert plain == pytest.approx(2 * math.log(2) / 3, rel=1e-3)
+    assert clip_loss(e, e, tau, groups=torch.tensor([4, 4, 9])).item() < 1e-6
+    a, b = torch.randn(6, 5), torch.randn(6, 5)
+    assert clip_loss(a, b, 0.1, groups=torch.arange(6)).item() == pytest.approx(clip_loss(a, b, 0.1).item(), rel=1e-5)
+    embs = [torch.randn(6, 5) for _ in range(3)]
+    assert joint_infonce(embs, 0.1, groups=torch.arange(6)).item() == pytest.approx(
+        joint_infonce(embs, 0.1).item(), rel=1e-5)
+    assert joint_infonce([e, e, e], tau, groups=torch.tensor([1, 1, 2])).item() < 1e-6
+    assert joint_infonce([e, e, e], tau).item() > 0.3  # the other sample of the task is a negative
+    emb = {"image": e, "action": e, "text": e}
+    for name in ("pairwise", "joint", "clip"):
+        assert CONTRASTIVE_LOSSES.get(name)(emb, tau, torch.tensor([4, 4, 9])).item() < 1e-6
+    with pytest.raises(ValueError, match="groups"):
+        clip_loss(e, e, tau, groups=torch.tensor([1, 2]))

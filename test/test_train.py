@@ -323,3 +323,59 @@ def test_state_input_model_predicts_the_state_and_its_action_head_reads_it(small
             train(bad, small_bags, tmp_path / "bad", progress=False, dataset=ds)
     with pytest.raises(ConfigError, match="state_input"):
         dataclasses.replace(cfg.model, state_input=-1)
+
+
+def test_language_training_options_reach_the_batch(small_bags):
+    """train.text_alignment gives each sample a second phrasing of its task, train.instruction_noise
+    edits some words, and every batch carries the task ids that train.positives: task groups by."""
+    from trimodal_ros.data.instructions import paraphrases, task_id
+
+    cfg = load_config("weighted_sum")
+    ds = BagDataset.from_config(small_bags, cfg.model, split="all", verbose=False)
+    model = TriModalModel(cfg.model).eval()
+    tok = ActionTokenizer.fit(ds.all_actions(), cfg.model.bins)
+    idx = batch_indices(len(ds), 8, 0, 0)
+    tasks = [ds[int(i)]["task"] for i in idx]
+    plain = Batcher(ds, tok, model, torch.device("cpu"), "train", 0)(idx, 0)
+    assert plain["task_ids"].tolist() == [task_id(t) for t in tasks] and "paraphrase_ids" not in plain
+    both = Batcher(ds, tok, model, torch.device("cpu"), "train", 0, paraphrases=True)(idx, 0)
+    assert torch.equal(both["text_ids"], plain["text_ids"])  # the first phrasing is the same draw
+    assert both["paraphrase_ids"].shape == plain["text_ids"].shape
+    allowed = {t: {tuple(model.tokenize([p])[0].tolist()) for p in paraphrases(t)} for t in set(tasks)}
+    assert all(tuple(r.tolist()) in allowed[t] for r, t in zip(both["paraphrase_ids"], tasks))
+    noisy = Batcher(ds, tok, model, torch.device("cpu"), "train", 0, instruction_noise=0.9)(idx, 0)["text_ids"]
+    edited = sum(tuple(r.tolist()) not in allowed[t] for r, t in zip(noisy, tasks))
+    assert edited >= 3, edited
+    with pytest.raises(ConfigError, match="need train.instructions: train"):
+        dataclasses.replace(cfg.train, instructions="bag", text_alignment=1.0)
+    with pytest.raises(ConfigError, match="positives"):
+        dataclasses.replace(cfg.train, positives="episode")
+
+
+@pytest.mark.slow
+def test_text_alignment_pulls_a_tasks_phrasings_together(small_bags, tmp_path):
+    """With the wordllama tower, task positives and the text–text term, a short run lowers the
+    text–text loss and its checkpoint serves: the two tasks' held-out phrasings then sit nearer
+    their own task's training phrasings than the other task's."""
+    import csv
+
+    from trimodal_ros.checkpoint import load_checkpoint
+    from trimodal_ros.data.instructions import paraphrases
+
+    cfg = small_cfg(fusion="concat_mlp", loss="clip", steps=40, positives="task", text_alignment=1.0,
+                    instruction_noise=0.2)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, text_tower="wordllama"))
+    ds = BagDataset.from_config(small_bags, cfg.model, split="all", verbose=False)
+    train(cfg, small_bags, tmp_path, progress=False, dataset=ds)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    tt = [float(r["text_text"]) for r in rows]
+    assert sum(tt[-5:]) / 5 < 0.7 * sum(tt[:5]) / 5, tt
+    model = load_checkpoint(tmp_path / "last.pt")[0].eval()
+    with torch.no_grad():
+        def emb(texts):
+            f = model.encode_instructions(texts)
+            return torch.nn.functional.normalize(model.text_adapter(f.pooled, f.tokens, f.mask)[0], dim=-1)
+        tasks = ["reach-v3", "drawer-close-v3"]
+        cent = torch.nn.functional.normalize(torch.stack([emb(paraphrases(t)).mean(0) for t in tasks]), dim=-1)
+        for i, t in enumerate(tasks):
+            assert ((emb(paraphrases(t, "heldout")) @ cent.T).argmax(1) == i).all()

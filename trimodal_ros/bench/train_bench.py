@@ -37,7 +37,7 @@ def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps:
     def step():
         with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cuda):
             out = model(model.preprocess(frames), b["proprio"], text_ids=model.tokenize(texts))
-        ce, con, _ = compute_losses(out, b, loss)
+        ce, con, *_ = compute_losses(out, b, loss)
         opt.zero_grad(set_to_none=True)
         (ce + con).backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -544,6 +544,39 @@ def instruction_for(task: str, rng: RngLike = None, split: str = "train") -> str
     return p[_pick(len(p), rng)]
 
 
+# Word-level noise for training (train.instruction_noise): what people do to a command that a fixed
+# list of phrasings never shows. Generic edits only (no synonyms written for the tasks, which would
+# leak the held-out wording into training).
+_FILLERS_BEFORE = ("please ", "robot, ", "can you ", "now ", "ok, ", "i want you to ", "go and ")
+_FILLERS_AFTER = (" please", " now", " for me", ", thanks", " quickly", " carefully")
+
+
+def perturb_instruction(text: str, rng: np.random.Generator, p: float) -> str:
+    """With probability ``p``, one random edit of ``text``: drop a word, swap two neighbouring words,
+    swap two letters inside a word, or add a filler before or after. The empty instruction (a stop)
+    stays empty."""
+    words = text.split()
+    if not words or p <= 0 or rng.random() >= p:
+        return text
+    kind = int(rng.integers(5))
+    if kind == 0 and len(words) > 2:
+        del words[int(rng.integers(len(words)))]
+    elif kind == 1 and len(words) > 1:
+        i = int(rng.integers(len(words) - 1))
+        words[i], words[i + 1] = words[i + 1], words[i]
+    elif kind == 2:
+        long = [i for i, w in enumerate(words) if len(w) > 3]
+        if long:
+            i = long[int(rng.integers(len(long)))]
+            w, j = words[i], 1 + int(rng.integers(len(words[i]) - 2))
+            words[i] = w[:j] + w[j + 1] + w[j] + w[j + 2:]
+    elif kind == 3:
+        return _FILLERS_BEFORE[int(rng.integers(len(_FILLERS_BEFORE)))] + " ".join(words)
+    else:
+        return " ".join(words) + _FILLERS_AFTER[int(rng.integers(len(_FILLERS_AFTER)))]
+    return " ".join(words)
+
+
 def resolve_tasks(spec: Union[str, Sequence[str]]) -> List[str]:
     """"mt10", "mt50", "lang" (the language-critical tasks) or a comma list of task names → a list
     of task names, checked."""

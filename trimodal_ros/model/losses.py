@@ -27,29 +27,54 @@ def _check_same_shape(embeddings: Sequence[torch.Tensor]) -> None:
             raise ValueError(f"all embeddings must share one shape: {tuple(shape)} vs {tuple(e.shape)}")
 
 
-def clip_loss(a: torch.Tensor, b: torch.Tensor, temperature=0.07) -> torch.Tensor:
-    """Symmetric CLIP loss: mean of the a→b and b→a cross-entropies over cosine logits / τ."""
+def _positives(groups: Optional[torch.Tensor], b: int, device) -> Optional[torch.Tensor]:
+    """(B, B) bool: samples of one group (e.g. one task) are positives for each other; None (every
+    sample its own group) when ``groups`` is None."""
+    if groups is None:
+        return None
+    if groups.shape != (b,):
+        raise ValueError(f"groups must be ({b},), got {tuple(groups.shape)}")
+    return groups.to(device)[:, None] == groups.to(device)[None, :]
+
+
+def _multi_positive_ce(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of -log(Σ_pos exp(l) / Σ_all exp(l)) (the diagonal is always a positive)."""
+    neg_inf = torch.finfo(logits.dtype).min
+    return (torch.logsumexp(logits, dim=1) - torch.logsumexp(logits.masked_fill(~pos, neg_inf), dim=1)).mean()
+
+
+def clip_loss(a: torch.Tensor, b: torch.Tensor, temperature=0.07,
+              groups: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Symmetric CLIP loss: mean of the a→b and b→a cross-entropies over cosine logits / τ. With
+    ``groups`` (B,), every pair of one group is a positive (task-aware: the other samples of a task
+    in the batch are not pushed away as negatives)."""
     _check_same_shape([a, b])
     a = F.normalize(a, dim=-1)
     b = F.normalize(b, dim=-1)
     logits = a @ b.t() / temperature  # (B, B), s_ij / τ
+    pos = _positives(groups, a.shape[0], a.device)
+    if pos is not None:
+        return 0.5 * (_multi_positive_ce(logits, pos) + _multi_positive_ce(logits.t(), pos))
     labels = torch.arange(a.shape[0], device=a.device)
     return 0.5 * (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels))
 
 
-def pairwise_infonce(embeddings: Sequence[torch.Tensor], temperature=0.07) -> torch.Tensor:
+def pairwise_infonce(embeddings: Sequence[torch.Tensor], temperature=0.07,
+                     groups: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean ``clip_loss`` over every unordered pair of modalities (3 pairs for 3 modalities)."""
     _check_same_shape(embeddings)
     pairs = list(itertools.combinations(range(len(embeddings)), 2))
-    return sum(clip_loss(embeddings[i], embeddings[j], temperature) for i, j in pairs) / len(pairs)
+    return sum(clip_loss(embeddings[i], embeddings[j], temperature, groups) for i, j in pairs) / len(pairs)
 
 
-def joint_infonce(embeddings: Sequence[torch.Tensor], temperature=0.07) -> torch.Tensor:
+def joint_infonce(embeddings: Sequence[torch.Tensor], temperature=0.07,
+                  groups: Optional[torch.Tensor] = None) -> torch.Tensor:
     """One multi-positive InfoNCE over all M·B embeddings.
 
-    Row r's positives are the other M-1 modalities of the same sample; r itself is excluded from
-    numerator and denominator. loss_r = -log(Σ_pos exp(s/τ) / Σ_{k≠r} exp(s/τ)), in logsumexp
-    form so that small τ cannot overflow or underflow.
+    Row r's positives are the other M-1 modalities of the same sample (with ``groups``: every
+    embedding of a sample of the same group); r itself is excluded from numerator and denominator.
+    loss_r = -log(Σ_pos exp(s/τ) / Σ_{k≠r} exp(s/τ)), in logsumexp form so that small τ cannot
+    overflow or underflow.
     """
     _check_same_shape(embeddings)
     m, (b, _) = len(embeddings), embeddings[0].shape
@@ -58,7 +83,11 @@ def joint_infonce(embeddings: Sequence[torch.Tensor], temperature=0.07) -> torch
     n = m * b
     idx = torch.arange(n, device=z.device)
     self_mask = idx[:, None] == idx[None, :]
-    pos_mask = ((idx[:, None] % b) == (idx[None, :] % b)) & ~self_mask
+    same = _positives(groups, b, z.device)
+    if same is None:
+        pos_mask = ((idx[:, None] % b) == (idx[None, :] % b)) & ~self_mask
+    else:
+        pos_mask = same.repeat(m, m) & ~self_mask
     neg_inf = torch.finfo(sim.dtype).min
     log_denominator = torch.logsumexp(sim.masked_fill(self_mask, neg_inf), dim=1)
     log_numerator = torch.logsumexp(sim.masked_fill(~pos_mask, neg_inf), dim=1)
@@ -94,31 +123,32 @@ def gather_batch(emb: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
 
 
 # --- the contrastive objective a config's `train.loss` names --------------------------------------
-# Each takes {"image", "text", "action"} -> (B, D) and the temperature, and returns a scalar.
-ContrastiveFn = Callable[[Dict[str, torch.Tensor], torch.Tensor], torch.Tensor]
+# Each takes {"image", "text", "action"} -> (B, D), the temperature and the positives' groups (None:
+# each sample alone; train.positives: task gives the task ids), and returns a scalar.
+ContrastiveFn = Callable[[Dict[str, torch.Tensor], torch.Tensor, Optional[torch.Tensor]], torch.Tensor]
 CONTRASTIVE_LOSSES: Registry[ContrastiveFn] = Registry("contrastive loss")
 
 MODALITIES = ("image", "action", "text")
 
 
 @CONTRASTIVE_LOSSES.register("pairwise")
-def _pairwise(emb: Dict[str, torch.Tensor], temperature) -> torch.Tensor:
-    return pairwise_infonce([emb[k] for k in MODALITIES], temperature)
+def _pairwise(emb: Dict[str, torch.Tensor], temperature, groups=None) -> torch.Tensor:
+    return pairwise_infonce([emb[k] for k in MODALITIES], temperature, groups)
 
 
 @CONTRASTIVE_LOSSES.register("joint")
-def _joint(emb: Dict[str, torch.Tensor], temperature) -> torch.Tensor:
-    return joint_infonce([emb[k] for k in MODALITIES], temperature)
+def _joint(emb: Dict[str, torch.Tensor], temperature, groups=None) -> torch.Tensor:
+    return joint_infonce([emb[k] for k in MODALITIES], temperature, groups)
 
 
 @CONTRASTIVE_LOSSES.register("clip")
-def _clip_image_text(emb: Dict[str, torch.Tensor], temperature) -> torch.Tensor:
+def _clip_image_text(emb: Dict[str, torch.Tensor], temperature, groups=None) -> torch.Tensor:
     """Image–text only: the EF-VLA/OTTER baseline that never sees actions in its contrastive term."""
-    return clip_loss(emb["image"], emb["text"], temperature)
+    return clip_loss(emb["image"], emb["text"], temperature, groups)
 
 
 @CONTRASTIVE_LOSSES.register("none")
-def _none(emb: Dict[str, torch.Tensor], temperature) -> torch.Tensor:
+def _none(emb: Dict[str, torch.Tensor], temperature, groups=None) -> torch.Tensor:
     return next(iter(emb.values())).new_zeros(())
 
 

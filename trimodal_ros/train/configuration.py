@@ -35,6 +35,13 @@ class TrainConfig:
                                         # is auxiliary, or the model's own with model.state_input
     label_sigma: float = 0.0            # HL-Gauss action targets: a Gaussian of this many bins around the
                                         # demonstrated bin instead of one-hot (0: one-hot cross-entropy)
+    positives: str = "sample"           # the contrastive loss's positives: sample (only the sample's own other
+                                        # modalities) or task (every sample of the same task in the batch,
+                                        # which "sample" pushes apart as negatives)
+    text_alignment: float = 0.0         # weight of a text–text InfoNCE between two paraphrases of each sample's
+                                        # task, all phrasings of a task positives for each other (0: off)
+    instruction_noise: float = 0.0      # share of training instructions given one random word-level edit
+                                        # (a dropped, swapped or misspelt word, a filler); 0: none
 
     def __post_init__(self) -> None:
         from ..model.losses import CONTRASTIVE_LOSSES
@@ -44,5 +51,12 @@ class TrainConfig:
         positive(self, "batch_size", "steps", "lr", "log_every", "ckpt_every")
         non_negative(self, "contrastive_weight", "weight_decay", "warmup_steps", "grad_clip", "conflict_every",
                      "augment_shift", "label_sigma", "state_weight")
+        one_of("positives", self.positives, ("sample", "task"))
+        non_negative(self, "text_alignment")
+        if not 0.0 <= self.instruction_noise < 1.0:
+            raise ConfigError(f"train.instruction_noise must be in [0, 1), got {self.instruction_noise}")
+        if (self.text_alignment or self.instruction_noise) and self.instructions != "train":
+            raise ConfigError("train.text_alignment and train.instruction_noise draw paraphrases: they need "
+                              f"train.instructions: train, not {self.instructions!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"train.ema must be in [0, 1) (0: no weight averaging), got {self.ema}")

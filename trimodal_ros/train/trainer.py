@@ -25,18 +25,18 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..config import Config
-from ..data.instructions import instruction_for
+from ..data.instructions import instruction_for, perturb_instruction, task_id
 from ..model import ActionTokenizer, TriModalModel
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..model.heads import StateHead
-from ..model.losses import (CONTRASTIVE_LOSSES, UncertaintyWeighting, gather_batch, gaussian_bin_targets,
-                            gradient_conflict)
+from ..model.losses import (CONTRASTIVE_LOSSES, UncertaintyWeighting, clip_loss, gather_batch,
+                            gaussian_bin_targets, gradient_conflict)
 from ..model.preprocess import random_shift
 from ..utils import pick_device
 
 log = logging.getLogger(__name__)
 METRIC_FIELDS = ["step", "loss", "action_ce", "contrastive", "token_acc", "lr", "temperature", "grad_conflict",
-                 "grad_conflict_null", "state_mse"]
+                 "grad_conflict_null", "state_mse", "text_text"]
 
 
 def seed_everything(seed: int) -> None:
@@ -77,9 +77,10 @@ class Batcher:
     training-only random shift of ``augment_shift`` pixels, seeded by step like the paraphrases)."""
 
     def __init__(self, dataset, tokenizer: ActionTokenizer, model: TriModalModel, device, instructions: str, seed: int,
-                 augment_shift: int = 0):
+                 augment_shift: int = 0, instruction_noise: float = 0.0, paraphrases: bool = False):
         self.ds, self.tok, self.model, self.device = dataset, tokenizer, model, device
         self.instructions, self.seed, self.augment_shift = instructions, seed, int(augment_shift)
+        self.noise, self.paraphrases = float(instruction_noise), paraphrases
 
     def __call__(self, idx: np.ndarray, step: int) -> Dict[str, torch.Tensor]:
         items = [self.ds[int(i)] for i in idx]
@@ -90,6 +91,14 @@ class Batcher:
             texts = ["" for _ in items]
         else:  # a fresh paraphrase of the split per sample: language augmentation
             texts = [instruction_for(it["task"], rng, split=self.instructions) for it in items]
+        extra = {}
+        if self.paraphrases:  # a second, independent paraphrase per sample: text–text alignment's pairs
+            second = [instruction_for(it["task"], rng, split=self.instructions) for it in items]
+            if self.noise:
+                second = [perturb_instruction(t, rng, self.noise) for t in second]
+            extra["paraphrase_ids"] = self.model.tokenize(second)
+        if self.noise:
+            texts = [perturb_instruction(t, rng, self.noise) for t in texts]
         frames = np.stack([it["image"] for it in items])
         actions = np.stack([it["actions"] for it in items])  # (B, K, A)
         images = self.model.preprocess(frames)  # (B, 3, S, S), or (B, V, 3, S, S) for V cameras
@@ -102,6 +111,8 @@ class Batcher:
             "text_ids": self.model.tokenize(texts),
             "tokens": torch.as_tensor(self.tok.encode(actions), device=self.device),
             "mask": torch.as_tensor(np.stack([it["action_mask"] for it in items]), device=self.device),
+            "task_ids": torch.as_tensor([task_id(it["task"]) for it in items], device=self.device),
+            **extra,
             **({"state": torch.as_tensor(np.stack([it["state"] for it in items]), device=self.device)}
                if "state" in items[0] else {}),
         }
@@ -141,14 +152,27 @@ def action_ce(out, batch, rows=slice(None), sigma: float = 0.0):
     return (ce * mask).sum() / mask.sum().clamp_min(1)
 
 
-def compute_losses(out, batch, loss_name: str, label_sigma: float = 0.0):
+def compute_losses(out, batch, loss_name: str, label_sigma: float = 0.0, positives: str = "sample"):
+    """(action cross-entropy, contrastive loss, token accuracy[, text–text loss when the batch has
+    paraphrases]). ``positives``: sample, or task (samples of a task are positives for each other)."""
     mask = batch["mask"]  # (B, K)
     ce = action_ce(out, batch, sigma=label_sigma)
-    emb = gather_batch({k: v.float() for k, v in out.embeddings().items()})  # the global batch under DDP
-    contrastive = CONTRASTIVE_LOSSES.get(loss_name)(emb, out.temperature)
+    emb = {k: v.float() for k, v in out.embeddings().items()}
+    if out.paraphrase is not None:
+        emb["paraphrase"] = out.paraphrase.float()
+    if "task_ids" in batch:  # compared across ranks: gathered with the embeddings
+        emb["groups"] = batch["task_ids"].double()
+    elif positives == "task":
+        raise ValueError("positives 'task' needs the batch's task_ids")
+    emb = gather_batch(emb)  # the global batch under DDP
+    groups = emb.pop("groups").long() if "groups" in emb else None
+    paraphrase = emb.pop("paraphrase", None)
+    contrastive = CONTRASTIVE_LOSSES.get(loss_name)(emb, out.temperature, groups if positives == "task" else None)
     with torch.no_grad():
         acc = ((out.logits.argmax(-1) == batch["tokens"]).float().mean(-1) * mask).sum() / mask.sum().clamp_min(1)
-    return ce, contrastive, acc
+    if paraphrase is None:
+        return ce, contrastive, acc
+    return ce, contrastive, acc, clip_loss(emb["text"], paraphrase, out.temperature, groups)
 
 
 class TrainDataError(ValueError):
@@ -238,7 +262,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     net = model
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
-    batcher = Batcher(ds, tokenizer, model, dev, tc.instructions, tc.seed, tc.augment_shift)
+    batcher = Batcher(ds, tokenizer, model, dev, tc.instructions, tc.seed, tc.augment_shift, tc.instruction_noise,
+                      paraphrases=tc.text_alignment > 0)
     amp = tc.amp and dev.type == "cuda"
     metrics_path = out_dir / "metrics.csv"
     if main and (start == 0 or not metrics_path.exists()):
@@ -269,12 +294,15 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         shard = idx[rank::world]
         batch = batcher(shard, step)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(batch["images"], batch["proprio"], text_ids=batch["text_ids"])
-        ce, con, acc = compute_losses(out, batch, tc.loss, tc.label_sigma)
+            out = net(batch["images"], batch["proprio"], text_ids=batch["text_ids"],
+                      paraphrase_ids=batch.get("paraphrase_ids"))
+        ce, con, acc, *text_text = compute_losses(out, batch, tc.loss, tc.label_sigma, tc.positives)
         if weighting is not None and tc.loss != "none":
             loss = weighting([ce, con])
         else:
             loss = ce + tc.contrastive_weight * con
+        if text_text:
+            loss = loss + tc.text_alignment * text_text[0]
         state_mse = None
         if state_head is not None:
             predicted = out.state if mc.state_input else aux_state(out.image)  # (B, S)
@@ -304,7 +332,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         if log_now and main:
             row = [step + 1, loss.item(), ce.item(), con.item(), acc.item(), sched.get_last_lr()[0],
                    out.temperature.item(), conflict["conflict"], conflict["null"],
-                   float("nan") if state_mse is None else state_mse.item()]
+                   float("nan") if state_mse is None else state_mse.item(),
+                   text_text[0].item() if text_text else float("nan")]
             with open(metrics_path, "a", newline="") as f:
                 csv.writer(f).writerow(row)
             if tb is not None:
