@@ -49,3 +49,60 @@ def test_uncached_pretrained_tag_fails_at_once_offline():
     assert "PretrainedWeightsError" in r.stderr and "HF_HUB_OFFLINE" in r.stderr
     assert "open_clip_pytorch_model.bin" in r.stderr  # how to supply a local file
     print(f"offline failure after {time.monotonic() - t0:.1f} s (incl. interpreter start)")
+
+
+def test_wordllama_text_tower_knows_unseen_wording_before_training():
+    """The frozen wordllama embeddings, mean-pooled as its own sentence vector: most held-out MT10
+    phrasings lie nearest their own task's training phrasings with no training at all (an
+    embedding table learnt from these 50 phrasings could not: the held-out words are new)."""
+    from trimodal_ros.data.instructions import MT10, paraphrases
+    from trimodal_ros.model.text_towers import WordLlamaText
+
+    tower = WordLlamaText(out_dim=16)
+    assert "embedding" not in dict(tower.named_parameters())  # frozen: a buffer, never trained
+    assert "embedding" in tower.state_dict() and tower.embedding.shape == (32000, 256)
+
+    def sentence(texts):
+        ids = tower.tokenize(texts)
+        m = (ids != 0).float().unsqueeze(-1)
+        return torch.nn.functional.normalize((tower.embedding[ids].float() * m).sum(1) / m.sum(1), dim=-1)
+
+    centroids = torch.nn.functional.normalize(torch.stack([sentence(paraphrases(t)).mean(0) for t in MT10]), dim=-1)
+    held = [(i, h) for i, t in enumerate(MT10) for h in paraphrases(t, "heldout")]
+    nearest = (sentence([h for _, h in held]) @ centroids.T).argmax(1)
+    hits = sum(int(j) == i for (i, _), j in zip(held, nearest))
+    assert hits >= 14, f"{hits}/20 held-out phrasings nearest their own task"
+
+    ids = tower.tokenize(["Close the drawer", "close the drawer", ""])
+    assert ids.shape == (3, tower.context_length) and torch.equal(ids[0], ids[1])
+    pooled, tokens, mask = tower(ids)
+    assert pooled.shape == (3, 16) and tokens.shape == (3, tower.context_length, 16)
+    assert torch.isfinite(pooled).all() and mask[2].sum() == 1  # the empty instruction: BOS only
+    order = tower(tower.tokenize(["open the drawer then close the window", "close the drawer then open the window"]))[0]
+    assert not torch.allclose(order[0], order[1], atol=1e-4)  # word order reaches the pooled vector
+
+
+def test_a_wordllama_model_carries_its_embeddings_in_the_checkpoint(tmp_path):
+    """model.text_tower: wordllama replaces the CLIP text tower (no unused one left behind); the
+    frozen table is in the saved state, so a checkpoint encodes instructions the same on load."""
+    from trimodal_ros.model.action_tokenizer import ActionTokenizer
+    from trimodal_ros.model.configuration import ModelConfig
+    from trimodal_ros.model.trimodal import TriModalModel
+    from trimodal_ros.checkpoint import load_checkpoint, save_checkpoint
+    from trimodal_ros.config import load_config
+    import dataclasses
+    import numpy as np
+
+    cfg = load_config("concat_mlp")
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, text_tower="wordllama"))
+    torch.manual_seed(0)
+    model = TriModalModel(cfg.model).eval()
+    assert not any(k.startswith("towers.text.transformer.resblocks") for k in model.state_dict())
+    clip_params = TriModalModel(ModelConfig(fusion="concat_mlp")).trainable_parameters()
+    assert model.trainable_parameters() < clip_params
+    tok = ActionTokenizer.fit(np.random.default_rng(0).uniform(-1, 1, (50, 4)), cfg.model.bins)
+    save_checkpoint(tmp_path / "w.pt", model, cfg, tok, {"step": 1})
+    loaded = load_checkpoint(tmp_path / "w.pt")[0].eval()
+    a = model.encode_instructions(["shut the tap"]).pooled
+    b = loaded.encode_instructions(["shut the tap"]).pooled
+    assert torch.allclose(a, b) and loaded.cfg.text_tower == "wordllama"

@@ -27,6 +27,10 @@ class ModelConfig:
     cameras: List[str] = field(default_factory=lambda: [PRIMARY_CAMERA])
     pretrained: Optional[str] = None    # open_clip pretrained tag, local file/folder, or None (random)
     embed_dim: int = 128                # D: the shared image–action–text space
+    # clip: the CLIP model's own text tower; wordllama: wordllama's pretrained token embeddings (frozen,
+    # in the checkpoint) under a small trained transformer (model/text_towers.py), for wording the
+    # training phrasings never used
+    text_tower: str = "clip"
     fusion: str = DEFAULT_FUSION        # key of model.fusion.FUSIONS
     adapter: str = "linear"             # key of model.adapters.ADAPTERS (per-modality projection)
     adapter_queries: int = 8            # queries of the q-former adapter
@@ -62,9 +66,11 @@ class ModelConfig:
         from .adapters import ADAPTERS
         from .fusion import FUSIONS
         from .heads import ACTION_HEADS, STATE_HEADS
+        from .text_towers import TEXT_TOWERS
 
         one_of("fusion", self.fusion, FUSIONS.names())
         one_of("adapter", self.adapter, ADAPTERS.names())
+        one_of("text_tower", self.text_tower, ["clip"] + TEXT_TOWERS.names())
         one_of("image_tuning", self.image_tuning, TUNING_MODES)
         one_of("text_tuning", self.text_tuning, TUNING_MODES)
         one_of("state_head", self.state_head, STATE_HEADS.names())

@@ -168,7 +168,8 @@ class CLIPTowers(nn.Module):
     """open_clip image and text towers that also return token sequences in CLIP's joint space
     (patch tokens and text tokens through the towers' own projections, as OTTER/ClearCLIP use)."""
 
-    def __init__(self, name: str, pretrained: Optional[str] = None, cache_dir: Optional[str] = None):
+    def __init__(self, name: str, pretrained: Optional[str] = None, cache_dir: Optional[str] = None,
+                 text_tower: str = "clip"):
         super().__init__()
         open_clip = _open_clip()
         clip = create_clip(name, pretrained, cache_dir)
@@ -195,6 +196,12 @@ class CLIPTowers(nn.Module):
         self.context_length = int(getattr(clip, "context_length", 77))
         self._vit = hasattr(self.visual, "_embeds") and hasattr(self.visual, "_pool")
         del clip
+        if text_tower != "clip":  # another tower in the CLIP text tower's place (model/text_towers.py)
+            from .text_towers import TEXT_TOWERS
+
+            self.text = TEXT_TOWERS.get(text_tower)(self.embed_dim)
+            self.tokenizer = self.text.tokenize
+            self.context_length = self.text.context_length
 
     @staticmethod
     def _project(x: torch.Tensor, proj) -> torch.Tensor:
@@ -222,6 +229,8 @@ class CLIPTowers(nn.Module):
         from open_clip.transformer import text_global_pool
 
         t = self.text
+        if hasattr(t, "tokenize"):  # a tower of model/text_towers.py
+            return TextFeatures(*t(text))
         mask = text != 0  # the SimpleTokenizer pads with 0
         if isinstance(t, nn.ModuleDict):
             x = t["token_embedding"](text) + t.positional_embedding  # (B, L, W)

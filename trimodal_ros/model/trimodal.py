@@ -26,6 +26,7 @@ class TriModalOutput:
     logits: torch.Tensor  # (B, K, A, bins)
     temperature: torch.Tensor  # () the learnable τ, read inside forward so DDP sees its use
     state: Optional[torch.Tensor] = None  # (B, S) predicted simulator state (model.state_input), std units
+    paraphrase: Optional[torch.Tensor] = None  # (B, D) text embedding of a second phrasing (training's text–text term)
 
     def embeddings(self) -> dict:
         return {"image": self.image, "action": self.action, "text": self.text}
@@ -38,7 +39,7 @@ class TriModalModel(nn.Module):
     def __init__(self, cfg: ModelConfig, cache_dir: Optional[str] = None):
         super().__init__()
         self.cfg = cfg
-        self.towers = CLIPTowers(cfg.clip_model, cfg.pretrained, cache_dir)
+        self.towers = CLIPTowers(cfg.clip_model, cfg.pretrained, cache_dir, cfg.text_tower)
         apply_tuning(self.towers.visual, cfg.image_tuning, cfg.lora_rank, cfg.lora_alpha)
         apply_tuning(self.towers.text, cfg.text_tuning, cfg.lora_rank, cfg.lora_alpha)
         e, d = self.towers.embed_dim, cfg.embed_dim
@@ -113,9 +114,11 @@ class TriModalModel(nn.Module):
         return self.view_merge(pooled.reshape(b, -1)), tokens  # (B, E), (B, V·N, E)
 
     def forward(self, images: torch.Tensor, proprio: torch.Tensor,
-                text_ids: Optional[torch.Tensor] = None, text: Optional[TextFeatures] = None) -> TriModalOutput:
+                text_ids: Optional[torch.Tensor] = None, text: Optional[TextFeatures] = None,
+                paraphrase_ids: Optional[torch.Tensor] = None) -> TriModalOutput:
         """images (B, 3, S, S) (multi-camera: (B, V, 3, S, S)), proprio (B, P), and text ids (B, L)
-        or a cached TextFeatures (batch B or 1, broadcast)."""
+        or a cached TextFeatures (batch B or 1, broadcast); ``paraphrase_ids`` (B, L), in training,
+        another phrasing of each sample's task whose embedding the output carries."""
         b = images.shape[0]
         if text is None:
             if text_ids is None:
@@ -142,8 +145,12 @@ class TriModalModel(nn.Module):
             text_mask_clip=text.mask,
         ))  # (B, D)
         head_in = fused if state is None else fused + self.state_to_head(state.to(fused.dtype))  # (B, D)
+        paraphrase = None
+        if paraphrase_ids is not None:
+            second = self.encode_text(paraphrase_ids)
+            paraphrase, _ = self.text_adapter(second.pooled, second.tokens, second.mask)  # (B, D)
         return TriModalOutput(image=image, text=txt, action=action, fused=fused, logits=self.head(head_in),
-                              temperature=self.temperature, state=state)
+                              temperature=self.temperature, state=state, paraphrase=paraphrase)
 
     def trainable_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad)

@@ -1,0 +1,94 @@
+"""Text towers other than open_clip's: ``model.text_tower`` picks one (``clip``: the CLIP model's own).
+
+``wordllama``: the token embeddings of wordllama's ``l2_supercat_256`` (32 000 Llama-2 tokens × 256,
+distilled from several LLMs' embedding tables, shipped inside the ``wordllama`` wheel), frozen, under
+a small trainable transformer that restores what mean pooling loses (word order: "open" vs "close
+the drawer, then open the window"). A text tower trained from scratch on five phrasings per task
+knows nothing of words it never saw ("shut", "tap", "puck"); these embeddings do, offline. The
+pooled output is the transformer's masked mean plus a projection of wordllama's own mean-pooled
+vector, so training starts from the zero-shot representation instead of from noise. The
+embeddings are a persistent buffer, so they travel in the checkpoint; the tokenizer is read from
+the installed wheel (pinned in requirements.txt).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from typing import List, Tuple
+
+import torch
+from torch import nn
+
+from ..registry import Registry
+
+# Text towers that replace the CLIP model's own; ``clip`` (the default) is not in here: it is the
+# open_clip tower that CLIPTowers already holds. Each takes the towers' embedding width E.
+TEXT_TOWERS: Registry = Registry("text tower")
+
+WORDLLAMA_MODEL = "l2_supercat_256"
+WORDLLAMA_TOKENIZER = "l2_supercat_tokenizer_config.json"
+
+
+def wordllama_files() -> Tuple[str, str]:
+    """(tokenizer json, weights safetensors) inside the installed wordllama wheel. wordllama's own
+    ``load()`` looks for the tokenizer in another folder and then tries to download it; nothing may
+    download here, so the files are read directly."""
+    spec = importlib.util.find_spec("wordllama")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError("model.text_tower 'wordllama' needs the wordllama package "
+                                  "(pip install wordllama==0.4.0.post1; requirements.txt pins it)")
+    root = list(spec.submodule_search_locations)[0]
+    tok = os.path.join(root, "tokenizers", WORDLLAMA_TOKENIZER)
+    weights = os.path.join(root, "weights", f"{WORDLLAMA_MODEL}.safetensors")
+    for f in (tok, weights):
+        if not os.path.isfile(f):
+            raise FileNotFoundError(f"the wordllama wheel lacks {f}: install wordllama==0.4.0.post1")
+    return tok, weights
+
+
+@TEXT_TOWERS.register("wordllama")
+class WordLlamaText(nn.Module):
+    """ids (B, L) → pooled (B, E), tokens (B, L, E), in the towers' E-dim space. Padding id 0
+    (Llama's <unk>, which the byte-fallback tokenizer never emits for real text)."""
+
+    def __init__(self, out_dim: int, width: int = 256, layers: int = 2, heads: int = 4, context_length: int = 32):
+        super().__init__()
+        from safetensors.torch import load_file
+        from tokenizers import Tokenizer
+
+        tok_file, weights = wordllama_files()
+        table = load_file(weights)["embedding.weight"]  # (32000, 256) float16
+        self.register_buffer("embedding", table, persistent=True)
+        self.tokenizer = Tokenizer.from_file(tok_file)
+        self.tokenizer.no_padding()
+        self.tokenizer.enable_truncation(context_length)
+        self.context_length = context_length
+        d = table.shape[1]
+        self.proj_in = nn.Linear(d, width)
+        self.positional_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.ln_final = nn.LayerNorm(width)
+        self.text_projection = nn.Linear(width, out_dim)
+        self.prior = nn.Linear(d, out_dim)  # wordllama's own mean-pooled sentence vector, projected
+
+    def tokenize(self, texts: List[str]) -> torch.Tensor:
+        """texts → (B, L) int64 ids, 0-padded to the context length (BOS first, as wordllama encodes)."""
+        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
+        for i, enc in enumerate(self.tokenizer.encode_batch([t.strip().lower() for t in texts])):
+            ids = enc.ids[: self.context_length]
+            out[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
+        return out
+
+    def forward(self, ids: torch.Tensor):
+        mask = ids != 0  # (B, L)
+        mask = mask | (torch.arange(ids.shape[1], device=ids.device) == 0)  # an empty text keeps its first slot
+        e = self.embedding[ids].to(self.proj_in.weight.dtype)  # (B, L, 256), frozen
+        w = mask.unsqueeze(-1).to(e.dtype)  # (B, L, 1)
+        mean = (e * w).sum(1) / w.sum(1)  # (B, 256): wordllama's pooled sentence vector
+        x = self.proj_in(e) + self.positional_embedding[: ids.shape[1]]  # (B, L, W)
+        x = self.ln_final(self.transformer(x, src_key_padding_mask=~mask))  # (B, L, W)
+        tokens = self.text_projection(x)  # (B, L, E)
+        pooled = (tokens * w).sum(1) / w.sum(1) + self.prior(mean)  # (B, E)
+        return pooled, tokens, mask
