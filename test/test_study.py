@@ -38,11 +38,13 @@ def _plan(tmp_path, **change):
 
 @pytest.mark.parametrize("change, words", [
     ({"primary": [["concat_mlp", "nope"]]}, "primary contrast"),
+    ({"secondary": [["concat_mlp"]]}, "secondary contrast"),
     ({"cells": {"a": {"seeds": [1], "colour": "red"}}}, "unknown key"),
     ({"cells": {"a": {"seeds": [1, 1]}}}, "distinct"),
-    ({"cells": {"a": {"seeds": [1], "overrides": {"model.fusion": "nope"}}}, "primary": []}, "fusion"),
-    ({"cells": {"a": {"seeds": [1], "overrides": {"fusion": "qformer"}}}, "primary": []}, "<section>.<key>"),
-    ({"cells": {"A b": {"seeds": [1]}}, "primary": []}, "name"),
+    ({"cells": {"a": {"seeds": [1], "overrides": {"model.fusion": "nope"}}}, "primary": [], "secondary": []}, "fusion"),
+    ({"cells": {"a": {"seeds": [1], "overrides": {"fusion": "qformer"}}}, "primary": [], "secondary": []},
+     "<section>.<key>"),
+    ({"cells": {"A b": {"seeds": [1]}}, "primary": [], "secondary": []}, "name"),
 ])
 def test_a_bad_plan_is_refused_with_the_reason(tmp_path, change, words):
     with pytest.raises(ConfigError, match=words):
@@ -95,6 +97,7 @@ def study(tmp_path, monkeypatch):
     d["cells"] = {"random_weights": {"kind": "random_weights", "seeds": [5, 6]}, "expert": {"kind": "expert",
                                                                                           "seeds": [0]}}
     d["primary"] = [["random_weights", "expert"]]
+    d["secondary"] = [["expert", "random_weights"]]
     path = tmp_path / "plan.yaml"
     path.write_text(yaml.safe_dump(d))
     monkeypatch.setattr(S, "STUDY", tmp_path)
@@ -172,3 +175,4 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
         for w in ("train", "heldout") for x in (1000, 1001)]}))
     text = Path(R.write_report(study)).read_text()
     assert "| random_weights − expert | -1.000 |" in text and "Missing runs (0 of 3)" in text
+    assert "| expert − random_weights | +1.000 |" in text.split("## Secondary contrasts")[1]

@@ -44,6 +44,7 @@ class Plan:
     alpha: float
     effect: float                     # the smallest difference in success that counts as an effect
     bootstrap: int
+    secondary: Tuple[Tuple[str, str], ...] = ()  # reported with uncorrected p: what the primaries do not decide
 
     def runs(self) -> List[Tuple[str, int]]:
         """Every (cell, seed), seed-major: the first seed of every cell before any second one, so an
@@ -93,9 +94,11 @@ def load_plan(path: Path = PLAN) -> Plan:
             raise ConfigError(f"{where}: rollout_instructions must be empty or absent, got {ri!r}")
         cells[name] = Cell(name, kind, dict(c.get("overrides") or {}), seeds, ri)
     primary = tuple(tuple(p) for p in _get(d, "primary", list, str(path)))
-    for p in primary:
-        if len(p) != 2 or any(x not in cells for x in p):
-            raise ConfigError(f"{path}: primary contrast {list(p)} must be [treatment, reference], both cells")
+    secondary = tuple(tuple(p) for p in (d.get("secondary") or []))
+    for kind, pairs in (("primary", primary), ("secondary", secondary)):
+        for p in pairs:
+            if len(p) != 2 or any(x not in cells for x in p):
+                raise ConfigError(f"{path}: {kind} contrast {list(p)} must be [treatment, reference], both cells")
     where = f"{path}: test"
     plan = Plan(base=_get(d, "base", str, str(path)), data=_get(d, "data", str, str(path)),
                 tasks=_get(test, "tasks", str, where), layouts=_get(test, "layouts", str, where),
@@ -104,7 +107,7 @@ def load_plan(path: Path = PLAN) -> Plan:
                 cells=cells, primary=primary,
                 alpha=_get(analysis, "alpha", float, f"{path}: analysis"),
                 effect=_get(analysis, "effect", float, f"{path}: analysis"),
-                bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"))
+                bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"), secondary=secondary)
     for c in cells.values():  # every trained cell's configuration must validate now, not at its turn
         if c.kind == "train":
             cell_config(plan, c.name, c.seeds[0])

@@ -87,7 +87,10 @@ def analyse(plan: Plan) -> Dict[str, object]:
                                                       len(plan.primary))) for t, r in ready]
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
-    return {"cells": cells, "contrasts": rows, "missing": missing(plan), "cases": len(cases)}
+    secondary = [dict(treatment=t, reference=r, **contrast(matrix(runs[t], cases), matrix(runs[r], cases), plan, 1))
+                 for t, r in plan.secondary if t in runs and r in runs]
+    return {"cells": cells, "contrasts": rows, "secondary": secondary, "missing": missing(plan),
+            "cases": len(cases)}
 
 
 def _verdict(row: Dict[str, float], plan: Plan) -> str:
@@ -131,6 +134,17 @@ def write_report(plan: Plan = None) -> Path:
     for t, ref in plan.primary:
         if (t, ref) not in done:
             lines.append(f"| {t} − {ref} | waiting for runs | | | | |")
+    if plan.secondary:
+        lines += ["", "## Secondary contrasts", "",
+                  "Exploratory: the same paired bootstrap, p uncorrected, detectable at α = "
+                  f"{plan.alpha}; no verdict is drawn from them.", "",
+                  "| treatment − reference | difference | 95% interval | p | detectable |", "|---|---|---|---|---|"]
+        done = {(r["treatment"], r["reference"]): r for r in a["secondary"]}
+        for t, ref in plan.secondary:
+            r = done.get((t, ref))
+            lines.append(f"| {t} − {ref} | waiting for runs | | | |" if r is None else
+                         f"| {t} − {ref} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.3f} | "
+                         f"{r['mde']:.3f} |")
     lines += ["", f"## Missing runs ({len(a['missing'])} of {len(plan.runs())})", ""]
     lines += [", ".join(f"{c}_s{s}" for c, s in a["missing"]) or "none"]
     if a["cells"]:
