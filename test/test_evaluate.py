@@ -33,8 +33,9 @@ def test_evaluate_writes_report_and_plots(small_bags, tiny_checkpoint, tmp_path)
     assert d["lo"] <= d["delta"] <= d["hi"] and 0 <= d["p"] <= 1
     assert d["delta"] == pytest.approx(lang["conditions"]["recorded"]["token_accuracy"]
                                        - lang["conditions"]["other_task"]["token_accuracy"])
+    assert 0 <= lang["agreement"]["auc_recorded_vs_other_task"] <= 1
     md = (tmp_path / "report.md").read_text()
-    assert md.startswith("# Evaluation") and "most common token" in md and "reliance" in md
+    assert md.startswith("# Evaluation") and "most common token" in md and "reliance" in md and "ROC AUC" in md
     for png in ("retrieval.png", "per_task.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -93,3 +93,15 @@ def test_paired_delta_holm_anova_and_baselines():
     assert S.min_detectable_difference(50, 0.5) == pytest.approx(0.28, abs=0.01)
     r = S.paired_runs_delta({0: np.ones(10), 1: np.ones(10)}, {0: np.zeros(10), 1: np.ones(10)})
     assert r["delta"] == 0.5 and r["pairs"] == 2
+
+
+def test_roc_auc_is_the_share_of_pairs_ranked_right():
+    from trimodal_ros.eval.metrics import roc_auc
+
+    assert roc_auc([3, 4], [1, 2]) == 1.0 and roc_auc([1, 2], [3, 4]) == 0.0
+    assert roc_auc([1, 2], [2, 3]) == 0.125  # of 4 pairs: one tie (half), none won
+    assert roc_auc([5, 5], [5]) == 0.5 and np.isnan(roc_auc([], [1]))
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1, 1, 300), rng.normal(0, 1, 400)
+    brute = np.mean([(x > y) + 0.5 * (x == y) for x in a for y in b])
+    assert roc_auc(a, b) == pytest.approx(brute)

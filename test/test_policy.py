@@ -166,3 +166,30 @@ def test_an_empty_instruction_stops_unless_asked_for_as_a_task():
         p.act(np.zeros((32, 32, 3), np.uint8), np.zeros(9))
     p.reset("", empty_ok=True)
     assert p.act(np.zeros((32, 32, 3), np.uint8), np.zeros(9)).tokens.shape == (4, 4)
+
+
+def test_a_trained_checkpoint_scores_frames_and_flags_unlike_inputs(tiny_checkpoint, small_bags):
+    """Training fits the fused embedding's statistics on training samples and the checkpoint
+    carries them: training frames score near 1 (their 99th percentile), a frame of pure noise far
+    above; the agreement is a cosine. A policy with random weights has no ood score."""
+    from trimodal_ros.data.dataset import BagDataset
+
+    policy = Policy.load(str(tiny_checkpoint))
+    assert policy.stats is not None and policy.stats.samples > 0
+    assert set(policy.stats.agreement_q) == {0.01, 0.05, 0.5}
+    ds = BagDataset.from_config(small_bags, policy.model_config, split="all", verbose=False)
+    policy.reset("reach the goal")
+    seen = []
+    for i in range(0, len(ds), max(1, len(ds) // 12)):
+        it = ds[i]
+        n = len(policy.model_config.joint_names)
+        step = policy.act(it["image"], it["proprio"][:n], it["proprio"][n:2 * n])
+        assert -1.0 <= step.agreement <= 1.0
+        seen.append(step.ood)
+    noise = np.random.default_rng(0).integers(0, 256, ds[0]["image"].shape, dtype=np.uint8)
+    n = len(policy.model_config.joint_names)
+    odd = policy.act(noise, np.full(n, 3.0), np.full(n, 5.0)).ood
+    assert np.median(seen) < 1.5 and odd > 3 * np.median(seen), (seen, odd)
+    rnd = Policy.load(fusion="weighted_sum")
+    rnd.reset("reach the goal")
+    assert rnd.stats is None and np.isnan(rnd.act(noise, np.zeros(n), np.zeros(n)).ood)

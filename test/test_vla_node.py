@@ -662,3 +662,25 @@ def test_receipt_stamps_serve_drivers_that_stamp_zero(ros):
         if len(h.got["action"]) - n >= 3:
             break
     assert len(h.got["action"]) - n >= 3
+
+
+def test_scores_are_published_and_a_mismatched_instruction_is_held(ros, tiny_checkpoint):
+    """Every answered frame publishes [agreement, ood] on trimodal/scores (ood from the statistics
+    the checkpoint carries); with min_agreement above every agreement, frames are held and counted
+    as instruction_mismatch, and lowering it live resumes the actions."""
+    h = Harness(ros, "/scores")
+    scores = []
+    ros.client.create_subscription(Float32MultiArray, "/scores/trimodal/scores", scores.append, 10)
+    node = ros.vla_node("/scores", checkpoint=str(tiny_checkpoint), min_agreement=1.0)
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="reach the goal"))
+    assert h.drive_until(1.0, key="hold")
+    assert wait_for(lambda: scores) and not h.got["action"]
+    agreement, ood = multiarray_to_numpy(scores[-1])
+    assert -1.0 <= agreement <= 1.0 and np.isfinite(ood) and ood > 0
+    snap = settled(node)
+    assert snap["instruction_mismatch"] >= 1 and snap["outputs"] == 0 and snap["unaccounted"] == 0
+    node.set_parameters([Parameter("min_agreement", value=-2.0)])
+    assert h.drive_until(2.0)
+    assert wait_for(lambda: h.got["diagnostics"] and h.got["diagnostics"][-1]["embedding_stats"] == "yes")
+    assert -1.0 <= float(h.got["diagnostics"][-1]["agreement"]) <= 1.0

@@ -62,10 +62,12 @@ def read_checkpoint(path) -> Dict[str, Any]:
 
 
 def load_checkpoint(path, expect: Optional[Config] = None, fusion: Optional[str] = None,
-                    device: Union[str, torch.device] = "cpu") -> Tuple[TriModalModel, ActionTokenizer, Config]:
+                    device: Union[str, torch.device] = "cpu",
+                    payload: Optional[Dict[str, Any]] = None) -> Tuple[TriModalModel, ActionTokenizer, Config]:
     """Rebuild the model a checkpoint holds. ``fusion`` or ``expect`` (the config the caller was
-    launched with) must match the checkpoint's, else CheckpointError names both."""
-    ckpt = read_checkpoint(path)
+    launched with) must match the checkpoint's, else CheckpointError names both. ``payload``: the
+    file's ``read_checkpoint`` already, for a caller that reads more of it."""
+    ckpt = read_checkpoint(path) if payload is None else payload
     try:
         cfg = config_from_dict(ckpt.get("config"), where=f"{path}: config", retired_ok=True)
     except ConfigError as e:

@@ -34,6 +34,7 @@ JOINTS_TOPIC = "joint_states"                         # sensor_msgs/JointState
 EMBEDDING_TOPIC = "trimodal/embedding"                # std_msgs/Float32MultiArray
 TOKENS_TOPIC = "trimodal/action_tokens"               # std_msgs/Int32MultiArray
 ACTION_TOPIC = "trimodal/action"                      # trajectory_msgs/JointTrajectory
+SCORES_TOPIC = "trimodal/scores"                      # std_msgs/Float32MultiArray: [agreement, ood] per frame
 DIAGNOSTICS_TOPIC = "/diagnostics"                    # diagnostic_msgs/DiagnosticArray
 
 # --- recorded episodes and the simulated robot ------------------------------------------------
@@ -65,6 +66,7 @@ MSG_TYPES = {
     EMBEDDING_TOPIC: "std_msgs/msg/Float32MultiArray",
     TOKENS_TOPIC: "std_msgs/msg/Int32MultiArray",
     ACTION_TOPIC: "trajectory_msgs/msg/JointTrajectory",
+    SCORES_TOPIC: "std_msgs/msg/Float32MultiArray",
     DIAGNOSTICS_TOPIC: "diagnostic_msgs/msg/DiagnosticArray",
     EXPERT_ACTION_TOPIC: "sensor_msgs/msg/JointState",
     CLOCK_TOPIC: "rosgraph_msgs/msg/Clock",
@@ -116,7 +118,8 @@ JOINTS_QOS = Qos("best_effort", "volatile", 50)
 PUBLISHER_QOS = {
     IMAGE_TOPIC: RELIABLE, COMPRESSED_IMAGE_TOPIC: RELIABLE, JOINTS_TOPIC: RELIABLE,
     INSTRUCTION_TOPIC: LATCHED, EXPERT_ACTION_TOPIC: RELIABLE,
-    EMBEDDING_TOPIC: RELIABLE, TOKENS_TOPIC: RELIABLE, ACTION_TOPIC: RELIABLE, DIAGNOSTICS_TOPIC: RELIABLE,
+    EMBEDDING_TOPIC: RELIABLE, TOKENS_TOPIC: RELIABLE, ACTION_TOPIC: RELIABLE, SCORES_TOPIC: RELIABLE,
+    DIAGNOSTICS_TOPIC: RELIABLE,
     CLOCK_TOPIC: RELIABLE, SIM_EPISODE_TOPIC: LATCHED, SIM_RESET_TOPIC: RELIABLE, SIM_STATE_TOPIC: RELIABLE,
 }
 

@@ -23,13 +23,14 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from .config import Config, load_config
 from .model.action_tokenizer import ActionTokenizer
 from .model.configuration import DEFAULT_FUSION
 from .model.encoders import TextFeatures
 from .model.preprocess import proprio_vector
 from .model.trimodal import TriModalModel
+from .scores import EmbeddingStats, agreement
 
 TEXT_CACHE_SIZE = 32  # instructions whose text encoding is kept (a robot has a handful of commands)
 
@@ -75,6 +76,8 @@ class Step:
     actions: np.ndarray    # (K, A) float32 chunk to execute: row k for control step k (row 0 ensembled
                            # over the previous ticks' chunks when the config's inference.ensemble is set)
     seconds: float         # model time: text lookup + forward + decode
+    agreement: float = float("nan")  # instruction–scene cosine in the joint space (scores.py)
+    ood: float = float("nan")        # distance from the training embeddings; 1 = their 99th percentile
 
 
 @dataclass
@@ -92,8 +95,10 @@ class BatchOutput:
 
 class Policy:
     def __init__(self, model: TriModalModel, tokenizer: ActionTokenizer, config: Config,
-                 random_weights: bool = False, execute: int = 1, source: str = ""):
+                 random_weights: bool = False, execute: int = 1, source: str = "",
+                 stats: Optional[EmbeddingStats] = None):
         self.model, self.tokenizer, self.config = model.eval(), tokenizer, config
+        self.stats = stats  # the training embeddings' statistics (ood score); None: not in the checkpoint
         self.random_weights, self.source = bool(random_weights), source
         mc, inf = config.model, config.inference
         self._history: collections.deque = collections.deque(maxlen=max(1, mc.action_history))
@@ -133,8 +138,14 @@ class Policy:
 
         if checkpoint:
             expect = load_config(config, fusion=fusion) if config else None
-            model, tok, cfg = load_checkpoint(checkpoint, fusion=fusion, expect=expect, device=device)
-            return cls(model, tok, settle(cfg), execute=execute, source=str(checkpoint))
+            payload = read_checkpoint(checkpoint)
+            model, tok, cfg = load_checkpoint(checkpoint, fusion=fusion, expect=expect, device=device,
+                                              payload=payload)
+            try:
+                stats = EmbeddingStats.from_dict(payload.get("embedding_stats"), cfg.model.embed_dim)
+            except (KeyError, TypeError, ValueError) as e:
+                raise CheckpointError(f"checkpoint {checkpoint}: embedding_stats: {e}") from None
+            return cls(model, tok, settle(cfg), execute=execute, source=str(checkpoint), stats=stats)
         cfg = settle(load_config(config or fusion or DEFAULT_FUSION, fusion=fusion))
         torch.manual_seed(seed)
         model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None)).to(device)
@@ -241,7 +252,9 @@ class Policy:
         if self.config.model.action_history:
             self._history.extend(actions[:self.execute])
         self.last_stamp = stamp
-        return Step(fused, tokens, actions, time.perf_counter() - t0)
+        ag = float(agreement(out.image[0].float().cpu().numpy(), out.text[0].float().cpu().numpy()))
+        ood = float(self.stats.ood(fused)) if self.stats is not None else float("nan")
+        return Step(fused, tokens, actions, time.perf_counter() - t0, ag, ood)
 
     @torch.inference_mode()
     def infer(self, frames: np.ndarray, proprio: np.ndarray, instructions: List[str]) -> BatchOutput:

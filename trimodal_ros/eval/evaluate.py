@@ -13,7 +13,8 @@ from tqdm import tqdm
 
 from ..data.instructions import instruction_for
 from ..io import atomic_savefig, atomic_write_json, atomic_write_text
-from .metrics import PAIRS, action_mae, all_pair_retrieval, chance_recall, token_metrics
+from ..scores import agreement
+from .metrics import PAIRS, action_mae, all_pair_retrieval, chance_recall, roc_auc, token_metrics
 from .stats import cluster_ratio, majority_baselines, mean_action_baselines, paired_cluster_delta
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,10 @@ def language(policy, dataset, batch_size: int = 64, seed: int = 0, progress: boo
                        "recorded - empty": delta("recorded", "empty")}
     out["wording_robustness"] = {"heldout_paraphrase - train_paraphrase": delta("heldout_paraphrase",
                                                                                  "train_paraphrase")}
+    # the node's instruction–scene agreement as a detector of the wrong instruction, on the same frames
+    right, wrong = (agreement(runs[k]["image"], runs[k]["text"]) for k in ("recorded", "other_task"))
+    out["agreement"] = {"auc_recorded_vs_other_task": roc_auc(right, wrong),
+                        "median_recorded": float(np.median(right)), "median_other_task": float(np.median(wrong))}
     return out
 
 
@@ -211,6 +216,12 @@ def markdown(report: Dict[str, object], title: str) -> str:
             for name, d in lang[group].items():
                 lines.append(f"| {group.replace('_', ' ')}: {name} | {d['delta']:+.3f} | "
                              f"[{d['lo']:+.3f}, {d['hi']:+.3f}] | {d['p']:.3f} |")
+        if "agreement" in lang:
+            g = lang["agreement"]
+            lines += ["", f"Instruction–scene agreement (trimodal/scores) as a detector of another task's "
+                          f"instruction: ROC AUC {g['auc_recorded_vs_other_task']:.3f} (median agreement "
+                          f"{g['median_recorded']:.3f} with the recorded instruction, {g['median_other_task']:.3f} "
+                          f"with another task's)."]
     lines += ["", "## Per task", "", "| task | samples | token acc | MAE |", "|---|---|---|---|"]
     for t, v in r["per_task"].items():
         lines.append(f"| {t} | {v['samples']} | {v['token_accuracy']:.3f} | {v['action_mae']:.4f} |")

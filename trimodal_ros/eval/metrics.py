@@ -77,6 +77,23 @@ def action_mae(pred_actions: np.ndarray, true_actions: np.ndarray, mask: np.ndar
             "action_mae_first_step": float(err[:, 0].mean())}
 
 
+def roc_auc(positive: Sequence[float], negative: Sequence[float]) -> float:
+    """Area under the ROC curve of a score that should be higher for ``positive`` than for
+    ``negative``: the probability that a random positive outscores a random negative (ties half),
+    from ranks (Mann–Whitney U)."""
+    pos, neg = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
+    if not len(pos) or not len(neg):
+        return float("nan")
+    both = np.concatenate([pos, neg])
+    order = both.argsort(kind="mergesort")
+    ranks = np.empty(len(both))
+    ranks[order] = np.arange(1, len(both) + 1)
+    _, inv, counts = np.unique(both, return_inverse=True, return_counts=True)
+    sums = np.bincount(inv, weights=ranks)
+    ranks = (sums / counts)[inv]  # tied values share their mean rank
+    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
 def mean_ci95(values: Sequence[float]) -> tuple[float, float]:
     """Mean and the half-width of a t-based 95% interval (0 for a single value)."""
     v = np.asarray([x for x in values if x is not None and not math.isnan(x)], np.float64)

@@ -138,6 +138,12 @@ def embedding_to_msg(vec, random_weights: bool = False) -> Float32MultiArray:
     return Float32MultiArray(layout=_layout([(label, v.size)]), data=array.array("f", v.tobytes()))
 
 
+def scores_to_msg(agreement: float, ood: float) -> Float32MultiArray:
+    """trimodal/scores: [instruction–scene agreement, ood score] of one frame (trimodal_ros.scores)."""
+    return Float32MultiArray(layout=_layout([("agreement,ood", 2)]),
+                             data=array.array("f", np.asarray([agreement, ood], np.float32).tobytes()))
+
+
 def tokens_to_msg(tokens, random_weights: bool = False) -> Int32MultiArray:
     t = np.asarray(tokens, dtype=np.int64)
     if t.ndim != 2:

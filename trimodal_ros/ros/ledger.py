@@ -5,7 +5,7 @@ Every frame that arrives ends in exactly one outcome, so at any moment
 
     frames_in = outputs + replaced + bad_image + stale_image + stale_joint_state
                 + waiting_for_instruction + waiting_for_joint_state + waiting_for_camera
-                + stale_camera + inactive + paused + inference_errors + in_flight
+                + stale_camera + inactive + paused + instruction_mismatch + inference_errors + in_flight
 
 (``in_flight``: waiting in the one-slot mailbox or being inferred). A frame is one of the primary
 camera; a multi-camera model's other cameras are inputs like joint states (``*_camera`` outcomes
@@ -25,7 +25,7 @@ import numpy as np
 
 FRAME_OUTCOMES = ("outputs", "replaced", "bad_image", "stale_image", "stale_joint_state",
                   "waiting_for_instruction", "waiting_for_joint_state", "waiting_for_camera", "stale_camera",
-                  "inactive", "paused", "inference_errors")
+                  "inactive", "paused", "instruction_mismatch", "inference_errors")
 INPUT_COUNTERS = ("bad_joint_state", "nan_joints", "missing_joints", "unknown_joint_names", "bad_instruction",
                   "instructions", "superseded_instructions", "instruction_timeouts", "bad_secondary_image",
                   "holds")

@@ -123,6 +123,9 @@ VLA_PARAMS: List[Param] = [
           low=1e-4, high=10.0, live=True),
     Param("execute_steps", 1, "points of each chunk the controller executes before the next frame (feeds "
                               "the action history)", low=1, high=1000),
+    Param("min_agreement", -2.0, "hold instead of acting on a frame whose instruction–scene agreement (cosine "
+                                 "in the joint space, on trimodal/scores) is below this; -2 never (needs a "
+                                 "checkpoint trained with an alignment loss)", low=-2.0, high=1.0, live=True),
     Param("instruction_timeout", 0.0, "seconds after the last instruction message when the task ends "
                                       "(outputs stop); 0 never", low=0.0, high=1e6, live=True),
     Param("max_instruction_chars", I.MAX_INSTRUCTION_CHARS, "longer instructions are refused",

@@ -26,7 +26,7 @@ from trajectory_msgs.msg import JointTrajectory
 from .. import interface as I
 from . import signals
 from .conversions import (BadInput, diagnostics_msg, embedding_to_msg, instruction_from_msg, joint_values,
-                          ns_to_stamp, qos_profile, stamp_ns, tokens_to_msg, trajectory_to_msg)
+                          ns_to_stamp, qos_profile, scores_to_msg, stamp_ns, tokens_to_msg, trajectory_to_msg)
 from .inputs import Inputs
 from .intake import CameraIntake, Frame, decode_image, take_waiting
 from .ledger import Ledger
@@ -57,6 +57,7 @@ class VLANode(LifecycleNode):
             self.cameras = []  # the model's named cameras, primary first (set on configure)
             self._io, self._timer, self.threads, self.joint_lag = [], None, 0, float("nan")
             self.paused, self._holding, self._send_actions = False, True, False
+            self.scores = (float("nan"), float("nan"))  # the last frame's (agreement, ood)
             self._log = Throttle(self.get_logger(), lambda kind: self.ledger.snapshot().get(kind))
             self.intake = CameraIntake(self.ledger, self._log, self._stamp)
             self._pub_diag = self.create_publisher(DiagnosticArray, I.DIAGNOSTICS_TOPIC, qos_profile(I.RELIABLE))
@@ -143,7 +144,7 @@ class VLANode(LifecycleNode):
         out = qos_profile(I.RELIABLE)
         self._pub = {k: self.create_lifecycle_publisher(t, n, out) for k, t, n in (
             ("embedding", Float32MultiArray, I.EMBEDDING_TOPIC), ("tokens", Int32MultiArray, I.TOKENS_TOPIC),
-            ("action", JointTrajectory, I.ACTION_TOPIC))}
+            ("action", JointTrajectory, I.ACTION_TOPIC), ("scores", Float32MultiArray, I.SCORES_TOPIC))}
         self._reset_timer()
 
     def _release(self) -> None:
@@ -295,6 +296,13 @@ class VLANode(LifecycleNode):
             self._policy_task = gen
         step = self.policy.act({self.cameras[0]: frame.rgb, **views}, joints[1], joints[2], frame.stamp)
         rnd = self.policy.random_weights
+        self.scores = (step.agreement, step.ood)
+        self._pub["scores"].publish(scores_to_msg(step.agreement, step.ood))
+        if step.agreement < p["min_agreement"]:  # the words do not fit the scene: do not act on them
+            self._log("instruction_mismatch", f"instruction–scene agreement {step.agreement:.3f} < min_agreement "
+                                              f"{p['min_agreement']}: holding")
+            self._hold("the instruction does not fit the scene")
+            return "instruction_mismatch", step.seconds
         if self._send_actions:  # the action first: it is what a controller waits for
             self._pub["action"].publish(trajectory_to_msg(step.actions, ns_to_stamp(frame.stamp), p["action_names"],
                                                           p["control_period"]))
@@ -337,7 +345,9 @@ class VLANode(LifecycleNode):
                   "checkpoint": p["checkpoint"] or "(none)", "device": device,
                   "random_weights": str(rnd).lower(), "torch_threads": self.threads, "cameras": " ".join(self.cameras),
                   "instruction": (self.inputs.instruction or "")[:120], "joint_lag_s": f"{self.joint_lag:.4f}",
-                  "paused": str(self.paused).lower(),
+                  "paused": str(self.paused).lower(), "agreement": f"{self.scores[0]:.4f}",
+                  "ood": f"{self.scores[1]:.4f}", "min_agreement": f"{p['min_agreement']}",
+                  "embedding_stats": "yes" if pol is not None and pol.stats is not None else "no",
                   **self.ledger.values()}
         self._pub_diag.publish(diagnostics_msg(f"{self.get_fully_qualified_name()}: inference", level, message,
                                                values, self.get_clock().now().to_msg(), device))

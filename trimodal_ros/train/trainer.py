@@ -175,6 +175,29 @@ def compute_losses(out, batch, loss_name: str, label_sigma: float = 0.0, positiv
     return ce, contrastive, acc, clip_loss(emb["text"], paraphrase, out.temperature, groups)
 
 
+STATS_SAMPLES = 512  # training samples the checkpoint's embedding statistics are fitted on
+
+
+@torch.no_grad()
+def embedding_stats(model: TriModalModel, batcher: "Batcher", n: int, batch: int, seed: int) -> dict:
+    """``EmbeddingStats`` of the served model over a fixed sample of the training data (the
+    checkpoint's ``embedding_stats``: the node's ood score and agreement quantiles); ``batcher``
+    should prepare inputs as serving does (no augmentation)."""
+    from ..scores import EmbeddingStats
+
+    was = model.training
+    model.eval()
+    idx = np.random.default_rng([seed, 11]).permutation(n)[:STATS_SAMPLES]
+    parts = {"fused": [], "image": [], "text": []}
+    for i in range(0, len(idx), batch):
+        b = batcher(idx[i:i + batch], 10**9 + i)  # steps no training batch uses: their own paraphrases
+        out = model(b["images"], b["proprio"], text_ids=b["text_ids"])
+        for k in parts:
+            parts[k].append(getattr(out, k).float().cpu().numpy())
+    model.train(was)
+    return EmbeddingStats.fit(*(np.concatenate(parts[k]) for k in ("fused", "image", "text"))).to_dict()
+
+
 class TrainDataError(ValueError):
     """The data cannot train this config (too few samples, a target the bags do not record)."""
 
@@ -278,6 +301,10 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
             extra["weighting"] = weighting.state_dict()
         if aux_state is not None:
             extra["state_head"] = aux_state.state_dict()
+        if step == tc.steps:
+            plain = Batcher(ds, tokenizer, model, dev, tc.instructions, tc.seed)  # as served: no shift, no noise
+            extra["embedding_stats"] = embedding_stats(model if ema is None else ema.model, plain, len(ds),
+                                                       tc.batch_size, tc.seed)
         if ema is None:
             return save_checkpoint(last, model, cfg, tokenizer, extra)
         # the averaged weights are what the checkpoint serves; the raw ones are what training resumes
