@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 need_apt=()
-for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglib2.0-0; do
+for pkg in libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libglib2.0-0 cmake g++; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -28,6 +28,25 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q --no-deps -e .
   echo "$want" > "$stamp"
   echo "[setup] done"
+fi
+
+# The package's messages and action (trimodal_ros_interfaces, an ament_cmake package): generated
+# with the rosidl wheels and installed into .venv itself, whose lib/ and site-packages the ROS
+# wheels already search. A ROS install builds them with colcon instead (README). Rebuilt only when
+# the interface files or their build requirements changed.
+if_stamp=.venv/.trimodal-interfaces
+if_want=$( (cat requirements-interfaces.txt; find trimodal_ros_interfaces -type f | sort | xargs cat) | sha256sum | cut -d' ' -f1)
+if [ ! -f "$if_stamp" ] || [ "$(cat "$if_stamp")" != "$if_want" ]; then
+  echo "[setup] building trimodal_ros_interfaces into .venv (~20 s)"
+  .venv/bin/python -m pip install -q -r requirements-interfaces.txt
+  V=$PWD/.venv
+  rm -rf build/interfaces && mkdir -p build
+  cmake -S trimodal_ros_interfaces -B build/interfaces -DCMAKE_INSTALL_PREFIX="$V" -DCMAKE_PREFIX_PATH="$V" \
+    -DPython3_EXECUTABLE="$V/bin/python" -DBUILD_TESTING=OFF >build/interfaces.log 2>&1 &&
+    cmake --build build/interfaces -j"$(nproc)" >>build/interfaces.log 2>&1 &&
+    cmake --install build/interfaces >>build/interfaces.log 2>&1 ||
+    { echo "[setup] building trimodal_ros_interfaces failed; see build/interfaces.log" >&2; exit 1; }
+  echo "$if_want" > "$if_stamp"
 fi
 
 # The real ROS 2 command-line tools (launch, ros2cli and its verbs, colcon) for test/test_ros2_cli.py,

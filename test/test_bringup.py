@@ -140,13 +140,21 @@ def test_readme_topic_table_matches_the_running_node():
             pubs = probe.get_publisher_names_and_types_by_node("vla_node", "/cell_7")
             subs = probe.get_subscriber_names_and_types_by_node("vla_node", "/cell_7")
             std = STANDARD | {"/cell_7/vla_node/transition_event"}  # every lifecycle node has it
-            return ({(n, t) for n, ts in pubs if n not in std for t in ts},
-                    {(n, t) for n, ts in subs if n not in std for t in ts})
+            ours = lambda n: n not in std and "/_action/" not in n  # noqa: E731  (an action's own topics)
+            return ({(n, t) for n, ts in pubs if ours(n) for t in ts},
+                    {(n, t) for n, ts in subs if ours(n) for t in ts})
 
         end = time.monotonic() + 10
         while graph() != (want["pub"], want["sub"]) and time.monotonic() < end:
             time.sleep(0.05)
         assert graph() == (want["pub"], want["sub"])
+        from rclpy.action import get_action_server_names_and_types_by_node
+
+        section = (ROOT / "README.md").read_text().split("## Topics", 1)[1].split("\n## ", 1)[0]
+        actions = set(re.findall(r"^\|\s*`([^`]+)`\s*\|\s*`([^`]+/action/[^`]+)`", section, re.M))
+        served = {(n, t) for n, ts in get_action_server_names_and_types_by_node(probe, "vla_node", "/cell_7")
+                  for t in ts}
+        assert actions and served == {("/cell_7/" + n, t) for n, t in actions}
         probe.destroy_node()
     finally:
         if up is not None:

@@ -13,7 +13,8 @@ from trimodal_ros.ros.conversions import (
     instruction_from_msg,
     joints_from_msg,
     joints_to_msg,
-    multiarray_to_numpy,
+    scores_to_msg,
+    tokens_from_msg,
     sec_to_stamp,
     stamp_to_sec,
     tokens_to_msg,
@@ -90,15 +91,21 @@ def test_instructions():
     assert e.value.kind == "bad_instruction"
 
 
-def test_outputs():
-    emb = embedding_to_msg(np.arange(128, dtype=np.float32))
-    assert [(d.label, d.size, d.stride) for d in emb.layout.dim] == [("embedding", 128, 128)]
-    assert "random weights" in embedding_to_msg(np.zeros(2), random_weights=True).layout.dim[0].label
-    assert "random weights" in tokens_to_msg(np.zeros((1, 4)), random_weights=True).layout.dim[0].label
-    np.testing.assert_array_equal(multiarray_to_numpy(emb), np.arange(128))
-    tok = tokens_to_msg(np.arange(12).reshape(4, 3))
-    assert [(d.label, d.size, d.stride) for d in tok.layout.dim] == [("chunk", 4, 12), ("action_dim", 3, 3)]
-    np.testing.assert_array_equal(multiarray_to_numpy(tok), np.arange(12).reshape(4, 3))
+def test_outputs_carry_the_frames_header():
+    stamp = sec_to_stamp(7.25)
+    emb = embedding_to_msg(np.arange(128, dtype=np.float32), stamp, "cam_optical", "concat_mlp")
+    assert (emb.header.stamp, emb.header.frame_id, emb.fusion, emb.random_weights) == (stamp, "cam_optical",
+                                                                                        "concat_mlp", False)
+    np.testing.assert_array_equal(np.asarray(emb.data), np.arange(128))
+    assert embedding_to_msg(np.zeros(2), stamp, random_weights=True).random_weights
+    tok = tokens_to_msg(np.arange(12).reshape(4, 3), stamp, "cam_optical", bins=256)
+    assert (tok.chunk, tok.action_dim, tok.bins, tok.header.frame_id) == (4, 3, 256, "cam_optical")
+    np.testing.assert_array_equal(tokens_from_msg(tok), np.arange(12).reshape(4, 3))  # row-major
+    tok.chunk = 5
+    with pytest.raises(BadInput, match="12 tokens"):
+        tokens_from_msg(tok)
+    sc = scores_to_msg(0.25, 1.5, stamp, "cam_optical")
+    assert (sc.agreement, sc.ood, sc.header.stamp) == (0.25, 1.5, stamp)
     actions = np.linspace(-1, 1, 16).reshape(4, 4)
     traj = trajectory_to_msg(actions, sec_to_stamp(12.5), ["ee_dx", "ee_dy", "ee_dz", "gripper"], 0.0125)
     assert stamp_to_sec(traj.header.stamp) == 12.5 and len(traj.points) == 4

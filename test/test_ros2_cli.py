@@ -113,10 +113,13 @@ def ws(tmp_path_factory) -> Workspace:
     env["PYTHONPATH"] = os.pathsep.join(p for p in env.get("PYTHONPATH", "").split(os.pathsep)
                                         if p and Path(p).resolve() != ROOT)
     env.update(ROS_LOG_DIR=str(root / "ros_log"), PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
-    argv = ["python", "-m", "colcon", "build", "--packages-select", "trimodal_ros"]  # the venv's python (README)
-    r = subprocess.run([sys.executable, *argv[1:]], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    # the venv's python (README); the message package lies inside the repository, which colcon's crawl
+    # does not enter (the repository is a package itself): its folder is a base path of its own
+    argv = ["python", "-m", "colcon", "build", "--base-paths", "src", "src/trimodal_ros/trimodal_ros_interfaces",
+            "--packages-up-to", "trimodal_ros"]
+    r = subprocess.run([sys.executable, *argv[1:]], cwd=root, env=env, capture_output=True, text=True, timeout=600)
     _record(argv, {})
-    assert r.returncode == 0 and "1 package finished" in r.stdout, r.stdout + r.stderr
+    assert r.returncode == 0 and "2 packages finished" in r.stdout, r.stdout + r.stderr
     dump = subprocess.run(["bash", "-c", "source install/setup.bash && env -0"], cwd=root, env=env,
                           capture_output=True, timeout=60, check=True).stdout
     return Workspace(root, dict(kv.split("=", 1) for kv in dump.decode().split("\0") if "=" in kv))
@@ -355,11 +358,11 @@ class Probe:
             self.lock.notify_all()
 
     def count_tokens(self, namespace: str) -> None:
-        from std_msgs.msg import Int32MultiArray
+        from trimodal_ros_interfaces.msg import ActionTokens
 
         def on_tokens(msg):
             self.tokens += 1
-        self.node.create_subscription(Int32MultiArray, f"/{namespace}/{I.TOKENS_TOPIC}", on_tokens, 10)
+        self.node.create_subscription(ActionTokens, f"/{namespace}/{I.TOKENS_TOPIC}", on_tokens, 10)
 
     def diagnostics(self, namespace: str, timeout: float = 20) -> dict:
         """The node's values from a /diagnostics message that arrives from now on."""
@@ -432,13 +435,11 @@ def diagnostics(ros: Ros2, namespace: str, msg: Optional[dict] = None) -> dict:
 
 
 def check_tokens(msg: dict, fusion: str, random_weights: bool = True) -> None:
-    """trimodal/action_tokens as documented: layout dims [chunk, action_dim], 256 bins per dimension."""
+    """trimodal/action_tokens as documented: chunk × action_dim tokens, row-major, 256 bins, stamped."""
     model = load_config(fusion).model
-    dims = msg["layout"]["dim"]
-    assert [d["label"] for d in dims] == ["chunk" + (" (random weights)" if random_weights else ""), "action_dim"]
-    assert [d["size"] for d in dims] == [model.chunk, model.action_dim]
-    assert [d["stride"] for d in dims] == [model.chunk * model.action_dim, model.action_dim]
-    assert len(msg["data"]) == model.chunk * model.action_dim and all(0 <= x < 256 for x in msg["data"])
+    assert (msg["chunk"], msg["action_dim"], msg["bins"]) == (model.chunk, model.action_dim, 256)
+    assert msg["random_weights"] is random_weights and "stamp" in msg["header"]
+    assert len(msg["tokens"]) == model.chunk * model.action_dim and all(0 <= x < 256 for x in msg["tokens"])
 
 
 def param(ros: Ros2, namespace: str, *args: str) -> subprocess.CompletedProcess:

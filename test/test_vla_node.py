@@ -15,7 +15,8 @@ from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, Sh
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float32MultiArray, Int32MultiArray, String
+from std_msgs.msg import String
+from trimodal_ros_interfaces.msg import ActionTokens, Embedding, FrameScores
 from trajectory_msgs.msg import JointTrajectory
 
 from trimodal_ros import interface as I
@@ -26,7 +27,7 @@ from trimodal_ros.ros.conversions import (
     duration_to_sec,
     image_to_msg,
     joints_to_msg,
-    multiarray_to_numpy,
+    tokens_from_msg,
     qos_profile,
     sec_to_stamp,
     stamp_to_sec,
@@ -96,8 +97,8 @@ class Harness:
         self.got = {"action": [], "hold": [], "tokens": [], "embedding": [], "diagnostics": [], "levels": []}
         c.create_subscription(JointTrajectory, f"{ns}/trimodal/action",  # holds (no points) apart
                               lambda m: self.got["action" if m.points else "hold"].append(m), 10)
-        c.create_subscription(Int32MultiArray, f"{ns}/trimodal/action_tokens", self.got["tokens"].append, 10)
-        c.create_subscription(Float32MultiArray, f"{ns}/trimodal/embedding", self.got["embedding"].append, 10)
+        c.create_subscription(ActionTokens, f"{ns}/trimodal/action_tokens", self.got["tokens"].append, 10)
+        c.create_subscription(Embedding, f"{ns}/trimodal/embedding", self.got["embedding"].append, 10)
         c.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
 
     def _on_diag(self, msg):
@@ -163,10 +164,12 @@ def test_outputs_for_every_fusion(ros, fusion):
         assert [round(duration_to_sec(p.time_from_start), 6) for p in traj.points] == \
             [round(0.0125 * (k + 1), 6) for k in range(cfg.chunk)]
     emb = h.got["embedding"][0]
-    assert [(d.label, d.size) for d in emb.layout.dim] == [("embedding (random weights)", cfg.embed_dim)]
-    assert multiarray_to_numpy(emb).shape == (cfg.embed_dim,) and np.all(np.isfinite(emb.data))
-    tok = multiarray_to_numpy(h.got["tokens"][0])
-    assert [d.label for d in h.got["tokens"][0].layout.dim] == ["chunk (random weights)", "action_dim"]
+    assert emb.random_weights and emb.fusion == fusion and stamp_to_sec(emb.header.stamp) in sent
+    assert np.asarray(emb.data).shape == (cfg.embed_dim,) and np.all(np.isfinite(emb.data))
+    first = h.got["tokens"][0]
+    tok = tokens_from_msg(first)
+    assert first.random_weights and first.bins == cfg.bins and first.header.stamp == emb.header.stamp
+    assert emb.header.frame_id == first.header.frame_id == h.got["action"][0].header.frame_id == "camera"
     assert tok.shape == (cfg.chunk, cfg.action_dim) and tok.min() >= 0 and tok.max() < cfg.bins
     # tokens and actions agree: the action is the tokenizer's decode of the tokens
     np.testing.assert_allclose(node.policy.tokenizer.decode(tok), trajectory_to_numpy(h.got["action"][0]), atol=1e-6)
@@ -530,7 +533,7 @@ def test_a_second_named_camera_is_subscribed_aligned_and_used(ros, tmp_path):
         time.sleep(0.2)
         h.step(t, rgb=primary)
         assert wait_for(lambda: len(h.got["embedding"]) == k + 1, timeout=10), node.ledger.snapshot()
-    e = [multiarray_to_numpy(m) for m in h.got["embedding"]]
+    e = [np.asarray(m.data) for m in h.got["embedding"]]
     assert not np.allclose(e[0], e[1]) and np.allclose(e[0], e[2], atol=1e-6)
     assert [stamp_to_sec(a.header.stamp) for a in h.got["action"]] == [2.0, 3.0, 4.0]
     c = settled(node)
@@ -670,13 +673,13 @@ def test_scores_are_published_and_a_mismatched_instruction_is_held(ros, tiny_che
     as instruction_mismatch, and lowering it live resumes the actions."""
     h = Harness(ros, "/scores")
     scores = []
-    ros.client.create_subscription(Float32MultiArray, "/scores/trimodal/scores", scores.append, 10)
+    ros.client.create_subscription(FrameScores, "/scores/trimodal/scores", scores.append, 10)
     node = ros.vla_node("/scores", checkpoint=str(tiny_checkpoint), min_agreement=1.0)
     assert wait_for(h.connected)
     h.instruction.publish(String(data="reach the goal"))
     assert h.drive_until(1.0, key="hold")
     assert wait_for(lambda: scores) and not h.got["action"]
-    agreement, ood = multiarray_to_numpy(scores[-1])
+    agreement, ood = scores[-1].agreement, scores[-1].ood
     assert -1.0 <= agreement <= 1.0 and np.isfinite(ood) and ood > 0
     snap = settled(node)
     assert snap["instruction_mismatch"] >= 1 and snap["outputs"] == 0 and snap["unaccounted"] == 0
@@ -684,3 +687,55 @@ def test_scores_are_published_and_a_mismatched_instruction_is_held(ros, tiny_che
     assert h.drive_until(2.0)
     assert wait_for(lambda: h.got["diagnostics"] and h.got["diagnostics"][-1]["embedding_stats"] == "yes")
     assert -1.0 <= float(h.got["diagnostics"][-1]["agreement"]) <= 1.0
+
+
+def test_follow_instruction_action_runs_a_goal_until_cancel_timeout_or_replacement(ros):
+    """~/follow_instruction: an accepted goal is the task in force (frames acted on come back as
+    feedback); cancelling it stops the task and holds; a duration ends it the same way; an
+    instruction message replaces it; an inactive node refuses goals."""
+    from action_msgs.msg import GoalStatus
+    from rclpy.action import ActionClient
+    from trimodal_ros_interfaces.action import FollowInstruction
+
+    h = Harness(ros, "/goal")
+    node = ros.vla_node("/goal")
+    client = ActionClient(ros.client, FollowInstruction, "/goal/vla_node/follow_instruction")
+    assert client.wait_for_server(timeout_sec=10) and wait_for(h.connected)
+    feedback = []
+
+    def send(instruction, duration=0.0):
+        fut = client.send_goal_async(FollowInstruction.Goal(instruction=instruction, duration=duration),
+                                     feedback_callback=lambda m: feedback.append(m.feedback))
+        assert wait_for(fut.done)
+        return fut.result()
+
+    goal = send("reach the goal")
+    assert goal.accepted and wait_for(lambda: node.instruction() == "reach the goal")
+    assert h.drive_until(1.0, n_min=3)
+    assert wait_for(lambda: feedback and feedback[-1].frames >= 1, timeout=10)
+    holds = len(h.got["hold"])
+    cancel = goal.cancel_goal_async()
+    assert wait_for(cancel.done)
+    result = goal.get_result_async()
+    assert wait_for(result.done)
+    assert result.result().status == GoalStatus.STATUS_CANCELED
+    assert result.result().result.outcome == FollowInstruction.Result.CANCELLED and result.result().result.frames >= 3
+    assert node.instruction() is None and wait_for(lambda: len(h.got["hold"]) == holds + 1)
+
+    timed = send("reach the goal", duration=0.5)
+    assert timed.accepted and h.drive_until(2.0)
+    result = timed.get_result_async()
+    assert wait_for(result.done, timeout=10) and result.result().result.outcome == FollowInstruction.Result.TIMED_OUT
+    assert result.result().status == GoalStatus.STATUS_SUCCEEDED and node.instruction() is None
+
+    replaced = send("reach the goal")
+    assert replaced.accepted
+    h.instruction.publish(String(data="push the puck"))
+    result = replaced.get_result_async()
+    assert wait_for(result.done, timeout=10) and result.result().result.outcome == FollowInstruction.Result.REPLACED
+    assert node.instruction() == "push the puck"
+
+    assert not send("").accepted  # an empty goal is not a task
+    node.trigger_deactivate()
+    assert not send("reach the goal").accepted
+    client.destroy()

@@ -31,10 +31,10 @@ IMAGE_TOPIC = image_topic()                           # sensor_msgs/Image: "came
 COMPRESSED_IMAGE_TOPIC = image_topic(compressed=True)  # sensor_msgs/CompressedImage (image_transport)
 INSTRUCTION_TOPIC = "instruction"                     # std_msgs/String
 JOINTS_TOPIC = "joint_states"                         # sensor_msgs/JointState
-EMBEDDING_TOPIC = "trimodal/embedding"                # std_msgs/Float32MultiArray
-TOKENS_TOPIC = "trimodal/action_tokens"               # std_msgs/Int32MultiArray
+EMBEDDING_TOPIC = "trimodal/embedding"                # trimodal_ros_interfaces/Embedding
+TOKENS_TOPIC = "trimodal/action_tokens"               # trimodal_ros_interfaces/ActionTokens
 ACTION_TOPIC = "trimodal/action"                      # trajectory_msgs/JointTrajectory
-SCORES_TOPIC = "trimodal/scores"                      # std_msgs/Float32MultiArray: [agreement, ood] per frame
+SCORES_TOPIC = "trimodal/scores"                      # trimodal_ros_interfaces/FrameScores
 DIAGNOSTICS_TOPIC = "/diagnostics"                    # diagnostic_msgs/DiagnosticArray
 
 # --- recorded episodes and the simulated robot ------------------------------------------------
@@ -63,10 +63,10 @@ MSG_TYPES = {
     COMPRESSED_IMAGE_TOPIC: "sensor_msgs/msg/CompressedImage",
     INSTRUCTION_TOPIC: "std_msgs/msg/String",
     JOINTS_TOPIC: "sensor_msgs/msg/JointState",
-    EMBEDDING_TOPIC: "std_msgs/msg/Float32MultiArray",
-    TOKENS_TOPIC: "std_msgs/msg/Int32MultiArray",
+    EMBEDDING_TOPIC: "trimodal_ros_interfaces/msg/Embedding",
+    TOKENS_TOPIC: "trimodal_ros_interfaces/msg/ActionTokens",
     ACTION_TOPIC: "trajectory_msgs/msg/JointTrajectory",
-    SCORES_TOPIC: "std_msgs/msg/Float32MultiArray",
+    SCORES_TOPIC: "trimodal_ros_interfaces/msg/FrameScores",
     DIAGNOSTICS_TOPIC: "diagnostic_msgs/msg/DiagnosticArray",
     EXPERT_ACTION_TOPIC: "sensor_msgs/msg/JointState",
     CLOCK_TOPIC: "rosgraph_msgs/msg/Clock",

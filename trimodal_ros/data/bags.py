@@ -46,12 +46,39 @@ class BagError(RuntimeError):
         super().__init__(f"bag {self.path}: {reason}")
 
 
+INTERFACES = "trimodal_ros_interfaces"
+
+
+def interface_folder() -> Optional[Path]:
+    """The ``msg/`` folder of this repository's message package: where it is installed (ament index,
+    or the environment's share/, where scripts/setup.sh puts it), else the source tree's."""
+    import sys
+
+    candidates = []
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.append(Path(get_package_share_directory(INTERFACES)))
+    except Exception:  # not on the ament index (pip environment) or no ament_index_python
+        pass
+    candidates += [Path(sys.prefix) / "share" / INTERFACES, Path(__file__).resolve().parents[2] / INTERFACES]
+    return next((c / "msg" for c in candidates if (c / "msg").is_dir()), None)
+
+
 @lru_cache(maxsize=1)
 def typestore():
-    """The ROS 2 Jazzy typestore (message classes, CDR (de)serialisation, type hashes)."""
-    from rosbags.typesys import Stores, get_typestore
+    """The ROS 2 Jazzy typestore (message classes, CDR (de)serialisation, type hashes), with the
+    package's own messages (trimodal/embedding, action_tokens, scores) registered from their .msg files."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-    return get_typestore(Stores.ROS2_JAZZY)
+    store = get_typestore(Stores.ROS2_JAZZY)
+    folder = interface_folder()
+    if folder is not None:
+        types = {}
+        for f in sorted(folder.glob("*.msg")):
+            types.update(get_types_from_msg(f.read_text(), f"{INTERFACES}/msg/{f.stem}"))
+        store.register(types)
+    return store
 
 
 def msg_class(msgtype: str):

@@ -6,13 +6,14 @@ with the bag reader); it is re-exported here for the node's convenience.
 from __future__ import annotations
 
 import array
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float32MultiArray, Int32MultiArray, MultiArrayDimension, MultiArrayLayout
+from std_msgs.msg import Header
+from trimodal_ros_interfaces.msg import ActionTokens, Embedding, FrameScores
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from ..decode import (  # noqa: F401  (re-exported)
@@ -111,14 +112,6 @@ def joints_to_msg(names: Sequence[str], positions, velocities=None, stamp: Optio
 
 
 # --- outputs -------------------------------------------------------------------------------------
-def _layout(dims: List[Tuple[str, int]]) -> MultiArrayLayout:
-    out, stride = [], int(np.prod([s for _, s in dims])) if dims else 0
-    for label, size in dims:
-        out.append(MultiArrayDimension(label=label, size=int(size), stride=int(stride)))
-        stride //= max(int(size), 1)
-    return MultiArrayLayout(dim=out, data_offset=0)
-
-
 def diagnostics_msg(name: str, level: int, message: str, values: dict, stamp: Time,
                     hardware_id: str = "") -> DiagnosticArray:
     """One status (``ledger`` level, message, string values) as a /diagnostics message."""
@@ -129,35 +122,41 @@ def diagnostics_msg(name: str, level: int, message: str, values: dict, stamp: Ti
     return msg
 
 
-RANDOM_MARK = " (random weights)"  # appended to the first layout label when no checkpoint is loaded
+def _header(stamp: Time, frame_id: str) -> Header:
+    return Header(stamp=stamp, frame_id=frame_id)
 
 
-def embedding_to_msg(vec, random_weights: bool = False) -> Float32MultiArray:
+def embedding_to_msg(vec, stamp: Time, frame_id: str = "", fusion: str = "",
+                     random_weights: bool = False) -> Embedding:
+    """(embed_dim,) → trimodal_ros_interfaces/Embedding with the camera frame's header."""
     v = np.asarray(vec, dtype=np.float32).reshape(-1)
-    label = "embedding" + (RANDOM_MARK if random_weights else "")
-    return Float32MultiArray(layout=_layout([(label, v.size)]), data=array.array("f", v.tobytes()))
+    return Embedding(header=_header(stamp, frame_id), fusion=fusion, random_weights=bool(random_weights),
+                     data=array.array("f", v.tobytes()))
 
 
-def scores_to_msg(agreement: float, ood: float) -> Float32MultiArray:
-    """trimodal/scores: [instruction–scene agreement, ood score] of one frame (trimodal_ros.scores)."""
-    return Float32MultiArray(layout=_layout([("agreement,ood", 2)]),
-                             data=array.array("f", np.asarray([agreement, ood], np.float32).tobytes()))
-
-
-def tokens_to_msg(tokens, random_weights: bool = False) -> Int32MultiArray:
+def tokens_to_msg(tokens, stamp: Time, frame_id: str = "", bins: int = 256,
+                  random_weights: bool = False) -> ActionTokens:
+    """(chunk, action_dim) int tokens → trimodal_ros_interfaces/ActionTokens, row-major."""
     t = np.asarray(tokens, dtype=np.int64)
     if t.ndim != 2:
         raise ValueError(f"tokens must be (chunk, action_dim), got {t.shape}")
-    label = "chunk" + (RANDOM_MARK if random_weights else "")
-    return Int32MultiArray(layout=_layout([(label, t.shape[0]), ("action_dim", t.shape[1])]),
-                           data=array.array("i", t.reshape(-1).astype(np.int32).tobytes()))
+    return ActionTokens(header=_header(stamp, frame_id), chunk=t.shape[0], action_dim=t.shape[1], bins=int(bins),
+                        random_weights=bool(random_weights),
+                        tokens=array.array("i", t.reshape(-1).astype(np.int32).tobytes()))
 
 
-def multiarray_to_numpy(msg) -> np.ndarray:
-    """Float32/Int32MultiArray → ndarray shaped by its layout (the inverse of the two above)."""
-    shape = [d.size for d in msg.layout.dim]
-    a = np.asarray(msg.data)
-    return a.reshape(shape) if shape else a
+def scores_to_msg(agreement: float, ood: float, stamp: Time, frame_id: str = "") -> FrameScores:
+    """trimodal/scores: one frame's instruction–scene agreement and ood score (trimodal_ros.scores)."""
+    return FrameScores(header=_header(stamp, frame_id), agreement=float(agreement), ood=float(ood))
+
+
+def tokens_from_msg(msg: ActionTokens) -> np.ndarray:
+    """ActionTokens → (chunk, action_dim) int64, the inverse of ``tokens_to_msg``."""
+    t = np.asarray(msg.tokens, dtype=np.int64)
+    if t.size != msg.chunk * msg.action_dim:
+        raise BadInput("bad_tokens", f"ActionTokens holds {t.size} tokens, not chunk {msg.chunk} x action_dim "
+                                     f"{msg.action_dim}")
+    return t.reshape(msg.chunk, msg.action_dim)
 
 
 def trajectory_to_msg(actions, stamp: Time, joint_names: Sequence[str], control_period: float,

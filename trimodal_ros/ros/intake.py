@@ -24,6 +24,7 @@ class Frame:
     rgb: np.ndarray   # (H, W, 3) uint8
     stamp: int        # ns, camera header
     received: float   # time.monotonic() at arrival
+    frame_id: str = ""  # the camera header's, carried to every output of the frame
 
 
 def decode_image(msg) -> np.ndarray:
@@ -50,7 +51,7 @@ class CameraIntake:
         except BadInput as e:
             self.ledger.settle("bad_image")
             return self._log("bad_image", f"skipped bad image: {e}")
-        return Frame(rgb, self._stamp(msg), time.monotonic())
+        return Frame(rgb, self._stamp(msg), time.monotonic(), msg.header.frame_id)
 
     def newest(self, msg, sub=None) -> Optional[Frame]:
         """``msg`` decoded, or (with ``sub``) the newest good frame of it and those waiting in ``sub``."""

@@ -60,13 +60,12 @@ def record(out, topics: Optional[Iterable[str]] = None, duration: Optional[float
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rosbags.rosbag2 import StoragePlugin, Writer
-    from rosbags.typesys import Stores, get_typestore
 
-    from ..data.bags import finish_metadata
+    from ..data.bags import finish_metadata, typestore as package_typestore
 
     out = Path(out)
     stop = stop or threading.Event()
-    typestore = get_typestore(Stores.ROS2_JAZZY)
+    typestore = package_typestore()
     known = {resolve_name(t, namespace): ty for t, ty in DEFAULT_TOPICS.items()}
     wanted = list(dict.fromkeys(resolve_name(t, namespace) for t in (topics or DEFAULT_TOPICS)))
     node = rclpy.create_node("bag_record", context=context, start_parameter_services=False)

@@ -19,14 +19,16 @@ from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import Float32MultiArray, Int32MultiArray, String
+from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
+from trimodal_ros_interfaces.msg import ActionTokens, Embedding, FrameScores
 
 from .. import interface as I
 from . import signals
 from .conversions import (BadInput, diagnostics_msg, embedding_to_msg, instruction_from_msg, joint_values,
                           ns_to_stamp, qos_profile, scores_to_msg, stamp_ns, tokens_to_msg, trajectory_to_msg)
+from .goal import GoalRunner, Result
 from .inputs import Inputs
 from .intake import CameraIntake, Frame, decode_image, take_waiting
 from .ledger import Ledger
@@ -66,6 +68,8 @@ class VLANode(LifecycleNode):
             self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
             self.create_service(Trigger, "~/stop", self._on_stop)
             self.create_service(SetBool, "~/pause", self._on_pause)
+            self.goals = GoalRunner(self, self._instruct_now, lambda: self.inputs.task()[:2], self._hold,
+                                    lambda: self._active, lambda: self.params["max_instruction_chars"])
             follow_updates(self, VLA_PARAMS, self.params, self._params_changed)
             if self.params["autostart"]:
                 if self.trigger_configure() != SUCCESS:
@@ -113,6 +117,7 @@ class VLANode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._hold("deactivated")  # while the publisher is still active
+        self.goals.end(Result.ABORTED)
         self._active = False
         return super().on_deactivate(state)
 
@@ -122,6 +127,7 @@ class VLANode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._hold("shutting down")
+        self.goals.end(Result.ABORTED)
         self._active = False
         self._release()
         return SUCCESS
@@ -143,8 +149,8 @@ class VLANode(LifecycleNode):
                                        image_qos) for c in others), cam]
         out = qos_profile(I.RELIABLE)
         self._pub = {k: self.create_lifecycle_publisher(t, n, out) for k, t, n in (
-            ("embedding", Float32MultiArray, I.EMBEDDING_TOPIC), ("tokens", Int32MultiArray, I.TOKENS_TOPIC),
-            ("action", JointTrajectory, I.ACTION_TOPIC), ("scores", Float32MultiArray, I.SCORES_TOPIC))}
+            ("embedding", Embedding, I.EMBEDDING_TOPIC), ("tokens", ActionTokens, I.TOKENS_TOPIC),
+            ("action", JointTrajectory, I.ACTION_TOPIC), ("scores", FrameScores, I.SCORES_TOPIC))}
         self._reset_timer()
 
     def _release(self) -> None:
@@ -204,6 +210,12 @@ class VLANode(LifecycleNode):
                 self._hold("stopped")
 
     # --- safety: stop, pause, hold ----------------------------------------------------------------
+    def _instruct_now(self, text: str) -> int:
+        """Set the task as an instruction message would (the follow_instruction action); its generation."""
+        if self.inputs.instruct(text) and not text:
+            self._hold("stopped")
+        return self.inputs.task()[0]
+
     def _on_stop(self, request, response):
         """~/stop (std_srvs/Trigger): the task ends, as an empty instruction does; the robot holds."""
         self.inputs.instruct("")
@@ -297,18 +309,21 @@ class VLANode(LifecycleNode):
         step = self.policy.act({self.cameras[0]: frame.rgb, **views}, joints[1], joints[2], frame.stamp)
         rnd = self.policy.random_weights
         self.scores = (step.agreement, step.ood)
-        self._pub["scores"].publish(scores_to_msg(step.agreement, step.ood))
+        stamp, frame_id = ns_to_stamp(frame.stamp), frame.frame_id  # every output carries the frame's header
+        self._pub["scores"].publish(scores_to_msg(step.agreement, step.ood, stamp, frame_id))
         if step.agreement < p["min_agreement"]:  # the words do not fit the scene: do not act on them
             self._log("instruction_mismatch", f"instruction–scene agreement {step.agreement:.3f} < min_agreement "
                                               f"{p['min_agreement']}: holding")
             self._hold("the instruction does not fit the scene")
             return "instruction_mismatch", step.seconds
         if self._send_actions:  # the action first: it is what a controller waits for
-            self._pub["action"].publish(trajectory_to_msg(step.actions, ns_to_stamp(frame.stamp), p["action_names"],
-                                                          p["control_period"]))
+            self._pub["action"].publish(trajectory_to_msg(step.actions, stamp, p["action_names"],
+                                                          p["control_period"], frame_id))
             self._holding = False
-        self._pub["tokens"].publish(tokens_to_msg(step.tokens, rnd))
-        self._pub["embedding"].publish(embedding_to_msg(step.embedding, rnd))
+            self.goals.acted(gen)
+        mc = self.policy.model_config
+        self._pub["tokens"].publish(tokens_to_msg(step.tokens, stamp, frame_id, mc.bins, rnd))
+        self._pub["embedding"].publish(embedding_to_msg(step.embedding, stamp, frame_id, mc.fusion, rnd))
         self.joint_lag = frame.stamp / 1e9 - joints[0]
         return "outputs", step.seconds
 
@@ -354,6 +369,8 @@ class VLANode(LifecycleNode):
 
     def destroy_node(self):
         self._active = False
+        if hasattr(self, "goals"):
+            self.goals.destroy()
         self._release()
         return super().destroy_node()
 
