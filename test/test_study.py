@@ -175,4 +175,5 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
         for w in ("train", "heldout") for x in (1000, 1001)]}))
     text = Path(R.write_report(study)).read_text()
     assert "| random_weights − expert | -1.000 |" in text and "Missing runs (0 of 3)" in text
+    assert "one seed per cell: none yet" in text  # the expert has one seed: its interval omits seed variation
     assert "| expert − random_weights | +1.000 |" in text.split("## Secondary contrasts")[1]

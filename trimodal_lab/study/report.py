@@ -83,8 +83,9 @@ def analyse(plan: Plan) -> Dict[str, object]:
         cells[name] = {"seeds": sorted(seeds), "success": float(mat.mean()), "per_seed": mat.mean(1).tolist(),
                        **{f"success_{w}": v for w, v in by_wording.items()}}
     ready = [(t, r) for t, r in plan.primary if t in runs and r in runs]
-    rows = [dict(treatment=t, reference=r, **contrast(matrix(runs[t], cases), matrix(runs[r], cases), plan,
-                                                      len(plan.primary))) for t, r in ready]
+    rows = [dict(treatment=t, reference=r, seeds=min(len(runs[t]), len(runs[r])),
+                 **contrast(matrix(runs[t], cases), matrix(runs[r], cases), plan, len(plan.primary)))
+            for t, r in ready]
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
     secondary = [dict(treatment=t, reference=r, **contrast(matrix(runs[t], cases), matrix(runs[r], cases), plan, 1))
@@ -94,6 +95,8 @@ def analyse(plan: Plan) -> Dict[str, object]:
 
 
 def _verdict(row: Dict[str, float], plan: Plan) -> str:
+    if row["seeds"] < 2:  # the interval then holds the cases' variation only, not the seeds'
+        return "one seed per cell: none yet"
     if row["p_holm"] < plan.alpha and abs(row["diff"]) >= plan.effect:
         return "effect" if row["diff"] > 0 else "harm"
     if row["lo"] > -plan.effect and row["hi"] < plan.effect:
@@ -124,7 +127,8 @@ def write_report(plan: Plan = None) -> Path:
               f"then of each cell's seeds); p two-sided from the same bootstrap, Holm over the "
               f"{len(plan.primary)} primary contrasts; detectable: the difference found at 80% power at "
               f"α = {plan.alpha}/{len(plan.primary)}. An effect needs Holm p < {plan.alpha} and |difference| ≥ "
-              f"{plan.effect}.", "",
+              f"{plan.effect}. With one seed in a cell the interval holds only the cases' variation, not the "
+              f"seeds': no verdict is drawn before each cell of a contrast has two.", "",
               "| treatment − reference | difference | 95% interval | p (Holm) | detectable | verdict |",
               "|---|---|---|---|---|---|"]
     for r in a["contrasts"]:
