@@ -6,7 +6,7 @@ positions (``/sim/state``), the joints and the task's index, and predicts the re
 tokens (4-step chunks, 256 bins, the same tokenizer fit); it is rolled out with the true state
 every tick and ACT temporal ensembling, as ``trimodal-ros rollout`` runs the MT10 policy. Where
 this policy fails, the demonstrations (not the camera, not the image tower) are what is missing:
-with it stop 23 traced reach's failures to bags that end at the expert's first success (and tried
+with it the policy study traced reach's failures to bags that end at the expert's first success (and tried
 ``generate --after-success``) and saw the joint velocities' copycat shortcut (``--joints``). It
 needs the simulator's state: a diagnostic, not a policy.
 

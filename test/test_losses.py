@@ -15,7 +15,7 @@ from trimodal_ros.model.losses import (
 
 
 def _lecture_embeddings():
-    # the lecture's N=2 example: I1=[0.8,0.6], I2=[0.6,0.8], T1=[0.7,0.7], T2=[0.7,-0.7], τ=0.07
+    # a worked N=2 example: I1=[0.8,0.6], I2=[0.6,0.8], T1=[0.7,0.7], T2=[0.7,-0.7], τ=0.07
     return torch.tensor([[0.8, 0.6], [0.6, 0.8]]), torch.tensor([[0.7, 0.7], [0.7, -0.7]])
 
 
@@ -30,7 +30,7 @@ def test_clip_loss_lecture_example_by_hand():
     col = [-(s[j][j] - math.log(sum(math.exp(s[i][j]) for i in range(2)))) for j in range(2)]
     expected = (sum(row) + sum(col)) / 4  # 1/(2N) Σ over both directions
     assert clip_loss(img, txt, tau).item() == pytest.approx(expected, rel=1e-5)
-    # the lecture's own numbers: L_CE(I1) ≈ 0 and L_CE(T2) ≈ 4.0
+    # its hand-computed values: L_CE(I1) ≈ 0 and L_CE(T2) ≈ 4.0
     assert row[0] == pytest.approx(0.0, abs=1e-4)
     assert col[1] == pytest.approx(4.0, abs=0.1)
 

@@ -277,7 +277,7 @@ def run_grid(data: str, out: str, budget: str = "small", fusions: Optional[List[
         done[(f, loss, s)] = g.run(f, loss, s, b.confirm_episodes)
     runs = list(done.values())
     checks = []
-    if confounds:  # is "alignment hurts" a budget or a weighting effect? (statistics issue #15)
+    if confounds:  # is "alignment hurts" a budget or a weighting effect? (the confound check)
         ref = REFERENCE_FUSION if REFERENCE_FUSION in fusions else fusions[0]
         for tag, over in (("_x4", {"steps": 4 * b.steps}), ("_w01", {"contrastive_weight": 0.1})):
             for loss in ("pairwise", "none"):

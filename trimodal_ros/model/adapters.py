@@ -20,7 +20,7 @@ ADAPTERS: Registry[type] = Registry("adapter")
 class QFormer(nn.Module):
     """Learned queries that self-attend and cross-attend to a token sequence (BLIP-2 style).
 
-    Unlike the research plan's sketch (queries concatenated with the inputs in one encoder), the
+    Unlike a single-encoder Q-Former (queries concatenated with the inputs in one encoder), the
     inputs are only keys/values here, so cost grows linearly with their length.
     """
 

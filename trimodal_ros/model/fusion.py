@@ -35,8 +35,8 @@ class FusionInputs:
 
 @FUSIONS.register("weighted_sum")
 class WeightedSum(nn.Module):
-    """Σ_m softmax(w)_m · LN_m(x_m). The weights are normalised, unlike the research plan's
-    ``weight_1 * x1 + weight_2 + x2`` (which adds a weight instead of scaling x2)."""
+    """Σ_m softmax(w)_m · LN_m(x_m). The weights are normalised, so the
+    mix is a convex combination of the normalised embeddings."""
 
     def __init__(self, cfg, clip_dim: int):
         super().__init__()
@@ -67,7 +67,7 @@ class ConcatMLP(nn.Module):
 @FUSIONS.register("cross_attention")
 class CrossAttention(nn.Module):
     """The text and proprio embeddings are two queries that attend to the image patch tokens:
-    Attention(Q_text,action, K_image, V_image), as in the lecture's cross-modal attention."""
+    Attention(Q_text,action, K_image, V_image), the usual cross-modal attention."""
 
     def __init__(self, cfg, clip_dim: int):
         super().__init__()

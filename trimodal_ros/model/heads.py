@@ -39,7 +39,7 @@ class GaussianActionHead(nn.Module):
     ``sigma`` bins). The tokens, their argmax and the cross-entropy loss are those of the free head,
     but the loss becomes a squared error on a position, so neighbouring bins share what they learn
     instead of being 256 unrelated classes per dimension. On MT10 it did worse than the free head
-    (docs/results/policy_study.md, E33)."""
+    (docs/results/policy_study.md, the Gaussian head)."""
 
     def __init__(self, dim: int, hidden: int, chunk: int, action_dim: int, bins: int, dropout: float = 0.0,
                  sigma: float = 4.0):
@@ -94,7 +94,7 @@ class TokenStateHead(StateHead):
     pooled vector. A goal marker a few pixels wide lives in one patch; pooling the whole image into
     one vector blurs where it is, attention can pick that patch (spatial read-outs, as the keypoint
     and spatial-softmax heads of visuomotor policies do). On MT10 it did no better than the pooled
-    head (docs/results/policy_study.md, E29)."""
+    head (docs/results/policy_study.md, the token-reading state head)."""
 
     def __init__(self, dim: int, state_dim: int, hidden: int = 256, token_dim: int = 0, proprio_dim: int = 0,
                  queries: int = 4):
@@ -121,7 +121,7 @@ class ProprioStateHead(StateHead):
     includes the hand (``state_input: 9``: ``hand_x/y/z``), that is forward kinematics from the
     joint angles, which the camera shows only roughly; the action head then gets the hand, the object
     and the goal in one frame, and the expert's move toward a target is linear in their difference.
-    On MT10 it places the hand to 0.5 cm but the policy did no better (E31)."""
+    On MT10 it places the hand to 0.5 cm but the policy did no better (docs/results/policy_study.md)."""
 
     def __init__(self, dim: int, state_dim: int, hidden: int = 256, token_dim: int = 0, proprio_dim: int = 0):
         if proprio_dim <= 0:
