@@ -739,3 +739,41 @@ def test_follow_instruction_action_runs_a_goal_until_cancel_timeout_or_replaceme
     node.trigger_deactivate()
     assert not send("reach the goal").accepted
     client.destroy()
+
+
+def test_deadline_and_liveliness_qos_tell_both_sides_when_messages_stop(ros):
+    """output_deadline: a controller requesting a deadline on trimodal/action connects and is told
+    when actions stop; input_deadline: the node counts a camera that falls silent, and a publisher
+    that offers no deadline cannot connect, which is counted too."""
+    from rclpy.duration import Duration as RclDuration
+    from rclpy.event_handler import SubscriptionEventCallbacks
+    from rclpy.qos import QoSProfile
+
+    h = Harness(ros, "/qos")
+    node = ros.vla_node("/qos", output_deadline=0.2, output_liveliness_lease=1.0, input_deadline=0.3)
+    missed = []
+    ros.client.create_subscription(
+        JointTrajectory, "/qos/trimodal/action", lambda m: None,
+        QoSProfile(depth=10, deadline=RclDuration(seconds=0.5)),
+        event_callbacks=SubscriptionEventCallbacks(deadline=lambda e: missed.append(e.total_count)))
+    offered = ros.client.get_publishers_info_by_topic("/qos/trimodal/action")
+    assert [round(i.qos_profile.deadline.nanoseconds / 1e9, 3) for i in offered] == [0.2]
+    # the harness's publishers offer no deadline: the node's camera and joint subscriptions refuse them
+    assert wait_for(lambda: node.ledger.snapshot()["incompatible_qos"] >= 1, timeout=10)
+    from rclpy.qos import ReliabilityPolicy
+
+    cam = ros.client.create_publisher(Image, "/qos/camera/image_raw", QoSProfile(
+        depth=10, deadline=RclDuration(seconds=0.1), reliability=ReliabilityPolicy.RELIABLE))
+    joints = ros.client.create_publisher(JointState, "/qos/joint_states", QoSProfile(
+        depth=10, deadline=RclDuration(seconds=0.1)))
+    assert wait_for(lambda: cam.get_subscription_count() and joints.get_subscription_count())
+    h.instruction.publish(String(data="reach the goal"))
+    got = len(h.got["action"])
+    for k in range(8):
+        t = 1.0 + 0.05 * k
+        joints.publish(joints_to_msg(JOINTS, np.zeros(9), np.zeros(9), sec_to_stamp(t)))
+        cam.publish(image_to_msg(np.zeros((48, 64, 3), np.uint8), sec_to_stamp(t)))
+        time.sleep(0.08)
+    assert wait_for(lambda: len(h.got["action"]) > got)
+    assert wait_for(lambda: missed, timeout=5)  # the actions stopped: the controller was told
+    assert wait_for(lambda: node.ledger.snapshot()["input_deadline_missed"] >= 1, timeout=5)

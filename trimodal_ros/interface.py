@@ -92,8 +92,13 @@ class Qos:
     reliability: str = "reliable"   # reliable | best_effort
     durability: str = "volatile"    # volatile | transient_local
     depth: int = 10
+    deadline: float = 0.0           # seconds between messages a publisher offers / a subscriber requests; 0 none
+    liveliness_lease: float = 0.0   # seconds of automatic liveliness lease; 0: the middleware's default
 
     def __post_init__(self) -> None:
+        if not (self.deadline >= 0 and self.liveliness_lease >= 0):
+            raise ValueError(f"deadline and liveliness_lease must be >= 0 s, not {self.deadline}, "
+                             f"{self.liveliness_lease}")
         if self.reliability not in ("reliable", "best_effort"):
             raise ValueError(f"reliability must be reliable or best_effort, not {self.reliability!r}")
         if self.durability not in ("volatile", "transient_local"):

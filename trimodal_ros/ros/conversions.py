@@ -29,14 +29,21 @@ from ..interface import Qos
 
 
 def qos_profile(q: Qos):
-    """interface.Qos → rclpy QoSProfile (keep-last history)."""
-    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    """interface.Qos → rclpy QoSProfile (keep-last history; deadline and liveliness lease when set)."""
+    from rclpy.duration import Duration as RclDuration
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, LivelinessPolicy, QoSProfile, ReliabilityPolicy
 
+    extra = {}
+    if q.deadline > 0:
+        extra["deadline"] = RclDuration(nanoseconds=int(q.deadline * 1e9))
+    if q.liveliness_lease > 0:
+        extra.update(liveliness=LivelinessPolicy.AUTOMATIC,
+                     liveliness_lease_duration=RclDuration(nanoseconds=int(q.liveliness_lease * 1e9)))
     return QoSProfile(depth=q.depth, history=HistoryPolicy.KEEP_LAST,
                       reliability=(ReliabilityPolicy.RELIABLE if q.reliability == "reliable"
                                    else ReliabilityPolicy.BEST_EFFORT),
                       durability=(DurabilityPolicy.TRANSIENT_LOCAL if q.durability == "transient_local"
-                                  else DurabilityPolicy.VOLATILE))
+                                  else DurabilityPolicy.VOLATILE), **extra)
 
 
 # --- time ----------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ FRAME_OUTCOMES = ("outputs", "replaced", "bad_image", "stale_image", "stale_join
                   "inactive", "paused", "instruction_mismatch", "inference_errors")
 INPUT_COUNTERS = ("bad_joint_state", "nan_joints", "missing_joints", "unknown_joint_names", "bad_instruction",
                   "instructions", "superseded_instructions", "instruction_timeouts", "bad_secondary_image",
-                  "holds")
+                  "holds", "input_deadline_missed", "incompatible_qos")
 FAILURES = ("bad_image", "inference_errors", "stale_joint_state", "waiting_for_joint_state", "stale_image",
             "waiting_for_camera", "stale_camera")
 

@@ -112,6 +112,11 @@ VLA_PARAMS: List[Param] = [
     Param("image_qos_reliability", "best_effort", "camera subscription reliability (best_effort matches "
                                                   "every publisher)", choices=("best_effort", "reliable")),
     Param("image_qos_depth", 5, "camera subscription queue depth", low=1, high=1000),
+    Param("input_deadline", 0.0, "QoS deadline (s) the camera and joint_states subscriptions request; 0 none",
+          low=0.0, high=3600.0),
+    Param("output_deadline", 0.0, "QoS deadline (s) the outputs offer; 0 none", low=0.0, high=3600.0),
+    Param("output_liveliness_lease", 0.0, "automatic-liveliness lease (s) of the outputs; 0: the middleware's",
+          low=0.0, high=3600.0),
     Param("max_input_age", 0.5, "seconds a joint state may lag the camera frame (or a frame may wait, with "
                                 "rate_hz) before output stops", low=1e-3, high=3600.0, live=True),
     Param("input_stamps", "header", "time of each camera frame and joint state: its header stamp, or receipt (the "

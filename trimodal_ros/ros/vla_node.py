@@ -12,6 +12,7 @@ mutually exclusive group: they never run concurrently, so none of the node's sta
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -134,24 +135,41 @@ class VLANode(LifecycleNode):
 
     def _create_io(self) -> None:
         p = self.params
-        image_qos = qos_profile(I.Qos(p["image_qos_reliability"], "volatile", p["image_qos_depth"]))
+        image_qos = qos_profile(I.Qos(p["image_qos_reliability"], "volatile", p["image_qos_depth"],
+                                      deadline=p["input_deadline"]))
+        joints_qos = qos_profile(dataclasses.replace(I.JOINTS_QOS, deadline=p["input_deadline"]))
         compressed = p["image_transport"] == "compressed"
         kind = CompressedImage if compressed else Image
         primary, *others = self.cameras = list(self.policy.model_config.cameras)
         self._camera = cam = self.create_subscription(kind, I.image_topic(primary, compressed), self._on_image,
-                                                      image_qos)
+                                                      image_qos, event_callbacks=self._events(primary))
         quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)  # the other one matches
         self._io = [  # _ingest_inputs takes from all but the last (the primary camera) before inferring
             *(self.create_subscription(String, I.INSTRUCTION_TOPIC, self._on_instruction, qos_profile(q),
                                        event_callbacks=quiet) for q in I.INSTRUCTION_QOS),
-            self.create_subscription(JointState, I.JOINTS_TOPIC, self._on_joints, qos_profile(I.JOINTS_QOS)),
+            self.create_subscription(JointState, I.JOINTS_TOPIC, self._on_joints, joints_qos,
+                                     event_callbacks=self._events(I.JOINTS_TOPIC)),
             *(self.create_subscription(kind, I.image_topic(c, compressed), lambda msg, c=c: self._on_view(c, msg),
-                                       image_qos) for c in others), cam]
-        out = qos_profile(I.RELIABLE)
+                                       image_qos, event_callbacks=self._events(c)) for c in others), cam]
+        out = qos_profile(dataclasses.replace(I.RELIABLE, deadline=p["output_deadline"],
+                                              liveliness_lease=p["output_liveliness_lease"]))
         self._pub = {k: self.create_lifecycle_publisher(t, n, out) for k, t, n in (
             ("embedding", Embedding, I.EMBEDDING_TOPIC), ("tokens", ActionTokens, I.TOKENS_TOPIC),
             ("action", JointTrajectory, I.ACTION_TOPIC), ("scores", FrameScores, I.SCORES_TOPIC))}
         self._reset_timer()
+
+    def _events(self, topic: str) -> SubscriptionEventCallbacks:
+        """A missed input deadline and a publisher whose QoS cannot connect: counted and logged."""
+        def deadline(event):
+            self.ledger.count("input_deadline_missed")
+            self._log("input_deadline_missed", f"{topic}: no message within input_deadline "
+                      f"{self.params['input_deadline']} s ({event.total_count} misses)")
+
+        def incompatible(event):
+            self.ledger.count("incompatible_qos")
+            self._log("incompatible_qos", f"{topic}: a publisher's QoS does not match this subscription "
+                      f"(policy {event.last_policy_kind}): it is not connected", "error")
+        return SubscriptionEventCallbacks(deadline=deadline, incompatible_qos=incompatible)
 
     def _release(self) -> None:
         """Drop the topics and the model (cleanup, shutdown, destroy)."""
