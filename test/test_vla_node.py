@@ -442,6 +442,25 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros):
     assert len(h.got["action"]) == n
     node.trigger_cleanup()
     assert node.policy is None and node._camera is None  # cleanup frees the model and the topics
+    # configured again (a new policy object, e.g. a replaced checkpoint file), the task in force reaches it
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    node.trigger_activate()
+    assert wait_for(h.connected)
+    errors = node.ledger.snapshot()["inference_errors"]
+    assert h.drive_until(4.0) and node.ledger.snapshot()["inference_errors"] == errors
+
+
+def test_a_camera_that_falls_silent_gets_the_robot_held(ros):
+    """No frame, no inference, so no stale frame would ever ask for a hold: the diagnostics timer
+    sends it when the camera has been silent long enough to report STALE."""
+    h = Harness(ros, "/silent")
+    node = ros.vla_node("/silent", max_input_age=0.25)
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="reach the goal"))
+    assert h.drive_until(1.0)
+    assert h.got["hold"] == [] and wait_for(lambda: len(h.got["hold"]) == 1, timeout=6)
+    assert wait_for(lambda: h.got["levels"] and h.got["levels"][-1][0] == 3)  # STALE
+    assert node.ledger.snapshot()["holds"] == 1
 
 
 def test_diagnostics_go_stale_without_camera_and_error_when_every_frame_fails(ros):

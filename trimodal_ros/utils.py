@@ -22,6 +22,18 @@ def wait_for(cond: Callable[[], bool], timeout: float = 20.0, every: float = 0.0
     return bool(cond())
 
 
+def release_freed_memory() -> None:
+    """Hand memory freed by Python back to the OS (glibc's malloc_trim): after a huge message the
+    allocator otherwise keeps its pages, and the process's RSS stays up by the message's size."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def pick_device(device: str = "auto"):
     """'auto' → cuda when torch sees a GPU, else cpu; 'cpu', 'cuda', 'cuda:N' as given. A bad name,
     or cuda without a GPU, is a clear error rather than a crash at the first tensor."""

@@ -3,9 +3,10 @@
 
 def register(sub) -> None:
     p = sub.add_parser("bench", help="print speed and memory figures (model, ros, soak)")
-    p.add_argument("what", choices=["model", "train", "ros", "soak"],
+    p.add_argument("what", choices=["model", "train", "ros", "soak", "faults"],
                    help="model: per-variant latency; train: steps/s on synthetic batches; ros: end-to-end over "
-                        "DDS; soak: a long run with load")
+                        "DDS; soak: a long run with load; faults: a driver restart, a clock jump, a checkpoint "
+                        "swap, floods, a vanished peer")
     p.add_argument("--fusion", default=None, help="only this fusion variant")
     p.add_argument("--config", default=None, help="model/train: this config (YAML or name, e.g. mt10_two_cameras: "
                    "its cameras, chunk, fusion) instead of each fusion variant's")

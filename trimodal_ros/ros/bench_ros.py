@@ -90,7 +90,7 @@ class _Client:
             if s.name.startswith(f"{NS}/vla_node"):
                 with self.cv:
                     self.diag = {kv.key: kv.value for kv in s.values}
-                    self.diag["_at"] = time.monotonic()
+                    self.diag.update(_at=time.monotonic(), _message=s.message)
                     self.cv.notify_all()
 
     def send_joints(self, stamp_ns: int, names: List[str], positions=None) -> None:
@@ -410,7 +410,11 @@ def run(args) -> int:
             from ..checkpoint import read_checkpoint
 
             fusion = read_checkpoint(args.checkpoint)["fusion"]
-        if args.what == "soak":
+        if args.what == "faults":
+            from .faults import faults
+
+            faults(fusion=fusion, device=args.device)
+        elif args.what == "soak":
             soak(duration=args.duration, rate=args.rate, load=args.load, checkpoint=args.checkpoint or "",
                  fusion=fusion, device=args.device)
         else:

@@ -13,6 +13,7 @@ mutually exclusive group: they never run concurrently, so none of the node's sta
 from __future__ import annotations
 
 import dataclasses
+import gc
 from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -32,11 +33,13 @@ from .conversions import (BadInput, diagnostics_msg, embedding_to_msg, instructi
 from .goal import GoalRunner, Result
 from .inputs import Inputs
 from .intake import CameraIntake, Frame, decode_image, take_waiting
-from .ledger import Ledger
+from ..utils import release_freed_memory
+from .ledger import STALE, Ledger
 from .params import VLA_PARAMS, declare, follow_updates
 from .throttle import Throttle
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+HUGE_MESSAGE = 16 << 20  # bytes: a camera message this big gets its memory handed back to the OS
 WAITS = {"waiting_for_instruction": ("waiting for an instruction on 'instruction'", "info"),
          "waiting_for_joint_state": ("waiting for joint_states at or before the camera stamp", "info"),
          "stale_joint_state": ("joint_states older than the camera frame by more than max_input_age: "
@@ -61,6 +64,7 @@ class VLANode(LifecycleNode):
             self._io, self._timer, self.threads, self.joint_lag = [], None, 0, float("nan")
             self.paused, self._holding, self._send_actions = False, True, False
             self.scores = (float("nan"), float("nan"))  # the last frame's (agreement, ood)
+            self._trim = False  # a huge message arrived: return its memory to the OS
             self._log = Throttle(self.get_logger(), lambda kind: self.ledger.snapshot().get(kind))
             self.intake = CameraIntake(self.ledger, self._log, self._stamp)
             self._pub_diag = self.create_publisher(DiagnosticArray, I.DIAGNOSTICS_TOPIC, qos_profile(I.RELIABLE))
@@ -101,10 +105,11 @@ class VLANode(LifecycleNode):
             return FAILURE
         self._send_actions = not self.policy.random_weights or p["allow_random_weights"]
         self._holding = True  # nothing commanded yet: nothing to hold
+        self._policy_task = -1  # a new policy object: the task in force must reach it
         if self.policy.random_weights:
             self.get_logger().warning(
                 f"NO CHECKPOINT: random weights. Embeddings and tokens are published for wiring tests "
-                f"(labelled 'random weights'); trimodal/action is "
+                f"(random_weights: true); trimodal/action is "
                 f"{'published anyway (allow_random_weights)' if self._send_actions else 'NOT published'}.")
         self._create_io()
         self.get_logger().info(f"configured: {self.policy.describe()} torch_threads={self.threads} "
@@ -181,9 +186,12 @@ class VLANode(LifecycleNode):
         if self._timer is not None:
             self.destroy_timer(self._timer)
         self._io, self._pub, self._timer, self._camera, self.policy = [], {}, None, None, None
+        gc.collect()  # the model's tensors, now, and their pages back to the OS (a reconfigure loads another)
+        release_freed_memory()
 
     # --- callbacks: the camera's runs the policy; the others only decode, check and store -------------
     def _on_image(self, msg) -> None:
+        self._trim = self._trim or len(msg.data) > HUGE_MESSAGE  # its memory goes back to the OS at 1 Hz
         per_frame = self.params["rate_hz"] <= 0
         frame = self.intake.newest(msg, self._camera if self._active and per_frame else None)
         if frame is None:
@@ -372,6 +380,11 @@ class VLANode(LifecycleNode):
         p, pol, rnd = self.params, self.policy, bool(self.policy and self.policy.random_weights)
         level, message = self.ledger.status(self._active, self.inputs.instruction is not None, rnd,
                                             stale_after=max(2.0, 4 * p["max_input_age"]))
+        if level == STALE and self._active:  # the camera fell silent: no frame will ask for a hold
+            self._hold("no camera frames")
+        if self._trim:
+            self._trim = False
+            release_freed_memory()
         device = str(pol.device) if pol else ""
         values = {"lifecycle": "active" if self._active else ("inactive" if pol else "unconfigured"),
                   "fusion": pol.model_config.fusion if pol else p["fusion"],
