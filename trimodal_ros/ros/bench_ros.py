@@ -410,15 +410,20 @@ def run(args) -> int:
             from ..checkpoint import read_checkpoint
 
             fusion = read_checkpoint(args.checkpoint)["fusion"]
-        if args.what == "faults":
+        load = args.load if args.load is not None else (1 if args.what == "record" else 0)
+        if args.what == "record":
+            from .bench_record import bench as bench_record
+
+            bench_record(duration=args.duration, load=load)
+        elif args.what == "faults":
             from .faults import faults
 
             faults(fusion=fusion, device=args.device)
         elif args.what == "soak":
-            soak(duration=args.duration, rate=args.rate, load=args.load, checkpoint=args.checkpoint or "",
+            soak(duration=args.duration, rate=args.rate, load=load, checkpoint=args.checkpoint or "",
                  fusion=fusion, device=args.device)
         else:
-            bench(fusion=fusion, device=args.device, iters=int(args.iters), load=args.load)
+            bench(fusion=fusion, device=args.device, iters=int(args.iters), load=load)
     except (RuntimeError, ValueError) as e:  # CheckpointError is a RuntimeError
         print(f"bench {args.what}: {e}")
         return 1

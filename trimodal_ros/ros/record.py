@@ -2,7 +2,9 @@
 
 Subscriptions take serialized CDR (``raw=True``), which goes into an mcap bag untouched. A topic's
 type comes from the table below or from the ROS graph once a publisher appears; its QoS follows
-the publishers (best effort if any is, transient-local if all are), as rosbag2 does.
+the publishers (best effort if any is, transient-local if all are), as rosbag2 does. The bag is made
+durable once a second (data/bag_repair.py): a recorder killed mid-way leaves a bag that `--repair`
+closes at its last complete record.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional
 
 from .. import interface as I
+from ..data.bag_repair import checkpoint, repair
 from .replay import message_class
+
+CHECKPOINT_S = 1.0  # seconds between flushes of the bag (chunk and metadata.yaml) while recording
 
 # the vla_node outputs: recorded by default, types known before any publisher is seen
 DEFAULT_TOPICS = {t: I.MSG_TYPES[t] for t in (I.EMBEDDING_TOPIC, I.TOKENS_TOPIC, I.ACTION_TOPIC)}
@@ -106,12 +111,15 @@ def record(out, topics: Optional[Iterable[str]] = None, duration: Optional[float
         discover()
         if ready is not None:
             ready.set()
-        last = time.monotonic()
+        last = durable = time.monotonic()
         while not stop.is_set() and (end is None or time.monotonic() < end):
             executor.spin_once(timeout_sec=0.05)
             if time.monotonic() - last > 0.5 and len(conns) < len(wanted):
                 discover()  # topics whose publisher appeared since
                 last = time.monotonic()
+            if time.monotonic() - durable > CHECKPOINT_S:  # a kill loses at most this much
+                checkpoint(writer)
+                durable = time.monotonic()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -124,13 +132,20 @@ def record(out, topics: Optional[Iterable[str]] = None, duration: Optional[float
 
 def register(sub) -> None:
     p = sub.add_parser("record", help="record topics to an mcap bag (ros2 bag record)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="the bag folder to write (with --repair: the cut bag to close)")
+    p.add_argument("--repair", action="store_true", help="close a bag whose recorder was killed, at its last "
+                   "complete record (ros2 bag reindex)")
     p.add_argument("--topics", nargs="*", default=None, help="default: the vla_node outputs")
     p.add_argument("--duration", type=float, default=None, help="seconds; default until Ctrl-C")
     p.set_defaults(func=cli_record)
 
 
 def cli_record(args) -> int:
+    if args.repair:
+        cut = repair(args.out)
+        print(f"{args.out}: " + (", ".join(f"{f} closed ({n} bytes of a cut record dropped)" for f, n in cut.items())
+                                 or "nothing to repair"))
+        return 0
     import rclpy
 
     rclpy.init()
