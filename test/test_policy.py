@@ -193,3 +193,36 @@ def test_a_trained_checkpoint_scores_frames_and_flags_unlike_inputs(tiny_checkpo
     rnd = Policy.load(fusion="weighted_sum")
     rnd.reset("reach the goal")
     assert rnd.stats is None and np.isnan(rnd.act(noise, np.zeros(n), np.zeros(n)).ood)
+
+
+def test_the_checkpoint_carries_its_run_spec_to_the_rollout(tiny_checkpoint, tmp_path):
+    """Training records the frames' size and the config's execute_steps; the policy and
+    `trimodal-ros rollout` take them from the checkpoint when not told (no --size, no --execute)."""
+    import json
+
+    from trimodal_ros.cli import main
+    from trimodal_ros.config import ConfigError, InferenceConfig
+
+    policy = Policy.load(str(tiny_checkpoint))
+    assert policy.frame_size == (64, 64) and policy.execute == policy.config.inference.execute_steps == 1
+    assert Policy.load(str(tiny_checkpoint), execute=3).execute == 3  # told: the caller's
+    with pytest.raises(ConfigError, match="execute_steps 1"):
+        InferenceConfig(ensemble=0.01, execute_steps=2)
+    assert main(["rollout", "--checkpoint", str(tiny_checkpoint), "--tasks", "reach-v3", "--layouts", "35",
+                 "--max-steps", "2", "--out", str(tmp_path)]) == 0
+    settings = json.loads((tmp_path / "rollout.json").read_text())["settings"]
+    assert settings["size"] == 64 and settings["execute"] == 1
+
+
+def test_a_refused_frame_leaves_history_and_ensembling_alone():
+    """Below min_agreement a tick comes back refused and the ensembler has not taken its chunk (the
+    robot never executes it); the next accepted tick is as if the refused one never happened."""
+    policy = Policy.load(fusion="weighted_sum", inference={"ensemble": 0.0})
+    policy.reset("reach the goal")
+    img, q = np.zeros((64, 64, 3), np.uint8), np.zeros(len(policy.model_config.joint_names))
+    refused = policy.act(img, q, q, min_agreement=1.5)
+    assert refused.refused and -1 <= refused.agreement <= 1 and len(policy.ensembler._chunks) == 0
+    first = policy.act(img, q, q)
+    assert not first.refused and len(policy.ensembler._chunks) == 1
+    policy.reset("reach the goal")
+    np.testing.assert_array_equal(policy.act(img, q, q).actions, first.actions)

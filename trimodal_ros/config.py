@@ -32,16 +32,23 @@ class InferenceConfig:
     ``ensemble``: ACT's temporal ensembling (Zhao et al. 2023) of the action chunks with weight
     exp(-m·i) over the predictions for the current step, oldest first (m = 0: plain mean; None:
     off, the chunk's first row is executed); needs one executed action per tick.
-    ``ensemble_horizon``: how many of the latest chunks take part (default: the chunk length)."""
+    ``ensemble_horizon``: how many of the latest chunks take part (default: the chunk length).
+    ``execute_steps``: actions of each chunk the robot executes before the next tick (1 with
+    ensembling); the node, rollouts and evaluation take it from here unless told otherwise."""
 
     ensemble: Optional[float] = None
     ensemble_horizon: Optional[int] = None
+    execute_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.ensemble is not None and not (isinstance(self.ensemble, (int, float)) and abs(self.ensemble) < 100):
             raise ConfigError(f"ensemble must be a number (ACT's m) or null, got {self.ensemble!r}")
         if self.ensemble_horizon is not None and self.ensemble_horizon < 1:
             raise ConfigError(f"ensemble_horizon must be >= 1 or null, got {self.ensemble_horizon!r}")
+        if not isinstance(self.execute_steps, int) or self.execute_steps < 1:
+            raise ConfigError(f"execute_steps must be an integer >= 1, got {self.execute_steps!r}")
+        if self.ensemble is not None and self.execute_steps != 1:
+            raise ConfigError(f"temporal ensembling (ensemble) needs execute_steps 1, got {self.execute_steps}")
 
 
 @dataclass

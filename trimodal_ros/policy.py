@@ -78,6 +78,8 @@ class Step:
     seconds: float         # model time: text lookup + forward + decode
     agreement: float = float("nan")  # instruction–scene cosine in the joint space (scores.py)
     ood: float = float("nan")        # distance from the training embeddings; 1 = their 99th percentile
+    refused: bool = False            # agreement below act's min_agreement: not to be executed, and the
+                                     # action history and ensembling did not take it
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Policy:
                  stats: Optional[EmbeddingStats] = None):
         self.model, self.tokenizer, self.config = model.eval(), tokenizer, config
         self.stats = stats  # the training embeddings' statistics (ood score); None: not in the checkpoint
+        self.frame_size: Optional[tuple] = None  # (H, W) of the training frames, from the checkpoint
         self.random_weights, self.source = bool(random_weights), source
         mc, inf = config.model, config.inference
         self._history: collections.deque = collections.deque(maxlen=max(1, mc.action_history))
@@ -125,13 +128,15 @@ class Policy:
     # --- construction ------------------------------------------------------------------------------
     @classmethod
     def load(cls, checkpoint: str = "", fusion: Optional[str] = None, config: str = "",
-             device: Union[str, torch.device] = "cpu", seed: int = 0, execute: int = 1,
+             device: Union[str, torch.device] = "cpu", seed: int = 0, execute: Optional[int] = None,
              inference: Optional[dict] = None) -> "Policy":
         """A checkpoint's policy (``fusion`` and an explicit ``config`` must match it), or with no
         checkpoint the configured architecture (``config`` or ``config/<fusion>.yaml``) with random
         weights drawn after ``torch.manual_seed(seed)`` and a tokenizer over [-1, 1] per dimension
         (Meta-World's action range): for wiring tests, never for a robot. ``inference`` overrides
-        fields of the config's inference section (e.g. ``{"ensemble": 0.0}`` for an experiment)."""
+        fields of the config's inference section (e.g. ``{"ensemble": 0.0}`` for an experiment);
+        ``execute`` (None: the config's ``inference.execute_steps``) the actions executed per tick.
+        ``frame_size``: the (height, width) of the frames it was trained on (None: unknown)."""
         def settle(cfg: Config) -> Config:
             return cfg if not inference else dataclasses.replace(
                 cfg, inference=dataclasses.replace(cfg.inference, **inference))
@@ -145,13 +150,18 @@ class Policy:
                 stats = EmbeddingStats.from_dict(payload.get("embedding_stats"), cfg.model.embed_dim)
             except (KeyError, TypeError, ValueError) as e:
                 raise CheckpointError(f"checkpoint {checkpoint}: embedding_stats: {e}") from None
-            return cls(model, tok, settle(cfg), execute=execute, source=str(checkpoint), stats=stats)
+            cfg = settle(cfg)
+            policy = cls(model, tok, cfg, execute=execute or cfg.inference.execute_steps, source=str(checkpoint),
+                         stats=stats)
+            policy.frame_size = tuple(payload["frame_size"]) if payload.get("frame_size") else None
+            return policy
         cfg = settle(load_config(config or fusion or DEFAULT_FUSION, fusion=fusion))
         torch.manual_seed(seed)
         model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None)).to(device)
         a = cfg.model.action_dim
         tok = ActionTokenizer(-np.ones(a), np.ones(a), cfg.model.bins)
-        return cls(model, tok, cfg, random_weights=True, execute=execute, source=f"random weights (seed {seed})")
+        return cls(model, tok, cfg, random_weights=True, execute=execute or cfg.inference.execute_steps,
+                   source=f"random weights (seed {seed})")
 
     # --- properties --------------------------------------------------------------------------------
     @property
@@ -230,10 +240,13 @@ class Policy:
         return image
 
     @torch.inference_mode()
-    def act(self, image, joint_positions, joint_velocities=None, stamp: Optional[int] = None) -> Step:
+    def act(self, image, joint_positions, joint_velocities=None, stamp: Optional[int] = None,
+            min_agreement: float = -2.0) -> Step:
         """One tick: uint8 (H, W, 3) RGB frame (or the cameras' frames, see ``views``) + joints →
         ``Step``. ``stamp`` (ns, the frame's time) is recorded as ``last_stamp``; the instruction
-        is the one of the last ``reset``."""
+        is the one of the last ``reset``. A frame whose instruction–scene agreement is below
+        ``min_agreement`` comes back ``refused``, leaving the action history and the ensembling as
+        they were (the robot will not execute it)."""
         if self._instruction is None:
             raise RuntimeError("no instruction: call reset(instruction) first")
         t0 = time.perf_counter()
@@ -243,6 +256,12 @@ class Policy:
         fused = out.fused[0].float().cpu().numpy()
         tokens = out.tokens()[0].cpu().numpy()  # (K, A)
         actions = self.tokenizer.decode(tokens)  # (K, A)
+        ag = float(agreement(out.image[0].float().cpu().numpy(), out.text[0].float().cpu().numpy()))
+        ood = float(self.stats.ood(fused)) if self.stats is not None else float("nan")
+        self.last_stamp = stamp
+        if ag < min_agreement:
+            actions = np.clip(actions, self.tokenizer.low, self.tokenizer.high).astype(np.float32)
+            return Step(fused, tokens, actions, time.perf_counter() - t0, ag, ood, refused=True)
         if self.ensembler is not None:  # the command for this step: every stored prediction for it
             actions = actions.copy()
             actions[0] = self.ensembler(actions)
@@ -251,9 +270,6 @@ class Policy:
         actions = np.clip(actions, self.tokenizer.low, self.tokenizer.high).astype(np.float32)
         if self.config.model.action_history:
             self._history.extend(actions[:self.execute])
-        self.last_stamp = stamp
-        ag = float(agreement(out.image[0].float().cpu().numpy(), out.text[0].float().cpu().numpy()))
-        ood = float(self.stats.ood(fused)) if self.stats is not None else float("nan")
         return Step(fused, tokens, actions, time.perf_counter() - t0, ag, ood)
 
     @torch.inference_mode()

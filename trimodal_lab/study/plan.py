@@ -94,7 +94,7 @@ def load_plan(path: Path = PLAN) -> Plan:
             raise ConfigError(f"{where}: rollout_instructions must be empty or absent, got {ri!r}")
         cells[name] = Cell(name, kind, dict(c.get("overrides") or {}), seeds, ri)
     primary = tuple(tuple(p) for p in _get(d, "primary", list, str(path)))
-    secondary = tuple(tuple(p) for p in (d.get("secondary") or []))
+    secondary = tuple(tuple(p) for p in (_get(d, "secondary", list, str(path)) if "secondary" in d else []))
     for kind, pairs in (("primary", primary), ("secondary", secondary)):
         for p in pairs:
             if len(p) != 2 or any(x not in cells for x in p):

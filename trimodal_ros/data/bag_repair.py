@@ -54,34 +54,37 @@ def checkpoint(writer) -> None:
     tmp.replace(writer.metapath)
 
 
-def _complete_end(data: bytes) -> int:
-    """Offset just past the last complete record of an mcap file's data section (the header
-    included), stopping at a footer or a data-end record."""
-    if not data.startswith(MAGIC):
+def _complete_end(f, size: int) -> int:
+    """Offset just past the last complete record of an open mcap file's data section (the header
+    included), stopping at a footer, a data-end record or the reserved opcode 0 (a zero-filled
+    tail), by seeking from record header to record header."""
+    f.seek(0)
+    if f.read(len(MAGIC)) != MAGIC:
         raise ValueError("not an mcap file (no magic)")
-    pos = end = len(MAGIC)
-    while pos + 9 <= len(data):
-        op, length = data[pos], struct.unpack_from("<Q", data, pos + 1)[0]
-        if op in (OP_FOOTER, OP_DATA_END) or pos + 9 + length > len(data):
+    pos = len(MAGIC)
+    while pos + 9 <= size:
+        f.seek(pos)
+        op, length = struct.unpack("<BQ", f.read(9))
+        if op in (0, OP_FOOTER, OP_DATA_END) or pos + 9 + length > size:
             break
-        pos = end = pos + 9 + length
-    return end
+        pos += 9 + length
+    return pos
 
 
 def repair(bag) -> Dict[str, int]:
     """Close the cut mcap file(s) of ``bag`` (a rosbag2 folder) at their last complete record;
     a file that ends properly is left alone. Returns {file: bytes dropped} for those repaired."""
     repaired = {}
-    for f in sorted(Path(bag).glob("*.mcap")):
-        data = f.read_bytes()
-        if len(data) >= 8 + len(MAGIC) and data.endswith(MAGIC):
-            continue  # it has its footer
-        end = _complete_end(data)
-        footer = bytes([OP_FOOTER]) + struct.pack("<QQQI", 20, 0, 0, 0) + MAGIC  # summary start 0: scan
-        data_end = bytes([OP_DATA_END]) + struct.pack("<QI", 4, 0)
-        with open(f, "r+b") as out:
-            out.truncate(end)
-            out.seek(end)
-            out.write(data_end + footer)
-        repaired[f.name] = len(data) - end
+    for path in sorted(Path(bag).glob("*.mcap")):
+        size = path.stat().st_size
+        with open(path, "r+b") as f:
+            f.seek(max(0, size - len(MAGIC)))
+            if size >= 2 * len(MAGIC) and f.read() == MAGIC:
+                continue  # it has its footer
+            end = _complete_end(f, size)
+            footer = bytes([OP_FOOTER]) + struct.pack("<QQQI", 20, 0, 0, 0) + MAGIC  # summary start 0: scan
+            f.truncate(end)
+            f.seek(end)
+            f.write(bytes([OP_DATA_END]) + struct.pack("<QI", 4, 0) + footer)
+        repaired[path.name] = size - end
     return repaired

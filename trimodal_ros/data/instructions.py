@@ -552,9 +552,10 @@ _FILLERS_AFTER = (" please", " now", " for me", ", thanks", " quickly", " carefu
 
 
 def perturb_instruction(text: str, rng: np.random.Generator, p: float) -> str:
-    """With probability ``p``, one random edit of ``text``: drop a word, swap two neighbouring words,
-    swap two letters inside a word, or add a filler before or after. The empty instruction (a stop)
-    stays empty."""
+    """With probability ``p``, at most one random edit of ``text``: drop a word (texts of three words
+    or more), swap two neighbouring words, swap two letters inside a word of four letters or more,
+    or add a filler before or after (also what a drop or swap falls back to on a text too short for
+    it). The empty instruction (a stop) stays empty."""
     words = text.split()
     if not words or p <= 0 or rng.random() >= p:
         return text

@@ -71,6 +71,9 @@ class ModelConfig:
         one_of("fusion", self.fusion, FUSIONS.names())
         one_of("adapter", self.adapter, ADAPTERS.names())
         one_of("text_tower", self.text_tower, ["clip"] + TEXT_TOWERS.names())
+        if self.text_tower != "clip" and self.text_tuning != "full":
+            raise ConfigError(f"text_tuning {self.text_tuning!r} with text_tower {self.text_tower!r} would freeze "
+                              "the tower's untrained layers (its pretrained embeddings are frozen already): use full")
         one_of("image_tuning", self.image_tuning, TUNING_MODES)
         one_of("text_tuning", self.text_tuning, TUNING_MODES)
         one_of("state_head", self.state_head, STATE_HEADS.names())

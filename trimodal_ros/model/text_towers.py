@@ -7,8 +7,9 @@ the drawer, then open the window"). A text tower trained from scratch on five ph
 knows nothing of words it never saw ("shut", "tap", "puck"); these embeddings do, offline. The
 pooled output is the transformer's masked mean plus a projection of wordllama's own mean-pooled
 vector, so training starts from the zero-shot representation instead of from noise. The
-embeddings are a persistent buffer, so they travel in the checkpoint; the tokenizer is read from
-the installed wheel (pinned in requirements.txt).
+embeddings are a persistent buffer, so a checkpoint carries (and checks) the table it was trained
+with; building the tower still needs the installed wheel (pinned in requirements.txt) for its
+tokenizer and the table's shape.
 """
 
 from __future__ import annotations

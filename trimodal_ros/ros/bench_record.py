@@ -29,6 +29,18 @@ TOPICS = ("/bench_record/camera/image_raw", "/bench_record/joint_states")
 
 
 def _session(out: Path, seconds: float, kill: bool, log) -> Dict[str, object]:
+    """``trimodal-ros record`` in its own process, fed for ``seconds``, then stopped or killed."""
+    rec = subprocess.Popen([sys.executable, "-m", "trimodal_ros.cli", "record", "--out", str(out), "--topics", *TOPICS],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        return _drive(rec, out, seconds, kill, log)
+    finally:
+        if rec.poll() is None:
+            rec.kill()
+            rec.wait()
+
+
+def _drive(rec, out: Path, seconds: float, kill: bool, log) -> Dict[str, object]:
     import rclpy
     from sensor_msgs.msg import Image, JointState
 
@@ -36,8 +48,6 @@ def _session(out: Path, seconds: float, kill: bool, log) -> Dict[str, object]:
     from ..data.bags import read_bag
     from .conversions import image_to_msg, joints_to_msg, ns_to_stamp, qos_profile
 
-    rec = subprocess.Popen([sys.executable, "-m", "trimodal_ros.cli", "record", "--out", str(out), "--topics", *TOPICS],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("bench_record_publisher", context=ctx)

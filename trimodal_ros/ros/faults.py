@@ -20,6 +20,7 @@ since the first phase, and its exit code on SIGINT.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -64,6 +65,15 @@ def _checkpoints(folder: Path, fusion: str) -> List[Path]:
 
 
 def faults(fusion: str = "weighted_sum", device: str = "cpu", log=print) -> Dict[str, object]:
+    """The faults of the module docstring in turn; returns and prints their figures."""
+    tmp = Path(tempfile.mkdtemp(prefix="trimodal_faults_"))
+    try:
+        return _faults(tmp, fusion, device, log)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _faults(tmp: Path, fusion: str, device: str, log) -> Dict[str, object]:
     from lifecycle_msgs.srv import ChangeState
     from rclpy.qos import QoSProfile
     from rosgraph_msgs.msg import Clock
@@ -73,7 +83,6 @@ def faults(fusion: str = "weighted_sum", device: str = "cpu", log=print) -> Dict
     from ..config import load_config
     from .conversions import ns_to_stamp, qos_profile
 
-    tmp = Path(tempfile.mkdtemp(prefix="trimodal_faults_"))
     live, spare = _checkpoints(tmp, fusion)
     joints = load_config(fusion).model.joint_names
     s = _Session(fusion, device, checkpoint=str(live), log=log, extra={"use_sim_time": "true"})
@@ -158,9 +167,11 @@ def faults(fusion: str = "weighted_sum", device: str = "cpu", log=print) -> Dict
         # 6. another publisher of the camera vanishes without a goodbye
         peer = subprocess.Popen([sys.executable, "-c", _PEER, f"{NS}/{I.IMAGE_TOPIC}"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(4.0)
-        peer.send_signal(signal.SIGKILL)
-        peer.wait()
+        try:
+            time.sleep(4.0)
+        finally:
+            peer.send_signal(signal.SIGKILL)
+            peer.wait()
         phase("DDS peer killed", {})
 
         d = c.fresh_diag() or {}

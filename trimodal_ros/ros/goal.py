@@ -39,6 +39,7 @@ class _Goal:
     frames: int = 0
     done: Future = field(default_factory=Future)
     last_feedback: float = 0.0
+    cancelling: bool = False        # the client cancelled: the task stopped, the goal ends once rclpy says so
 
 
 class GoalRunner:
@@ -77,8 +78,12 @@ class GoalRunner:
         handle.execute()
 
     def _on_cancel(self, handle) -> CancelResponse:
-        if self.goal is not None and self.goal.handle is handle:
-            self.end(Result.CANCELLED, stop=True)
+        """Stop the task and hold at once; the goal itself ends in ``_check`` once rclpy has moved it
+        to CANCELING (ending it here would call ``canceled()`` before that, which rcl refuses)."""
+        if self.goal is not None and self.goal.handle is handle and not self.goal.cancelling:
+            self.goal.cancelling = True
+            self._instruct("")
+            self._hold("follow_instruction goal cancelled")
         return CancelResponse.ACCEPT
 
     async def _execute(self, handle):
@@ -112,6 +117,10 @@ class GoalRunner:
     def _check(self) -> None:
         goal = self.goal
         if goal is None:
+            return
+        if goal.cancelling:
+            if goal.handle.is_cancel_requested:
+                self.end(Result.CANCELLED)
             return
         generation, instruction = self._task()
         if generation != goal.generation:  # the topic, ~/stop or a timeout changed the task

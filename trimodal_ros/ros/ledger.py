@@ -30,7 +30,7 @@ INPUT_COUNTERS = ("bad_joint_state", "nan_joints", "missing_joints", "unknown_jo
                   "instructions", "superseded_instructions", "instruction_timeouts", "bad_secondary_image",
                   "holds", "input_deadline_missed", "incompatible_qos")
 FAILURES = ("bad_image", "inference_errors", "stale_joint_state", "waiting_for_joint_state", "stale_image",
-            "waiting_for_camera", "stale_camera")
+            "waiting_for_camera", "stale_camera", "instruction_mismatch")
 
 OK, WARN, ERROR, STALE = 0, 1, 2, 3  # diagnostic_msgs/DiagnosticStatus levels
 

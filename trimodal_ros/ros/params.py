@@ -126,8 +126,8 @@ VLA_PARAMS: List[Param] = [
           low=0.0, high=1000.0, live=True),
     Param("control_period", 0.0125, "seconds between the points of the published action chunk",
           low=1e-4, high=10.0, live=True),
-    Param("execute_steps", 1, "points of each chunk the controller executes before the next frame (feeds "
-                              "the action history)", low=1, high=1000),
+    Param("execute_steps", 0, "points of each chunk the controller executes before the next frame (feeds "
+                              "the action history); 0: the checkpoint's", low=0, high=1000),
     Param("min_agreement", -2.0, "hold instead of acting on a frame whose instruction–scene agreement (cosine "
                                  "in the joint space, on trimodal/scores) is below this; -2 never (needs a "
                                  "checkpoint trained with an alignment loss)", low=-2.0, high=1.0, live=True),

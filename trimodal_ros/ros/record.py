@@ -21,7 +21,7 @@ from .replay import message_class
 CHECKPOINT_S = 1.0  # seconds between flushes of the bag (chunk and metadata.yaml) while recording
 
 # the vla_node outputs: recorded by default, types known before any publisher is seen
-DEFAULT_TOPICS = {t: I.MSG_TYPES[t] for t in (I.EMBEDDING_TOPIC, I.TOKENS_TOPIC, I.ACTION_TOPIC)}
+DEFAULT_TOPICS = {t: I.MSG_TYPES[t] for t in (I.EMBEDDING_TOPIC, I.TOKENS_TOPIC, I.ACTION_TOPIC, I.SCORES_TOPIC)}
 
 
 resolve_name = I.absolute  # a relative name goes under the namespace; an absolute one stays

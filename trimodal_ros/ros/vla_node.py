@@ -237,9 +237,13 @@ class VLANode(LifecycleNode):
 
     # --- safety: stop, pause, hold ----------------------------------------------------------------
     def _instruct_now(self, text: str) -> int:
-        """Set the task as an instruction message would (the follow_instruction action); its generation."""
-        if self.inputs.instruct(text) and not text:
-            self._hold("stopped")
+        """Set the task as an instruction message would (the follow_instruction action); its generation.
+        A goal is a fresh start even with the words already in force."""
+        if self.inputs.instruct(text):
+            if not text:
+                self._hold("stopped")
+        elif text:
+            self.inputs.restart()
         return self.inputs.task()[0]
 
     def _on_stop(self, request, response):
@@ -332,12 +336,13 @@ class VLANode(LifecycleNode):
         if gen != self._policy_task:  # a new (or restarted) task: fresh history, cached text
             self.policy.reset(text)
             self._policy_task = gen
-        step = self.policy.act({self.cameras[0]: frame.rgb, **views}, joints[1], joints[2], frame.stamp)
+        step = self.policy.act({self.cameras[0]: frame.rgb, **views}, joints[1], joints[2], frame.stamp,
+                               p["min_agreement"])
         rnd = self.policy.random_weights
         self.scores = (step.agreement, step.ood)
         stamp, frame_id = ns_to_stamp(frame.stamp), frame.frame_id  # every output carries the frame's header
-        self._pub["scores"].publish(scores_to_msg(step.agreement, step.ood, stamp, frame_id))
-        if step.agreement < p["min_agreement"]:  # the words do not fit the scene: do not act on them
+        if step.refused:  # the words do not fit the scene: do not act on them
+            self._pub["scores"].publish(scores_to_msg(step.agreement, step.ood, stamp, frame_id))
             self._log("instruction_mismatch", f"instruction–scene agreement {step.agreement:.3f} < min_agreement "
                                               f"{p['min_agreement']}: holding")
             self._hold("the instruction does not fit the scene")
@@ -350,6 +355,7 @@ class VLANode(LifecycleNode):
         mc = self.policy.model_config
         self._pub["tokens"].publish(tokens_to_msg(step.tokens, stamp, frame_id, mc.bins, rnd))
         self._pub["embedding"].publish(embedding_to_msg(step.embedding, stamp, frame_id, mc.fusion, rnd))
+        self._pub["scores"].publish(scores_to_msg(step.agreement, step.ood, stamp, frame_id))
         self.joint_lag = frame.stamp / 1e9 - joints[0]
         return "outputs", step.seconds
 

@@ -33,11 +33,13 @@ def register(sub) -> None:
     p.add_argument("--wordings", default=None, help="YAML file {task: [wording, ...]}: your own phrasings, "
                    "drawn per episode for the tasks it names")
     p.add_argument("--max-steps", type=int, default=200)
-    p.add_argument("--execute", type=int, default=1, help="actions of each predicted chunk executed")
+    p.add_argument("--execute", type=int, default=None, help="actions of each predicted chunk executed "
+                   "(default: the checkpoint's inference.execute_steps)")
     p.add_argument("--ensemble", type=float, default=None,
                    help="override the checkpoint's inference.ensemble (ACT temporal ensembling, m); in-process only")
     p.add_argument("--no-ensemble", action="store_true", help="switch the checkpoint's temporal ensembling off")
-    p.add_argument("--size", type=int, default=224)
+    p.add_argument("--size", type=int, default=None, help="camera image size (default: the training frames' "
+                   "size the checkpoint records, else 224)")
     p.add_argument("--camera", default=None, help="Meta-World camera spec (e.g. corner,top_camera=topview); "
                    "default: the simulated cameras of the model's named cameras")
     p.add_argument("--seed", type=int, default=0, help="layout / instruction draw")
@@ -115,12 +117,16 @@ def cli_rollout(args) -> int:
               f"(wiring check; expect ~0 success)")
     device = str(pick_device(args.device))
     fusion = args.fusion
-    if args.checkpoint and not fusion:  # vla_node needs the fusion named: take the checkpoint's
+    if args.checkpoint:  # what the run spec in the checkpoint says, unless given
         try:
-            fusion = read_checkpoint(args.checkpoint)["fusion"]
+            ck = read_checkpoint(args.checkpoint)
         except CheckpointError as e:
             print(f"trimodal-ros rollout: {e}")
             return 1
+        fusion = fusion or ck["fusion"]
+        args.size = args.size or (ck.get("frame_size") or [224])[0]
+        args.execute = args.execute or ck["config"].get("inference", {}).get("execute_steps", 1)
+    args.size, args.execute = args.size or 224, args.execute or 1
     try:
         plan = rollout_plan(tasks, args)
     except ValueError as e:

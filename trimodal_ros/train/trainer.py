@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..config import Config
-from ..data.instructions import instruction_for, perturb_instruction, task_id
+from ..data.instructions import instruction_for, perturb_instruction
 from ..model import ActionTokenizer, TriModalModel
 from ..checkpoint import read_checkpoint, save_checkpoint
 from ..model.heads import StateHead
@@ -111,7 +111,7 @@ class Batcher:
             "text_ids": self.model.tokenize(texts),
             "tokens": torch.as_tensor(self.tok.encode(actions), device=self.device),
             "mask": torch.as_tensor(np.stack([it["action_mask"] for it in items]), device=self.device),
-            "task_ids": torch.as_tensor([task_id(it["task"]) for it in items], device=self.device),
+            "task_ids": torch.as_tensor([it["task_id"] for it in items], device=self.device),
             **extra,
             **({"state": torch.as_tensor(np.stack([it["state"] for it in items]), device=self.device)}
                if "state" in items[0] else {}),
@@ -296,7 +296,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
 
     def checkpoint(step: int) -> Path:
         extra = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "data": str(data)}
+                 "torch_rng": torch.get_rng_state(), "data": str(data),
+                 "frame_size": list(ds[0]["image"].shape[-3:-1])}  # (H, W) of the frames: rollouts render so
         if weighting is not None:
             extra["weighting"] = weighting.state_dict()
         if aux_state is not None:
