@@ -20,6 +20,7 @@ MODULES = (
     "trimodal_ros.ros.bringup",      # up
     "trimodal_ros.ros.replay",       # replay
     "trimodal_ros.ros.record",       # record
+    "trimodal_ros.data.inspect",     # inspect
     "trimodal_ros.sim.cli",          # sim, rollout
     "trimodal_ros.bench",            # bench
     "trimodal_ros.cli",              # info

@@ -100,12 +100,19 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
             conns = [c for c in reader.connections if wanted is None or c.topic in wanted]
             if not conns:
                 raise ValueError(f"{bag}: no messages on {sorted(wanted) if wanted else 'any topic'}")
-            pubs = {}
+            pubs, skipped = {}, {}
             for c in conns:
                 name = resolve_topic(c.topic, namespace)
-                if name not in pubs:
+                if name not in pubs and c.topic not in skipped:
                     offered = getattr(c.ext, "offered_qos_profiles", None) or ()
-                    pubs[name] = node.create_publisher(message_class(c.msgtype), name, topic_qos(name, offered))
+                    try:
+                        pubs[name] = node.create_publisher(message_class(c.msgtype), name, topic_qos(name, offered))
+                    except ValueError as e:  # a vendor type this machine does not have: the rest still plays
+                        skipped[c.topic] = str(e)
+                        node.get_logger().warning(f"{bag}: {c.topic} not replayed: {e}")
+            conns = [c for c in conns if c.topic not in skipped]
+            if not conns:
+                raise ValueError(f"{bag}: no topic whose type is installed here ({skipped})")
             by_id = {c.id: resolve_topic(c.topic, namespace) for c in conns}
             clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
             from ..utils import wait_for
