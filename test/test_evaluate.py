@@ -34,8 +34,11 @@ def test_evaluate_writes_report_and_plots(small_bags, tiny_checkpoint, tmp_path)
     assert d["delta"] == pytest.approx(lang["conditions"]["recorded"]["token_accuracy"]
                                        - lang["conditions"]["other_task"]["token_accuracy"])
     assert 0 <= lang["agreement"]["auc_recorded_vs_other_task"] <= 1
+    o = rep["ood"]  # every frame against the training frames (a part of them): no separation to speak of
+    assert 0 <= o["auc_evaluated_vs_train"] <= 1 and o["train_frames"] > 0 and o["median_train"] > 0
     md = (tmp_path / "report.md").read_text()
     assert md.startswith("# Evaluation") and "most common token" in md and "reliance" in md and "ROC AUC" in md
+    assert "Out-of-distribution score" in md
     for png in ("retrieval.png", "per_task.png"):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 

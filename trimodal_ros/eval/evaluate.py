@@ -172,6 +172,23 @@ def language(policy, dataset, batch_size: int = 64, seed: int = 0, progress: boo
     return out
 
 
+OOD_TRAIN_FRAMES = 512  # training frames the ood score of the evaluated ones is compared with
+
+
+def ood_report(policy, res: Dict[str, np.ndarray], train_frames, batch_size: int = 64) -> Dict[str, float]:
+    """The node's ood score on the evaluated frames against the same score on training frames (a
+    view of at most OOD_TRAIN_FRAMES of them): ROC AUC of "unseen" (higher is further), medians, and
+    the share of evaluated frames above 1 (the training frames' 99th percentile)."""
+    if policy.stats is None:
+        return {}
+    k = max(1, len(train_frames) // OOD_TRAIN_FRAMES)
+    seen = run_inference(policy, EveryKth(train_frames, k), batch_size, "train", progress=False)
+    ev, tr = policy.stats.ood(res["fused"]), policy.stats.ood(seen["fused"])
+    return {"auc_evaluated_vs_train": roc_auc(ev, tr), "median_train": float(np.median(tr)),
+            "median_evaluated": float(np.median(ev)), "share_evaluated_above_1": float((ev > 1).mean()),
+            "train_frames": int(len(tr))}
+
+
 def baselines(train_dataset, res: Dict[str, np.ndarray], tokenizer) -> Dict[str, float]:
     """Most-common-token and mean-action baselines from the training samples, scored on the
     evaluated frames: what a policy that ignores its inputs would get."""
@@ -222,6 +239,12 @@ def markdown(report: Dict[str, object], title: str) -> str:
                           f"instruction: ROC AUC {g['auc_recorded_vs_other_task']:.3f} (median agreement "
                           f"{g['median_recorded']:.3f} with the recorded instruction, {g['median_other_task']:.3f} "
                           f"with another task's)."]
+    if r.get("ood"):
+        o = r["ood"]
+        lines += ["", f"Out-of-distribution score (trimodal/scores) of these frames against {o['train_frames']} "
+                      f"training frames: ROC AUC {o['auc_evaluated_vs_train']:.3f}, median {o['median_evaluated']:.2f} "
+                      f"vs {o['median_train']:.2f}; {o['share_evaluated_above_1']:.1%} above the training "
+                      f"frames' 99th percentile."]
     lines += ["", "## Per task", "", "| task | samples | token acc | MAE |", "|---|---|---|---|"]
     for t, v in r["per_task"].items():
         lines.append(f"| {t} | {v['samples']} | {v['token_accuracy']:.3f} | {v['action_mae']:.4f} |")
@@ -285,6 +308,10 @@ def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = 
         train_dataset = BagDataset.from_config(bags, cfg.model, split="train", verbose=False, images=False)
     if train_dataset is not None and len(train_dataset):
         report["baselines"] = baselines(train_dataset, res, policy.tokenizer)
+    if split != "train" and bags is not None and policy.stats is not None:  # frames with images, this time
+        train_frames = BagDataset.from_config(bags, cfg.model, split="train", verbose=False)
+        if len(train_frames):
+            report["ood"] = ood_report(policy, res, train_frames, batch_size)
     if with_language:
         report["language"] = language(policy, ds, batch_size, every=language_every)
         report["language"]["frames_every"] = language_every
