@@ -16,6 +16,7 @@ setup(
         ("share/" + package_name, ["package.xml", "LICENSE"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml")),
+        ("share/" + package_name + "/config/robots", glob("config/robots/*.yaml")),
     ],
     python_requires=">=3.10",
     install_requires=["numpy", "pyyaml", "tqdm", "setuptools"],

@@ -16,12 +16,15 @@ import yaml
 
 from .interface import SAWYER_JOINTS  # noqa: F401  (re-exported: the proprio layout's default joints)
 from .model.configuration import TUNING_MODES, ModelConfig  # noqa: F401
+from .robot import ActionSpec, CameraSpec, RobotSpec, load_robot, robot_from_dict
 from .schema import ConfigError, build
 from .train.configuration import TrainConfig
 
 PACKAGE = "trimodal_ros"
 PACKAGE_DIR = Path(__file__).resolve().parent
 # Keys older checkpoints may carry that no longer mean anything (dropped on load, never an error).
+DEFAULT_ROBOT = "metaworld_sawyer"  # config/robots/: the robot of a config that names none
+ROBOT_KEYS = ("cameras", "joint_names", "action_dim")  # model keys a robot spec decides
 RETIRED_KEYS = {"train": ("eval_every", "num_workers")}
 
 
@@ -56,25 +59,49 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    robot: RobotSpec = field(default_factory=lambda: load_robot(DEFAULT_ROBOT))
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 def config_from_dict(data: Dict[str, Any], where: str = "config", retired_ok: bool = False) -> Config:
-    """A ``{"model": ..., "train": ..., "inference": ...}`` mapping → Config (``retired_ok`` drops
-    RETIRED_KEYS; a missing section takes its defaults)."""
+    """A ``{"model": ..., "train": ..., "inference": ..., "robot": ...}`` mapping → Config
+    (``retired_ok`` drops RETIRED_KEYS; a missing section takes its defaults). ``robot`` is a robot
+    spec mapping or the name / path of one (``robot.load_robot``); the model's cameras, joint names
+    and action width come from it unless the model section names them too, in which case they must
+    agree. Without one, the spec is the Meta-World Sawyer's with the model's cameras and joints."""
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: expected a mapping with 'model' and 'train', got {type(data).__name__}")
-    unknown = sorted(set(data) - set(SECTIONS))
+    unknown = sorted(set(data) - set(SECTIONS) - {"robot"})
     if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {unknown}; valid sections: {list(SECTIONS)}")
+        raise ConfigError(f"{where}: unknown section(s) {unknown}; valid sections: {list(SECTIONS) + ['robot']}")
     sections = {k: dict(data.get(k) or {}) for k in SECTIONS}
     if retired_ok:
         for sec, keys in RETIRED_KEYS.items():
             for k in keys:
                 sections[sec].pop(k, None)
-    return Config(**{k: build(cls, sections[k], f"{where}: {k}") for k, cls in SECTIONS.items()})
+    robot = _robot_section(data.get("robot"), sections["model"], where)
+    built = {k: build(cls, sections[k], f"{where}: {k}") for k, cls in SECTIONS.items()}
+    return Config(**built, robot=robot)
+
+
+def _robot_section(spec, model: Dict[str, Any], where: str) -> RobotSpec:
+    """The run's robot spec; fills (or checks) the model section's robot-shaped keys in place."""
+    if spec is None:  # a config or checkpoint from before robot specs: the Sawyer with the model's layout
+        m = build(ModelConfig, model, f"{where}: model")
+        sawyer = load_robot(DEFAULT_ROBOT)
+        action = sawyer.action if m.action_dim == sawyer.action.dim else ActionSpec(
+            names=[f"a{i}" for i in range(m.action_dim)])
+        return dataclasses.replace(sawyer, cameras=[CameraSpec(c) for c in m.cameras],
+                                   joint_names=list(m.joint_names), action=action)
+    robot = load_robot(spec) if isinstance(spec, (str, Path)) else robot_from_dict(spec, f"{where}: robot")
+    for key, value in zip(ROBOT_KEYS, (robot.camera_names, list(robot.joint_names), robot.action.dim)):
+        if key in model and model[key] != value:
+            raise ConfigError(f"{where}: model.{key} {model[key]!r} disagrees with the robot spec "
+                              f"{robot.name!r} ({value!r}); drop it from the model section")
+        model[key] = value
+    return robot
 
 
 SECTIONS = {"model": ModelConfig, "train": TrainConfig, "inference": InferenceConfig}
@@ -135,8 +162,9 @@ def config_names() -> List[str]:
     return sorted(names)
 
 
-def load_config(path_or_name: Union[str, Path], **model_overrides) -> Config:
-    """Load and validate a YAML config; ``model_overrides`` (e.g. fusion=...) win over the file."""
+def load_config(path_or_name: Union[str, Path], robot: Union[str, Path, None] = None, **model_overrides) -> Config:
+    """Load and validate a YAML config; ``model_overrides`` (e.g. fusion=...) win over the file, and
+    ``robot`` (a robot spec file or name) over its ``robot:`` section and the model's robot-shaped keys."""
     path = resolve_config_path(path_or_name)
     try:
         data = yaml.safe_load(path.read_text()) or {}
@@ -147,4 +175,10 @@ def load_config(path_or_name: Union[str, Path], **model_overrides) -> Config:
     if model_overrides:
         data = dict(data)
         data["model"] = {**(data.get("model") or {}), **{k: v for k, v in model_overrides.items() if v is not None}}
+    if robot is not None:
+        named = [k for k in ROBOT_KEYS if model_overrides.get(k) is not None]
+        if named:
+            raise ConfigError(f"the robot spec {robot} decides {named}: give one or the other")
+        data = {**data, "robot": str(robot),
+                "model": {k: v for k, v in (data.get("model") or {}).items() if k not in ROBOT_KEYS}}
     return config_from_dict(data, where=str(path))

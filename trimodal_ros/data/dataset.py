@@ -16,6 +16,7 @@ written. Memory is ``N * H * W * 3`` bytes (150 KB per 224² frame: 10k frames =
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import warnings
@@ -27,26 +28,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..decode import BadInput, image_from_msg, joints_from_msg, stamp_ns
-from ..interface import ACTION_NAMES, PRIMARY_CAMERA, SAWYER_JOINTS, SIM_STATE_NAMES
+from ..decode import BadInput, compressed_image_from_msg, image_from_msg, joint_values, joints_from_msg, stamp_ns
+from ..interface import PRIMARY_CAMERA, SAWYER_JOINTS, SIM_STATE_NAMES, absolute
 from ..model.preprocess import proprio_vector
+from ..robot import TWIST_FIELDS, CameraSpec, RobotSpec
 from .align import MISSING, STALE, select_latest
-from .bags import IMAGE, BagError, PathLike, find_bags, read_bag, read_sidecar, topic_message_count
-from .instructions import task_id
-from .metaworld import (
-    CUSTOM_DATA_KEY,
-    LAYOUT_SPLITS,
-    TOPIC_ACTION,
-    TOPIC_INSTRUCTION,
-    TOPIC_JOINTS,
-    TOPIC_STATE,
-    camera_topic,
-    layout_split,
-)
+from .bags import BagError, PathLike, find_bags, read_bag, read_sidecar, topic_message_count
+from .instructions import TASK_IDS, task_id
+from .metaworld import CUSTOM_DATA_KEY, LAYOUT_SPLITS, TOPIC_STATE, layout_split
 
 log = logging.getLogger(__name__)
-
-ACTION_DIM = len(ACTION_NAMES)
 
 
 @dataclass
@@ -98,30 +89,50 @@ class BagDataset(Dataset):
         state: also load each frame's recorded simulator state (``/sim/state``) as ``state``: the
             first ``state`` of ``SIM_STATE_NAMES`` (``True``: 6, object and goal positions; 9 adds the
             hand's); a bag without them is skipped with a warning.
+        robot: the robot spec (``robot.RobotSpec``): camera, joint-state, instruction and action
+            topics and names. Default: the Meta-World Sawyer's layout with ``joint_names`` and
+            ``cameras``; given, it decides both (and ``joint_names`` / ``cameras`` are ignored).
 
-    A sample's ``instruction`` is the one recorded in the bag; training and evaluation draw
-    paraphrases themselves (``train.trainer.Batcher``, ``eval.evaluate``).
+    A sample's ``instruction`` is the one recorded in the bag (or the spec's / the episode
+    metadata's text for bags without an instruction topic); training and evaluation draw
+    paraphrases of Meta-World tasks themselves (``train.trainer.Batcher``, ``eval.evaluate``).
+    Episode metadata (``episode.json`` or metadata.yaml's custom_data) is optional outside
+    Meta-World: without a ``task`` the episode's task is its instruction; without a ``layout``
+    the bag can only be read with ``split="all"``.
     """
 
     def __init__(self, root: PathLike, chunk: int = 1, action_history: int = 0,
                  joint_names: Sequence[str] = SAWYER_JOINTS, use_velocities: bool = True,
                  split: str = "all", max_input_age: float = 0.1, tasks: Optional[Sequence[str]] = None,
                  verbose: bool = True, images: bool = True, cameras: Sequence[str] = (PRIMARY_CAMERA,),
-                 state: int = 0):
+                 state: int = 0, robot: Optional[RobotSpec] = None):
         if chunk < 1 or action_history < 0:
             raise ValueError(f"need chunk >= 1 and action_history >= 0, got {chunk}, {action_history}")
         if split not in LAYOUT_SPLITS + ("all",):
             raise ValueError(f"split must be one of {LAYOUT_SPLITS + ('all',)}, got {split!r}")
+        if robot is None:
+            from ..config import DEFAULT_ROBOT
+            from ..robot import load_robot
+
+            robot = dataclasses.replace(load_robot(DEFAULT_ROBOT), cameras=[CameraSpec(c) for c in cameras],
+                                        joint_names=list(joint_names))
+        self.robot = robot
         self.root = Path(root)
         self.chunk, self.action_history = int(chunk), int(action_history)
-        self.joint_names, self.use_velocities = list(joint_names), bool(use_velocities)
+        self.joint_names, self.use_velocities = list(robot.joint_names), bool(use_velocities)
+        self.action_names, self.action_dim = list(robot.action.names), robot.action.dim
         self.split, self.max_input_age, self.images = split, max_input_age, images
         n_state = 6 if state is True else int(state)
         if not 0 <= n_state <= len(SIM_STATE_NAMES):
             raise ValueError(f"state: how many of {SIM_STATE_NAMES} to load (0-{len(SIM_STATE_NAMES)}), "
                              f"got {state!r}")
-        self.cameras, self.state_names = list(cameras), list(SIM_STATE_NAMES[:n_state])
-        self.image_topics = [camera_topic(c) for c in self.cameras]
+        self.cameras, self.state_names = robot.camera_names, list(SIM_STATE_NAMES[:n_state])
+        self.image_topics = [absolute(c.topic) for c in robot.cameras]
+        self._compressed = {absolute(c.topic): c.compressed for c in robot.cameras}
+        self.joint_topics = [absolute(t) for t in robot.joint_topics]
+        self.instruction_topic = absolute(robot.instruction_topic)
+        self.action_topic = absolute(robot.action.topic) if robot.action.source == "topic" else None
+        self._other_tasks: Dict[str, int] = {}  # tasks outside Meta-World: ids from len(TASK_IDS) on
         self.skipped: List[Tuple[Path, str]] = []
         self.dropped = {"missing_joint_state": 0, "stale_joint_state": 0, "missing_action": 0,
                         "stale_action": 0, "missing_instruction": 0, "missing_camera_frame": 0,
@@ -131,11 +142,12 @@ class BagDataset(Dataset):
         (print if verbose else log.info)(self.summary())
 
     @classmethod
-    def from_config(cls, root: PathLike, model_cfg, **kw) -> "BagDataset":
-        """A dataset whose proprio/chunk layout matches a ``ModelConfig``."""
+    def from_config(cls, root: PathLike, model_cfg, robot: Optional[RobotSpec] = None, **kw) -> "BagDataset":
+        """A dataset whose proprio/chunk layout matches a ``ModelConfig`` (and topics a robot spec:
+        pass the run config's ``robot``)."""
         return cls(root, chunk=model_cfg.chunk, action_history=model_cfg.action_history,
                    joint_names=model_cfg.joint_names, use_velocities=model_cfg.use_velocities,
-                   cameras=model_cfg.cameras, **kw)
+                   cameras=model_cfg.cameras, robot=robot, **kw)
 
     @property
     def with_state(self) -> bool:
@@ -149,13 +161,13 @@ class BagDataset(Dataset):
         for p in find_bags(self.root):
             try:
                 meta = episode_meta(p)
-                if "task" not in meta or "layout" not in meta:
-                    raise BagError(p, "no episode metadata (episode.json or custom_data "
-                                      f"{CUSTOM_DATA_KEY!r} with task and layout)")
-                task_id(meta["task"])
-                if self.split != "all" and layout_split(meta["layout"]) != self.split:
-                    continue
-                if tasks is not None and meta["task"] not in tasks:
+                if self.split != "all":
+                    if "layout" not in meta:
+                        raise BagError(p, f"split={self.split!r} needs each episode's layout (episode.json or "
+                                          f"custom_data {CUSTOM_DATA_KEY!r}); read bags without one with split all")
+                    if layout_split(meta["layout"]) != self.split:
+                        continue
+                if tasks is not None and meta.get("task") not in tasks:
                     continue
                 out.append((p, meta, topic_message_count(p, self.image_topics[0])))
             except (BagError, ValueError) as e:
@@ -177,16 +189,20 @@ class BagDataset(Dataset):
         n_act, n = 0, 0
         for path, meta, n_meta in cands:
             try:
-                topics = (*self.image_topics, TOPIC_JOINTS, TOPIC_ACTION, TOPIC_INSTRUCTION)
-                bag = read_bag(path, topics + ((TOPIC_STATE,) if self.with_state else ()))
+                topics = (*self.image_topics, *self.joint_topics, self.instruction_topic,
+                          *((self.action_topic,) if self.action_topic else ()), *((TOPIC_STATE,) if self.with_state else ()))
+                bag = read_bag(path, topics)
                 primary = self.image_topics[0]
                 if len(bag.messages.get(primary, ())) != n_meta:  # also guards the preallocation
                     raise BagError(path, f"metadata.yaml lists {n_meta} {primary} messages, the "
                                          f"storage has {len(bag.messages.get(primary, ()))}")
-                keep, js_i, act_i, ins_i, pos, vel, acts, images, others, state = self._align(bag, meta)
-                decoded = [image_from_msg(images[f]) for f in keep] if self.images else []  # views: no copy
+                keep, act_i, instructions, ins_i, pos, vel, acts, images, others, state = self._align(bag, meta)
+                decode = self._decoder(self.image_topics[0])
+                decoded = [decode(images[f]) for f in keep] if self.images else []  # views: no copy
                 if self.images and others:  # (V, H, W, 3) per kept frame
-                    decoded = [np.stack([im] + [image_from_msg(o[j]) for o in others]) for j, im in enumerate(decoded)]
+                    decoders = [self._decoder(t) for t in self.image_topics[1:]]
+                    decoded = [np.stack([im] + [d(o[j]) for d, o in zip(decoders, others)])
+                               for j, im in enumerate(decoded)]
             except (BagError, BadInput) as e:
                 self._skip(path, e)
                 continue
@@ -201,14 +217,12 @@ class BagDataset(Dataset):
                                          f"{self.frames.shape[1:]} of earlier bags; use one --size per folder")
                     self.frames[n + j] = img
                 a = act_i[j]
-                prop.append(proprio_vector(pos[js_i[j]], vel[js_i[j]],
-                                           acts[max(0, a - self.action_history):a], self.use_velocities,
-                                           self.action_history, ACTION_DIM))
+                prop.append(proprio_vector(pos[j], vel[j], acts[max(0, a - self.action_history):a],
+                                           self.use_velocities, self.action_history, self.action_dim))
             ep_index = len(self.episodes)
-            self.episodes.append(Episode(path.name, path, meta["task"], task_id(meta["task"]),
-                                         int(meta["layout"]), meta,
-                                         [m.data for m in bag.messages[TOPIC_INSTRUCTION]],
-                                         len(images), k))
+            task = meta.get("task") or (instructions[0] if instructions else path.name)
+            self.episodes.append(Episode(path.name, path, task, self._task_id(task), int(meta.get("layout", -1)),
+                                         meta, instructions, len(images), k))
             act_start.append(n_act + act_i)
             act_end.append(np.full(k, n_act + len(acts), np.int64))
             step.append(keep.astype(np.int64))
@@ -221,36 +235,47 @@ class BagDataset(Dataset):
         if n < len(self.frames):
             self.frames = self.frames[:n]  # a view: the buffer stays allocated (counted below)
         cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
-        p_dim = len(self.joint_names) * (2 if self.use_velocities else 1) + self.action_history * ACTION_DIM
+        p_dim = len(self.joint_names) * (2 if self.use_velocities else 1) + self.action_history * self.action_dim
         self.proprio = np.stack(prop).astype(np.float32) if prop else np.zeros((0, p_dim), np.float32)
-        self.actions = np.concatenate(actions).astype(np.float32) if actions else np.zeros((0, ACTION_DIM), np.float32)
+        self.actions = (np.concatenate(actions).astype(np.float32) if actions
+                        else np.zeros((0, self.action_dim), np.float32))
         self._act_start, self._act_end = cat(act_start, np.int64), cat(act_end, np.int64)
         self.steps, self._episode = cat(step, np.int64), cat(ep_of, np.int64)
         self._instr = cat(instr_of, np.int64)
         self.state = (cat(states, np.float32).reshape(-1, len(self.state_names)) if self.with_state
                       else None)  # (N, S) object and goal (and hand) positions per sample
 
+    def _task_id(self, task: str) -> int:
+        """A Meta-World task's MT50 index; any other task an id of its own, from len(TASK_IDS) on."""
+        try:
+            return task_id(task)
+        except ValueError:
+            return self._other_tasks.setdefault(task, len(TASK_IDS) + len(self._other_tasks))
+
     def _align(self, bag, meta):
-        """Indices of kept frames and of their joint state / action / instruction messages, and per
-        other camera (several cameras) its message for each kept frame."""
+        """Indices of kept frames and of their action / instruction, their joint positions and
+        velocities, the action series, and per other camera its message for each kept frame."""
         primary, *other_topics = self.image_topics
         images = self._camera_messages(bag, primary)
         cam_s = _header_s(images)
-        js_msgs = bag.topic(TOPIC_JOINTS)[1]
-        act_msgs = bag.topic(TOPIC_ACTION)[1]
-        ins_t, ins_msgs = bag.topic(TOPIC_INSTRUCTION)
         if np.any(np.diff(cam_s) < 0):
             raise BagError(bag.path, f"{primary} header stamps go backwards")
-        js_msgs, js_i = _latest_for(js_msgs, cam_s, self.max_input_age)
-        act_msgs, act_i = _latest_for(act_msgs, cam_s, self.max_input_age)
-        ins_i = select_latest(np.asarray(ins_t, np.int64) / 1e9, cam_s)  # an instruction holds until replaced
         d = self.dropped
-        d["missing_joint_state"] += int(np.sum(js_i == MISSING))
-        d["stale_joint_state"] += int(np.sum(js_i == STALE))
-        ok = js_i >= 0
+        try:
+            pos, vel, js_ok, js_stale = self._joints_at(bag, cam_s)
+        except BadInput as e:
+            raise BagError(bag.path, f"{e.kind}: {e}") from None
+        d["missing_joint_state"] += int(np.sum(~js_ok & ~js_stale))
+        d["stale_joint_state"] += int(np.sum(js_stale))
+        ok = js_ok
+        act_s, acts = self._action_series(bag, cam_s, pos, ok)
+        act_i = select_latest(act_s, cam_s, self.max_input_age)
+        if self.robot.action.source != "topic":  # a frame's own move, never an earlier frame's
+            act_i = np.where(np.isin(cam_s, act_s), act_i, MISSING)
         d["missing_action"] += int(np.sum(ok & (act_i == MISSING)))
         d["stale_action"] += int(np.sum(ok & (act_i == STALE)))
         ok &= act_i >= 0
+        instructions, ins_i = self._instructions(bag, meta, cam_s)
         d["missing_instruction"] += int(np.sum(ok & (ins_i < 0)))
         ok &= ins_i >= 0
         st_i = None
@@ -270,27 +295,108 @@ class BagDataset(Dataset):
             others.append((msgs, o_i))
         keep = np.flatnonzero(ok)
         others = [[msgs[i] for i in o_i[keep]] for msgs, o_i in others]
-        # the node's decoder: the same accepted messages and the same errors as serving
         try:
-            pv = [joints_from_msg(m, self.joint_names) for m in js_msgs]
-            acts = (np.stack([joints_from_msg(m, ACTION_NAMES)[0] for m in act_msgs]) if act_msgs
-                    else np.zeros((0, ACTION_DIM)))
             state = (np.array([joints_from_msg(st_msgs[i], self.state_names)[0] for i in st_i[keep]], np.float64)
                      .reshape(-1, len(self.state_names)) if self.with_state else None)
         except BadInput as e:
             raise BagError(bag.path, f"{e.kind}: {e}") from None
-        n_j = len(self.joint_names)
-        pos = np.stack([p for p, _ in pv]) if pv else np.zeros((0, n_j))
-        vel = np.stack([np.zeros(n_j, np.float32) if v is None else v for _, v in pv]) if pv else np.zeros((0, n_j))
-        return keep, js_i[keep], act_i[keep], ins_i[keep], pos, vel, acts.astype(np.float32), images, others, state
+        return (keep, act_i[keep], instructions, ins_i[keep], pos[keep], vel[keep], acts.astype(np.float32),
+                images, others, state)
+
+    def _joints_at(self, bag, cam_s: np.ndarray):
+        """Per camera frame, the joint positions and velocities (zeros where not published) merged by
+        name over the spec's joint-state topics (each topic's latest message at or before the frame,
+        read by the node's decoder), whether every joint was found, and whether one was too old."""
+        n, names = len(cam_s), self.joint_names
+        merged: List[Dict[str, Tuple[float, Optional[float]]]] = [{} for _ in range(n)]
+        stale = np.zeros(n, bool)
+        for topic in self.joint_topics:
+            msgs, idx = _latest_for(list(bag.messages.get(topic, ())), cam_s, self.max_input_age)
+            values = [joint_values(m, names) for m in msgs]
+            stale |= idx == STALE
+            for f in np.flatnonzero(idx >= 0):
+                merged[f].update(values[idx[f]])
+        ok = np.array([len(m) == len(names) for m in merged], bool)
+        if len(self.joint_topics) == 1 and n and not ok.any() and bag.messages.get(self.joint_topics[0]):
+            joints_from_msg(bag.messages[self.joint_topics[0]][0], names)  # says which names are wrong
+        pos = np.array([[m[j][0] for j in names] if k else [0.0] * len(names) for m, k in zip(merged, ok)],
+                       np.float32).reshape(n, len(names))
+        vel = np.array([[0.0 if m[j][1] is None else m[j][1] for j in names] if k else [0.0] * len(names)
+                        for m, k in zip(merged, ok)], np.float32).reshape(n, len(names))
+        return pos, vel, ok, stale & ~ok
+
+    def _action_series(self, bag, cam_s: np.ndarray, pos: np.ndarray, js_ok: np.ndarray):
+        """(stamps in s, (M, A) actions) of an episode: the command topic's messages, or derived from
+        the joint states at the camera frames (the next frame's positions, or the change to them)."""
+        spec = self.robot.action
+        if spec.source != "topic":  # one action per frame with a joint state: the move to the next one
+            idx = np.flatnonzero(js_ok)
+            cols = [self.joint_names.index(n) for n in spec.names]
+            p = pos[idx][:, cols].astype(np.float64)
+            acts = p[1:] if spec.source == "joint_positions" else p[1:] - p[:-1]
+            return cam_s[idx[:-1]], acts.reshape(-1, spec.dim)
+        log_t, msgs = np.asarray(bag.stamps.get(self.action_topic, np.zeros(0)), np.int64), \
+            list(bag.messages.get(self.action_topic, ()))
+        if msgs and spec.type.endswith("Float64MultiArray"):  # no header: the time it was logged
+            s, order = log_t / 1e9, np.argsort(log_t, kind="stable")
+        else:
+            s = _header_s(msgs)
+            order = np.argsort(s, kind="stable")
+        try:
+            vals = [self._action_values(msgs[i]) for i in order]
+        except BadInput as e:
+            raise BagError(bag.path, f"{self.action_topic}: {e.kind}: {e}") from None
+        acts = np.stack(vals) if vals else np.zeros((0, spec.dim))
+        return s[order], acts
+
+    def _action_values(self, msg) -> np.ndarray:
+        """One command message → the action vector in the spec's name order."""
+        spec = self.robot.action
+        t = spec.type.rsplit("/", 1)[-1]
+        if t == "JointState":
+            return joints_from_msg(msg, spec.names)[0]
+        if t == "JointTrajectory":
+            if not msg.points:
+                raise BadInput("bad_action", "a JointTrajectory command without points")
+            names, values = list(msg.joint_names), list(msg.points[0].positions)
+            if len(names) != len(values) or any(n not in names for n in spec.names):
+                raise BadInput("bad_action", f"JointTrajectory joints {names} lack {spec.names} or have "
+                                             f"{len(values)} positions")
+            return np.array([values[names.index(n)] for n in spec.names], np.float64)
+        if t == "Float64MultiArray":
+            v = np.asarray(msg.data, np.float64)
+            if v.shape != (spec.dim,):
+                raise BadInput("bad_action", f"Float64MultiArray of {v.size} values; action.names has {spec.dim}")
+            return v
+        twist = msg.twist
+        by_field = {f: getattr(getattr(twist, f.split(".")[0]), f.split(".")[1]) for f in TWIST_FIELDS}
+        return np.array([by_field[n] for n in spec.names], np.float64)
+
+    def _instructions(self, bag, meta, cam_s: np.ndarray):
+        """The episode's instructions and, per frame, the one in force: the latest recorded at or before
+        it; without an instruction topic, the episode metadata's or the spec's text for every frame."""
+        msgs = list(bag.messages.get(self.instruction_topic, ()))
+        if msgs:
+            ins_t = bag.stamps[self.instruction_topic]
+            return [m.data for m in msgs], select_latest(np.asarray(ins_t, np.int64) / 1e9, cam_s)
+        text = meta.get("instruction") or self.robot.instruction
+        if text:
+            return [str(text)], np.zeros(len(cam_s), np.int64)
+        return [], np.full(len(cam_s), MISSING, np.int64)
+
+    def _decoder(self, topic: str):
+        return compressed_image_from_msg if self._compressed.get(topic) else image_from_msg
 
     def _camera_messages(self, bag, topic: str) -> list:
-        """The Image messages a camera recorded (log order); a BagError when it has none or another type."""
-        msgs = bag.topic(topic)[1]
+        """The image messages a camera recorded (log order); a BagError when it has none or another type."""
+        msgs = bag.topic(topic)[1] if topic in bag.messages else []
         if not msgs:
-            raise BagError(bag.path, f"no messages on {topic} (the model's cameras are {self.cameras})")
-        if msgs[0].__msgtype__ != IMAGE:
-            raise BagError(bag.path, f"{topic} is {msgs[0].__msgtype__}, expected {IMAGE}")
+            raise BagError(bag.path, f"no messages on {topic} (the robot spec's cameras are "
+                                     f"{[c.topic for c in self.robot.cameras]})")
+        want = next(c.msgtype for c in self.robot.cameras if absolute(c.topic) == topic)
+        if msgs[0].__msgtype__ != want:
+            raise BagError(bag.path, f"{topic} is {msgs[0].__msgtype__}, the robot spec says {want}"
+                                     f"{' (compressed: false)' if want.endswith('/Image') else ''}")
         return msgs
 
     # --- access -----------------------------------------------------------------------------
@@ -314,7 +420,7 @@ class BagDataset(Dataset):
                 f"dropped frames: {drops}; skipped bags: {len(self.skipped)}")
 
     def action_chunk(self, i: int) -> Tuple[np.ndarray, np.ndarray]:
-        """(K, 4) float32 expert actions from sample ``i``'s frame on, and the (K,) real-action mask."""
+        """(K, A) float32 expert actions from sample ``i``'s frame on, and the (K,) real-action mask."""
         idx = self._act_start[i] + np.arange(self.chunk)
         end = self._act_end[i]
         return self.actions[np.minimum(idx, end - 1)], idx < end
@@ -342,7 +448,7 @@ class BagDataset(Dataset):
         return self.proprio.mean(0), np.maximum(self.proprio.std(0), eps).astype(np.float32)
 
     def all_actions(self) -> np.ndarray:
-        """Every recorded expert action (M, 4) of the loaded episodes, for ActionTokenizer.fit."""
+        """Every recorded expert action (M, A) of the loaded episodes, for ActionTokenizer.fit."""
         return self.actions
 
 

@@ -112,9 +112,10 @@ class Grid:
         from ..data.dataset import BagDataset
 
         self.data, self.out, self.b, self.config, self.device = data, Path(out), budget, config, device
-        mc = load_config(config).model
-        self.train_ds = BagDataset.from_config(data, mc, split="train", tasks=tasks)
-        self.held_ds = BagDataset.from_config(data, mc, split="heldout", tasks=tasks)
+        cfg = load_config(config)
+        mc = cfg.model
+        self.train_ds = BagDataset.from_config(data, mc, robot=cfg.robot, split="train", tasks=tasks)
+        self.held_ds = BagDataset.from_config(data, mc, robot=cfg.robot, split="heldout", tasks=tasks)
         if len(self.held_ds) == 0:
             raise ValueError(f"{data}: no episodes on held-out layouts; generate more episodes per task")
         self.tasks = sorted({ep.task for ep in self.train_ds.episodes})

@@ -298,18 +298,19 @@ def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = 
 
     policy = policy or Policy.load(str(checkpoint), fusion=fusion, device=pick_device(device))
     cfg = policy.config
-    ds = dataset or BagDataset.from_config(bags, cfg.model, split=split, verbose=progress)
+    ds = dataset or BagDataset.from_config(bags, cfg.model, robot=cfg.robot, split=split, verbose=progress)
     if len(ds) == 0:
         raise ValueError(f"{bags}: no samples in split {split!r}")
     res = run_inference(policy, ds, batch_size, instructions, progress=progress)
     report = {"checkpoint": str(checkpoint), "fusion": cfg.model.fusion, "loss": cfg.train.loss, "bags": str(bags),
               "split": split, "instructions": instructions, **score(res)}
     if train_dataset is None and bags is not None:
-        train_dataset = BagDataset.from_config(bags, cfg.model, split="train", verbose=False, images=False)
+        train_dataset = BagDataset.from_config(bags, cfg.model, robot=cfg.robot, split="train", verbose=False,
+                                               images=False)
     if train_dataset is not None and len(train_dataset):
         report["baselines"] = baselines(train_dataset, res, policy.tokenizer)
     if split != "train" and bags is not None and policy.stats is not None:  # frames with images, this time
-        train_frames = BagDataset.from_config(bags, cfg.model, split="train", verbose=False)
+        train_frames = BagDataset.from_config(bags, cfg.model, robot=cfg.robot, split="train", verbose=False)
         if len(train_frames):
             report["ood"] = ood_report(policy, res, train_frames, batch_size)
     if with_language:

@@ -39,7 +39,7 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
 
     policy = Policy.load(str(checkpoint), device=device)
     tokenizer, cfg = policy.tokenizer, policy.config
-    ds = BagDataset.from_config(bag, cfg.model, split="all", verbose=False)
+    ds = BagDataset.from_config(bag, cfg.model, robot=cfg.robot, split="all", verbose=False)
     if len(ds) == 0:
         raise ValueError(f"{bag}: no aligned frames to evaluate")
     offline = run_inference(policy, ds, batch_size=64, progress=False)

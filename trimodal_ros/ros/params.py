@@ -106,9 +106,10 @@ VLA_PARAMS: List[Param] = [
     Param("device", "auto", "inference device: auto, cpu, cuda or cuda:N", check=_device_ok),
     Param("torch_threads", 0, "torch intra-op threads for inference; 0 picks by device, model size and cores",
           low=0, high=256),
-    Param("image_transport", "raw", "camera input: raw (sensor_msgs/Image on camera/image_raw) or "
-                                    "compressed (sensor_msgs/CompressedImage jpeg/png on camera/image_raw/compressed)",
-          choices=("raw", "compressed")),
+    Param("image_transport", "", "camera input for every camera: raw (sensor_msgs/Image on NAME/image_raw) or "
+                                 "compressed (sensor_msgs/CompressedImage jpeg/png on NAME/image_raw/compressed); "
+                                 "empty: as the checkpoint's robot spec says per camera",
+          choices=("", "raw", "compressed")),
     Param("image_qos_reliability", "best_effort", "camera subscription reliability (best_effort matches "
                                                   "every publisher)", choices=("best_effort", "reliable")),
     Param("image_qos_depth", 5, "camera subscription queue depth", low=1, high=1000),
@@ -124,8 +125,8 @@ VLA_PARAMS: List[Param] = [
           choices=("header", "receipt")),
     Param("rate_hz", 0.0, "inference rate on the newest frame; 0 runs once per camera frame",
           low=0.0, high=1000.0, live=True),
-    Param("control_period", 0.0125, "seconds between the points of the published action chunk",
-          low=1e-4, high=10.0, live=True),
+    Param("control_period", 0.0, "seconds between the points of the published action chunk; 0: the "
+                                 "checkpoint's robot spec's", low=0.0, high=10.0, live=True),
     Param("execute_steps", 0, "points of each chunk the controller executes before the next frame (feeds "
                               "the action history); 0: the checkpoint's", low=0, high=1000),
     Param("min_agreement", -2.0, "hold instead of acting on a frame whose instruction–scene agreement (cosine "
@@ -135,8 +136,10 @@ VLA_PARAMS: List[Param] = [
                                       "(outputs stop); 0 never", low=0.0, high=1e6, live=True),
     Param("max_instruction_chars", I.MAX_INSTRUCTION_CHARS, "longer instructions are refused",
           low=1, high=1_000_000, live=True),
-    Param("joint_names", list(I.SAWYER_JOINTS), "joint_states names, in the model's proprio order", launch=False),
-    Param("action_names", list(I.ACTION_NAMES), "joint_names of the published action trajectory", launch=False),
+    Param("joint_names", [], "joint_states names, in the model's proprio order (the robot's driver names for "
+                             "the spec's joints); empty: the checkpoint's robot spec's", launch=False),
+    Param("action_names", [], "joint_names of the published action trajectory; empty: the checkpoint's "
+                              "robot spec's action names", launch=False),
     Param("seed", 0, "random-weight init (no checkpoint)", low=0, high=2**31 - 1),
     Param("autostart", True, "configure and activate at start (unmanaged); false waits for "
                              "`ros2 lifecycle set` (managed)", launch=False),

@@ -61,6 +61,7 @@ class VLANode(LifecycleNode):
             self.ledger, self.policy, self.error = Ledger(), None, None
             self._active, self._camera, self.inputs, self._policy_task = False, None, Inputs(), -1
             self.cameras = []  # the model's named cameras, primary first (set on configure)
+            self.robot, self.joint_names, self.action_names = None, [], []  # from the checkpoint, on configure
             self._io, self._timer, self.threads, self.joint_lag = [], None, 0, float("nan")
             self.paused, self._holding, self._send_actions = False, True, False
             self.scores = (float("nan"), float("nan"))  # the last frame's (agreement, ood)
@@ -93,11 +94,13 @@ class VLANode(LifecycleNode):
         try:
             self.policy = Policy.load(p["checkpoint"], p["fusion"] or None, p["config"], pick_device(p["device"]),
                                       p["seed"], p["execute_steps"])
-            mc = self.policy.model_config
-            if len(p["joint_names"]) != len(mc.joint_names) or len(p["action_names"]) != mc.action_dim:
-                raise ValueError(f"joint_names/action_names have {len(p['joint_names'])}/{len(p['action_names'])} "
-                                 f"entries; the model expects {len(mc.joint_names)} joints {mc.joint_names} and "
-                                 f"{mc.action_dim} action dims")
+            self.robot = robot = self.policy.config.robot  # topics, names and timing travel in the checkpoint
+            self.joint_names = list(p["joint_names"] or robot.joint_names)
+            self.action_names = list(p["action_names"] or robot.action.names)
+            if len(self.joint_names) != len(robot.joint_names) or len(self.action_names) != robot.action.dim:
+                raise ValueError(f"joint_names/action_names have {len(self.joint_names)}/{len(self.action_names)} "
+                                 f"entries; the checkpoint's robot {robot.name!r} has {len(robot.joint_names)} joints "
+                                 f"{robot.joint_names} and {robot.action.dim} action dims {robot.action.names}")
             self.threads = set_torch_threads(p["torch_threads"], self.policy)
         except Exception as e:  # ConfigError, CheckpointError, ValueError: refuse, say why
             self.policy, self.error = None, e
@@ -112,8 +115,9 @@ class VLANode(LifecycleNode):
                 f"(random_weights: true); trimodal/action is "
                 f"{'published anyway (allow_random_weights)' if self._send_actions else 'NOT published'}.")
         self._create_io()
-        self.get_logger().info(f"configured: {self.policy.describe()} torch_threads={self.threads} "
-                               f"image={p['image_transport']}/{p['image_qos_reliability']}/{p['image_qos_depth']} "
+        self.get_logger().info(f"configured: {self.policy.describe()} robot={self.robot.name} "
+                               f"torch_threads={self.threads} cameras={' '.join(self._camera_topics)} "
+                               f"image_qos={p['image_qos_reliability']}/{p['image_qos_depth']} "
                                f"rate={'per frame' if p['rate_hz'] <= 0 else str(p['rate_hz']) + ' Hz'}")
         return SUCCESS
 
@@ -143,25 +147,30 @@ class VLANode(LifecycleNode):
         image_qos = qos_profile(I.Qos(p["image_qos_reliability"], "volatile", p["image_qos_depth"],
                                       deadline=p["input_deadline"]))
         joints_qos = qos_profile(dataclasses.replace(I.JOINTS_QOS, deadline=p["input_deadline"]))
-        compressed = p["image_transport"] == "compressed"
-        kind = CompressedImage if compressed else Image
         primary, *others = self.cameras = list(self.policy.model_config.cameras)
-        self._camera = cam = self.create_subscription(kind, I.image_topic(primary, compressed), self._on_image,
-                                                      image_qos, event_callbacks=self._events(primary))
+        inputs = [c.input(p["image_transport"]) for c in self.robot.cameras]
+        topics = self._camera_topics = [t for t, _ in inputs]
+        kinds = [CompressedImage if compressed else Image for _, compressed in inputs]
+        self._camera = cam = self.create_subscription(kinds[0], topics[0], self._on_image,
+                                                      image_qos, event_callbacks=self._events(topics[0]))
         quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)  # the other one matches
         self._io = [  # _ingest_inputs takes from all but the last (the primary camera) before inferring
-            *(self.create_subscription(String, I.INSTRUCTION_TOPIC, self._on_instruction, qos_profile(q),
+            *(self.create_subscription(String, self.robot.instruction_topic, self._on_instruction, qos_profile(q),
                                        event_callbacks=quiet) for q in I.INSTRUCTION_QOS),
-            self.create_subscription(JointState, I.JOINTS_TOPIC, self._on_joints, joints_qos,
-                                     event_callbacks=self._events(I.JOINTS_TOPIC)),
-            *(self.create_subscription(kind, I.image_topic(c, compressed), lambda msg, c=c: self._on_view(c, msg),
-                                       image_qos, event_callbacks=self._events(c)) for c in others), cam]
+            *(self.create_subscription(JointState, t, self._on_joints, joints_qos, event_callbacks=self._events(t))
+              for t in self.robot.joint_topics),
+            *(self.create_subscription(k, t, lambda msg, c=c: self._on_view(c, msg), image_qos,
+                                       event_callbacks=self._events(t))
+              for c, t, k in zip(others, topics[1:], kinds[1:])), cam]
         out = qos_profile(dataclasses.replace(I.RELIABLE, deadline=p["output_deadline"],
                                               liveliness_lease=p["output_liveliness_lease"]))
         self._pub = {k: self.create_lifecycle_publisher(t, n, out) for k, t, n in (
             ("embedding", Embedding, I.EMBEDDING_TOPIC), ("tokens", ActionTokens, I.TOKENS_TOPIC),
             ("action", JointTrajectory, I.ACTION_TOPIC), ("scores", FrameScores, I.SCORES_TOPIC))}
         self._reset_timer()
+
+    def _control_period(self) -> float:
+        return self.params["control_period"] or self.robot.control_period
 
     def _events(self, topic: str) -> SubscriptionEventCallbacks:
         """A missed input deadline and a publisher whose QoS cannot connect: counted and logged."""
@@ -269,7 +278,7 @@ class VLANode(LifecycleNode):
         pub = getattr(self, "_pub", {}).get("action")
         if self._holding or pub is None or not self._send_actions:
             return
-        msg = JointTrajectory(joint_names=list(self.params["action_names"]))
+        msg = JointTrajectory(joint_names=list(self.action_names))
         msg.header.stamp = self.get_clock().now().to_msg()
         pub.publish(msg)
         self._holding = True
@@ -279,11 +288,11 @@ class VLANode(LifecycleNode):
     def _on_joints(self, msg: JointState) -> None:
         p = self.params
         try:
-            values = joint_values(msg, p["joint_names"])
+            values = joint_values(msg, self.joint_names)
         except BadInput as e:
             self.ledger.count(e.kind)
             return self._log(e.kind, f"skipped joint_states: {e}")
-        missing = self.inputs.merge_joints(self._stamp(msg) / 1e9, values, p["joint_names"], p["max_input_age"],
+        missing = self.inputs.merge_joints(self._stamp(msg) / 1e9, values, self.joint_names, p["max_input_age"],
                                            keep=p["max_input_age"] + 1.0)
         if missing:  # nor did another publisher (arm and gripper apart) send them within max_input_age
             self.ledger.count("missing_joints")
@@ -348,8 +357,8 @@ class VLANode(LifecycleNode):
             self._hold("the instruction does not fit the scene")
             return "instruction_mismatch", step.seconds
         if self._send_actions:  # the action first: it is what a controller waits for
-            self._pub["action"].publish(trajectory_to_msg(step.actions, stamp, p["action_names"],
-                                                          p["control_period"], frame_id))
+            self._pub["action"].publish(trajectory_to_msg(step.actions, stamp, self.action_names,
+                                                          self._control_period(), frame_id))
             self._holding = False
             self.goals.acted(gen)
         mc = self.policy.model_config

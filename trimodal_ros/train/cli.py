@@ -16,6 +16,8 @@ def register(sub) -> None:
     p.add_argument("--fusion", default=None, help="override the config's fusion variant")
     p.add_argument("--cameras", default=None, help="override the config's named cameras, primary first "
                    "(camera,wrist_camera); the bags must hold each NAME/image_raw")
+    p.add_argument("--robot", default=None, help="robot spec YAML (or a name in config/robots): the bags' topics, "
+                                                 "joint and action names; carried by the checkpoint")
     p.add_argument("--loss", default=None, help="override the contrastive loss (pairwise, joint, clip, none)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
@@ -39,7 +41,7 @@ def cli_train(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cameras = [c.strip() for c in args.cameras.split(",")] if args.cameras else None
     try:
-        cfg = load_config(args.config, fusion=args.fusion, cameras=cameras)
+        cfg = load_config(args.config, robot=args.robot, fusion=args.fusion, cameras=cameras)
     except ConfigError as e:
         print(f"trimodal-ros train: {e}")
         return 2

@@ -231,7 +231,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     tc, mc = cfg.train, cfg.model
     seed_everything(tc.seed)
 
-    ds = dataset or BagDataset.from_config(data, mc, split="train", verbose=main,
+    ds = dataset or BagDataset.from_config(data, mc, robot=cfg.robot, split="train", verbose=main,
                                            state=(mc.state_input or True) if tc.state_weight > 0 else 0)
     if tc.state_weight > 0 and getattr(ds, "state", None) is None:
         raise TrainDataError("train.state_weight > 0 needs the recorded /sim/state: a dataset loaded with state > 0")
@@ -239,6 +239,13 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         skipped = getattr(ds, "skipped", [])
         why = f"; {len(skipped)} bags skipped, the first because: {skipped[0][1]}" if skipped else ""
         raise TrainDataError(f"{data}: {len(ds)} training samples, fewer than one batch of {tc.batch_size}{why}")
+    if tc.instructions == "train":  # paraphrases exist for Meta-World's tasks only
+        from ..data.instructions import TASK_IDS, base_task
+
+        other = sorted({ep.task for ep in getattr(ds, "episodes", ()) if base_task(ep.task) not in TASK_IDS})
+        if other:
+            raise TrainDataError(f"train.instructions: train draws paraphrases of Meta-World tasks; episodes of "
+                                 f"{other[:3]} have none: train with train.instructions: bag (the recorded words)")
     if tc.batch_size % world:
         raise ValueError(f"batch_size {tc.batch_size} must be divisible by the {world} processes")
     stats = dataset_stats(ds)  # proprio mean/std and every action (for the tokenizer bounds)
