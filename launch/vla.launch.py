@@ -1,4 +1,8 @@
-"""ros2 launch trimodal_ros vla.launch.py fusion:=qformer checkpoint:=/path/to/last.pt [lifecycle:=true]
+"""ros2 launch trimodal_ros vla.launch.py checkpoint:=/path/to/last.pt [lifecycle:=true]
+
+The checkpoint carries everything else (fusion, cameras and topics, joint and action names, control
+period: its robot spec). ``params_file:=``, ``remappings:='from:=to;...'``, ``namespace:=`` and
+``log_level:=`` do what they do for any ROS node.
 
 Arguments and nodes come from trimodal_ros/ros/params.py, the table ``trimodal-ros up`` and the
 node's own parameter declarations read too, so none of them can drift apart. A wrong value fails
@@ -20,7 +24,9 @@ def _nodes(context, *args, **kwargs):
     for s in node_specs(values):  # ValueError names the argument: launch reports it and stops
         kind = LifecycleNode if s.managed else Node
         nodes.append(kind(package=s.package, executable=s.executable, name=s.name, namespace=s.namespace,
-                          parameters=[s.parameters], output="screen", emulate_tty=True))
+                          parameters=([s.params_file] if s.params_file else []) + [s.parameters],
+                          remappings=s.remappings, arguments=["--ros-args", "--log-level", s.log_level],
+                          output="screen", emulate_tty=True))
     return nodes
 
 

@@ -74,11 +74,28 @@ def test_launch_file_and_up_expose_the_same_arguments(launch_file):
 
     # `up` lists the same arguments with the same defaults; its help leaves the fusion list out
     # (computing it imports torch, and `--help` must stay light) and node_specs checks the value
-    up = {a.dest: (a.default, a.help) for a in _up_parser()._actions if a.dest != "help"}
+    up = {a.dest: (a.default, a.help) for a in _up_parser()._actions if a.dest not in ("help", "ros_args")}
     assert up == {a.name: (a.default, a.description) for a in launch_arguments()}
     assert set(up) == set(table)
     # every launchable parameter of the node's own table is a launch argument, with its default
     assert {p.name for p in VLA_PARAMS if p.launch} <= set(table)
+
+
+def test_params_file_remappings_and_log_level_reach_the_node(tmp_path):
+    """With a params file only the explicitly given arguments override it; remappings and the log
+    level travel as the node's --ros-args (`trimodal-ros up --ros-args ...` appends its own)."""
+    from trimodal_ros.ros.bringup import ros_arguments
+
+    f = tmp_path / "vla.yaml"
+    spec = node_specs({"params_file": str(f), "rate_hz": "5", "remappings": "camera/image_raw:=/cam/color; a:=b",
+                       "log_level": "debug"})[0]
+    assert spec.parameters == {"rate_hz": 5.0, "use_sim_time": False, "autostart": True}
+    spec.ros_args = ["-p", "seed:=3"]
+    assert ros_arguments(spec) == ["--ros-args", "--params-file", str(f), "-r", "camera/image_raw:=/cam/color",
+                                   "-r", "a:=b", "--log-level", "debug", "-p", "seed:=3"]
+    assert "rate_hz" in node_specs({})[0].parameters  # without a file every value is explicit
+    with pytest.raises(ValueError, match="not 'from:=to'"):
+        node_specs({"remappings": "camera/image_raw"})
 
 
 def test_launch_file_and_up_start_the_same_nodes(launch_file):

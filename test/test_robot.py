@@ -179,5 +179,15 @@ def test_a_bag_without_the_specs_camera_is_skipped_with_the_reason(tmp_path):
     with pytest.warns(RuntimeWarning, match="no messages on /wrist/image_raw"):
         ds = BagDataset(tmp_path, robot=spec, verbose=False)
     assert len(ds) == 0 and len(ds.skipped) == 1
-    with pytest.warns(RuntimeWarning, match="needs each episode's layout"):
-        BagDataset(tmp_path, robot=arm_spec(), split="train", verbose=False)
+
+
+def test_bags_without_metadata_are_training_data_and_a_split_in_their_metadata_moves_them(tmp_path):
+    import json
+
+    for e in range(3):
+        write_arm_bag(tmp_path / f"ep{e}", frames=4)
+    (tmp_path / "ep2" / "episode.json").write_text(json.dumps({"split": "val", "task": "stack cups"}))
+    train = BagDataset(tmp_path, robot=arm_spec(), split="train", verbose=False)
+    val = BagDataset(tmp_path, robot=arm_spec(), split="val", verbose=False)
+    assert [e.name for e in train.episodes] == ["ep0", "ep1"] and [e.name for e in val.episodes] == ["ep2"]
+    assert val.episodes[0].task == "stack cups" and val[0]["instruction"] == "put the cup on the plate"

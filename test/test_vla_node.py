@@ -796,3 +796,48 @@ def test_deadline_and_liveliness_qos_tell_both_sides_when_messages_stop(ros):
     assert wait_for(lambda: len(h.got["action"]) > got)
     assert wait_for(lambda: missed, timeout=5)  # the actions stopped: the controller was told
     assert wait_for(lambda: node.ledger.snapshot()["input_deadline_missed"] >= 1, timeout=5)
+
+
+def test_a_checkpoint_trained_on_another_robots_bags_is_served_from_the_checkpoint_alone(ros, tmp_path):
+    """Bags in another layout (compressed wrist camera, arm and gripper on two JointState topics, the
+    action from the joint states) → train with that robot spec → vla_node given only the checkpoint
+    subscribes to the spec's topics and publishes the spec's joint names at its control period."""
+    import dataclasses
+
+    from test_robot import ARM, GRIPPER, arm_positions, arm_spec, write_arm_bag
+    from trimodal_ros.config import config_from_dict
+    from trimodal_ros.train.trainer import train
+
+    for e in range(3):
+        write_arm_bag(tmp_path / "bags" / f"ep{e}", frames=12)
+    base = load_config("weighted_sum").to_dict()
+    base["model"] = {k: v for k, v in base["model"].items() if k not in ("cameras", "joint_names", "action_dim")}
+    cfg = config_from_dict({**base, "robot": arm_spec().to_dict()})
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=4, batch_size=8, warmup_steps=1,
+                                                             log_every=2, ckpt_every=4, instructions="bag"))
+    ckpt = train(cfg, tmp_path / "bags", tmp_path / "run", progress=False).checkpoint
+
+    ns, c = "/other_arm", ros.client
+    node = ros.vla_node(ns, checkpoint=str(ckpt), allow_random_weights=False)
+    assert node.policy.config.robot.name == "test_arm" and node.joint_names == ARM + GRIPPER
+    arm = c.create_publisher(JointState, f"{ns}/arm/joint_states", 10)
+    grip = c.create_publisher(JointState, f"{ns}/gripper/joint_states", 10)
+    cam = c.create_publisher(CompressedImage, f"{ns}/wrist/image_raw/compressed", 10)
+    instr = c.create_publisher(String, f"{ns}/instruction", qos_profile(I.LATCHED))
+    got = []
+    c.create_subscription(JointTrajectory, f"{ns}/trimodal/action", lambda m: m.points and got.append(m), 10)
+    assert wait_for(lambda: all(p.get_subscription_count() for p in (arm, grip, cam, instr)))
+    instr.publish(String(data="put the cup on the plate"))
+    t = 1.0
+    while not got and t < 20:
+        q = arm_positions(int(t * 10) % 10)
+        arm.publish(joints_to_msg(ARM, q[:3], np.zeros(3), sec_to_stamp(t)))
+        grip.publish(joints_to_msg(GRIPPER, q[3:], np.zeros(1), sec_to_stamp(t)))
+        cam.publish(compressed_image_to_msg(np.full((8, 8, 3), 40, np.uint8), "png", sec_to_stamp(t)))
+        t = round(t + 0.1, 3)
+        time.sleep(0.1)
+    assert got, node.ledger.snapshot()
+    msg = got[0]
+    assert list(msg.joint_names) == ARM + GRIPPER and len(msg.points) == cfg.model.chunk
+    assert abs(msg.points[0].time_from_start.nanosec * 1e-9 + msg.points[0].time_from_start.sec - 0.1) < 1e-9
+    assert node.ledger.snapshot().get("missing_joints", 0) <= 1  # only the arm's first, before the gripper's

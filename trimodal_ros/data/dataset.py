@@ -69,6 +69,16 @@ def episode_meta(path: PathLike, custom_data: Optional[Dict[str, str]] = None) -
         raise BagError(path, f"custom_data[{CUSTOM_DATA_KEY!r}] is not JSON: {e}") from None
 
 
+def episode_split(meta: Dict[str, Any]) -> str:
+    """An episode's split: its metadata's ``split`` (train, val, heldout, test), else the split of its
+    Meta-World ``layout``, else "train" (a user's bags without metadata are all training data)."""
+    if "split" in meta:
+        if meta["split"] not in LAYOUT_SPLITS:
+            raise BagError(Path("."), f"episode split {meta['split']!r} is not one of {LAYOUT_SPLITS}")
+        return meta["split"]
+    return layout_split(meta["layout"]) if "layout" in meta else "train"
+
+
 class BagDataset(Dataset):
     """Aligned (image, instruction, proprio, action chunk) samples from every bag under ``root``.
 
@@ -97,8 +107,8 @@ class BagDataset(Dataset):
     metadata's text for bags without an instruction topic); training and evaluation draw
     paraphrases of Meta-World tasks themselves (``train.trainer.Batcher``, ``eval.evaluate``).
     Episode metadata (``episode.json`` or metadata.yaml's custom_data) is optional outside
-    Meta-World: without a ``task`` the episode's task is its instruction; without a ``layout``
-    the bag can only be read with ``split="all"``.
+    Meta-World: without a ``task`` the episode's task is its instruction; its split is the
+    metadata's ``split``, else its Meta-World ``layout``'s, else "train" (``episode_split``).
     """
 
     def __init__(self, root: PathLike, chunk: int = 1, action_history: int = 0,
@@ -161,12 +171,8 @@ class BagDataset(Dataset):
         for p in find_bags(self.root):
             try:
                 meta = episode_meta(p)
-                if self.split != "all":
-                    if "layout" not in meta:
-                        raise BagError(p, f"split={self.split!r} needs each episode's layout (episode.json or "
-                                          f"custom_data {CUSTOM_DATA_KEY!r}); read bags without one with split all")
-                    if layout_split(meta["layout"]) != self.split:
-                        continue
+                if self.split != "all" and episode_split(meta) != self.split:
+                    continue
                 if tasks is not None and meta.get("task") not in tasks:
                     continue
                 out.append((p, meta, topic_message_count(p, self.image_topics[0])))

@@ -9,9 +9,10 @@ vla_node's own process.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import threading
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .params import NodeSpec, launch_arguments, node_specs
 
@@ -29,7 +30,16 @@ def create_node(spec: NodeSpec, context=None):
 
     overrides = [Parameter(k, value=v) for k, v in spec.parameters.items()]
     return _node_class(spec.executable)(spec.name, namespace=spec.namespace or None,
-                                        parameter_overrides=overrides, context=context)
+                                        parameter_overrides=overrides, context=context,
+                                        cli_args=ros_arguments(spec) or None)
+
+
+def ros_arguments(spec: NodeSpec) -> List[str]:
+    """The node's ``--ros-args``: the params file, remappings and log level of the spec, then its own."""
+    args = (["--params-file", spec.params_file] if spec.params_file else []) + \
+        [x for a, b in spec.remappings for x in ("-r", f"{a}:={b}")] + \
+        (["--log-level", spec.log_level] if spec.log_level != "info" else []) + list(spec.ros_args)
+    return ["--ros-args", *args] if args else []
 
 
 def spawn(spec: NodeSpec, log_level: str = "info", **popen):
@@ -46,8 +56,10 @@ def spawn(spec: NodeSpec, log_level: str = "info", **popen):
     with open(fd, "w") as f:
         yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}, f)
     ns = ["-r", f"__ns:=/{spec.namespace.strip('/')}"] if spec.namespace.strip("/") else []
-    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={spec.name}", *ns, "--params-file", path,
-           "--log-level", log_level]
+    user = ["--params-file", spec.params_file] if spec.params_file else []  # first: the table's values win
+    remaps = [x for a, b in spec.remappings for x in ("-r", f"{a}:={b}")]
+    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={spec.name}", *ns, *user, "--params-file", path,
+           "--log-level", log_level, *remaps, *spec.ros_args]
     return subprocess.Popen(cmd, **popen)
 
 
@@ -55,10 +67,12 @@ class Bringup:
     """The running nodes and their executor. ``start()`` spins in a thread (tests, bench);
     ``spin()`` blocks (the CLI). ``shutdown()`` stops the executor before destroying nodes."""
 
-    def __init__(self, values: Mapping[str, Any], context=None):
+    def __init__(self, values: Mapping[str, Any], context=None, ros_args: Sequence[str] = ()):
         from rclpy.executors import SingleThreadedExecutor
 
         self.specs: List[NodeSpec] = node_specs(values)
+        for s in self.specs:
+            s.ros_args = list(ros_args)
         self.nodes = []
         try:
             for s in self.specs:
@@ -104,6 +118,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("up", help="bring up vla_node in this process (what vla.launch.py launches)")
     add_cli_options(p)
+    p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
+                   help="the rest goes to the node as ROS arguments (-r from:=to, -p name:=value, --params-file F)")
     p.set_defaults(func=cli_up)
     p = sub.add_parser("sim", help="run Meta-World as a ROS 2 robot (camera, joints, instruction, /clock; "
                                    "steps on trimodal/action)")
@@ -132,7 +148,7 @@ def cli_up(args) -> int:
     signals.init()  # rclpy.init(); Ctrl-C then stops the executor without a traceback
     try:
         try:
-            up = Bringup(values_from_args(args))
+            up = Bringup(values_from_args(args), ros_args=args.ros_args or [])
         except Exception as e:
             print(f"trimodal-ros up: cannot start: {type(e).__name__}: {e}")
             return 1

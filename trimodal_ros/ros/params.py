@@ -226,6 +226,11 @@ class NodeSpec:
     parameters: Dict[str, Any] = field(default_factory=dict)
     package: str = PACKAGE
     managed: bool = False  # a lifecycle node driven from outside (lifecycle:=true)
+    params_file: str = ""  # a ROS parameters YAML read first; ``parameters`` then holds only what differs
+                           # from the table's defaults, so the file's values are not overwritten
+    remappings: List[Tuple[str, str]] = field(default_factory=list)
+    log_level: str = "info"
+    ros_args: List[str] = field(default_factory=list)  # passed through (``trimodal-ros up --ros-args ...``)
 
 
 def _launch_str(v: Any) -> str:
@@ -237,7 +242,24 @@ EXTRA_LAUNCH_ARGS = [
     LaunchArg("use_sim_time", "false", "use /clock (bag replay with --clock, simulation)", ["true", "false"]),
     LaunchArg("lifecycle", "false", "start vla_node as a managed lifecycle node: it waits for "
                                     "`ros2 lifecycle set /vla_node configure` and `activate`", ["true", "false"]),
+    LaunchArg("params_file", "", "ROS parameters YAML for vla_node (as ros2 run --params-file); launch "
+                                 "arguments given explicitly win over it"),
+    LaunchArg("remappings", "", "topic remappings, 'from:=to' separated by ';' (camera/image_raw:=/cam/color)"),
+    LaunchArg("log_level", "info", "vla_node's log level", ["debug", "info", "warn", "error", "fatal"]),
 ]
+
+
+def parse_remappings(text: str) -> List[Tuple[str, str]]:
+    """'a:=b;c:=d' → [('a', 'b'), ('c', 'd')]; ValueError names a malformed entry."""
+    out = []
+    for item in (x.strip() for x in text.split(";")):
+        if not item:
+            continue
+        src, sep, dst = item.partition(":=")
+        if not sep or not src.strip() or not dst.strip():
+            raise ValueError(f"launch argument remappings: {item!r} is not 'from:=to'")
+        out.append((src.strip(), dst.strip()))
+    return out
 
 
 def launch_arguments() -> List[LaunchArg]:
@@ -288,11 +310,15 @@ def node_specs(values: Mapping[str, Any]) -> List[NodeSpec]:
     for a in EXTRA_LAUNCH_ARGS:
         if a.choices and v[a.name] not in a.choices:
             raise ValueError(f"launch argument {a.name}:={v[a.name]!r} is not one of {a.choices}")
+    params_file = v["params_file"]
+    if params_file:  # only what was set apart from the defaults: the file decides the rest
+        params = {n: x for n, x in params.items() if x != parse_value(tbl[n], _launch_str(tbl[n].default))}
     params["use_sim_time"] = v["use_sim_time"] == "true"
     managed = v["lifecycle"] == "true"
     params["autostart"] = not managed
     return [NodeSpec(executable="vla_node", name="vla_node", namespace=v["namespace"], parameters=params,
-                     managed=managed)]
+                     managed=managed, params_file=params_file, remappings=parse_remappings(v["remappings"]),
+                     log_level=v["log_level"])]
 
 
 def add_cli_options(parser) -> None:
