@@ -226,3 +226,21 @@ def test_a_refused_frame_leaves_history_and_ensembling_alone():
     assert not first.refused and len(policy.ensembler._chunks) == 1
     policy.reset("reach the goal")
     np.testing.assert_array_equal(policy.act(img, q, q).actions, first.actions)
+
+
+def test_actions_stay_inside_the_robot_specs_bounds():
+    """The robot spec's action low / high clamp every published action, inside the tokenizer's range."""
+    import dataclasses
+
+    p = Policy.load(fusion="concat_mlp", seed=0)
+    p.reset("reach the goal")
+    free = p.act(frame(), np.zeros(9), np.zeros(9)).actions
+    lo, hi = np.quantile(free, 0.6, axis=0), np.quantile(free, 0.4, axis=0) + 1.0
+    lo = np.minimum(lo, hi - 1e-3)
+    p.config = dataclasses.replace(p.config, robot=dataclasses.replace(p.config.robot, action=dataclasses.replace(
+        p.config.robot.action, low=[float(x) for x in lo], high=[float(x) for x in hi])))
+    p.reset("reach the goal")
+    bounded = p.act(frame(), np.zeros(9), np.zeros(9)).actions
+    assert np.all(bounded >= lo.astype(np.float32) - 1e-6) and np.all(bounded <= hi.astype(np.float32) + 1e-6)
+    assert np.any(free < lo)  # the bounds did cut something
+    np.testing.assert_allclose(bounded, np.clip(free, lo, hi), atol=1e-6)

@@ -239,6 +239,16 @@ class Policy:
             raise ValueError(f"the model sees {len(cams)} cameras {cams}: give (V, H, W, 3) or a mapping")
         return image
 
+    def bounded(self, actions: np.ndarray) -> np.ndarray:
+        """Never outside the bounds the checkpoint carries: the tokenizer's range (bin centres and their
+        means are inside it; the clip makes it a guarantee) and the robot spec's action low / high."""
+        a = np.clip(actions, self.tokenizer.low, self.tokenizer.high)
+        spec = self.config.robot.action
+        if spec.low is not None or spec.high is not None:
+            a = np.clip(a, -np.inf if spec.low is None else np.asarray(spec.low),
+                        np.inf if spec.high is None else np.asarray(spec.high))
+        return a.astype(np.float32)
+
     @torch.inference_mode()
     def act(self, image, joint_positions, joint_velocities=None, stamp: Optional[int] = None,
             min_agreement: float = -2.0) -> Step:
@@ -260,14 +270,11 @@ class Policy:
         ood = float(self.stats.ood(fused)) if self.stats is not None else float("nan")
         self.last_stamp = stamp
         if ag < min_agreement:
-            actions = np.clip(actions, self.tokenizer.low, self.tokenizer.high).astype(np.float32)
-            return Step(fused, tokens, actions, time.perf_counter() - t0, ag, ood, refused=True)
+            return Step(fused, tokens, self.bounded(actions), time.perf_counter() - t0, ag, ood, refused=True)
         if self.ensembler is not None:  # the command for this step: every stored prediction for it
             actions = actions.copy()
             actions[0] = self.ensembler(actions)
-        # never outside the bounds the checkpoint's tokenizer carries (bin centres and their means are
-        # inside them; the clip makes it a guarantee)
-        actions = np.clip(actions, self.tokenizer.low, self.tokenizer.high).astype(np.float32)
+        actions = self.bounded(actions)
         if self.config.model.action_history:
             self._history.extend(actions[:self.execute])
         return Step(fused, tokens, actions, time.perf_counter() - t0, ag, ood)

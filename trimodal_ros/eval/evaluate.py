@@ -27,17 +27,26 @@ LANGUAGE_CONDITIONS = {  # report name → instruction mode, all on the same fra
     "other_task": "other_task", "empty": "empty"}
 
 
-def instruction_texts(items, mode: str, rng, tasks: List[str]) -> List[str]:
+def instruction_texts(items, mode: str, rng, tasks: List[str], recorded: Optional[Dict[str, str]] = None) -> List[str]:
     """The instruction each sample is scored with: the recorded one ("bag"), a train / held-out
     paraphrase of its task, a train paraphrase of ANOTHER task ("other_task": the next task of
-    ``tasks`` in sorted order, a counterfactual), or none ("empty")."""
+    ``tasks`` in sorted order, a counterfactual; for a task outside Meta-World its recorded words,
+    ``recorded``), or none ("empty")."""
     if mode == "bag":
         return [it["instruction"] for it in items]
     if mode == "empty":
         return ["" for _ in items]
     if mode == "other_task":
-        return [instruction_for(tasks[(tasks.index(it["task"]) + 1) % len(tasks)], rng, "train") for it in items]
+        other = [tasks[(tasks.index(it["task"]) + 1) % len(tasks)] for it in items]
+        return [recorded[t] if recorded and t in recorded else instruction_for(t, rng, "train") for t in other]
     return [instruction_for(it["task"], rng, mode) for it in items]
+
+
+def has_paraphrases(tasks) -> bool:
+    """Whether every task is one of Meta-World's (the package's own phrasings exist for it)."""
+    from ..data.instructions import TASK_IDS, base_task
+
+    return all(base_task(t) in TASK_IDS for t in tasks)
 
 
 def run_inference(policy, dataset, batch_size: int = 64, instructions: str = "bag", seed: int = 0,
@@ -49,9 +58,15 @@ def run_inference(policy, dataset, batch_size: int = 64, instructions: str = "ba
         raise ValueError(f"instructions must be one of {INSTRUCTION_MODES}, got {instructions!r}")
     rng = np.random.default_rng(seed)
     tasks = sorted({ep.task for ep in dataset.episodes})
+    recorded = {ep.task: ep.instructions[0] for ep in reversed(dataset.episodes) if ep.instructions}
+    if instructions in ("train", "heldout") and not has_paraphrases(tasks):
+        raise ValueError(f"instructions {instructions!r}: the package's phrasings exist for Meta-World tasks only, "
+                         f"not for {[t for t in tasks if not has_paraphrases([t])][:3]}; use bag")
     if len(tasks) == 1 and instructions == "other_task":  # one task in the data: take its MT50 neighbour
         from ..data.instructions import MT50
 
+        if not has_paraphrases(tasks):
+            raise ValueError("instructions 'other_task' needs two tasks in the data (or a Meta-World task)")
         tasks = sorted({tasks[0], MT50[(MT50.index(tasks[0]) + 1) % len(MT50)]})
     keys = ("image", "text", "action", "fused")
     acc = {k: [] for k in keys + ("pred", "true", "mask", "task_id", "tasks", "pred_actions", "true_actions",
@@ -60,7 +75,7 @@ def run_inference(policy, dataset, batch_size: int = 64, instructions: str = "ba
     n = len(dataset)
     for start in tqdm(range(0, n, batch_size), desc="evaluate", disable=not progress, dynamic_ncols=True):
         items = [dataset[i] for i in range(start, min(n, start + batch_size))]
-        texts = instruction_texts(items, instructions, rng, tasks)
+        texts = instruction_texts(items, instructions, rng, tasks, recorded)
         actions = np.stack([it["actions"] for it in items])
         out = policy.infer(np.stack([it["image"] for it in items]), np.stack([it["proprio"] for it in items]), texts)
         model_time += out.seconds
@@ -148,8 +163,11 @@ def language(policy, dataset, batch_size: int = 64, seed: int = 0, progress: boo
     paraphrases (both sets of the package's own wording; other wordings need their own run).
     ``every`` > 1 scores every k-th frame only (the ablation's budget)."""
     dataset = EveryKth(dataset, every) if every > 1 else dataset
-    runs = {name: run_inference(policy, dataset, batch_size, mode, seed, progress)
-            for name, mode in LANGUAGE_CONDITIONS.items()}
+    tasks = sorted({ep.task for ep in dataset.episodes})
+    conditions = {k: m for k, m in LANGUAGE_CONDITIONS.items()  # tasks outside Meta-World: no paraphrases,
+                  if has_paraphrases(tasks) or (m not in ("train", "heldout")  # another task needs two
+                                                and (m != "other_task" or len(tasks) > 1))}
+    runs = {name: run_inference(policy, dataset, batch_size, mode, seed, progress) for name, mode in conditions.items()}
     ep = runs["recorded"]["episode"]
     out: Dict[str, object] = {"conditions": {}}
     for name, r in runs.items():
@@ -161,14 +179,15 @@ def language(policy, dataset, batch_size: int = 64, seed: int = 0, progress: boo
         (na, den), (nb, _) = _correct(runs[a]), _correct(runs[b])
         return paired_cluster_delta(na, nb, den, ep, seed=seed)
 
-    out["reliance"] = {"recorded - other_task": delta("recorded", "other_task"),
-                       "recorded - empty": delta("recorded", "empty")}
-    out["wording_robustness"] = {"heldout_paraphrase - train_paraphrase": delta("heldout_paraphrase",
-                                                                                 "train_paraphrase")}
-    # the node's instruction–scene agreement as a detector of the wrong instruction, on the same frames
-    right, wrong = (agreement(runs[k]["image"], runs[k]["text"]) for k in ("recorded", "other_task"))
-    out["agreement"] = {"auc_recorded_vs_other_task": roc_auc(right, wrong),
-                        "median_recorded": float(np.median(right)), "median_other_task": float(np.median(wrong))}
+    out["reliance"] = {f"recorded - {k}": delta("recorded", k) for k in ("other_task", "empty") if k in runs}
+    out["wording_robustness"] = ({"heldout_paraphrase - train_paraphrase": delta("heldout_paraphrase",
+                                                                                  "train_paraphrase")}
+                                 if "train_paraphrase" in runs else {})
+    if "other_task" in runs:  # the node's instruction–scene agreement as a detector of the wrong instruction
+        right, wrong = (agreement(runs[k]["image"], runs[k]["text"]) for k in ("recorded", "other_task"))
+        out["agreement"] = {"auc_recorded_vs_other_task": roc_auc(right, wrong),
+                            "median_recorded": float(np.median(right)),
+                            "median_other_task": float(np.median(wrong))}
     return out
 
 
@@ -182,7 +201,8 @@ def ood_report(policy, res: Dict[str, np.ndarray], train_frames, batch_size: int
     if policy.stats is None:
         return {}
     k = max(1, len(train_frames) // OOD_TRAIN_FRAMES)
-    seen = run_inference(policy, EveryKth(train_frames, k), batch_size, "train", progress=False)
+    words = "train" if has_paraphrases({ep.task for ep in train_frames.episodes}) else "bag"  # as trained
+    seen = run_inference(policy, EveryKth(train_frames, k), batch_size, words, progress=False)
     ev, tr = policy.stats.ood(res["fused"]), policy.stats.ood(seen["fused"])
     return {"auc_evaluated_vs_train": roc_auc(ev, tr), "median_train": float(np.median(tr)),
             "median_evaluated": float(np.median(ev)), "share_evaluated_above_1": float((ev > 1).mean()),

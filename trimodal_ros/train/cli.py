@@ -19,6 +19,8 @@ def register(sub) -> None:
     p.add_argument("--robot", default=None, help="robot spec YAML (or a name in config/robots): the bags' topics, "
                                                  "joint and action names; carried by the checkpoint")
     p.add_argument("--loss", default=None, help="override the contrastive loss (pairwise, joint, clip, none)")
+    p.add_argument("--instructions", default=None, choices=["bag", "train", "empty"],
+                   help="override train.instructions (bag: the recorded words, for tasks outside Meta-World)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--steps", type=int, default=None, help="override train.steps")
     p.add_argument("--batch-size", type=int, default=None)
@@ -45,7 +47,8 @@ def cli_train(args) -> int:
     except ConfigError as e:
         print(f"trimodal-ros train: {e}")
         return 2
-    over = {k: v for k, v in {"loss": args.loss, "seed": args.seed, "steps": args.steps,
+    over = {k: v for k, v in {"loss": args.loss, "instructions": args.instructions, "seed": args.seed,
+                               "steps": args.steps,
                                "batch_size": args.batch_size, "augment_shift": args.augment_shift,
                                "ema": args.ema, "label_sigma": args.label_sigma,
                                "state_weight": args.state_weight}.items()
