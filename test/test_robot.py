@@ -222,3 +222,11 @@ def test_train_and_evaluate_on_another_robots_bags(tmp_path):
     assert set(rep["language"]["conditions"]) == {"recorded", "other_task", "empty"}
     assert rep["language"]["wording_robustness"] == {} and "ood" in rep
     assert (tmp_path / "eval" / "report.md").is_file()
+
+
+def test_a_config_whose_model_and_robot_disagree_cannot_be_built():
+    import dataclasses
+
+    cfg = load_config("weighted_sum")
+    with pytest.raises(ConfigError, match="disagrees with the model"):
+        dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, cameras=["camera", "top_camera"]))

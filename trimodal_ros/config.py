@@ -61,6 +61,13 @@ class Config:
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     robot: RobotSpec = field(default_factory=lambda: load_robot(DEFAULT_ROBOT))
 
+    def __post_init__(self) -> None:
+        r, m = self.robot, self.model
+        if (r.camera_names, list(r.joint_names), r.action.dim) != (list(m.cameras), list(m.joint_names), m.action_dim):
+            raise ConfigError(f"the robot spec {r.name!r} (cameras {r.camera_names}, joints {r.joint_names}, "
+                              f"{r.action.dim} action dims) disagrees with the model (cameras {m.cameras}, joints "
+                              f"{m.joint_names}, action_dim {m.action_dim})")
+
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 

@@ -74,7 +74,7 @@ def episode_split(meta: Dict[str, Any]) -> str:
     Meta-World ``layout``, else "train" (a user's bags without metadata are all training data)."""
     if "split" in meta:
         if meta["split"] not in LAYOUT_SPLITS:
-            raise BagError(Path("."), f"episode split {meta['split']!r} is not one of {LAYOUT_SPLITS}")
+            raise ValueError(f"episode split {meta['split']!r} is not one of {LAYOUT_SPLITS}")
         return meta["split"]
     return layout_split(meta["layout"]) if "layout" in meta else "train"
 
