@@ -192,6 +192,27 @@ def test_replay_publishes_clock_for_use_sim_time(ros, tmp_path):
     assert clocks[0] == T0 and clocks == sorted(clocks)  # the bag's log time, in order
 
 
+def test_replay_selects_remaps_skips_and_ticks_the_clock_like_ros2_bag_play(ros, tmp_path):
+    """--topics, --remap FROM:=TO, --start-offset and --clock HZ: only the camera, under another name,
+    from the bag's 0.2nd second on, with /clock ticking at 50 Hz between frames 0.2 s apart."""
+    from rosgraph_msgs.msg import Clock
+
+    ctx, ex, client = ros
+    write_bag(tmp_path / "bag", frames=6, period_ns=200_000_000)
+    got, clocks, joints = [], [], []
+    client.create_subscription(Image, "/cam/color", lambda m: got.append(int(m.header.frame_id)), 50)
+    client.create_subscription(JointState, "/sel/joint_states", joints.append, 50)
+    client.create_subscription(Clock, "/clock", lambda m: clocks.append(m.clock.sec * 10**9 + m.clock.nanosec), 500)
+    time.sleep(0.3)
+    n = replay(tmp_path / "bag", namespace="sel", topics=["/camera/image_raw"],
+               remap={"camera/image_raw": "/cam/color"}, start_offset=0.3, clock=True, clock_hz=50.0, delay=0.5,
+               context=ctx)
+    assert n == 5 and wait_for(lambda: len(got) == 5, timeout=5)
+    assert got == [1, 2, 3, 4, 5] and joints == []  # frame 0 at 0.2 s skipped; joint states not selected
+    assert wait_for(lambda: len(clocks) >= 5 * 5, timeout=5)  # ~10 ticks per 0.2 s gap, not one per message
+    assert clocks == sorted(clocks) and clocks[0] >= T0 + 400_000_000
+
+
 def test_replay_into_vla_node_and_record_its_outputs(ros, tmp_path):
     """The demo pipeline: bag → vla_node → mcap bag of actions stamped with the bag's camera stamps."""
     ctx, ex, client = ros

@@ -15,7 +15,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterable, Optional
+from typing import Callable, Dict, Iterable, Optional
 
 LATCHED_TOPICS = ("instruction", "tf_static")  # topic basenames published transient-local
 
@@ -74,21 +74,26 @@ def topic_qos(topic: str, offered=()):
 def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topics: Optional[Iterable[str]] = None,
            delay: float = 0.5, clock: bool = False, context=None, stop: Optional[threading.Event] = None,
            on_message: Optional[Callable[[str, int], None]] = None,
-           require_subscribers: Iterable[str] = (), subscriber_timeout: float = 30.0) -> int:
+           require_subscribers: Iterable[str] = (), subscriber_timeout: float = 30.0,
+           remap: Optional[Dict[str, str]] = None, start_offset: float = 0.0, clock_hz: float = 0.0) -> int:
     """Publish ``bag``'s messages with their recorded timing; returns how many were published.
 
     ``delay`` seconds pass between creating the publishers and the first message, so DDS discovery
     can match subscribers (``ros2 bag play --delay``); otherwise early volatile messages are lost.
     ``require_subscribers`` (resolved topic names) are waited for, up to ``subscriber_timeout`` s,
     until each has a matched subscription: a live evaluation must not lose the first frames to DDS
-    discovery. ``clock`` also publishes /clock with the bag time (for ``use_sim_time``). ``stop`` ends a
-    ``loop`` (or any replay) early. Needs ``rclpy.init()`` to have been called for ``context``.
+    discovery. ``clock`` also publishes /clock with the bag time (for ``use_sim_time``): with each
+    message, or with ``clock_hz`` > 0 at that rate in between (``ros2 bag play --clock HZ``). ``topics``
+    selects bag topics, ``remap`` renames them (bag topic → published name, after ``namespace``),
+    ``start_offset`` skips the bag's first seconds. ``stop`` ends a ``loop`` (or any replay) early.
+    Needs ``rclpy.init()`` to have been called for ``context``.
     """
     import rclpy
     from rosgraph_msgs.msg import Clock
 
-    if rate <= 0:
-        raise ValueError(f"rate must be > 0, got {rate}")
+    if rate <= 0 or start_offset < 0 or clock_hz < 0:
+        raise ValueError(f"need rate > 0, start_offset >= 0 and clock_hz >= 0, got {rate}, {start_offset}, {clock_hz}")
+    remap = {"/" + k.lstrip("/"): v for k, v in (remap or {}).items()}
     bag = Path(bag)
     stop = stop or threading.Event()
     reader = _open(bag)  # BagError for a missing, truncated or corrupt bag, before anything is published
@@ -101,8 +106,9 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
             if not conns:
                 raise ValueError(f"{bag}: no messages on {sorted(wanted) if wanted else 'any topic'}")
             pubs, skipped = {}, {}
+            name_of = {c.topic: remap.get(c.topic) or resolve_topic(c.topic, namespace) for c in conns}
             for c in conns:
-                name = resolve_topic(c.topic, namespace)
+                name = name_of[c.topic]
                 if name not in pubs and c.topic not in skipped:
                     offered = getattr(c.ext, "offered_qos_profiles", None) or ()
                     try:
@@ -113,7 +119,8 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
             conns = [c for c in conns if c.topic not in skipped]
             if not conns:
                 raise ValueError(f"{bag}: no topic whose type is installed here ({skipped})")
-            by_id = {c.id: resolve_topic(c.topic, namespace) for c in conns}
+            by_id = {c.id: name_of[c.topic] for c in conns}
+            skip_before = reader.start_time + int(start_offset * 1e9)
             clock_pub = node.create_publisher(Clock, "/clock", 10) if clock else None
             from ..utils import wait_for
 
@@ -126,15 +133,19 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
             while True:
                 t_bag0, t_wall0 = None, None
                 for conn, stamp_ns, raw in _messages(reader, conns, bag):
+                    if stamp_ns < skip_before:
+                        continue
                     if t_bag0 is None:
                         t_bag0, t_wall0 = stamp_ns, time.monotonic()
                     due = t_wall0 + (stamp_ns - t_bag0) * 1e-9 / rate
+                    while clock_pub is not None and clock_hz > 0 and due - time.monotonic() > 1.0 / clock_hz:
+                        if stop.wait(1.0 / clock_hz):  # the clock ticks on between sparse messages
+                            return published
+                        _publish_clock(clock_pub, t_bag0 + int((time.monotonic() - t_wall0) * rate * 1e9))
                     if stop.wait(max(0.0, due - time.monotonic())):
                         return published
                     if clock_pub is not None:
-                        c = Clock()
-                        c.clock.sec, c.clock.nanosec = divmod(stamp_ns, 1_000_000_000)
-                        clock_pub.publish(c)
+                        _publish_clock(clock_pub, stamp_ns)
                     topic = by_id[conn.id]
                     pubs[topic].publish(bytes(raw))
                     published += 1
@@ -144,6 +155,14 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
                     return published
     finally:
         node.destroy_node()
+
+
+def _publish_clock(pub, stamp_ns: int) -> None:
+    from rosgraph_msgs.msg import Clock
+
+    c = Clock()
+    c.clock.sec, c.clock.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    pub.publish(c)
 
 
 def _open(bag: Path):
@@ -187,7 +206,12 @@ def register(sub) -> None:
     p.add_argument("--rate", type=float, default=1.0)
     p.add_argument("--loop", action="store_true")
     p.add_argument("--namespace", default="")
-    p.add_argument("--clock", action="store_true", help="also publish /clock with the bag's time (use_sim_time)")
+    p.add_argument("--clock", nargs="?", type=float, const=0.0, default=None, metavar="HZ",
+                   help="also publish /clock with the bag's time (use_sim_time): with each message, or at HZ")
+    p.add_argument("--topics", nargs="+", default=None, help="only these bag topics")
+    p.add_argument("--remap", action="append", default=[], metavar="FROM:=TO", help="publish a bag topic under "
+                                                                                    "another name (repeatable)")
+    p.add_argument("--start-offset", type=float, default=0.0, help="skip the bag's first seconds")
     p.set_defaults(func=cli_replay)
 
 
@@ -196,10 +220,18 @@ def cli_replay(args) -> int:
 
     from ..data.bags import BagError
 
+    remap = {}
+    for r in args.remap:
+        src, sep, dst = r.partition(":=")
+        if not sep or not src or not dst:
+            print(f"trimodal-ros replay: --remap {r!r} is not FROM:=TO")
+            return 2
+        remap[src] = dst
     rclpy.init()
     try:
         n = replay(args.bag, rate=args.rate, loop=args.loop, namespace=getattr(args, "namespace", "") or "",
-                   clock=args.clock)
+                   clock=args.clock is not None, clock_hz=args.clock or 0.0, topics=args.topics, remap=remap,
+                   start_offset=args.start_offset)
         print(f"published {n} messages from {args.bag}")
     except KeyboardInterrupt:
         pass
