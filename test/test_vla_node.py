@@ -841,3 +841,37 @@ def test_a_checkpoint_trained_on_another_robots_bags_is_served_from_the_checkpoi
     assert list(msg.joint_names) == ARM + GRIPPER and len(msg.points) == cfg.model.chunk
     assert abs(msg.points[0].time_from_start.nanosec * 1e-9 + msg.points[0].time_from_start.sec - 0.1) < 1e-9
     assert node.ledger.snapshot().get("missing_joints", 0) <= 1  # only the arm's first, before the gripper's
+
+
+def test_a_cartesian_robot_gets_a_twist_and_a_gripper_command(ros, tmp_path):
+    """action.output twist: the chunk's first action as a TwistStamped in the spec's frame (MoveIt
+    Servo) and the rest as a Float64MultiArray gripper command; a hold sends zero velocity."""
+    import yaml
+    from geometry_msgs.msg import TwistStamped
+    from std_msgs.msg import Float64MultiArray
+
+    names = ["linear.x", "linear.y", "linear.z", "gripper"]
+    cfg = load_config("weighted_sum").to_dict()
+    cfg["model"] = {k: v for k, v in cfg["model"].items() if k not in ("cameras", "joint_names", "action_dim")}
+    cfg["robot"] = {**cfg["robot"], "name": "cartesian_arm",
+                    "action": {"names": names, "units": "m/s; gripper 0-1", "output": "twist", "frame": "tool0"}}
+    (tmp_path / "cartesian.yaml").write_text(yaml.safe_dump(cfg))
+    ns = "/cartesian"
+    h = Harness(ros, ns)
+    twists, grips = [], []
+    ros.client.create_subscription(TwistStamped, f"{ns}/trimodal/twist", twists.append, 10)
+    ros.client.create_subscription(Float64MultiArray, f"{ns}/trimodal/gripper", grips.append, 10)
+    node = ros.vla_node(ns, config=str(tmp_path / "cartesian.yaml"))
+    assert node.action_names == names
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="reach the goal"))
+    h.drive_until(1.0, n_min=1)
+    assert wait_for(lambda: twists and grips)
+    first = trajectory_to_numpy(h.got["action"][0])[0]
+    tw = twists[0]
+    assert tw.header.frame_id == "tool0" and tw.header.stamp == h.got["action"][0].header.stamp
+    np.testing.assert_allclose([tw.twist.linear.x, tw.twist.linear.y, tw.twist.linear.z], first[:3])
+    assert tw.twist.angular.z == 0.0 and list(grips[0].data) == pytest.approx([first[3]])
+    node.trigger_deactivate()  # a hold: zero velocity
+    assert wait_for(lambda: h.got["hold"])
+    assert wait_for(lambda: twists[-1].twist.linear.x == twists[-1].twist.linear.z == 0.0)

@@ -35,6 +35,8 @@ EMBEDDING_TOPIC = "trimodal/embedding"                # trimodal_ros_interfaces/
 TOKENS_TOPIC = "trimodal/action_tokens"               # trimodal_ros_interfaces/ActionTokens
 ACTION_TOPIC = "trimodal/action"                      # trajectory_msgs/JointTrajectory
 SCORES_TOPIC = "trimodal/scores"                      # trimodal_ros_interfaces/FrameScores
+TWIST_TOPIC = "trimodal/twist"                        # geometry_msgs/TwistStamped (action.output: twist)
+GRIPPER_TOPIC = "trimodal/gripper"                    # std_msgs/Float64MultiArray (action.output: twist)
 DIAGNOSTICS_TOPIC = "/diagnostics"                    # diagnostic_msgs/DiagnosticArray
 
 # --- recorded episodes and the simulated robot ------------------------------------------------
@@ -67,6 +69,8 @@ MSG_TYPES = {
     TOKENS_TOPIC: "trimodal_ros_interfaces/msg/ActionTokens",
     ACTION_TOPIC: "trajectory_msgs/msg/JointTrajectory",
     SCORES_TOPIC: "trimodal_ros_interfaces/msg/FrameScores",
+    TWIST_TOPIC: "geometry_msgs/msg/TwistStamped",
+    GRIPPER_TOPIC: "std_msgs/msg/Float64MultiArray",
     DIAGNOSTICS_TOPIC: "diagnostic_msgs/msg/DiagnosticArray",
     EXPERT_ACTION_TOPIC: "sensor_msgs/msg/JointState",
     CLOCK_TOPIC: "rosgraph_msgs/msg/Clock",
@@ -124,6 +128,7 @@ PUBLISHER_QOS = {
     IMAGE_TOPIC: RELIABLE, COMPRESSED_IMAGE_TOPIC: RELIABLE, JOINTS_TOPIC: RELIABLE,
     INSTRUCTION_TOPIC: LATCHED, EXPERT_ACTION_TOPIC: RELIABLE,
     EMBEDDING_TOPIC: RELIABLE, TOKENS_TOPIC: RELIABLE, ACTION_TOPIC: RELIABLE, SCORES_TOPIC: RELIABLE,
+    TWIST_TOPIC: RELIABLE, GRIPPER_TOPIC: RELIABLE,
     DIAGNOSTICS_TOPIC: RELIABLE,
     CLOCK_TOPIC: RELIABLE, SIM_EPISODE_TOPIC: LATCHED, SIM_RESET_TOPIC: RELIABLE, SIM_STATE_TOPIC: RELIABLE,
 }

@@ -39,7 +39,8 @@ ACTION_TYPES = ("sensor_msgs/msg/JointState", "trajectory_msgs/msg/JointTrajecto
                 "std_msgs/msg/Float64MultiArray", "geometry_msgs/msg/TwistStamped")
 TWIST_FIELDS = ("linear.x", "linear.y", "linear.z", "angular.x", "angular.y", "angular.z")
 # The controller-ready output: a JointTrajectory (joint_trajectory_controller) or, for a Cartesian
-# policy, a TwistStamped (MoveIt Servo) plus the remaining dimension(s) as a gripper command.
+# policy, a TwistStamped (MoveIt Servo: velocities in the spec's units, header.frame_id = action.frame)
+# plus the remaining dimension(s) as a Float64MultiArray gripper command (a forward_command_controller).
 OUTPUTS = ("joint_trajectory", "twist")
 _TOPIC = re.compile(r"^/?[A-Za-z_~][A-Za-z0-9_/]*$")
 
@@ -109,8 +110,9 @@ class ActionSpec:
                 raise ConfigError(f"action.{k} must be {len(self.names)} numbers (one per action name), got {v!r}")
         if self.low is not None and self.high is not None and any(lo >= hi for lo, hi in zip(self.low, self.high)):
             raise ConfigError(f"action.low must be below action.high in every dimension: {self.low} / {self.high}")
-        if self.output == "twist" and not any(n in TWIST_FIELDS or n.startswith(("ee_d", "v_")) for n in self.names):
-            raise ConfigError("action.output twist needs Cartesian action names (linear.x..., or ee_dx...)")
+        if self.output == "twist" and not any(n in TWIST_FIELDS for n in self.names):
+            raise ConfigError(f"action.output twist needs velocity names among {TWIST_FIELDS} (the other "
+                              f"dimensions, a gripper, go to trimodal/gripper)")
 
     @property
     def dim(self) -> int:

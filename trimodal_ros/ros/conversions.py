@@ -182,6 +182,29 @@ def trajectory_to_msg(actions, stamp: Time, joint_names: Sequence[str], control_
     return msg
 
 
+def twist_to_msgs(action, names: Sequence[str], stamp: Time, frame_id: str):
+    """One action (the chunk's first) → (TwistStamped of its velocity dimensions, named as
+    ``robot.TWIST_FIELDS``; Float64MultiArray of the others, a gripper command, or None)."""
+    from geometry_msgs.msg import TwistStamped
+    from std_msgs.msg import Float64MultiArray
+
+    from ..robot import TWIST_FIELDS
+
+    a = np.asarray(action, dtype=np.float64).reshape(-1)
+    if a.size != len(names):
+        raise ValueError(f"action of {a.size} values does not match names {list(names)}")
+    tw = TwistStamped()
+    tw.header.stamp, tw.header.frame_id = stamp, frame_id
+    rest = []
+    for n, v in zip(names, a):
+        if n in TWIST_FIELDS:
+            part, axis = n.split(".")
+            setattr(getattr(tw.twist, part), axis, float(v))
+        else:
+            rest.append(float(v))
+    return tw, (Float64MultiArray(data=rest) if rest else None)
+
+
 def trajectory_to_numpy(msg: JointTrajectory) -> np.ndarray:
     return np.asarray([p.positions for p in msg.points], dtype=np.float64).reshape(len(msg.points), -1)
 

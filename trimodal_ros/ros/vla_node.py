@@ -16,12 +16,14 @@ import dataclasses
 import gc
 from typing import Optional
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from std_msgs.msg import String
+from geometry_msgs.msg import TwistStamped
+from std_msgs.msg import Float64MultiArray, String
 from std_srvs.srv import SetBool, Trigger
 from trajectory_msgs.msg import JointTrajectory
 from trimodal_ros_interfaces.msg import ActionTokens, Embedding, FrameScores
@@ -29,7 +31,8 @@ from trimodal_ros_interfaces.msg import ActionTokens, Embedding, FrameScores
 from .. import interface as I
 from . import signals
 from .conversions import (BadInput, diagnostics_msg, embedding_to_msg, instruction_from_msg, joint_values,
-                          ns_to_stamp, qos_profile, scores_to_msg, stamp_ns, tokens_to_msg, trajectory_to_msg)
+                          ns_to_stamp, qos_profile, scores_to_msg, stamp_ns, tokens_to_msg, trajectory_to_msg,
+                          twist_to_msgs)
 from .goal import GoalRunner, Result
 from .inputs import Inputs
 from .intake import CameraIntake, Frame, decode_image, take_waiting
@@ -164,10 +167,25 @@ class VLANode(LifecycleNode):
               for c, t, k in zip(others, topics[1:], kinds[1:])), cam]
         out = qos_profile(dataclasses.replace(I.RELIABLE, deadline=p["output_deadline"],
                                               liveliness_lease=p["output_liveliness_lease"]))
+        twist = self.robot.action.output == "twist"  # and a gripper command, for a Cartesian policy
         self._pub = {k: self.create_lifecycle_publisher(t, n, out) for k, t, n in (
             ("embedding", Embedding, I.EMBEDDING_TOPIC), ("tokens", ActionTokens, I.TOKENS_TOPIC),
-            ("action", JointTrajectory, I.ACTION_TOPIC), ("scores", FrameScores, I.SCORES_TOPIC))}
+            ("action", JointTrajectory, I.ACTION_TOPIC), ("scores", FrameScores, I.SCORES_TOPIC),
+            *((("twist", TwistStamped, I.TWIST_TOPIC), ("gripper", Float64MultiArray, I.GRIPPER_TOPIC)) if twist
+              else ()))}
         self._reset_timer()
+
+    def _publish_twist(self, action, stamp) -> None:
+        """The Cartesian output (action.output: twist): the chunk's first action, or zero velocity to hold
+        (the gripper command then stays as it was)."""
+        if "twist" not in self._pub:
+            return
+        hold = action is None
+        tw, grip = twist_to_msgs(np.zeros(len(self.action_names)) if hold else action, self.robot.action.names,
+                                 stamp, self.robot.action.frame)
+        self._pub["twist"].publish(tw)
+        if grip is not None and not hold:
+            self._pub["gripper"].publish(grip)
 
     def _control_period(self) -> float:
         return self.params["control_period"] or self.robot.control_period
@@ -281,6 +299,7 @@ class VLANode(LifecycleNode):
         msg = JointTrajectory(joint_names=list(self.action_names))
         msg.header.stamp = self.get_clock().now().to_msg()
         pub.publish(msg)
+        self._publish_twist(None, msg.header.stamp)
         self._holding = True
         self.ledger.count("holds")
         self.get_logger().warning(f"hold published on {I.ACTION_TOPIC}: {why}")
@@ -359,6 +378,7 @@ class VLANode(LifecycleNode):
         if self._send_actions:  # the action first: it is what a controller waits for
             self._pub["action"].publish(trajectory_to_msg(step.actions, stamp, self.action_names,
                                                           self._control_period(), frame_id))
+            self._publish_twist(step.actions[0], stamp)
             self._holding = False
             self.goals.acted(gen)
         mc = self.policy.model_config
