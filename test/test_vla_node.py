@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy._rclpy_pybind11 import InvalidHandle
+from rclpy._rclpy_pybind11 import InvalidHandle, RCLError
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, ShutdownException
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -62,7 +62,7 @@ class Ros:
         while self.context.ok() and not self.stopping.is_set():
             try:
                 self.executor.spin_once(timeout_sec=0.1)
-            except InvalidHandle:
+            except (InvalidHandle, RCLError):  # an entity the test thread destroyed mid-wait (an action client)
                 continue
             except (ShutdownException, ExternalShutdownException):
                 return
