@@ -513,6 +513,11 @@ def task_id(task: str) -> int:
     return TASK_IDS[base_task(check_task(task))]
 
 
+def has_paraphrases(tasks) -> bool:
+    """Whether every task is one of Meta-World's (the package's own phrasings exist for it)."""
+    return all(base_task(t) in TASK_IDS for t in tasks)
+
+
 def paraphrases(task: str, split: str = "train") -> List[str]:
     """The paraphrases of ``task`` in ``split`` ("train", "heldout" or "all"); a ``<task>@lang``
     has its base task's."""

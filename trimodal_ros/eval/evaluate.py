@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from ..data.instructions import instruction_for
+from ..data.instructions import has_paraphrases, instruction_for
 from ..io import atomic_savefig, atomic_write_json, atomic_write_text
 from ..scores import agreement
 from .metrics import PAIRS, action_mae, all_pair_retrieval, chance_recall, roc_auc, token_metrics
@@ -41,12 +41,6 @@ def instruction_texts(items, mode: str, rng, tasks: List[str], recorded: Optiona
         return [recorded[t] if recorded and t in recorded else instruction_for(t, rng, "train") for t in other]
     return [instruction_for(it["task"], rng, mode) for it in items]
 
-
-def has_paraphrases(tasks) -> bool:
-    """Whether every task is one of Meta-World's (the package's own phrasings exist for it)."""
-    from ..data.instructions import TASK_IDS, base_task
-
-    return all(base_task(t) in TASK_IDS for t in tasks)
 
 
 def run_inference(policy, dataset, batch_size: int = 64, instructions: str = "bag", seed: int = 0,

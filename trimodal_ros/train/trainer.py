@@ -240,9 +240,9 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         why = f"; {len(skipped)} bags skipped, the first because: {skipped[0][1]}" if skipped else ""
         raise TrainDataError(f"{data}: {len(ds)} training samples, fewer than one batch of {tc.batch_size}{why}")
     if tc.instructions == "train":  # paraphrases exist for Meta-World's tasks only
-        from ..data.instructions import TASK_IDS, base_task
+        from ..data.instructions import has_paraphrases
 
-        other = sorted({ep.task for ep in getattr(ds, "episodes", ()) if base_task(ep.task) not in TASK_IDS})
+        other = sorted({ep.task for ep in getattr(ds, "episodes", ()) if not has_paraphrases([ep.task])})
         if other:
             raise TrainDataError(f"train.instructions: train draws paraphrases of Meta-World tasks; episodes of "
                                  f"{other[:3]} have none: train with train.instructions: bag (the recorded words)")
