@@ -647,7 +647,8 @@ def test_diagnostics_keep_coming_under_sim_time_without_a_clock(ros):
     /diagnostics, which must report the inputs stale, still comes every second."""
     h = Harness(ros, "/noclock")
     ros.vla_node("/noclock", use_sim_time=True)
-    assert wait_for(lambda: len(h.got["diagnostics"]) >= 3, timeout=6)
+    assert wait_for(lambda: len(h.got["diagnostics"]) >= 3, timeout=20)  # start-up (model, discovery) included
+    assert wait_for(lambda: len(h.got["diagnostics"]) >= 5, timeout=4)  # then about one a second, clock or not
 
 
 def test_arm_and_gripper_from_separate_publishers_are_joined(ros):
