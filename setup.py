@@ -37,6 +37,7 @@ setup(
             "trimodal-study = trimodal_lab.study.cli:main",
             "vla_node = trimodal_ros.ros.vla_node:main",
             "sim_node = trimodal_ros.ros.sim_node:main",
+            "trimodal-reacher = trimodal_lab.reacher.cli:main",
         ],
     },
 )

@@ -342,7 +342,14 @@ def test_a_bag_from_another_robot_is_inspected_and_replayed_without_its_vendor_t
     g = r["topics"]["/gripper/state"]
     assert g["messages"] == 10 and g["rate_hz"] == pytest.approx(10.0) and g["type_known"] == "from the bag"
     assert g["replay"].startswith("no") and r["topics"]["/arm/joint_states"]["replay"] == "yes"
-    assert r["dataset"]["camera/image_raw"].startswith("missing")
+    assert r["dataset"]["/camera/image_raw"].startswith("missing") and r["dataset"]["/tf"].startswith("not read")
+    from trimodal_ros.robot import robot_from_dict
+
+    arm = robot_from_dict({"cameras": ["wrist"], "joint_topics": ["/arm/joint_states"], "joint_names": ["j1"],
+                           "action": {"source": "joint_positions", "names": ["j1"]}})
+    r2 = inspect_bag(tmp_path / "other", arm)  # what that robot's spec reads of it
+    assert r2["dataset"]["/arm/joint_states"].startswith("found") and r2["dataset"]["/wrist/image_raw"].startswith(
+        "missing") and "/expert/action" not in r2["dataset"]
     assert main(["inspect", str(tmp_path / "other")]) == 0
     assert "not replayable here" in capsys.readouterr().out
     got = []

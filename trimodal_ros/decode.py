@@ -179,6 +179,21 @@ def _pil_decode(data: np.ndarray) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def encode_compressed(rgb: np.ndarray, fmt: str = "jpeg", quality: int = 90) -> Tuple[str, bytes]:
+    """uint8 RGB (H, W, 3) → (CompressedImage ``format``, data) as image_transport's compressed plugin
+    writes them: what ``compressed_image_from_msg`` reads back."""
+    import io
+
+    from PIL import Image as PILImage
+
+    if fmt not in ("jpeg", "png"):
+        raise ValueError(f"fmt must be jpeg or png, not {fmt!r}")
+    buf = io.BytesIO()
+    PILImage.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format=fmt.upper(), **(
+        {"quality": quality} if fmt == "jpeg" else {}))
+    return f"rgb8; {fmt} compressed bgr8", buf.getvalue()
+
+
 def joints_from_msg(msg, names: Sequence[str]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
     """sensor_msgs/JointState → (positions, velocities or None) float32 in the order of ``names``.
 

@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 PathLike = Union[str, Path]
 PARTIAL_PREFIX = ".partial-"  # a bag being written; never read as a finished bag
 SIDECAR = "episode.json"  # optional JSON next to the bag files; its "sha256" map is verified
+CUSTOM_DATA_KEY = "trimodal_ros.episode"  # the same episode metadata in metadata.yaml's custom_data
+SPLITS = ("train", "val", "heldout", "test")  # what an episode's metadata "split" may say
 
 # msgtypes used by this package
 IMAGE = "sensor_msgs/msg/Image"
@@ -125,6 +127,35 @@ def joint_state_msg(names: Sequence[str], positions, velocities=None, stamp: int
             raise ValueError(f"{len(names)} joint names but {arr.size} {what}")
     return msg_class(JOINT_STATE)(header=header_msg(stamp, frame_id), name=list(names),
                                   position=pos, velocity=vel, effort=eff)
+
+
+def compressed_image_msg(image: np.ndarray, stamp: int, frame_id: str = "", fmt: str = "jpeg", quality: int = 90):
+    """uint8 (H, W, 3) RGB → sensor_msgs/CompressedImage (jpeg or png, image_transport's format string)."""
+    from ..decode import encode_compressed
+
+    name, data = encode_compressed(image, fmt, quality)
+    return msg_class("sensor_msgs/msg/CompressedImage")(header=header_msg(stamp, frame_id), format=name,
+                                                        data=np.frombuffer(data, np.uint8))
+
+
+def joint_trajectory_msg(names: Sequence[str], points, period_s: float, stamp: int = 0, frame_id: str = ""):
+    """(K, J) joint positions → trajectory_msgs/JointTrajectory, point k due at (k+1) × ``period_s``
+    after ``stamp`` (how a joint_trajectory_controller reads a command)."""
+    pts = np.atleast_2d(np.asarray(points, np.float64))
+    if pts.shape[1] != len(names):
+        raise ValueError(f"{len(names)} joint names but points of {pts.shape[1]} positions")
+    point = msg_class("trajectory_msgs/msg/JointTrajectoryPoint")
+    duration = msg_class("builtin_interfaces/msg/Duration")
+    empty = np.zeros(0, np.float64)
+
+    def due(k):
+        ns = int(round((k + 1) * period_s * 1e9))
+        return duration(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
+
+    return msg_class("trajectory_msgs/msg/JointTrajectory")(
+        header=header_msg(stamp, frame_id), joint_names=list(names),
+        points=[point(positions=p.copy(), velocities=empty, accelerations=empty, effort=empty,
+                      time_from_start=due(k)) for k, p in enumerate(pts)])
 
 
 def string_msg(text: str):

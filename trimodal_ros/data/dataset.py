@@ -29,13 +29,15 @@ import torch
 from torch.utils.data import Dataset
 
 from ..decode import BadInput, compressed_image_from_msg, image_from_msg, joint_values, joints_from_msg, stamp_ns
-from ..interface import PRIMARY_CAMERA, SAWYER_JOINTS, SIM_STATE_NAMES, absolute
+from ..interface import PRIMARY_CAMERA, SAWYER_JOINTS, SIM_STATE_NAMES, SIM_STATE_TOPIC, absolute
 from ..model.preprocess import proprio_vector
 from ..robot import TWIST_FIELDS, CameraSpec, RobotSpec
 from .align import MISSING, STALE, select_latest
-from .bags import BagError, PathLike, find_bags, read_bag, read_sidecar, topic_message_count
+from .bags import CUSTOM_DATA_KEY, BagError, PathLike, find_bags, read_bag, read_sidecar, topic_message_count
+from .bags import SPLITS as LAYOUT_SPLITS
+
+TOPIC_STATE = absolute(SIM_STATE_TOPIC)
 from .instructions import TASK_IDS, task_id
-from .metaworld import CUSTOM_DATA_KEY, LAYOUT_SPLITS, TOPIC_STATE, layout_split
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +78,11 @@ def episode_split(meta: Dict[str, Any]) -> str:
         if meta["split"] not in LAYOUT_SPLITS:
             raise ValueError(f"episode split {meta['split']!r} is not one of {LAYOUT_SPLITS}")
         return meta["split"]
-    return layout_split(meta["layout"]) if "layout" in meta else "train"
+    if "layout" not in meta:
+        return "train"
+    from .metaworld import layout_split  # bags recorded by `trimodal-ros generate`
+
+    return layout_split(meta["layout"])
 
 
 class BagDataset(Dataset):

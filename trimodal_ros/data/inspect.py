@@ -14,14 +14,22 @@ import numpy as np
 
 from .. import interface as I
 
-# what BagDataset reads, and what it needs
-DATASET_TOPICS = {I.IMAGE_TOPIC: "camera frames (required)", I.JOINTS_TOPIC: "joint states (required)",
-                  I.EXPERT_ACTION_TOPIC: "the demonstrated action (required)",
-                  I.INSTRUCTION_TOPIC: "the instruction (else the episode's task paraphrases)",
-                  I.SIM_STATE_TOPIC: "the simulator's state (train.state_weight only)"}
+def dataset_topics(robot=None) -> Dict[str, str]:
+    """{absolute topic: what BagDataset reads from it} for a robot spec (default: the Meta-World Sawyer)."""
+    from ..robot import RobotSpec
+
+    robot = robot or RobotSpec()
+    uses = {I.absolute(c.topic): f"camera {c.name!r} frames, {c.msgtype} (required)" for c in robot.cameras}
+    uses.update({I.absolute(t): "joint states (required)" for t in robot.joint_topics})
+    if robot.action.source == "topic":
+        uses[I.absolute(robot.action.topic)] = f"the demonstrated action, {robot.action.type} (required)"
+    uses[I.absolute(robot.instruction_topic)] = "the instruction (else the episode metadata's or the spec's text)"
+    if robot.name == "metaworld_sawyer":
+        uses[I.absolute(I.SIM_STATE_TOPIC)] = "the simulator's state (train.state_weight only)"
+    return uses
 
 
-def inspect_bag(path) -> Dict[str, object]:
+def inspect_bag(path, robot=None) -> Dict[str, object]:
     """The figures of the module docstring, as a dict (BagError for a bag that cannot be opened)."""
     from rosbags.rosbag2 import Reader
 
@@ -58,8 +66,10 @@ def inspect_bag(path) -> Dict[str, object]:
         duration = max(0.0, (reader.end_time - reader.start_time) / 1e9) if reader.message_count else 0.0
     finally:
         reader.close()
-    uses = {t: ("found" if "/" + t in topics else "missing") + f": {what}"
-            for t, what in DATASET_TOPICS.items()}
+    uses = {t: ("found" if t in topics else "missing") + f": {what}" for t, what in dataset_topics(robot).items()}
+    unused = [t for t in topics if t not in uses]
+    if unused:
+        uses.update({t: "not read (dropped)" for t in unused})
     return {"bag": str(path), "duration_s": round(duration, 3), "topics": topics, "dataset": uses}
 
 
@@ -75,13 +85,15 @@ def format_report(r: Dict[str, object]) -> str:
     notes = [f"  {n}: {t['replay'][4:]}" for n, t in r["topics"].items() if t["replay"] != "yes"]
     if notes:
         lines += ["not replayable here (replay skips them):"] + notes
-    lines += ["what training reads (BagDataset):"] + [f"  {t}: {u}" for t, u in r["dataset"].items()]
+    lines += ["what training reads (BagDataset, per the robot spec):"] + [f"  {t}: {u}" for t, u in r["dataset"].items()]
     return "\n".join(lines)
 
 
 def register(sub) -> None:
     p = sub.add_parser("inspect", help="what a rosbag2 folder holds and what of it this package can use")
     p.add_argument("bag", help="a rosbag2 folder (mcap or sqlite3)")
+    p.add_argument("--robot", default="", help="robot spec YAML or name (config/robots) the bag was recorded "
+                                              "with (default: the Meta-World Sawyer)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=cli_inspect)
 
@@ -89,11 +101,13 @@ def register(sub) -> None:
 def cli_inspect(args) -> int:
     import json
 
+    from ..robot import load_robot
+    from ..schema import ConfigError
     from .bags import BagError
 
     try:
-        r = inspect_bag(args.bag)
-    except BagError as e:
+        r = inspect_bag(args.bag, load_robot(args.robot) if args.robot else None)
+    except (BagError, ConfigError) as e:
         print(f"trimodal-ros inspect: {e}")
         return 1
     print(json.dumps(r, indent=1) if args.json else format_report(r))

@@ -96,7 +96,7 @@ def camera_topic(camera: str) -> str:
     return I.absolute(I.image_topic(camera))
 
 
-CUSTOM_DATA_KEY = "trimodal_ros.episode"
+from .bags import CUSTOM_DATA_KEY, SPLITS as LAYOUT_SPLITS  # noqa: E402,F401  (re-exported)
 
 N_LAYOUTS = 50
 VAL_LAYOUTS = tuple(range(35, 40))      # for every choice: configuration, checkpoint, hyper-parameters
@@ -105,7 +105,6 @@ HELDOUT_LAYOUTS = tuple(range(40, 50))  # rolled out by many policies: for choos
 # or rollout had rendered before the study's plan was committed. Never recorded (``episode_layout``
 # refuses them); rolled out once per pre-registered run, only by ``trimodal-ros study run``.
 TEST_LAYOUTS = tuple(range(1000, 1020))
-LAYOUT_SPLITS = ("train", "val", "heldout", "test")
 LAYOUT_SEED = 0
 
 
@@ -214,16 +213,6 @@ def layout_task(task: str, layout: int):
     return _benchmark(task, LAYOUT_SEED + block).train_tasks[index]
 
 
-def _load_triton_before_mesa() -> None:
-    """Mesa's EGL renderer (llvmpipe) and Triton (which torch/torchvision import) each bring an
-    LLVM; loading Triton *after* Mesa has loaded its LLVM segfaults the process (seen with
-    generate-then-train in one pytest run). Loading Triton first is safe, and cheap (~0.3 s)."""
-    try:
-        import triton  # noqa: F401
-    except Exception:  # noqa: BLE001 - no triton (CPU-only torch builds): nothing to order
-        pass
-
-
 def camera_spec(spec: str) -> Dict[str, str]:
     """``--camera`` → {ROS camera name: MuJoCo camera}, primary first: ``corner`` → {camera: corner};
     ``corner,top_camera=topview`` → {camera: corner, top_camera: topview} (each further camera
@@ -264,8 +253,12 @@ class SawyerScene:
     started from its group's shared state (``reset``), its task-specific goal markers hidden.
     ``camera`` is a ``camera_spec``: one MuJoCo camera, or several named ones (``views``)."""
 
+    action_low, action_high = -1.0, 1.0  # Meta-World's action box (end-effector displacement, gripper)
+
     def __init__(self, task: str, camera: str = "corner", size: int = 224, max_steps: int = 500):
-        _load_triton_before_mesa()
+        from ..sim.scenes import load_triton_before_mesa
+
+        load_triton_before_mesa()
         import mujoco
 
         task_id(task)  # unknown task: clear error before the slow import

@@ -19,6 +19,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from ..decode import (  # noqa: F401  (re-exported)
     BadInput,
     compressed_image_from_msg,
+    encode_compressed,
     image_from_msg,
     instruction_from_msg,
     joint_values,
@@ -92,20 +93,12 @@ def compressed_image_to_msg(rgb: np.ndarray, fmt: str = "jpeg", stamp: Optional[
                             frame_id: str = "camera", quality: int = 90) -> CompressedImage:
     """uint8 RGB (H, W, 3) → sensor_msgs/CompressedImage (``jpeg`` or ``png``), as image_transport's
     compressed plugin names them."""
-    import io
-
-    from PIL import Image as PILImage
-
-    if fmt not in ("jpeg", "png"):
-        raise ValueError(f"fmt must be jpeg or png, not {fmt!r}")
-    buf = io.BytesIO()
-    PILImage.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format=fmt.upper(), **(
-        {"quality": quality} if fmt == "jpeg" else {}))
-    msg = CompressedImage(format=f"rgb8; {fmt} compressed bgr8" if fmt == "jpeg" else "rgb8; png compressed bgr8")
+    fmt_name, data = encode_compressed(rgb, fmt, quality)
+    msg = CompressedImage(format=fmt_name)
     msg.header.frame_id = frame_id
     if stamp is not None:
         msg.header.stamp = stamp
-    msg.data = buf.getvalue()
+    msg.data = data
     return msg
 
 

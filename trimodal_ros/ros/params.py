@@ -146,7 +146,9 @@ VLA_PARAMS: List[Param] = [
 ]
 
 SIM_PARAMS: List[Param] = [
-    Param("task", "reach-v3", "Meta-World v3 task, or a language-critical <task>@lang"),
+    Param("sim", "metaworld", "the simulated robot (sim.scenes): Meta-World's Sawyer, or gymnasium's two-joint "
+          "Reacher on the gym_reacher spec's topics", choices=("metaworld", "reacher")),
+    Param("task", "reach-v3", "Meta-World v3 task, or a language-critical <task>@lang (the reacher: reach-target)"),
     Param("layout", -1, "layout 0-49 (40-49 held out), 50 and up extra train layouts; -1 cycles the "
           "held-out layouts 40-49", low=-1, high=1_000_000),
     Param("instructions", "train", "paraphrase set of the published instruction", choices=("train", "heldout")),
@@ -161,7 +163,7 @@ SIM_PARAMS: List[Param] = [
           low=1e-3, high=3600.0, live=True),
     Param("instruction_settle", 0.2, "wall seconds between the instruction and the first frame",
           low=0.0, high=60.0, live=True),
-    Param("action_names", list(I.ACTION_NAMES), "expected joint_names of trimodal/action"),
+    Param("action_names", [], "expected joint_names of trimodal/action; empty: the robot spec's action names"),
     Param("autostart", True, "start the first episode at once"),
     Param("episodes", 0, "episodes before the node finishes; 0 runs until shut down", low=0, high=1_000_000),
 ]

@@ -1,4 +1,4 @@
-"""Closed-loop rollouts through ROS 2: sim_node (Meta-World) ↔ vla_node (the model), real topics
+"""Closed-loop rollouts through ROS 2: sim_node (Meta-World, or another ``sim``) ↔ vla_node (the model), real topics
 over DDS, both in this process on one executor; vla_node is started through ``ros.bringup``
 with the launch arguments ``ros2 launch`` would get.
 
@@ -39,16 +39,15 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
                         config: str = "", device: str = "cpu", model_seed: int = 0, progress: bool = True,
                         traces: Optional[List[List[np.ndarray]]] = None, action_timeout: float = 60.0,
                         namespace: Optional[str] = None,
-                        plan: Optional[List[Tuple[str, int, str]]] = None) -> Dict[str, object]:
+                        plan: Optional[List[Tuple[str, int, str]]] = None, sim: str = "metaworld") -> Dict[str, object]:
     """``rollout_in_process``'s report (plus a "ros" block of node counters), measured through
-    sim_node and vla_node, on ``plan`` (default ``episode_plan``'s). ``traces``, if a list,
-    receives each episode's executed actions."""
+    sim_node and vla_node, on ``plan`` (default ``episode_plan``'s; another ``sim`` than Meta-World
+    needs its own). ``traces``, if a list, receives each episode's executed actions."""
     import rclpy
     from rclpy.parameter import Parameter
     from tqdm import tqdm
 
     from .bringup import Bringup
-    from ..data.metaworld import sim_camera_spec
     from .sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL (see metaworld.py)
 
     ns = namespace or f"/rollout_{os.getpid()}_{next(_RUNS)}"
@@ -68,11 +67,14 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
                   "namespace": ns}
         up = Bringup({k: v for k, v in values.items() if v is not None}, context=context).start()
         vla = up.nodes[0]
-        camera = camera or sim_camera_spec(vla.policy.model_config.cameras)
+        if sim == "metaworld" and not camera:
+            from ..data.metaworld import sim_camera_spec
+
+            camera = sim_camera_spec(vla.policy.model_config.cameras)
         for task in tasks:
             sim = SimNode("sim_node", namespace=ns, context=context, parameter_overrides=[
                 Parameter(k, value=v) for k, v in {
-                    "task": task, "size": size, "camera": camera, "max_steps": max_steps,
+                    "sim": sim, "task": task, "size": size, "camera": camera or "corner", "max_steps": max_steps,
                     "execute_steps": execute, "action_timeout": action_timeout, "autostart": False}.items()])
             sims.append(sim)
             up.executor.add_node(sim)

@@ -1,6 +1,11 @@
-"""sim_node: Meta-World as a ROS 2 robot, so vla_node can be scored closed-loop through real topics.
+"""sim_node: a simulated robot on ROS 2, so vla_node can be scored closed-loop through real topics.
 
-Publishes (relative topics, so a namespace moves them; ``/clock`` is absolute, as ROS expects):
+Parameter ``sim`` picks the simulator (``sim.scenes.SIMS``): ``metaworld`` (the default; below) or
+``reacher`` (gymnasium's two-joint Reacher on the topics of ``config/robots/gym_reacher.yaml``: a
+jpeg CompressedImage camera, its joint states and instruction under ``reacher/``, absolute joint
+targets in rad). Each publishes what its robot spec names, in the same order and with the same
+stamping as below. For Meta-World (relative topics, so a namespace moves them; ``/clock`` is
+absolute, as ROS expects):
 
 * ``camera/image_raw``  sensor_msgs/Image rgb8, upright, stamped with **sim time** (with a
                         ``camera`` spec of several named cameras, ``NAME/image_raw`` each, same
@@ -27,7 +32,7 @@ answer comes within ``action_timeout`` wall seconds the same frame is published 
 a frame lost, or the model still waiting for its instruction). Trajectories stamped before the
 current frame are ignored (``stale_actions``), ones with any other stamp too
 (``unmatched_actions``); trajectories of the wrong shape (joint_names ≠ ``action_names``, a point
-with ≠ 4 positions, no points, NaN/inf) are refused with a logged error (``refused_actions``) and
+with another number of positions, no points, NaN/inf) are refused with a logged error (``refused_actions``) and
 never stepped with.
 
 Sim time is monotonic across episodes (each episode continues where the previous one ended), so
@@ -48,12 +53,13 @@ import numpy as np
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
-from sensor_msgs.msg import Image, JointState
+from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
 from .. import interface as I
-from .conversions import BadInput, duration_to_sec, image_to_msg, joints_to_msg, ns_to_stamp, qos_profile, stamp_ns
+from .conversions import (BadInput, compressed_image_to_msg, duration_to_sec, image_to_msg, joints_to_msg, ns_to_stamp,
+                          qos_profile, stamp_ns)
 from .params import SIM_PARAMS, declare, follow_updates
 from .throttle import Throttle
 
@@ -88,10 +94,15 @@ class SimNode(Node):
 
     def __init__(self, node_name: str = "sim_node", **kwargs):
         super().__init__(node_name, **kwargs)
-        from ..data.instructions import task_id
+        from ..sim.scenes import get_sim
 
         p = declare(self, SIM_PARAMS)  # ValueError names a bad parameter
-        task_id(p["task"])  # unknown task: fail at start, with the task list
+        self.sim = get_sim(p["sim"])
+        self.sim.check(p)  # unknown task: fail at start, with the task list
+        robot = self.sim.robot(p)
+        if len(robot.joint_topics) != 1:
+            raise ValueError(f"sim_node publishes one joint-state topic; {robot.name} names {robot.joint_topics}")
+        p["action_names"] = list(p["action_names"]) or list(robot.action.names)
         self.params = p
         follow_updates(self, SIM_PARAMS, self.params)
         self.counters: Dict[str, int] = {k: 0 for k in COUNTERS}
@@ -106,13 +117,13 @@ class SimNode(Node):
 
         reliable, latched = qos_profile(I.RELIABLE), qos_profile(I.LATCHED)
         self._pub_clock = self.create_publisher(Clock, I.CLOCK_TOPIC, 10)
-        self._pub_joints = self.create_publisher(JointState, I.JOINTS_TOPIC, reliable)
-        from ..data.metaworld import camera_spec
-
-        self._cameras = camera_spec(p["camera"])  # {ROS camera name: MuJoCo camera}, primary first
-        self._pub_views = {c: self.create_publisher(Image, I.image_topic(c), reliable) for c in self._cameras}
-        self._pub_image = self._pub_views[next(iter(self._cameras))]
-        self._pub_instruction = self.create_publisher(String, I.INSTRUCTION_TOPIC, latched)
+        self._pub_joints = self.create_publisher(JointState, robot.joint_topics[0], reliable)
+        self._frame_ids = self.sim.frame_ids(p)  # {camera name: header.frame_id}, primary first
+        self._compressed = {c.name: c.compressed for c in robot.cameras}
+        self._pub_views = {c.name: self.create_publisher(CompressedImage if c.compressed else Image, c.topic, reliable)
+                           for c in robot.cameras}
+        self._pub_image = self._pub_views[robot.cameras[0].name]
+        self._pub_instruction = self.create_publisher(String, robot.instruction_topic, latched)
         self._pub_episode = self.create_publisher(String, I.SIM_EPISODE_TOPIC, latched)
         self.create_subscription(JointTrajectory, I.ACTION_TOPIC, lambda m: self._put(("action", m)), reliable)
         self.create_subscription(String, I.SIM_RESET_TOPIC, self._on_reset, reliable)
@@ -126,7 +137,7 @@ class SimNode(Node):
             super().destroy_node()
             raise self._init_error
         self.get_logger().info(
-            f"ready: task={p['task']} layout={'cycle held-out' if p['layout'] < 0 else p['layout']} "
+            f"ready: sim={p['sim']} task={p['task']} layout={'cycle held-out' if p['layout'] < 0 else p['layout']} "
             f"size={p['size']} max_steps={p['max_steps']} execute_steps={p['execute_steps']} "
             f"dt={self.dt_ns / 1e6:.1f} ms action_timeout={p['action_timeout']} s (synchronous stepping)")
         if p["autostart"]:
@@ -141,10 +152,8 @@ class SimNode(Node):
         frame: the in-process driver uses it to wait until vla_node holds the new instruction.
         A layout that is not an integer >= 0 (``metaworld.check_layout``) or an instruction that is
         not a string raises ValueError."""
-        from ..data.metaworld import check_layout
-
-        if layout is not None:
-            check_layout(layout)
+        if layout is not None and (isinstance(layout, bool) or not isinstance(layout, int) or layout < 0):
+            raise ValueError(f"layout must be an integer >= 0, got {layout!r}")
         if instruction is not None and not isinstance(instruction, str):
             raise ValueError(f"instruction must be a string, got {instruction!r}")
         self._put(("start", layout, instruction, ready), block=True)
@@ -199,12 +208,11 @@ class SimNode(Node):
 
     # --- the sim thread: owns the scene -------------------------------------------------------------
     def _run(self) -> None:
-        from ..data.metaworld import SawyerScene
         from ..sim.rollout import EpisodeStepper
 
         p = self.params
         try:
-            scene = SawyerScene(p["task"], camera=p["camera"], size=p["size"], max_steps=p["max_steps"])
+            scene = self.sim.scene(p)
         except BaseException as e:  # noqa: BLE001 - re-raised by the constructor
             self._init_error = e
             self._ready.set()
@@ -243,17 +251,15 @@ class SimNode(Node):
             scene.close()
 
     def _start(self, layout, instruction, ready) -> None:
-        from ..data.instructions import instruction_for
-        from ..data.metaworld import HELDOUT_LAYOUTS
-
         p = self.params
         if self._running:
             self.get_logger().warning("new episode requested: the running one ends unscored")
         if layout is None:
             n = self.episodes_done
-            layout = p["layout"] if p["layout"] >= 0 else HELDOUT_LAYOUTS[n % len(HELDOUT_LAYOUTS)]
+            held = self.sim.heldout_layouts
+            layout = p["layout"] if p["layout"] >= 0 else held[n % len(held)]
         if not instruction:
-            instruction = p["instruction"] or instruction_for(p["task"], self._rng, p["instructions"])
+            instruction = p["instruction"] or self.sim.instruction(p, self._rng)
         st = self._stepper
         st.reset(int(layout))
         self._scene_t0 = st.scene.time_ns
@@ -264,7 +270,7 @@ class SimNode(Node):
         self._instruction, self._trace, self._running = instruction, [], True
         self._at_start = self.counts()
         self._pub_instruction.publish(String(data=instruction))
-        self.get_logger().info(f"episode {self.episodes_done}: {p['task']} layout {layout}: {instruction!r}")
+        self.get_logger().info(f"episode {self.episodes_done}: {st.scene.task} layout {layout}: {instruction!r}")
         # vla_node must hold the new instruction before the first frame; the driver can tell
         # (``ready``), a remote node cannot: wait for a camera subscriber, then let the latched
         # instruction settle. A frame that still goes unanswered is re-sent after action_timeout.
@@ -286,7 +292,8 @@ class SimNode(Node):
         self._pub_clock.publish(Clock(clock=stamp))
         self._pub_joints.publish(joints_to_msg(self._stepper.scene.joint_names, pos, vel, stamp))
         for cam in reversed(list(views)):  # the primary last: its frame is the tick vla_node answers
-            self._pub_views[cam].publish(image_to_msg(views[cam], stamp, self._cameras[cam]))
+            to_msg = compressed_image_to_msg if self._compressed[cam] else image_to_msg
+            self._pub_views[cam].publish(to_msg(views[cam], stamp=stamp, frame_id=self._frame_ids[cam]))
         self._awaiting, self._sent_at = t, time.monotonic()
         if not again:
             self._count("frames")
@@ -322,7 +329,7 @@ class SimNode(Node):
 
     def _check_timing(self, msg: JointTrajectory) -> None:
         """Point k is executed at env step k after the frame; say so once if the sender meant
-        another spacing (vla_node's control_period should equal the sim's 12.5 ms)."""
+        another spacing (vla_node's control_period should equal the sim's step: 12.5 ms in Meta-World)."""
         dt = self.dt_ns / 1e9
         if any(abs(duration_to_sec(q.time_from_start) - (k + 1) * dt) > dt / 2 for k, q in enumerate(msg.points)):
             self._log("timing", f"trajectory points are not spaced by the sim step {dt * 1e3:.1f} ms "

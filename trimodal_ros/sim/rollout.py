@@ -34,8 +34,8 @@ class EpisodeOutcome:
 class EpisodeStepper:
     """The one stepping rule, shared by ``run_episode`` (in-process) and ``sim_node`` (through ROS)
     so both paths execute exactly the same actions: each tick observes once, then executes the
-    first ``execute`` actions of the predicted chunk (receding horizon), each clipped to [-1, 1],
-    stopping early at success or ``max_steps``."""
+    first ``execute`` actions of the predicted chunk (receding horizon), each clipped to the scene's
+    ``action_low`` / ``action_high`` (Meta-World: [-1, 1]), stopping early at success or ``max_steps``."""
 
     def __init__(self, scene, max_steps: int, execute: int = 1):
         self.scene, self.max_steps, self.execute = scene, int(max_steps), max(1, int(execute))
@@ -65,7 +65,7 @@ class EpisodeStepper:
         done: List[np.ndarray] = []
         self.ticks += 1
         for a in np.atleast_2d(chunk)[:self.execute]:
-            a = np.clip(np.asarray(a, np.float64), -1.0, 1.0)
+            a = np.clip(np.asarray(a, np.float64), self.scene.action_low, self.scene.action_high)
             _, info = self.scene.step(a)
             done.append(a)
             self.steps += 1

@@ -1,0 +1,75 @@
+"""The simulated robots ``sim_node`` can serve (parameter ``sim``), string-keyed: each says what the
+node publishes (a robot spec), builds its scene on the sim thread, and names its held-out layouts
+and its instruction. A scene steps like ``sim.rollout.EpisodeStepper`` expects: ``reset(layout)``,
+``joints()``, ``views()``, ``step(action) → (obs, info)``, ``time_ns``, ``dt_ns``, ``joint_names``,
+``task``, ``action_low`` / ``action_high``, ``close()``."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, Dict, List
+
+import numpy as np
+
+from .. import interface as I
+from ..robot import CameraSpec, RobotSpec
+
+# name → "module:class"; imported on use, so serving one simulator never imports another's code
+SIMS = {"metaworld": "trimodal_ros.sim.scenes:MetaWorldSim",
+        "reacher": "trimodal_lab.reacher.scene:ReacherSim"}
+
+
+def load_triton_before_mesa() -> None:
+    """Mesa's EGL renderer (llvmpipe) and Triton (which torch/torchvision import) each bring an
+    LLVM; loading Triton *after* Mesa has loaded its LLVM segfaults the process (seen with
+    generate-then-train in one pytest run). Every scene calls this before it builds a renderer:
+    loading Triton first is safe, and cheap (~0.3 s)."""
+    try:
+        import triton  # noqa: F401
+    except Exception:  # noqa: BLE001 - no triton (CPU-only torch builds): nothing to order
+        pass
+
+
+class MetaWorldSim:
+    """Meta-World's Sawyer: cameras from the ``camera`` parameter (``NAME/image_raw`` each, raw)."""
+
+    name = "metaworld"
+
+    def check(self, p: Dict[str, Any]) -> None:
+        from ..data.instructions import task_id
+
+        task_id(p["task"])  # unknown task: fail at start, with the task list
+
+    def robot(self, p: Dict[str, Any]) -> RobotSpec:
+        from ..data.metaworld import camera_spec
+
+        cams = camera_spec(p["camera"])
+        return RobotSpec(cameras=[CameraSpec(c, I.image_topic(c)) for c in cams])
+
+    def frame_ids(self, p: Dict[str, Any]) -> Dict[str, str]:
+        from ..data.metaworld import camera_spec
+
+        return camera_spec(p["camera"])
+
+    def scene(self, p: Dict[str, Any]):
+        from ..data.metaworld import SawyerScene
+
+        return SawyerScene(p["task"], camera=p["camera"], size=p["size"], max_steps=p["max_steps"])
+
+    @property
+    def heldout_layouts(self) -> List[int]:
+        from ..data.metaworld import HELDOUT_LAYOUTS
+
+        return list(HELDOUT_LAYOUTS)
+
+    def instruction(self, p: Dict[str, Any], rng: np.random.Generator) -> str:
+        from ..data.instructions import instruction_for
+
+        return instruction_for(p["task"], rng, p["instructions"])
+
+
+def get_sim(name: str):
+    if name not in SIMS:
+        raise ValueError(f"unknown sim {name!r}; known: {sorted(SIMS)}")
+    module, cls = SIMS[name].split(":")
+    return getattr(importlib.import_module(module), cls)()
