@@ -72,6 +72,41 @@ def rollout_in_process(checkpoint: str, layouts: List[int], device: str = "cpu",
     return summarize(outcomes)
 
 
+def rollout_delayed(checkpoint: str, layouts: List[int], delay: int, blend: str = "ensemble", m: float = 0.0,
+                    device: str = "cpu", max_steps: int = S.MAX_STEPS, progress: bool = True) -> Dict[str, object]:
+    """The policy with a model ``delay`` control periods slow, executed asynchronously by the chunk
+    executor (``delay`` 0: a fresh chunk every tick, the synchronous case), in simulated time
+    (``sim.rollout.run_episode_async``). Adds the action jumps at chunk hand-overs and elsewhere."""
+    from tqdm import tqdm
+
+    from trimodal_ros.executor import ChunkExecutor
+    from trimodal_ros.policy import Policy
+    from trimodal_ros.sim.rollout import action_jumps, run_episode_async, summarize
+
+    policy = Policy.load(checkpoint, device=device, execute=1, inference={"ensemble": None})
+    ex = ChunkExecutor(policy.model_config.chunk, blend=blend, m=m)
+    model = ThreadPoolExecutor(1, thread_name_prefix="policy")
+    scene, outcomes, at, other = S.ReacherScene(max_steps=max_steps), [], [], []
+    try:
+        for lay in tqdm(layouts, desc=f"rollout delay={delay}", disable=not progress, dynamic_ncols=True):
+            model.submit(policy.reset, S.INSTRUCTION, True).result()
+            trace, bounds = [], []
+            outcomes.append(run_episode_async(scene, lambda v, p, q: model.submit(
+                policy.act, {k: S.as_sent(f) for k, f in v.items()}, p, q).result().actions, lay, max_steps,
+                delay, ex, hold=lambda pos: pos, trace=trace, boundaries=bounds))
+            a, o = action_jumps(trace, bounds)
+            at, other = at + a, other + o
+    finally:
+        scene.close()
+        model.shutdown()
+    report = summarize(outcomes)
+    report["execution"] = {"delay_periods": delay, "blend": blend, "m": m, **ex.counts,
+                           "jump_at_handover_rad": float(np.mean(at)) if at else float("nan"),
+                           "jump_elsewhere_rad": float(np.mean(other)) if other else float("nan"),
+                           "robot_periods_per_episode_sync": (delay + 1) * report["overall"]["mean_length"]}
+    return report
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="trimodal-reacher", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +128,9 @@ def main(argv=None) -> int:
             r.add_argument("--ros", action="store_true", help="through sim_node and vla_node over DDS")
             r.add_argument("--device", default="cpu")
             r.add_argument("--execute-steps", type=int, default=1)
+            r.add_argument("--delay", type=int, default=-1, help="asynchronous execution with a model this many "
+                           "control periods slow (simulated time; 0: a fresh chunk every tick)")
+            r.add_argument("--blend", default="ensemble", choices=["ensemble", "latest"])
     a = ap.parse_args(argv)
     if a.cmd == "generate":
         from .record import generate
@@ -106,6 +144,8 @@ def main(argv=None) -> int:
     expert = expert_report(layouts, a.max_steps)
     if a.cmd == "expert":
         report = expert
+    elif a.delay >= 0:
+        report = rollout_delayed(a.checkpoint, layouts, a.delay, a.blend, device=a.device, max_steps=a.max_steps)
     elif a.ros:
         from trimodal_ros.ros.rollout import rollout_through_ros
 

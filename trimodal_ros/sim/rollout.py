@@ -97,6 +97,54 @@ def run_episode(scene, act: Callable[[dict, np.ndarray, np.ndarray], np.ndarray]
     return stepper.outcome()
 
 
+def run_episode_async(scene, infer: Callable[[dict, np.ndarray, np.ndarray], np.ndarray], layout: int,
+                      max_steps: int, delay: int, executor, hold: Callable[[np.ndarray], np.ndarray],
+                      trace: Optional[List[np.ndarray]] = None,
+                      boundaries: Optional[List[int]] = None) -> EpisodeOutcome:
+    """Asynchronous execution with a model ``delay`` control periods slow, in simulated time (so it
+    is reproducible): the robot steps every tick with ``executor.action(tick)`` (``executor.
+    ChunkExecutor``; ``hold(joint positions)`` before the first chunk) while inference runs on the
+    newest inputs, back to back: a chunk from the inputs of tick t is handed to the executor at
+    tick t + ``delay``, and the next inference starts on that tick's inputs. ``delay`` 0 is the
+    synchronous case: a fresh chunk every tick. ``boundaries``, if a list, receives the steps at
+    which a new chunk arrived."""
+    stepper = EpisodeStepper(scene, max_steps, 1)
+    stepper.reset(layout)
+    executor.reset()
+    pending: Optional[Tuple[int, np.ndarray]] = None  # (origin tick, chunk) in flight
+    tick = 0
+    while not stepper.done:
+        views, pos, vel = stepper.observe()
+        if pending is not None and tick - pending[0] >= delay:
+            executor.add(pending[1], pending[0], now=tick)
+            if boundaries is not None:
+                boundaries.append(tick)
+            pending = None
+        if pending is None:
+            pending = (tick, np.asarray(infer(views, pos, vel)))
+            if delay == 0:
+                executor.add(pending[1], tick)
+                if boundaries is not None:
+                    boundaries.append(tick)
+                pending = None
+        a = executor.action(tick)
+        done = stepper.apply((hold(pos) if a is None else a)[None])
+        if trace is not None:
+            trace.extend(done)
+        tick += 1
+    return stepper.outcome()
+
+
+def action_jumps(trace: List[np.ndarray], boundaries: List[int]) -> Tuple[List[float], List[float]]:
+    """(|Δa| at the steps where a new chunk took over, |Δa| at the other steps): the largest change
+    of any action dimension from the previous step's command."""
+    at, other, b = [], [], set(boundaries)
+    for k in range(1, len(trace)):
+        d = float(np.max(np.abs(np.asarray(trace[k]) - np.asarray(trace[k - 1]))))
+        (at if k in b else other).append(d)
+    return at, other
+
+
 def summarize(outcomes: List[EpisodeOutcome]) -> Dict[str, object]:
     """Per-task and overall success with 95% Wilson intervals, mean length, control rate."""
     def block(os_: List[EpisodeOutcome]) -> Dict[str, object]:
