@@ -23,6 +23,34 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+# why a frame got no output while inputs are missing or stale: (log text, level); the node also holds
+WAITS = {"waiting_for_instruction": ("waiting for an instruction on 'instruction'", "info"),
+         "waiting_for_joint_state": ("waiting for joint_states at or before the camera stamp", "info"),
+         "stale_joint_state": ("joint_states older than the camera frame by more than max_input_age: "
+                               "no output until fresh", "warning"),
+         "waiting_for_camera": ("waiting for a frame of every camera the model sees at or before the primary's stamp",
+                                "warning"),
+         "stale_camera": ("another camera's latest frame is older than max_input_age: no output until fresh",
+                          "warning")}
+
+
+def input_events(node, topic: str):
+    """rclpy event callbacks for ``node``'s subscription to ``topic``: a missed input deadline and a
+    publisher whose QoS cannot connect are counted in ``node.ledger`` and logged."""
+    from rclpy.event_handler import SubscriptionEventCallbacks
+
+    def deadline(event):
+        node.ledger.count("input_deadline_missed")
+        node._log("input_deadline_missed", f"{topic}: no message within input_deadline "
+                  f"{node.params['input_deadline']} s ({event.total_count} misses)")
+
+    def incompatible(event):
+        node.ledger.count("incompatible_qos")
+        node._log("incompatible_qos", f"{topic}: a publisher's QoS does not match this subscription "
+                  f"(policy {event.last_policy_kind}): it is not connected", "error")
+    return SubscriptionEventCallbacks(deadline=deadline, incompatible_qos=incompatible)
+
+
 FRAME_OUTCOMES = ("outputs", "replaced", "bad_image", "stale_image", "stale_joint_state",
                   "waiting_for_instruction", "waiting_for_joint_state", "waiting_for_camera", "stale_camera",
                   "inactive", "paused", "instruction_mismatch", "inference_errors")

@@ -2,8 +2,8 @@
 chunk and diagnostics out, around one ``trimodal_ros.policy.Policy`` (where a frame becomes an
 action). This file holds messaging, threading, QoS, lifecycle and diagnostics; topic names and QoS
 are ``interface.py``, parameters ``params.py``, which frame is inferred ``intake.py``, the task and
-joint buffer ``inputs.py``, the frame accounting ``ledger.py``. README "Node behaviour" says what
-it does; "Benchmarks" has the figures behind the threading:
+joint buffer ``inputs.py``, the frame accounting ``ledger.py``, what is published ``outputs.py``.
+README "Node behaviour" says what it does; "Benchmarks" has the figures behind the threading:
 
 the policy runs in the camera callback itself (or, with ``rate_hz`` > 0, in a timer on the newest
 frame), on the executor's thread with torch limited to ``torch_threads``. All callbacks share one
@@ -16,41 +16,29 @@ import dataclasses
 import gc
 from typing import Optional
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
-from geometry_msgs.msg import TwistStamped
-from std_msgs.msg import Float64MultiArray, String
+from std_msgs.msg import String
 from std_srvs.srv import SetBool, Trigger
-from trajectory_msgs.msg import JointTrajectory
-from trimodal_ros_interfaces.msg import ActionTokens, Embedding, FrameScores
 
 from .. import interface as I
 from . import signals
-from .conversions import (BadInput, diagnostics_msg, embedding_to_msg, instruction_from_msg, joint_values,
-                          ns_to_stamp, qos_profile, scores_to_msg, stamp_ns, tokens_to_msg, trajectory_to_msg,
-                          twist_to_msgs)
+from .conversions import (BadInput, diagnostics_msg, instruction_from_msg, joint_values,
+                          ns_to_stamp, qos_profile, stamp_ns)
 from .goal import GoalRunner, Result
+from .outputs import Outputs
 from .inputs import Inputs
 from .intake import CameraIntake, Frame, decode_image, take_waiting
 from ..utils import release_freed_memory
-from .ledger import STALE, Ledger
+from .ledger import STALE, WAITS, Ledger, input_events
 from .params import VLA_PARAMS, declare, follow_updates
 from .throttle import Throttle
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 HUGE_MESSAGE = 16 << 20  # bytes: a camera message this big gets its memory handed back to the OS
-WAITS = {"waiting_for_instruction": ("waiting for an instruction on 'instruction'", "info"),
-         "waiting_for_joint_state": ("waiting for joint_states at or before the camera stamp", "info"),
-         "stale_joint_state": ("joint_states older than the camera frame by more than max_input_age: "
-                               "no output until fresh", "warning"),
-         "waiting_for_camera": ("waiting for a frame of every camera the model sees at or before the primary's stamp",
-                                "warning"),
-         "stale_camera": ("another camera's latest frame is older than max_input_age: no output until fresh",
-                          "warning")}
 
 
 class VLANode(LifecycleNode):
@@ -65,7 +53,7 @@ class VLANode(LifecycleNode):
             self._active, self._camera, self.inputs, self._policy_task = False, None, Inputs(), -1
             self.cameras = []  # the model's named cameras, primary first (set on configure)
             self.robot, self.joint_names, self.action_names = None, [], []  # from the checkpoint, on configure
-            self._io, self._timer, self.threads, self.joint_lag = [], None, 0, float("nan")
+            self._io, self._timer, self.threads, self.joint_lag, self.outputs = [], None, 0, float("nan"), None
             self.paused, self._holding, self._send_actions = False, True, False
             self.scores = (float("nan"), float("nan"))  # the last frame's (agreement, ood)
             self._trim = False  # a huge message arrived: return its memory to the OS
@@ -155,64 +143,33 @@ class VLANode(LifecycleNode):
         topics = self._camera_topics = [t for t, _ in inputs]
         kinds = [CompressedImage if compressed else Image for _, compressed in inputs]
         self._camera = cam = self.create_subscription(kinds[0], topics[0], self._on_image,
-                                                      image_qos, event_callbacks=self._events(topics[0]))
+                                                      image_qos, event_callbacks=input_events(self, topics[0]))
         quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)  # the other one matches
         self._io = [  # _ingest_inputs takes from all but the last (the primary camera) before inferring
             *(self.create_subscription(String, self.robot.instruction_topic, self._on_instruction, qos_profile(q),
                                        event_callbacks=quiet) for q in I.INSTRUCTION_QOS),
-            *(self.create_subscription(JointState, t, self._on_joints, joints_qos, event_callbacks=self._events(t))
-              for t in self.robot.joint_topics),
+            *(self.create_subscription(JointState, t, self._on_joints, joints_qos,
+                                       event_callbacks=input_events(self, t)) for t in self.robot.joint_topics),
             *(self.create_subscription(k, t, lambda msg, c=c: self._on_view(c, msg), image_qos,
-                                       event_callbacks=self._events(t))
+                                       event_callbacks=input_events(self, t))
               for c, t, k in zip(others, topics[1:], kinds[1:])), cam]
-        out = qos_profile(dataclasses.replace(I.RELIABLE, deadline=p["output_deadline"],
-                                              liveliness_lease=p["output_liveliness_lease"]))
-        twist = self.robot.action.output == "twist"  # and a gripper command, for a Cartesian policy
-        self._pub = {k: self.create_lifecycle_publisher(t, n, out) for k, t, n in (
-            ("embedding", Embedding, I.EMBEDDING_TOPIC), ("tokens", ActionTokens, I.TOKENS_TOPIC),
-            ("action", JointTrajectory, I.ACTION_TOPIC), ("scores", FrameScores, I.SCORES_TOPIC),
-            *((("twist", TwistStamped, I.TWIST_TOPIC), ("gripper", Float64MultiArray, I.GRIPPER_TOPIC)) if twist
-              else ()))}
+        self.outputs = Outputs(self, self.robot, self.action_names, p["output_deadline"],
+                               p["output_liveliness_lease"])
         self._reset_timer()
-
-    def _publish_twist(self, action, stamp) -> None:
-        """The Cartesian output (action.output: twist): the chunk's first action, or zero velocity to hold
-        (the gripper command then stays as it was)."""
-        if "twist" not in self._pub:
-            return
-        hold = action is None
-        tw, grip = twist_to_msgs(np.zeros(len(self.action_names)) if hold else action, self.robot.action.names,
-                                 stamp, self.robot.action.frame)
-        self._pub["twist"].publish(tw)
-        if grip is not None and not hold:
-            self._pub["gripper"].publish(grip)
 
     def _control_period(self) -> float:
         return self.params["control_period"] or self.robot.control_period
-
-    def _events(self, topic: str) -> SubscriptionEventCallbacks:
-        """A missed input deadline and a publisher whose QoS cannot connect: counted and logged."""
-        def deadline(event):
-            self.ledger.count("input_deadline_missed")
-            self._log("input_deadline_missed", f"{topic}: no message within input_deadline "
-                      f"{self.params['input_deadline']} s ({event.total_count} misses)")
-
-        def incompatible(event):
-            self.ledger.count("incompatible_qos")
-            self._log("incompatible_qos", f"{topic}: a publisher's QoS does not match this subscription "
-                      f"(policy {event.last_policy_kind}): it is not connected", "error")
-        return SubscriptionEventCallbacks(deadline=deadline, incompatible_qos=incompatible)
 
     def _release(self) -> None:
         """Drop the topics and the model (cleanup, shutdown, destroy)."""
         self.intake.drop()
         for s in self._io:
             self.destroy_subscription(s)
-        for pub in getattr(self, "_pub", {}).values():
-            self.destroy_lifecycle_publisher(pub)
+        if self.outputs is not None:
+            self.outputs.release()
         if self._timer is not None:
             self.destroy_timer(self._timer)
-        self._io, self._pub, self._timer, self._camera, self.policy = [], {}, None, None, None
+        self._io, self.outputs, self._timer, self._camera, self.policy = [], None, None, None, None
         gc.collect()  # the model's tensors, now, and their pages back to the OS (a reconfigure loads another)
         release_freed_memory()
 
@@ -293,13 +250,9 @@ class VLANode(LifecycleNode):
         """Tell the controller to hold: a JointTrajectory with the action names and no points (what
         ros2_control's joint_trajectory_controller takes as "stop and hold position"). Once per
         stop of the outputs, not per frame."""
-        pub = getattr(self, "_pub", {}).get("action")
-        if self._holding or pub is None or not self._send_actions:
+        if self._holding or self.outputs is None or not self._send_actions:
             return
-        msg = JointTrajectory(joint_names=list(self.action_names))
-        msg.header.stamp = self.get_clock().now().to_msg()
-        pub.publish(msg)
-        self._publish_twist(None, msg.header.stamp)
+        self.outputs.hold(self.get_clock().now().to_msg())
         self._holding = True
         self.ledger.count("holds")
         self.get_logger().warning(f"hold published on {I.ACTION_TOPIC}: {why}")
@@ -370,21 +323,17 @@ class VLANode(LifecycleNode):
         self.scores = (step.agreement, step.ood)
         stamp, frame_id = ns_to_stamp(frame.stamp), frame.frame_id  # every output carries the frame's header
         if step.refused:  # the words do not fit the scene: do not act on them
-            self._pub["scores"].publish(scores_to_msg(step.agreement, step.ood, stamp, frame_id))
+            self.outputs.scores(step, stamp, frame_id)
             self._log("instruction_mismatch", f"instruction–scene agreement {step.agreement:.3f} < min_agreement "
                                               f"{p['min_agreement']}: holding")
             self._hold("the instruction does not fit the scene")
             return "instruction_mismatch", step.seconds
         if self._send_actions:  # the action first: it is what a controller waits for
-            self._pub["action"].publish(trajectory_to_msg(step.actions, stamp, self.action_names,
-                                                          self._control_period(), frame_id))
-            self._publish_twist(step.actions[0], stamp)
+            self.outputs.action(step.actions, stamp, frame_id, self._control_period())
             self._holding = False
             self.goals.acted(gen)
         mc = self.policy.model_config
-        self._pub["tokens"].publish(tokens_to_msg(step.tokens, stamp, frame_id, mc.bins, rnd))
-        self._pub["embedding"].publish(embedding_to_msg(step.embedding, stamp, frame_id, mc.fusion, rnd))
-        self._pub["scores"].publish(scores_to_msg(step.agreement, step.ood, stamp, frame_id))
+        self.outputs.step(step, stamp, frame_id, mc.bins, mc.fusion, rnd)
         self.joint_lag = frame.stamp / 1e9 - joints[0]
         return "outputs", step.seconds
 
