@@ -21,6 +21,7 @@ MODULES = (
     "trimodal_ros.ros.replay",       # replay
     "trimodal_ros.ros.record",       # record
     "trimodal_ros.data.inspect",     # inspect
+    "trimodal_ros.data.lerobot",     # lerobot export / import
     "trimodal_ros.sim.cli",          # sim, rollout
     "trimodal_ros.bench",            # bench
     "trimodal_ros.cli",              # info

@@ -32,14 +32,15 @@ def record_episode(scene: S.ReacherScene, robot: RobotSpec, layout: int, out: Pa
                                         joint_trajectory_msg, string_msg)
 
     name = episode_name(layout)
-    partial = out / f".partial-{name}"
+    partial = out / f".partial-{name}"  # the bag is written in here under its own name, then moved out
     shutil.rmtree(partial, ignore_errors=True)
+    bag_dir = partial / name
     cam, act = robot.cameras[0], robot.action
     period = robot.control_period
     obs = scene.reset(layout)
     t0 = 1_000_000_000 + scene.time_ns  # bags start at 1 s: a zero stamp reads as "unset"
     success, steps = False, 0
-    with BagWriter(partial) as w:
+    with BagWriter(bag_dir) as w:
         w.write(absolute(robot.instruction_topic), string_msg(S.INSTRUCTION), t0)
         for i in range(scene.max_steps):
             t = t0 + i * scene.dt_ns
@@ -56,9 +57,10 @@ def record_episode(scene: S.ReacherScene, robot: RobotSpec, layout: int, out: Pa
     meta = {"task": S.TASK, "layout": layout, "split": S.layout_split(layout), "instruction": S.INSTRUCTION,
             "success": success, "length": steps, "robot": robot.name, "image_size": [scene.size, scene.size],
             "control_period_ns": scene.dt_ns, "generator": "trimodal-reacher generate",
-            "sha256": file_digests(partial)}
-    (partial / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    os.replace(partial, out / name)
+            "sha256": file_digests(bag_dir)}
+    (bag_dir / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    os.replace(bag_dir, out / name)
+    partial.rmdir()
     return meta
 
 
