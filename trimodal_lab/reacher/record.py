@@ -1,7 +1,9 @@
 """Scripted reacher demonstrations as rosbag2 bags in the layout ``config/robots/gym_reacher.yaml``
 describes (the topics come from the spec itself): per control period the joint states, the
 jpeg-compressed overhead frame and the expert's JointTrajectory command, all stamped with the sim
-time of the frame; the instruction once, latched. ``episode.json`` holds task, layout, split
+time of the frame; the instruction once, latched; and, for state supervision in training, the
+simulator's privileged state on ``/sim/state`` (the target as the "object" and "goal", the fingertip
+as the "hand": ``interface.SIM_STATE_NAMES``; never served). ``episode.json`` holds task, layout, split
 and outcome. Each bag is written under ``.partial-NAME`` and renamed when complete; a rerun keeps
 the finished ones (resumable)."""
 
@@ -15,7 +17,7 @@ from typing import Dict, Iterable, List
 
 from tqdm import tqdm
 
-from trimodal_ros.interface import absolute
+from trimodal_ros.interface import SIM_STATE_NAMES, SIM_STATE_TOPIC, absolute
 from trimodal_ros.robot import RobotSpec, load_robot
 
 from . import scene as S
@@ -49,6 +51,10 @@ def record_episode(scene: S.ReacherScene, robot: RobotSpec, layout: int, out: Pa
             w.write(absolute(robot.joint_topics[0]), joint_state_msg(scene.joint_names, pos, vel, t))
             w.write(absolute(cam.topic), compressed_image_msg(scene.views()[S.CAMERA], t, "reacher_overhead"))
             w.write(absolute(act.topic), joint_trajectory_msg(act.names, [command], period, t))
+            tx, ty = obs["target"]
+            fx, fy = obs["fingertip"]
+            w.write(absolute(SIM_STATE_TOPIC), joint_state_msg(SIM_STATE_NAMES, [tx, ty, 0, tx, ty, 0, fx, fy, 0],
+                                                               None, t, "world"))
             obs, info = scene.step(command)
             steps = i + 1
             if info["success"]:

@@ -24,8 +24,7 @@ def dataset_topics(robot=None) -> Dict[str, str]:
     if robot.action.source == "topic":
         uses[I.absolute(robot.action.topic)] = f"the demonstrated action, {robot.action.type} (required)"
     uses[I.absolute(robot.instruction_topic)] = "the instruction (else the episode metadata's or the spec's text)"
-    if robot.name == "metaworld_sawyer":
-        uses[I.absolute(I.SIM_STATE_TOPIC)] = "the simulator's state (train.state_weight only)"
+    uses[I.absolute(I.SIM_STATE_TOPIC)] = "a simulator's privileged state (train.state_weight only)"
     return uses
 
 
