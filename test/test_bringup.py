@@ -189,3 +189,25 @@ def test_bringup_fails_cleanly_on_a_bad_checkpoint(tmp_path):
             Bringup({"checkpoint": str(tmp_path / "missing.pt")}, context=ctx)
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_spawn_starts_the_node_with_the_launch_files_arguments(tmp_path, monkeypatch):
+    """A spawned node (bench ros) gets what ros2 launch gives it: its name and namespace, the user's
+    params file and then the table's (whose values win), the remappings, the log level."""
+    import subprocess
+
+    import yaml
+
+    from trimodal_ros.ros.bringup import spawn
+
+    got = {}
+    monkeypatch.setattr(subprocess, "Popen", lambda cmd, **kw: got.setdefault("cmd", cmd))
+    user = tmp_path / "user.yaml"
+    spec = node_specs({"params_file": str(user), "rate_hz": "5", "remappings": "camera/image_raw:=/cam",
+                       "namespace": "robot1"})[0]
+    cmd = spawn(spec, log_level="warn")
+    i = cmd.index("--ros-args")
+    files = [cmd[k + 1] for k in range(i, len(cmd)) if cmd[k] == "--params-file"]
+    assert cmd[i + 1:i + 5] == ["-r", f"__node:={spec.name}", "-r", "__ns:=/robot1"]
+    assert files[0] == str(user) and yaml.safe_load(open(files[1]))["/**"]["ros__parameters"]["rate_hz"] == 5.0
+    assert cmd[-4:] == ["-r", "camera/image_raw:=/cam", "--log-level", "warn"]

@@ -34,15 +34,17 @@ def create_node(spec: NodeSpec, context=None):
                                         cli_args=ros_arguments(spec) or None)
 
 
-def ros_arguments(spec: NodeSpec) -> List[str]:
-    """The node's ``--ros-args``: the params file, remappings and log level of the spec, then its own."""
-    args = (["--params-file", spec.params_file] if spec.params_file else []) + \
+def ros_arguments(spec: NodeSpec, params_file: str = "", log_level: Optional[str] = None) -> List[str]:
+    """The node's ``--ros-args``: the spec's params file, then ``params_file`` (its values win), the
+    remappings, the log level (``log_level``, else the spec's; info is not written) and the spec's own."""
+    level = log_level or spec.log_level
+    args = [x for f in (spec.params_file, params_file) if f for x in ("--params-file", f)] + \
         [x for a, b in spec.remappings for x in ("-r", f"{a}:={b}")] + \
-        (["--log-level", spec.log_level] if spec.log_level != "info" else []) + list(spec.ros_args)
+        (["--log-level", level] if level != "info" else []) + list(spec.ros_args)
     return ["--ros-args", *args] if args else []
 
 
-def spawn(spec: NodeSpec, log_level: str = "info", **popen):
+def spawn(spec: NodeSpec, log_level: Optional[str] = None, **popen):
     """Start ``spec`` in its own process, as ``ros2 launch`` would (``--ros-args``, a params
     file written from the table's typed values); returns the ``subprocess.Popen``."""
     import subprocess
@@ -56,10 +58,8 @@ def spawn(spec: NodeSpec, log_level: str = "info", **popen):
     with open(fd, "w") as f:
         yaml.safe_dump({"/**": {"ros__parameters": spec.parameters}}, f)
     ns = ["-r", f"__ns:=/{spec.namespace.strip('/')}"] if spec.namespace.strip("/") else []
-    user = ["--params-file", spec.params_file] if spec.params_file else []  # first: the table's values win
-    remaps = [x for a, b in spec.remappings for x in ("-r", f"{a}:={b}")]
-    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={spec.name}", *ns, *user, "--params-file", path,
-           "--log-level", log_level, *remaps, *spec.ros_args]
+    args = ros_arguments(spec, params_file=path, log_level=log_level)[1:]  # the table's values win
+    cmd = [sys.executable, "-m", module, "--ros-args", "-r", f"__node:={spec.name}", *ns, *args]
     return subprocess.Popen(cmd, **popen)
 
 
