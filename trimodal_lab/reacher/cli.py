@@ -102,8 +102,7 @@ def rollout_delayed(checkpoint: str, layouts: List[int], delay: int, blend: str 
     report = summarize(outcomes)
     report["execution"] = {"delay_periods": delay, "blend": blend, "m": m, **ex.counts,
                            "jump_at_handover_rad": float(np.mean(at)) if at else float("nan"),
-                           "jump_elsewhere_rad": float(np.mean(other)) if other else float("nan"),
-                           "robot_periods_per_episode_sync": (delay + 1) * report["overall"]["mean_length"]}
+                           "jump_elsewhere_rad": float(np.mean(other)) if other else float("nan")}
     return report
 
 
@@ -131,6 +130,8 @@ def main(argv=None) -> int:
             r.add_argument("--delay", type=int, default=-1, help="asynchronous execution with a model this many "
                            "control periods slow (simulated time; 0: a fresh chunk every tick)")
             r.add_argument("--blend", default="ensemble", choices=["ensemble", "latest"])
+            r.add_argument("--m", type=float, default=0.0, help="the ensembling weight exp(-m·i) (i = 0: the oldest "
+                                                               "chunk; m < 0 favours the newest)")
     a = ap.parse_args(argv)
     if a.cmd == "generate":
         from .record import generate
@@ -145,7 +146,7 @@ def main(argv=None) -> int:
     if a.cmd == "expert":
         report = expert
     elif a.delay >= 0:
-        report = rollout_delayed(a.checkpoint, layouts, a.delay, a.blend, device=a.device, max_steps=a.max_steps)
+        report = rollout_delayed(a.checkpoint, layouts, a.delay, a.blend, a.m, a.device, a.max_steps)
     elif a.ros:
         from trimodal_ros.ros.rollout import rollout_through_ros
 
