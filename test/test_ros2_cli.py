@@ -505,7 +505,7 @@ def test_colcon_build_installs_the_package(ws):
     assert (share / "package.xml").is_file() and (share / "launch" / "vla.launch.py").is_file()
     # one config per fusion variant, plus the trained recipes (config:=mt10_policy)
     assert sorted(p.stem for p in (share / "config").glob("*.yaml")) == sorted(
-        VARIANTS + ["mt10_policy", "mt10_policy_concat", "mt10_two_cameras"])
+        VARIANTS + ["mt10_policy", "mt10_policy_concat", "mt10_two_cameras", "reacher_policy"])
     assert not any(ws.root.joinpath("src", "trimodal_ros").glob("*.egg-info"))  # the build wrote nothing there
     for exe in ("vla_node", "sim_node", "trimodal-ros"):
         assert os.access(ws.install / "lib" / "trimodal_ros" / exe, os.X_OK), exe
@@ -520,7 +520,7 @@ def test_colcon_build_installs_the_package(ws):
     ros = Ros2(ws, 0, "build")
     assert ros.run("ros2", "pkg", "prefix", "trimodal_ros").stdout.strip() == str(ws.install)
     r = ros.run("ros2", "pkg", "executables", "trimodal_ros")
-    want = ["sim_node", "trimodal-ros", "trimodal-study", "vla_node"]
+    want = ["sim_node", "trimodal-reacher", "trimodal-ros", "trimodal-study", "vla_node"]
     assert sorted(r.stdout.split()) == sorted(["trimodal_ros"] * len(want) + want), r.output
 
 
