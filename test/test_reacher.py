@@ -32,6 +32,11 @@ def test_inverse_kinematics_puts_the_fingertip_on_the_target():
     assert S.layout_split(999) == "train" and S.layout_split(1000) == "val" and S.layout_split(3000) == "test"
     with pytest.raises(ValueError, match="outside"):
         S.layout_split(4000)
+    sim = S.ReacherSim()  # what sim_node checks a requested layout with
+    assert sim.check_layout(np.int64(2001)) == 2001
+    for bad in (4000, -1, 1.5, True):
+        with pytest.raises(ValueError):
+            sim.check_layout(bad)
 
 
 def test_the_scripted_expert_reaches_and_a_still_arm_does_not():

@@ -25,21 +25,21 @@ from . import scene as S
 
 def expert_report(layouts: List[int], max_steps: int = S.MAX_STEPS) -> Dict[str, object]:
     """The scripted expert on ``layouts``: the ceiling the policy is compared to."""
-    import time
+    from trimodal_ros.sim.rollout import expert_episode, summarize
 
-    from trimodal_ros.sim.rollout import EpisodeOutcome, summarize
-
-    scene, outcomes = S.ReacherScene(max_steps=max_steps), []
+    scene = S.ReacherScene(max_steps=max_steps)
     try:
-        for lay in layouts:
-            obs, t0, ok, n = scene.reset(lay), time.perf_counter(), False, 0
-            while n < max_steps and not ok:
-                obs, info = scene.step(S.expert_action(obs))
-                n, ok = n + 1, info["success"] >= 1.0
-            outcomes.append(EpisodeOutcome(S.TASK, lay, ok, n, n, time.perf_counter() - t0))
+        outcomes = [expert_episode(scene, S.expert_action, lay, max_steps) for lay in layouts]
     finally:
         scene.close()
     return summarize(outcomes)
+
+
+def _policy_on_camera(model: ThreadPoolExecutor, policy):
+    """act(views, positions, velocities) → the chunk, on the model thread (torch off the EGL thread:
+    sim/rollout.py), each frame first through the jpeg round trip of the camera topic (``scene.as_sent``)."""
+    return lambda views, q, qd: model.submit(policy.act, {k: S.as_sent(f) for k, f in views.items()}, q,
+                                             qd).result().actions
 
 
 def rollout_in_process(checkpoint: str, layouts: List[int], device: str = "cpu", execute: int = 1,
@@ -55,15 +55,14 @@ def rollout_in_process(checkpoint: str, layouts: List[int], device: str = "cpu",
     from trimodal_ros.sim.rollout import run_episode, summarize
 
     policy = Policy.load(checkpoint, device=device, execute=execute)
-    model = ThreadPoolExecutor(1, thread_name_prefix="policy")  # torch off the EGL thread (sim/rollout.py)
+    model = ThreadPoolExecutor(1, thread_name_prefix="policy")
+    act = _policy_on_camera(model, policy)
     scene, outcomes = S.ReacherScene(max_steps=max_steps), []
     try:
         for lay in tqdm(layouts, desc="rollout", disable=not progress, dynamic_ncols=True):
             model.submit(policy.reset, S.INSTRUCTION, True).result()
             trace = [] if traces is not None else None
-            outcomes.append(run_episode(scene, lambda v, p, q: model.submit(
-                policy.act, {k: S.as_sent(f) for k, f in v.items()}, p, q).result().actions, lay, max_steps,
-                execute, trace))
+            outcomes.append(run_episode(scene, act, lay, max_steps, execute, trace))
             if traces is not None:
                 traces.append(trace)
     finally:
@@ -86,14 +85,14 @@ def rollout_delayed(checkpoint: str, layouts: List[int], delay: int, blend: str 
     policy = Policy.load(checkpoint, device=device, execute=1, inference={"ensemble": None})
     ex = ChunkExecutor(policy.model_config.chunk, blend=blend, m=m)
     model = ThreadPoolExecutor(1, thread_name_prefix="policy")
+    act = _policy_on_camera(model, policy)
     scene, outcomes, at, other = S.ReacherScene(max_steps=max_steps), [], [], []
     try:
         for lay in tqdm(layouts, desc=f"rollout delay={delay}", disable=not progress, dynamic_ncols=True):
             model.submit(policy.reset, S.INSTRUCTION, True).result()
             trace, bounds = [], []
-            outcomes.append(run_episode_async(scene, lambda v, p, q: model.submit(
-                policy.act, {k: S.as_sent(f) for k, f in v.items()}, p, q).result().actions, lay, max_steps,
-                delay, ex, hold=lambda pos: pos, trace=trace, boundaries=bounds))
+            outcomes.append(run_episode_async(scene, act, lay, max_steps, delay, ex, hold=lambda pos: pos,
+                                              trace=trace, boundaries=bounds))
             a, o = action_jumps(trace, bounds)
             at, other = at + a, other + o
     finally:

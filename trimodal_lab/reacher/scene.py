@@ -198,6 +198,12 @@ class ReacherSim:
     def frame_ids(self, p):
         return {CAMERA: "reacher_overhead"}
 
+    def check_layout(self, layout) -> int:
+        if isinstance(layout, bool) or not isinstance(layout, (int, np.integer)):
+            raise ValueError(f"layout must be an integer, got {layout!r}")
+        layout_split(int(layout))  # ValueError outside 0-3999
+        return int(layout)
+
     def scene(self, p):
         return ReacherScene(size=p["size"], max_steps=p["max_steps"])
 

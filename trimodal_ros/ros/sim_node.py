@@ -150,10 +150,10 @@ class SimNode(Node):
         ``layout`` parameter; ``instruction`` None draws a paraphrase. ``ready``, if given, is
         polled (up to action_timeout) after the instruction is published and before the first
         frame: the in-process driver uses it to wait until vla_node holds the new instruction.
-        A layout that is not an integer >= 0 (``metaworld.check_layout``) or an instruction that is
+        A layout the simulator does not have (its ``check_layout``) or an instruction that is
         not a string raises ValueError."""
-        if layout is not None and (isinstance(layout, bool) or not isinstance(layout, int) or layout < 0):
-            raise ValueError(f"layout must be an integer >= 0, got {layout!r}")
+        if layout is not None:
+            layout = self.sim.check_layout(layout)
         if instruction is not None and not isinstance(instruction, str):
             raise ValueError(f"instruction must be a string, got {instruction!r}")
         self._put(("start", layout, instruction, ready), block=True)

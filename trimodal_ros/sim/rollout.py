@@ -113,20 +113,21 @@ def run_episode_async(scene, infer: Callable[[dict, np.ndarray, np.ndarray], np.
     executor.reset()
     pending: Optional[Tuple[int, np.ndarray]] = None  # (origin tick, chunk) in flight
     tick = 0
-    while not stepper.done:
-        views, pos, vel = stepper.observe()
+
+    def hand_over_if_due() -> None:
+        nonlocal pending
         if pending is not None and tick - pending[0] >= delay:
             executor.add(pending[1], pending[0], now=tick)
             if boundaries is not None:
                 boundaries.append(tick)
             pending = None
-        if pending is None:
+
+    while not stepper.done:
+        views, pos, vel = stepper.observe()
+        hand_over_if_due()
+        if pending is None:  # the next inference starts on this tick's inputs
             pending = (tick, np.asarray(infer(views, pos, vel)))
-            if delay == 0:
-                executor.add(pending[1], tick)
-                if boundaries is not None:
-                    boundaries.append(tick)
-                pending = None
+            hand_over_if_due()  # delay 0: at once
         a = executor.action(tick)
         done = stepper.apply((hold(pos) if a is None else a)[None])
         if trace is not None:
@@ -290,17 +291,18 @@ def expert_success_on(plan: List[Tuple[str, int, str]], max_steps: int = 200, si
         scene = SawyerScene(task, size=size, max_steps=max_steps)
         try:
             for _, layout, _ in (e for e in plan if e[0] == task):
-                outcomes.append(_expert_episode(scene, expert_policy(task), layout, max_steps))
+                outcomes.append(expert_episode(scene, expert_policy(task).get_action, layout, max_steps))
         finally:
             scene.close()
     return summarize(outcomes)
 
 
-def _expert_episode(scene, pol, layout: int, max_steps: int) -> EpisodeOutcome:
+def expert_episode(scene, expert: Callable[[object], np.ndarray], layout: int, max_steps: int) -> EpisodeOutcome:
+    """A scripted expert (observation → action, clipped to the scene's bounds) on one layout."""
     obs = scene.reset(layout)
     t0 = time.perf_counter()
     for i in range(max_steps):
-        obs, info = scene.step(np.clip(pol.get_action(obs), -1, 1))
+        obs, info = scene.step(np.clip(expert(obs), scene.action_low, scene.action_high))
         if info.get("success", 0.0) >= 1.0:
             return EpisodeOutcome(scene.task, layout, True, i + 1, i + 1, time.perf_counter() - t0)
     return EpisodeOutcome(scene.task, layout, False, max_steps, max_steps, time.perf_counter() - t0)

@@ -1,8 +1,8 @@
 """The simulated robots ``sim_node`` can serve (parameter ``sim``), string-keyed: each says what the
-node publishes (a robot spec), builds its scene on the sim thread, and names its held-out layouts
-and its instruction. A scene steps like ``sim.rollout.EpisodeStepper`` expects: ``reset(layout)``,
-``joints()``, ``views()``, ``step(action) → (obs, info)``, ``time_ns``, ``dt_ns``, ``joint_names``,
-``task``, ``action_low`` / ``action_high``, ``close()``."""
+node publishes (a robot spec), builds its scene on the sim thread, names its held-out layouts and its
+instruction, and checks a requested layout. A scene steps like ``sim.rollout.EpisodeStepper``
+expects: ``reset(layout)``, ``joints()``, ``views()``, ``step(action) → (obs, info)``, ``time_ns``,
+``dt_ns``, ``joint_names``, ``task``, ``action_low`` / ``action_high``, ``close()``."""
 
 from __future__ import annotations
 
@@ -50,6 +50,11 @@ class MetaWorldSim:
         from ..data.metaworld import camera_spec
 
         return camera_spec(p["camera"])
+
+    def check_layout(self, layout) -> int:
+        from ..data.metaworld import check_layout
+
+        return check_layout(layout)
 
     def scene(self, p: Dict[str, Any]):
         from ..data.metaworld import SawyerScene
