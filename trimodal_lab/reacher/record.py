@@ -10,13 +10,13 @@ the finished ones (resumable)."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 from typing import Dict, Iterable, List
 
 from tqdm import tqdm
 
+from trimodal_ros.data.bags import (BagWriter, compressed_image_msg, file_digests, finished_bag, joint_state_msg,
+                                    joint_trajectory_msg, string_msg)
 from trimodal_ros.interface import SIM_STATE_NAMES, SIM_STATE_TOPIC, absolute
 from trimodal_ros.robot import RobotSpec, load_robot
 
@@ -30,43 +30,33 @@ def episode_name(layout: int) -> str:
 
 
 def record_episode(scene: S.ReacherScene, robot: RobotSpec, layout: int, out: Path) -> Dict:
-    from trimodal_ros.data.bags import (BagWriter, compressed_image_msg, file_digests, joint_state_msg,
-                                        joint_trajectory_msg, string_msg)
-
-    name = episode_name(layout)
-    partial = out / f".partial-{name}"  # the bag is written in here under its own name, then moved out
-    shutil.rmtree(partial, ignore_errors=True)
-    bag_dir = partial / name
-    cam, act = robot.cameras[0], robot.action
-    period = robot.control_period
-    obs = scene.reset(layout)
-    t0 = 1_000_000_000 + scene.time_ns  # bags start at 1 s: a zero stamp reads as "unset"
-    success, steps = False, 0
-    with BagWriter(bag_dir) as w:
-        w.write(absolute(robot.instruction_topic), string_msg(S.INSTRUCTION), t0)
-        for i in range(scene.max_steps):
-            t = t0 + i * scene.dt_ns
-            pos, vel = scene.joints()
-            command = S.expert_action(obs)
-            w.write(absolute(robot.joint_topics[0]), joint_state_msg(scene.joint_names, pos, vel, t))
-            w.write(absolute(cam.topic), compressed_image_msg(scene.views()[S.CAMERA], t, "reacher_overhead"))
-            w.write(absolute(act.topic), joint_trajectory_msg(act.names, [command], period, t))
-            tx, ty = obs["target"]
-            fx, fy = obs["fingertip"]
-            w.write(absolute(SIM_STATE_TOPIC), joint_state_msg(SIM_STATE_NAMES, [tx, ty, 0, tx, ty, 0, fx, fy, 0],
-                                                               None, t, "world"))
-            obs, info = scene.step(command)
-            steps = i + 1
-            if info["success"]:
-                success = True
-                break
-    meta = {"task": S.TASK, "layout": layout, "split": S.layout_split(layout), "instruction": S.INSTRUCTION,
-            "success": success, "length": steps, "robot": robot.name, "image_size": [scene.size, scene.size],
-            "control_period_ns": scene.dt_ns, "generator": "trimodal-reacher generate",
-            "sha256": file_digests(bag_dir)}
-    (bag_dir / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    os.replace(bag_dir, out / name)
-    partial.rmdir()
+    with finished_bag(out, episode_name(layout)) as bag_dir:
+        cam, act = robot.cameras[0], robot.action
+        obs = scene.reset(layout)
+        t0 = 1_000_000_000 + scene.time_ns  # bags start at 1 s: a zero stamp reads as "unset"
+        success, steps = False, 0
+        with BagWriter(bag_dir) as w:
+            w.write(absolute(robot.instruction_topic), string_msg(S.INSTRUCTION), t0)
+            for i in range(scene.max_steps):
+                t = t0 + i * scene.dt_ns
+                pos, vel = scene.joints()
+                command = S.expert_action(obs)
+                w.write(absolute(robot.joint_topics[0]), joint_state_msg(scene.joint_names, pos, vel, t))
+                w.write(absolute(cam.topic), compressed_image_msg(scene.views()[S.CAMERA], t, "reacher_overhead"))
+                w.write(absolute(act.topic), joint_trajectory_msg(act.names, [command], robot.control_period, t))
+                (tx, ty), (fx, fy) = obs["target"], obs["fingertip"]
+                w.write(absolute(SIM_STATE_TOPIC), joint_state_msg(
+                    SIM_STATE_NAMES, [tx, ty, 0, tx, ty, 0, fx, fy, 0], None, t, "world"))
+                obs, info = scene.step(command)
+                steps = i + 1
+                if info["success"]:
+                    success = True
+                    break
+        meta = {"task": S.TASK, "layout": layout, "split": S.layout_split(layout), "instruction": S.INSTRUCTION,
+                "success": success, "length": steps, "robot": robot.name, "image_size": [scene.size, scene.size],
+                "control_period_ns": scene.dt_ns, "generator": "trimodal-reacher generate",
+                "sha256": file_digests(bag_dir)}
+        (bag_dir / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return meta
 
 

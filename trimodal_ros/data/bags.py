@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -298,6 +299,24 @@ class BagWriter:
         if self._open:
             self._writer.abort()
             self._open = False
+
+
+@contextmanager
+def finished_bag(out: PathLike, name: str):
+    """Write a bag folder ``out/name`` atomically: the block gets ``out/.partial-name/name`` to write
+    into (the storage files take the final name); on leaving it the folder is moved into place, on an
+    exception removed, so a bag folder under ``out`` is always complete."""
+    import os
+    import shutil
+
+    partial = Path(out) / f"{PARTIAL_PREFIX}{name}"
+    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
+    partial.mkdir(parents=True)
+    try:
+        yield partial / name
+        os.replace(partial / name, Path(out) / name)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def write_bag(path: PathLike, messages: Iterable[Tuple[str, object]],

@@ -243,7 +243,7 @@ def import_dataset(root, out, robot, state_key: str = "observation.state",
     layout (``camera_keys``: the dataset's image features for the spec's cameras, in order; default
     ``observation.images.<camera name>``). Bags already there are kept (resumable)."""
     from ..interface import absolute
-    from .bags import BagWriter, compressed_image_msg, file_digests, image_msg, joint_state_msg, string_msg
+    from .bags import BagWriter, compressed_image_msg, file_digests, finished_bag, image_msg, joint_state_msg, string_msg
 
     d = read_dataset(root)
     info, frames = d["info"], d["frames"]
@@ -272,36 +272,32 @@ def import_dataset(root, out, robot, state_key: str = "observation.state",
             continue
         rows = np.flatnonzero(ep_col == e)
         rows = rows[np.argsort(np.asarray(frames["frame_index"])[rows], kind="stable")]
-        partial = out / f".partial-{name}"  # written in here under its own name, then moved out
-        shutil.rmtree(partial, ignore_errors=True)
-        tmp = partial / name
-        t0 = 1_000_000_000
-        texts = []
-        with BagWriter(tmp) as w:
-            for k, r in enumerate(rows):
-                t = t0 + int(round(float(frames["timestamp"][r]) * 1e9)) if "timestamp" in frames else \
-                    t0 + int(round(k / fps * 1e9))
-                text = d["tasks"].get(frames["task_index"][r], "")
-                if text not in texts:
-                    texts.append(text)
-                    w.write(absolute(robot.instruction_topic), string_msg(text), t)
-                pos = np.asarray(frames[state_key][r], np.float64)
-                vel = np.asarray(frames["observation.velocity"][r], np.float64) \
-                    if "observation.velocity" in frames else None
-                w.write(absolute(robot.joint_topics[0]), joint_state_msg(robot.joint_names, pos, vel, t))
-                for cam, key in zip(robot.cameras, keys):
-                    rgb = _decode(frames[key][r])
-                    msg = compressed_image_msg(rgb, t, cam.name) if cam.compressed else image_msg(rgb, t, cam.name)
-                    w.write(absolute(cam.topic), msg)
-                if act.source == "topic":
-                    w.write(absolute(act.topic), _action_msg(act, np.asarray(frames["action"][r], np.float64), t,
-                                                            1.0 / fps), t)
-        meta = {"task": texts[0] if texts else "", "instruction": texts[0] if texts else "",
-                "split": _split_of(info, e), "length": int(len(rows)), "lerobot_episode": e,
-                "lerobot_dataset": str(root), "robot": robot.name, "sha256": file_digests(tmp)}
-        (tmp / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        os.replace(tmp, out / name)
-        partial.rmdir()
+        with finished_bag(out, name) as tmp:
+            t0 = 1_000_000_000
+            texts = []
+            with BagWriter(tmp) as w:
+                for k, r in enumerate(rows):
+                    t = t0 + int(round(float(frames["timestamp"][r]) * 1e9)) if "timestamp" in frames else \
+                        t0 + int(round(k / fps * 1e9))
+                    text = d["tasks"].get(frames["task_index"][r], "")
+                    if text not in texts:
+                        texts.append(text)
+                        w.write(absolute(robot.instruction_topic), string_msg(text), t)
+                    pos = np.asarray(frames[state_key][r], np.float64)
+                    vel = np.asarray(frames["observation.velocity"][r], np.float64) \
+                        if "observation.velocity" in frames else None
+                    w.write(absolute(robot.joint_topics[0]), joint_state_msg(robot.joint_names, pos, vel, t))
+                    for cam, key in zip(robot.cameras, keys):
+                        rgb = _decode(frames[key][r])
+                        msg = compressed_image_msg(rgb, t, cam.name) if cam.compressed else image_msg(rgb, t, cam.name)
+                        w.write(absolute(cam.topic), msg)
+                    if act.source == "topic":
+                        w.write(absolute(act.topic), _action_msg(act, np.asarray(frames["action"][r], np.float64), t,
+                                                                1.0 / fps), t)
+            meta = {"task": texts[0] if texts else "", "instruction": texts[0] if texts else "",
+                    "split": _split_of(info, e), "length": int(len(rows)), "lerobot_episode": e,
+                    "lerobot_dataset": str(root), "robot": robot.name, "sha256": file_digests(tmp)}
+            (tmp / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         written.append(out / name)
     return written
 
