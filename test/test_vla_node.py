@@ -92,8 +92,9 @@ class Harness:
         self.instruction = c.create_publisher(String, f"{ns}/instruction", qos_profile(instruction_qos))
         self.joints = c.create_publisher(JointState, f"{ns}/joint_states", qos_profile(joints_qos))
         self.compressed = compressed
-        self.image = (c.create_publisher(CompressedImage, f"{ns}/camera/image_raw/compressed", 10) if compressed
-                      else c.create_publisher(Image, f"{ns}/camera/image_raw", 10))
+        depth = 50  # a reliable subscriber on a loaded CPU acknowledges late: keep every frame until it does
+        self.image = (c.create_publisher(CompressedImage, f"{ns}/camera/image_raw/compressed", depth) if compressed
+                      else c.create_publisher(Image, f"{ns}/camera/image_raw", depth))
         self.got = {"action": [], "hold": [], "tokens": [], "embedding": [], "diagnostics": [], "levels": []}
         c.create_subscription(JointTrajectory, f"{ns}/trimodal/action",  # holds (no points) apart
                               lambda m: self.got["action" if m.points else "hold"].append(m), 10)
@@ -206,7 +207,9 @@ def test_namespace_moves_every_relative_topic(ros):
 @pytest.fixture(scope="module")
 def bad(ros):
     h = Harness(ros, "/bad")
-    node = ros.vla_node("/bad", fusion="weighted_sum", max_input_age=0.5, image_qos_reliability="reliable")
+    # reliable and deep enough that a loaded CPU loses none of the frames the accounting test counts
+    node = ros.vla_node("/bad", fusion="weighted_sum", max_input_age=0.5, image_qos_reliability="reliable",
+                        image_qos_depth=50)
     assert wait_for(h.connected)
     h.instruction.publish(String(data="open the drawer"))
     h.drive_until(10.0)
@@ -436,6 +439,7 @@ def test_lifecycle_configure_activate_deactivate_cleanup(ros):
     assert h.drive_until(2.0)
     node.trigger_deactivate()
     assert node.policy is not None  # deactivate keeps the model
+    assert wait_for(lambda: len(h.got["hold"]) == 1)  # sent after every action: none is still on its way
     n = len(h.got["action"])
     time.sleep(0.3)
     for k in range(3):
@@ -640,6 +644,42 @@ def test_hold_on_stop_pause_and_deactivate_and_the_services(ros):
     node.trigger_deactivate()
     assert wait_for(lambda: len(h.got["hold"]) == 4)
     assert node.ledger.snapshot()["holds"] == 4
+
+
+@pytest.mark.parametrize("how", ["stop", "pause", "deactivate"])
+def test_a_hold_is_never_followed_by_the_action_of_a_frame_that_was_in_the_model(ros, how):
+    """A stop, pause or deactivate that comes while the model runs on a frame: the hold is the last
+    thing the controller gets; that frame's action is dropped and counted ``overtaken``."""
+    ns = f"/overtake_{how}"
+    h = Harness(ros, ns)
+    sent = []  # what reached the controller, in order
+    ros.client.create_subscription(JointTrajectory, f"{ns}/trimodal/action",
+                                   lambda m: sent.append("action" if m.points else "hold"), 10)
+    node = ros.vla_node(ns)
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="push the puck"))
+    assert h.drive_until(1.0) and wait_for(lambda: "action" in sent)
+    act, in_model = node.policy.act, threading.Event()
+
+    def slow_act(*args, **kwargs):
+        in_model.set()
+        time.sleep(0.6)
+        return act(*args, **kwargs)
+
+    node.policy.act = slow_act
+    before = settled(node)
+    h.step(2.0)
+    assert in_model.wait(timeout=10)
+    if how == "stop":
+        node._on_stop(None, type("Response", (), {})())
+    elif how == "pause":
+        node._on_pause(type("Request", (), {"data": True})(), type("Response", (), {})())
+    else:
+        node.trigger_deactivate()
+    after = settled(node)
+    time.sleep(0.3)  # anything published reaches the client
+    assert sent[-1] == "hold", sent
+    assert after["overtaken"] == before["overtaken"] + 1 and after["outputs"] == before["outputs"]
 
 
 def test_diagnostics_keep_coming_under_sim_time_without_a_clock(ros):

@@ -53,7 +53,7 @@ def input_events(node, topic: str):
 
 FRAME_OUTCOMES = ("outputs", "replaced", "bad_image", "stale_image", "stale_joint_state",
                   "waiting_for_instruction", "waiting_for_joint_state", "waiting_for_camera", "stale_camera",
-                  "inactive", "paused", "instruction_mismatch", "inference_errors")
+                  "inactive", "paused", "overtaken", "instruction_mismatch", "inference_errors")
 INPUT_COUNTERS = ("bad_joint_state", "nan_joints", "missing_joints", "unknown_joint_names", "bad_instruction",
                   "instructions", "superseded_instructions", "instruction_timeouts", "bad_secondary_image",
                   "holds", "input_deadline_missed", "incompatible_qos")

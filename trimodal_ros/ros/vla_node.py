@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import threading
 from typing import Optional
 
 from diagnostic_msgs.msg import DiagnosticArray
@@ -55,6 +56,8 @@ class VLANode(LifecycleNode):
             self.robot, self.joint_names, self.action_names = None, [], []  # from the checkpoint, on configure
             self._io, self._timer, self.threads, self.joint_lag, self.outputs = [], None, 0, float("nan"), None
             self.paused, self._holding, self._send_actions = False, True, False
+            # an action goes out only if no hold (stop, pause, deactivate) came while the model ran
+            self._out_gate = threading.RLock()
             self.scores = (float("nan"), float("nan"))  # the last frame's (agreement, ood)
             self._trim = False  # a huge message arrived: return its memory to the OS
             self._log = Throttle(self.get_logger(), lambda kind: self.ledger.snapshot().get(kind))
@@ -117,9 +120,9 @@ class VLANode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False  # first: a frame in flight then drops its action instead of sending it after the hold
         self._hold("deactivated")  # while the publisher is still active
         self.goals.end(Result.ABORTED)
-        self._active = False
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -127,9 +130,9 @@ class VLANode(LifecycleNode):
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._active = False
         self._hold("shutting down")
         self.goals.end(Result.ABORTED)
-        self._active = False
         self._release()
         return SUCCESS
 
@@ -249,11 +252,13 @@ class VLANode(LifecycleNode):
     def _hold(self, why: str) -> None:
         """Tell the controller to hold: a JointTrajectory with the action names and no points (what
         ros2_control's joint_trajectory_controller takes as "stop and hold position"). Once per
-        stop of the outputs, not per frame."""
-        if self._holding or self.outputs is None or not self._send_actions:
-            return
-        self.outputs.hold(self.get_clock().now().to_msg())
-        self._holding = True
+        stop of the outputs, not per frame. Under the output gate, so it is never followed by the
+        action of a frame that was in the model when the hold was asked for."""
+        with self._out_gate:
+            if self._holding or self.outputs is None or not self._send_actions:
+                return
+            self.outputs.hold(self.get_clock().now().to_msg())
+            self._holding = True
         self.ledger.count("holds")
         self.get_logger().warning(f"hold published on {I.ACTION_TOPIC}: {why}")
 
@@ -328,10 +333,13 @@ class VLANode(LifecycleNode):
                                               f"{p['min_agreement']}: holding")
             self._hold("the instruction does not fit the scene")
             return "instruction_mismatch", step.seconds
-        if self._send_actions:  # the action first: it is what a controller waits for
-            self.outputs.action(step.actions, stamp, frame_id, self._control_period())
-            self._holding = False
-            self.goals.acted(gen)
+        with self._out_gate:  # a stop, pause or deactivate while the model ran: its hold stands
+            if not self._active or self.paused or self.inputs.task()[0] != gen:
+                return "overtaken", step.seconds
+            if self._send_actions:  # the action first: it is what a controller waits for
+                self.outputs.action(step.actions, stamp, frame_id, self._control_period())
+                self._holding = False
+                self.goals.acted(gen)
         mc = self.policy.model_config
         self.outputs.step(step, stamp, frame_id, mc.bins, mc.fusion, rnd)
         self.joint_lag = frame.stamp / 1e9 - joints[0]
