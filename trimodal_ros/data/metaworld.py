@@ -66,7 +66,6 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco / metaworld are imported anywhere
 
 import json  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
@@ -377,86 +376,80 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                    keep_failures: bool = False, after_success: int = 0) -> EpisodeResult:
     """Roll out the expert on one layout and write its bag (see module docstring): until its
     first success, then ``after_success`` steps more (within ``max_steps``)."""
-    from .bags import BagWriter, action_msg, bag_size_bytes, file_digests, image_msg, joint_state_msg, string_msg
+    from .bags import (BagWriter, action_msg, bag_size_bytes, file_digests, finished_bag, image_msg,
+                       joint_state_msg, string_msg)
 
     task = scene.task
     name = episode_name(task, seed, episode)
     layout = episode_layout(task, seed, episode)
     instruction, para_split = episode_instruction(task, seed, episode, layout)
-    partial = out / f".partial-{name}"
-    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
-    partial.mkdir(parents=True)
-    bag_dir = partial / name
     policy = expert_policy(task)
     timing = {"sim": 0.0, "render": 0.0, "write": 0.0}
     clock = _timer()
     success, first_success, steps = False, None, 0
     try:
-        with BagWriter(bag_dir) as w:
-            obs = scene.reset(layout)
-            t0 = scene.time_ns
-            w.write(TOPIC_INSTRUCTION, string_msg(instruction), t0)
-            for i in range(max_steps):
-                t = t0 + i * scene.dt_ns
-                c = _timer()
-                frames = scene.views()
-                timing["render"] += c()
-                c = _timer()
-                pos, vel = scene.joints()
-                with warnings.catch_warnings():  # the experts' "Constant(s) may be too high" note
-                    warnings.filterwarnings("ignore", message="Constant", category=UserWarning)
-                    raw = policy.get_action(obs)
-                action = np.clip(np.asarray(raw, dtype=np.float64), -1.0, 1.0)
-                timing["sim"] += c()
-                c = _timer()
-                w.write(TOPIC_JOINTS, joint_state_msg(scene.joint_names, pos, vel, t))
-                for cam in reversed(list(frames)):  # the primary last, as sim_node publishes: replayed,
-                    w.write(camera_topic(cam), image_msg(frames[cam], t, scene.cameras[cam]))  # it finds the rest
-                w.write(TOPIC_ACTION, action_msg(action, t))
-                w.write(TOPIC_STATE, joint_state_msg(I.SIM_STATE_NAMES, scene.state(obs), None, t, "world"))
-                timing["write"] += c()
-                c = _timer()
-                obs, info = scene.step(action)
-                timing["sim"] += c()
-                steps = i + 1
-                if first_success is None and info.get("success", 0.0) >= 1.0:
-                    success, first_success = True, i
-                if first_success is not None and i - first_success >= after_success:
-                    break
-            meta = {
-                "task": task, "task_id": task_id(task), "episode": episode, "name": name,
-                "layout": layout, "layout_split": layout_split(layout), "layout_seed": LAYOUT_SEED, "seed": seed,
-                "success": success, "length": steps, "first_success_step": first_success,
-                "max_steps": max_steps, "after_success": after_success, "instruction": instruction,
-                "paraphrase_split": para_split,
-                "camera": scene.camera, "image_size": [scene.size, scene.size],
-                **({"cameras": scene.cameras} if len(scene.cameras) > 1 else {}),
-                "rotated_180": scene.upside_down, "control_period_ns": scene.dt_ns,
-                "start_ns": t0, "joint_names": scene.joint_names,
-                "action_names": list(I.ACTION_NAMES),
-                "action_topic_type": "sensor_msgs/msg/JointState",
-                "topics": list(TOPICS) + [camera_topic(c) for c in list(scene.cameras)[1:]],
-                "generator": "trimodal-ros generate",
-            }
-            if scene.language_critical:  # plain Meta-World bags keep exactly their old metadata
-                meta.update(base_task=scene.base_task, language_group=LT.group_of(task).name)
-            if not success and not keep_failures:
-                raise _Discard()
-            w.set_custom_data(CUSTOM_DATA_KEY, json.dumps(meta, sort_keys=True))
-        meta["sha256"] = file_digests(bag_dir)
-        (bag_dir / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-        final = out / name
-        os.replace(bag_dir, final)  # atomic: a bag folder under OUT is always complete
-        partial.rmdir()
-        return EpisodeResult(name, task, episode, layout, success, steps, "kept", final,
-                             bag_size_bytes(final), clock(), timing)
+        with finished_bag(out, name) as bag_dir:  # a bag folder under OUT is always complete
+            with BagWriter(bag_dir) as w:
+                obs = scene.reset(layout)
+                t0 = scene.time_ns
+                w.write(TOPIC_INSTRUCTION, string_msg(instruction), t0)
+                for i in range(max_steps):
+                    t = t0 + i * scene.dt_ns
+                    c = _timer()
+                    frames = scene.views()
+                    timing["render"] += c()
+                    c = _timer()
+                    pos, vel = scene.joints()
+                    with warnings.catch_warnings():  # the experts' "Constant(s) may be too high" note
+                        warnings.filterwarnings("ignore", message="Constant", category=UserWarning)
+                        raw = policy.get_action(obs)
+                    action = np.clip(np.asarray(raw, dtype=np.float64), -1.0, 1.0)
+                    timing["sim"] += c()
+                    c = _timer()
+                    w.write(TOPIC_JOINTS, joint_state_msg(scene.joint_names, pos, vel, t))
+                    for cam in reversed(list(frames)):  # the primary last, as sim_node publishes: replayed,
+                        w.write(camera_topic(cam), image_msg(frames[cam], t, scene.cameras[cam]))  # it finds the rest
+                    w.write(TOPIC_ACTION, action_msg(action, t))
+                    w.write(TOPIC_STATE, joint_state_msg(I.SIM_STATE_NAMES, scene.state(obs), None, t, "world"))
+                    timing["write"] += c()
+                    c = _timer()
+                    obs, info = scene.step(action)
+                    timing["sim"] += c()
+                    steps = i + 1
+                    if first_success is None and info.get("success", 0.0) >= 1.0:
+                        success, first_success = True, i
+                    if first_success is not None and i - first_success >= after_success:
+                        break
+                meta = {
+                    "task": task, "task_id": task_id(task), "episode": episode, "name": name,
+                    "layout": layout, "layout_split": layout_split(layout), "layout_seed": LAYOUT_SEED, "seed": seed,
+                    "success": success, "length": steps, "first_success_step": first_success,
+                    "max_steps": max_steps, "after_success": after_success, "instruction": instruction,
+                    "paraphrase_split": para_split,
+                    "camera": scene.camera, "image_size": [scene.size, scene.size],
+                    **({"cameras": scene.cameras} if len(scene.cameras) > 1 else {}),
+                    "rotated_180": scene.upside_down, "control_period_ns": scene.dt_ns,
+                    "start_ns": t0, "joint_names": scene.joint_names,
+                    "action_names": list(I.ACTION_NAMES),
+                    "action_topic_type": "sensor_msgs/msg/JointState",
+                    "topics": list(TOPICS) + [camera_topic(c) for c in list(scene.cameras)[1:]],
+                    "generator": "trimodal-ros generate",
+                }
+                if scene.language_critical:  # plain Meta-World bags keep exactly their old metadata
+                    meta.update(base_task=scene.base_task, language_group=LT.group_of(task).name)
+                if not success and not keep_failures:
+                    raise _Discard()
+                w.set_custom_data(CUSTOM_DATA_KEY, json.dumps(meta, sort_keys=True))
+            meta["sha256"] = file_digests(bag_dir)
+            (bag_dir / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
     except _Discard:
         (out / f".failed-{name}.json").write_text(json.dumps(
             {"task": task, "episode": episode, "layout": layout, "max_steps": max_steps,
              "length": steps}) + "\n")
         return EpisodeResult(name, task, episode, layout, False, steps, "failed", None, 0, clock(), timing)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
+    final = out / name
+    return EpisodeResult(name, task, episode, layout, success, steps, "kept", final,
+                         bag_size_bytes(final), clock(), timing)
 
 
 class GenerateError(ValueError):
