@@ -9,14 +9,13 @@ the finished ones (resumable)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Dict, Iterable, List
 
 from tqdm import tqdm
 
-from trimodal_ros.data.bags import (BagWriter, compressed_image_msg, file_digests, finished_bag, joint_state_msg,
-                                    joint_trajectory_msg, string_msg)
+from trimodal_ros.data.bags import (BagWriter, compressed_image_msg, finished_bag, joint_state_msg,
+                                    joint_trajectory_msg, string_msg, write_sidecar)
 from trimodal_ros.interface import SIM_STATE_NAMES, SIM_STATE_TOPIC, absolute
 from trimodal_ros.robot import RobotSpec, load_robot
 
@@ -54,10 +53,8 @@ def record_episode(scene: S.ReacherScene, robot: RobotSpec, layout: int, out: Pa
                     break
         meta = {"task": S.TASK, "layout": layout, "split": S.layout_split(layout), "instruction": S.INSTRUCTION,
                 "success": success, "length": steps, "robot": robot.name, "image_size": [scene.size, scene.size],
-                "control_period_ns": scene.dt_ns, "generator": "trimodal-reacher generate",
-                "sha256": file_digests(bag_dir)}
-        (bag_dir / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    return meta
+                "control_period_ns": scene.dt_ns, "generator": "trimodal-reacher generate"}
+        return write_sidecar(bag_dir, meta)
 
 
 def generate(out, layouts: Iterable[int], size: int = 96, progress: bool = True) -> List[Dict]:

@@ -381,6 +381,16 @@ def file_digests(path: PathLike) -> Dict[str, str]:
     return {f.name: sha256_file(f) for f in sorted(Path(path).glob("*.mcap")) + sorted(Path(path).glob("*.db3"))}
 
 
+def write_sidecar(path: PathLike, meta: Dict) -> Dict:
+    """Write ``meta`` as the bag folder's ``episode.json``, with the sha256 of its storage files
+    added (into ``meta`` too, which is returned)."""
+    import json
+
+    meta["sha256"] = file_digests(path)
+    (Path(path) / SIDECAR).write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+    return meta
+
+
 def read_sidecar(path: PathLike) -> Dict:
     """The bag folder's ``episode.json`` as a dict ({} when there is none)."""
     import json

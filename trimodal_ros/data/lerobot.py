@@ -243,7 +243,7 @@ def import_dataset(root, out, robot, state_key: str = "observation.state",
     layout (``camera_keys``: the dataset's image features for the spec's cameras, in order; default
     ``observation.images.<camera name>``). Bags already there are kept (resumable)."""
     from ..interface import absolute
-    from .bags import BagWriter, compressed_image_msg, file_digests, finished_bag, image_msg, joint_state_msg, string_msg
+    from .bags import BagWriter, compressed_image_msg, finished_bag, image_msg, joint_state_msg, string_msg, write_sidecar
 
     d = read_dataset(root)
     info, frames = d["info"], d["frames"]
@@ -296,8 +296,8 @@ def import_dataset(root, out, robot, state_key: str = "observation.state",
                                                                 1.0 / fps), t)
             meta = {"task": texts[0] if texts else "", "instruction": texts[0] if texts else "",
                     "split": _split_of(info, e), "length": int(len(rows)), "lerobot_episode": e,
-                    "lerobot_dataset": str(root), "robot": robot.name, "sha256": file_digests(tmp)}
-            (tmp / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+                    "lerobot_dataset": str(root), "robot": robot.name}
+            write_sidecar(tmp, meta)
         written.append(out / name)
     return written
 

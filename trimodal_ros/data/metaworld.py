@@ -376,8 +376,8 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                    keep_failures: bool = False, after_success: int = 0) -> EpisodeResult:
     """Roll out the expert on one layout and write its bag (see module docstring): until its
     first success, then ``after_success`` steps more (within ``max_steps``)."""
-    from .bags import (BagWriter, action_msg, bag_size_bytes, file_digests, finished_bag, image_msg,
-                       joint_state_msg, string_msg)
+    from .bags import (BagWriter, action_msg, bag_size_bytes, finished_bag, image_msg, joint_state_msg,
+                       string_msg, write_sidecar)
 
     task = scene.task
     name = episode_name(task, seed, episode)
@@ -440,8 +440,7 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                 if not success and not keep_failures:
                     raise _Discard()
                 w.set_custom_data(CUSTOM_DATA_KEY, json.dumps(meta, sort_keys=True))
-            meta["sha256"] = file_digests(bag_dir)
-            (bag_dir / "episode.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+            write_sidecar(bag_dir, meta)
     except _Discard:
         (out / f".failed-{name}.json").write_text(json.dumps(
             {"task": task, "episode": episode, "layout": layout, "max_steps": max_steps,
