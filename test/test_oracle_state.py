@@ -24,7 +24,7 @@ def test_true_state_replaces_the_prediction_with_the_scenes_state(oracle):
     from trimodal_ros.data.metaworld import SawyerScene
 
     cfg = load_config("mt10_policy")
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=9, state_head="proprio"))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=9))
     torch.manual_seed(0)
     policy = Policy(TriModalModel(cfg.model), ActionTokenizer([-1.0] * 4, [1.0] * 4), cfg)
     head = policy.model.state_head

@@ -237,35 +237,23 @@ def test_weight_average_is_served_and_resumes_exactly(small_bags, tmp_path):
         small_cfg(ema=1.0)
 
 
-def test_state_loss_teaches_the_image_embedding_where_things_are(small_bags, tmp_path):
-    """train.state_weight: an auxiliary head learns the recorded object/goal positions from the image
-    embedding (its error falls); it is saved for resume but is not part of the served model, so
-    the checkpoint loads and runs like any other. A dataset without the state is refused."""
-    import csv
-
+def test_the_state_loss_needs_the_models_state_head_and_the_recorded_state(small_bags, tmp_path):
+    """train.state_weight trains the model's own state head: without model.state_input, or on a
+    dataset without the recorded /sim/state, training is refused before a step; the CLI says why and
+    writes nothing."""
     from trimodal_ros.cli import main
-    from trimodal_ros.policy import Policy
 
     mc = load_config("weighted_sum").model
-    ds = BagDataset.from_config(small_bags, mc, split="all", verbose=False, state=True)
-    cfg = small_cfg(steps=40, loss="none", instructions="bag", state_weight=1.0, ckpt_every=40)
-    train(cfg, small_bags, tmp_path, progress=False, dataset=ds)
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    mse = [float(r["state_mse"]) for r in rows]
-    assert sum(mse[-5:]) / 5 < 0.5 * sum(mse[:5]) / 5, mse
-    ck = read_checkpoint(tmp_path / "last.pt")
-    assert set(ck["state_head"]) >= {"mean", "std", "mlp.0.weight"}
-    assert not any("state" in k for k in ck["model"])
-    policy = Policy.load(str(tmp_path / "last.pt"))
-    policy.reset("reach the goal")
-    step = policy.act(ds[0]["image"], ds[0]["proprio"][:9], ds[0]["proprio"][9:18])
-    assert step.actions.shape == (mc.chunk, 4)
+    cfg = small_cfg(steps=4, loss="none", instructions="bag", state_weight=1.0)
+    with pytest.raises(TrainDataError, match="set model.state_input"):
+        train(cfg, small_bags, tmp_path / "aux", progress=False)
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=6))
     plain = BagDataset.from_config(small_bags, mc, split="all", verbose=False)
     with pytest.raises(TrainDataError, match="sim/state"):
         train(cfg, small_bags, tmp_path / "plain", progress=False, dataset=plain)
-    (tmp_path / "empty").mkdir()  # the CLI says why and trains nothing
-    assert main(["train", "--config", "weighted_sum", "--data", str(tmp_path / "empty"), "--out",
-                 str(tmp_path / "none"), "--state-weight", "1"]) == 2
+    (tmp_path / "empty").mkdir()
+    assert main(["train", "--config", "mt10_policy_concat", "--data", str(tmp_path / "empty"), "--out",
+                 str(tmp_path / "none")]) == 2
     assert not (tmp_path / "none" / "last.pt").exists()
 
 
@@ -283,19 +271,17 @@ def test_hl_gauss_targets_train_the_token_head(small_bags, tmp_path):
     assert float(rows[-1]["token_acc"]) > 0.05  # chance is 1/256
 
 
-@pytest.mark.parametrize("head,dim,bottleneck", [("pooled", 6, False), ("tokens", 6, False), ("proprio", 9, True)])
-def test_state_input_model_predicts_the_state_and_its_action_head_reads_it(small_bags, tmp_path, head, dim,
-                                                                           bottleneck):
-    """model.state_input: the state head (any model.state_head; 9-D with the hand, also behind the
-    state bottleneck) is the model's own (served, and its prediction moves the actions), trained by
-    train.state_weight; without that weight, or with another width, refused."""
+@pytest.mark.parametrize("dim", [6, 9])
+def test_state_input_model_predicts_the_state_and_its_action_head_reads_it(small_bags, tmp_path, dim):
+    """model.state_input: the state head (6-D, or 9-D with the hand) is the model's own (served, and
+    its prediction moves the actions), trained by train.state_weight: its error falls; without that
+    weight, or with another width, refused."""
     import csv
 
     from trimodal_ros.policy import Policy
 
     cfg = small_cfg(steps=30, loss="none", instructions="bag", state_weight=1.0, ckpt_every=30)
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=dim, state_head=head,
-                                                             state_bottleneck=bottleneck))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=dim))
     ds = BagDataset.from_config(small_bags, cfg.model, split="all", verbose=False, state=dim)
     result = train(cfg, small_bags, tmp_path, progress=False, dataset=ds)
     mse = [float(r["state_mse"]) for r in csv.DictReader(open(tmp_path / "metrics.csv"))]

@@ -22,10 +22,14 @@ from .train.configuration import TrainConfig
 
 PACKAGE = "trimodal_ros"
 PACKAGE_DIR = Path(__file__).resolve().parent
-# Keys older checkpoints may carry that no longer mean anything (dropped on load, never an error).
 DEFAULT_ROBOT = "metaworld_sawyer"  # config/robots/: the robot of a config that names none
 ROBOT_KEYS = ("cameras", "joint_names", "action_dim")  # model keys a robot spec decides
-RETIRED_KEYS = {"train": ("eval_every", "num_workers")}
+# Keys older checkpoints may carry that no longer mean anything: dropped on load, whatever their value
+# (None), or only while they hold the value that switched a removed variant off (a checkpoint trained
+# with the variant cannot be served by this version: a clear error). The removed variants and their
+# results: docs/results/policy_study.md.
+RETIRED_KEYS = {"train": {"eval_every": None, "num_workers": None},
+                "model": {"state_head": "pooled", "state_bottleneck": False, "image_dropout": 0.0}}
 
 
 @dataclass
@@ -86,7 +90,10 @@ def config_from_dict(data: Dict[str, Any], where: str = "config", retired_ok: bo
     sections = {k: dict(data.get(k) or {}) for k in SECTIONS}
     if retired_ok:
         for sec, keys in RETIRED_KEYS.items():
-            for k in keys:
+            for k, off in keys.items():
+                if k in sections[sec] and off is not None and sections[sec][k] != off:
+                    raise ConfigError(f"{where}: {sec}.{k} {sections[sec][k]!r} is a variant this version no "
+                                      f"longer has (removed, see docs/results/policy_study.md); only {off!r} loads")
                 sections[sec].pop(k, None)
     robot = _robot_section(data.get("robot"), sections["model"], where)
     built = {k: build(cls, sections[k], f"{where}: {k}") for k, cls in SECTIONS.items()}

@@ -2,7 +2,7 @@
 batches (no bags needed), so a GPU budget can be planned from a measurement, not a FLOP estimate.
 
 A step is what ``train.trainer`` does per step after batching: preprocess the uint8 frames,
-forward (text tower included), action cross-entropy + the contrastive loss, backward, clip, AdamW
+forward (text tower included), the objective's action cross-entropy + contrastive loss, backward, clip, AdamW
 (bf16 autocast on CUDA, as the trainer). Batch assembly from a dataset is not included.
 """
 
@@ -18,28 +18,31 @@ def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps:
                 config: str = "") -> dict:
     from ..config import load_config
     from ..model import TriModalModel
-    from ..train.trainer import compute_losses, param_groups
+    from ..model.objective import TriModalObjective
+    from ..train.trainer import param_groups
     from .model_bench import _time, synthetic_frames
 
     cfg = load_config(config or fusion)
     mc = dataclasses.replace(cfg.model, clip_model=arch, pretrained=None)
     torch.manual_seed(0)
     model = TriModalModel(mc).to(device).train()
+    cuda = device.startswith("cuda")
+    # the action loss plus the contrastive one at weight 1, nothing else (no state, text or label terms)
+    tc = dataclasses.replace(cfg.train, loss=loss, contrastive_weight=1.0, uncertainty_weighting=False,
+                             state_weight=0.0, text_alignment=0.0, instruction_noise=0.0, label_sigma=0.0)
+    objective = TriModalObjective(model, tc, amp=cuda)
     opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, fused=True)
     frames = synthetic_frames(batch, size, len(mc.cameras))
     texts = [f"instruction number {i % 10}" for i in range(batch)]
     b = {"proprio": torch.randn(batch, mc.proprio_dim, device=device),
          "tokens": torch.randint(0, mc.bins, (batch, mc.chunk, mc.action_dim), device=device),
          "mask": torch.ones(batch, mc.chunk, dtype=torch.bool, device=device)}
-    cuda = device.startswith("cuda")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     def step():
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=cuda):
-            out = model(model.preprocess(frames), b["proprio"], text_ids=model.tokenize(texts))
-        ce, con, *_ = compute_losses(out, b, loss)
+        total, _ = objective({**b, "images": model.preprocess(frames), "text_ids": model.tokenize(texts)})
         opt.zero_grad(set_to_none=True)
-        (ce + con).backward()
+        total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sync()

@@ -49,14 +49,11 @@ class ModelConfig:
     fusion_layers: int = 1
     fusion_queries: int = 4             # learned queries of qformer / early_fusion pooling
     head_hidden: int = 256
-    action_head: str = "bins"           # bins: a free logit per bin; gaussian: an ordinal position per dimension
+    action_head: str = "bins"           # key of model.heads.ACTION_HEADS (bins: a free logit per bin)
     # S > 0: the model predicts an S-D simulator state (the first S of /sim/state's SIM_STATE_NAMES:
-    # 6 = object and goal positions, 9 = and the hand's) from its image embedding (state_head: and what
-    # else it reads) and the action head reads that prediction too; trained by train.state_weight
+    # 6 = object and goal positions, 9 = and the hand's) from its image embedding and the action head
+    # reads that prediction too; trained by train.state_weight
     state_input: int = 0
-    state_head: str = "pooled"          # what the state head reads: pooled embedding, + patch tokens, + proprio
-    state_bottleneck: bool = False      # the fusion sees the camera only through the predicted state
-    image_dropout: float = 0.0          # training: this share of samples reaches the fusion without the image
     dropout: float = 0.0
     temperature_init: float = 0.07
     temperature_min: float = 0.01       # the learnable τ is clamped to [min, max]
@@ -65,7 +62,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         from .adapters import ADAPTERS
         from .fusion import FUSIONS
-        from .heads import ACTION_HEADS, STATE_HEADS
+        from .heads import ACTION_HEADS
         from .text_towers import TEXT_TOWERS
 
         one_of("fusion", self.fusion, FUSIONS.names())
@@ -76,7 +73,6 @@ class ModelConfig:
                               "the tower's untrained layers (its pretrained embeddings are frozen already): use full")
         one_of("image_tuning", self.image_tuning, TUNING_MODES)
         one_of("text_tuning", self.text_tuning, TUNING_MODES)
-        one_of("state_head", self.state_head, STATE_HEADS.names())
         one_of("action_head", self.action_head, ACTION_HEADS.names())
         positive(self, "embed_dim", "adapter_queries", "lora_rank", "proprio_hidden", "action_dim",
                  "chunk", "fusion_heads", "fusion_layers", "fusion_queries", "head_hidden")
@@ -89,19 +85,6 @@ class ModelConfig:
         if self.state_input > len(SIM_STATE_NAMES):
             raise ConfigError(f"state_input must be <= {len(SIM_STATE_NAMES)} (the recorded {SIM_STATE_NAMES}), "
                               f"got {self.state_input}")
-        if self.state_bottleneck and not self.state_input:
-            raise ConfigError("state_bottleneck routes the camera through the predicted state: "
-                              "it needs state_input > 0")
-        if self.state_bottleneck and self.fusion == "early_fusion":
-            raise ConfigError("state_bottleneck cannot be used with early_fusion (it reads the CLIP patch tokens)")
-        if not 0.0 <= self.image_dropout < 1.0:
-            raise ConfigError(f"image_dropout must be in [0, 1), got {self.image_dropout}")
-        if self.image_dropout and (self.state_bottleneck or self.fusion == "early_fusion"):
-            raise ConfigError("image_dropout drops the fusion's image inputs: with state_bottleneck there are none, "
-                              "and early_fusion reads the CLIP patch tokens itself")
-        if self.state_head != "pooled" and not self.state_input:
-            raise ConfigError(f"state_head {self.state_head!r} is the model's own head: it needs state_input > 0 "
-                              "(train.state_weight's auxiliary head reads the pooled embedding)")
         if self.action_history < 0:
             raise ConfigError(f"action_history must be >= 0, got {self.action_history}")
         if (not isinstance(self.cameras, list) or not self.cameras or len(set(self.cameras)) != len(self.cameras)

@@ -13,7 +13,7 @@ from .configuration import ModelConfig
 from .adapters import ADAPTERS
 from .encoders import CLIPTowers, ProprioEncoder, TextFeatures, apply_tuning
 from .fusion import FUSIONS, FusionInputs
-from .heads import ACTION_HEADS, STATE_HEADS
+from .heads import ACTION_HEADS, StateHead
 from .preprocess import images_to_tensor
 
 
@@ -58,11 +58,8 @@ class TriModalModel(nn.Module):
         # CLIP's log-parameterised inverse temperature, clamped to [1/τ_max, 1/τ_min] when read
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature_init)))
         if cfg.state_input:  # last, so that every other module's initialisation is unchanged
-            self.state_head = STATE_HEADS.get(cfg.state_head)(d, cfg.state_input, token_dim=e,
-                                                              proprio_dim=cfg.proprio_hidden)
+            self.state_head = StateHead(d, cfg.state_input)
             self.state_to_head = nn.Linear(cfg.state_input, d)
-            if cfg.state_bottleneck:  # the predicted state takes the image's place in the fusion
-                self.state_to_image = nn.Linear(cfg.state_input, d)
 
     # --- inputs ------------------------------------------------------------------------------------
     @property
@@ -131,16 +128,9 @@ class TriModalModel(nn.Module):
         txt_mask = text.mask if txt_tokens.shape[1] == text.tokens.shape[1] else None
         p = self.proprio(proprio)  # (B, H)
         action, _ = self.action_adapter(p, p.unsqueeze(1), None)  # (B, D)
-        state = self.state_head(image, img_tokens, p) if self.cfg.state_input else None  # (B, S)
-        seen, seen_tokens = image, image_tokens  # what the fusion reads of the camera
-        if self.cfg.state_bottleneck:  # the camera reaches the fusion only as the predicted state
-            seen = self.state_to_image(state.to(image.dtype))  # (B, D)
-            seen_tokens = seen.unsqueeze(1)  # (B, 1, D)
-        elif self.training and self.cfg.image_dropout > 0:  # some samples must be acted on without it
-            keep = (torch.rand(b, 1, device=image.device) >= self.cfg.image_dropout).to(image.dtype)  # (B, 1)
-            seen, seen_tokens = seen * keep, seen_tokens * keep.unsqueeze(-1)
+        state = self.state_head(image) if self.cfg.state_input else None  # (B, S)
         fused = self.fusion(FusionInputs(
-            image=seen, image_tokens=seen_tokens, text=txt, text_tokens=txt_tokens, text_mask=txt_mask,
+            image=image, image_tokens=image_tokens, text=txt, text_tokens=txt_tokens, text_mask=txt_mask,
             action=action, image_tokens_clip=img_tokens, text_tokens_clip=text.tokens,
             text_mask_clip=text.mask,
         ))  # (B, D)

@@ -1,4 +1,4 @@
-"""``trimodal-ros train``: the chosen contrastive loss plus action-token cross-entropy.
+"""``trimodal-ros train``: minimises ``model.objective.TriModalObjective`` (action tokens, alignment, state).
 
 AdamW with warm-up + cosine decay, gradient clipping, bf16 autocast on CUDA, atomic checkpoints
 that resume exactly (model, optimiser, schedule, step and the data order all restored), metrics in
@@ -21,16 +21,14 @@ from typing import Dict
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..config import Config
 from ..data.instructions import instruction_for, perturb_instruction
 from ..model import ActionTokenizer, TriModalModel
 from ..checkpoint import read_checkpoint, save_checkpoint
-from ..model.heads import StateHead
-from ..model.losses import (CONTRASTIVE_LOSSES, UncertaintyWeighting, clip_loss, gather_batch,
-                            gaussian_bin_targets, gradient_conflict)
+from ..model.losses import gradient_conflict
+from ..model.objective import TriModalObjective
 from ..model.preprocess import random_shift
 from ..utils import pick_device
 
@@ -140,41 +138,6 @@ class WeightAverage:
             a.copy_(b)
 
 
-def action_ce(out, batch, rows=slice(None), sigma: float = 0.0):
-    """Masked mean token cross-entropy over ``rows`` of the batch, against one-hot targets or, with
-    ``sigma`` > 0 (bins), HL-Gauss ones."""
-    bins = out.logits.shape[-1]
-    mask = batch["mask"][rows]  # (B, K)
-    tokens = batch["tokens"][rows].reshape(-1)  # (B·K·A,)
-    target = tokens if sigma <= 0 else gaussian_bin_targets(tokens, bins, sigma)  # (B·K·A[, bins])
-    ce = F.cross_entropy(out.logits[rows].float().reshape(-1, bins), target, reduction="none")
-    ce = ce.view(mask.shape[0], mask.shape[1], -1).mean(-1)  # (B, K)
-    return (ce * mask).sum() / mask.sum().clamp_min(1)
-
-
-def compute_losses(out, batch, loss_name: str, label_sigma: float = 0.0, positives: str = "sample"):
-    """(action cross-entropy, contrastive loss, token accuracy[, text–text loss when the batch has
-    paraphrases]). ``positives``: sample, or task (samples of a task are positives for each other)."""
-    mask = batch["mask"]  # (B, K)
-    ce = action_ce(out, batch, sigma=label_sigma)
-    emb = {k: v.float() for k, v in out.embeddings().items()}
-    if out.paraphrase is not None:
-        emb["paraphrase"] = out.paraphrase.float()
-    if "task_ids" in batch:  # compared across ranks: gathered with the embeddings
-        emb["groups"] = batch["task_ids"].double()
-    elif positives == "task":
-        raise ValueError("positives 'task' needs the batch's task_ids")
-    emb = gather_batch(emb)  # the global batch under DDP
-    groups = emb.pop("groups").long() if "groups" in emb else None
-    paraphrase = emb.pop("paraphrase", None)
-    contrastive = CONTRASTIVE_LOSSES.get(loss_name)(emb, out.temperature, groups if positives == "task" else None)
-    with torch.no_grad():
-        acc = ((out.logits.argmax(-1) == batch["tokens"]).float().mean(-1) * mask).sum() / mask.sum().clamp_min(1)
-    if paraphrase is None:
-        return ce, contrastive, acc
-    return ce, contrastive, acc, clip_loss(emb["text"], paraphrase, out.temperature, groups)
-
-
 STATS_SAMPLES = 512  # training samples the checkpoint's embedding statistics are fitted on
 
 
@@ -231,8 +194,11 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     tc, mc = cfg.train, cfg.model
     seed_everything(tc.seed)
 
+    if tc.state_weight > 0 and not mc.state_input:
+        raise TrainDataError("train.state_weight trains the model's state head: set model.state_input (the "
+                             "first S of /sim/state's coordinates it predicts)")
     ds = dataset or BagDataset.from_config(data, mc, robot=cfg.robot, split="train", verbose=main,
-                                           state=(mc.state_input or True) if tc.state_weight > 0 else 0)
+                                           state=mc.state_input if tc.state_weight > 0 else 0)
     if tc.state_weight > 0 and getattr(ds, "state", None) is None:
         raise TrainDataError("train.state_weight > 0 needs the recorded /sim/state: a dataset loaded with state > 0")
     if len(ds) < tc.batch_size:
@@ -252,22 +218,16 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     tokenizer = ActionTokenizer.fit(stats["actions"], bins=mc.bins)
     model = TriModalModel(mc).to(dev)
     model.proprio.set_normalization(stats["proprio_mean"], stats["proprio_std"])
-    weighting = UncertaintyWeighting(2).to(dev) if tc.uncertainty_weighting else None
     if mc.state_input and (tc.state_weight <= 0 or mc.state_input != ds.state.shape[1]):
         raise TrainDataError(f"model.state_input {mc.state_input} needs train.state_weight > 0 and a recorded "
                              f"/sim/state of that width (its state head learns from it)")
-    # the state head: the model's own (model.state_input) or an auxiliary one beside it (never served)
-    aux_state = (StateHead(mc.embed_dim, ds.state.shape[1]).to(dev) if tc.state_weight > 0 and not mc.state_input
-                 else None)
-    state_head = model.state_head if mc.state_input else aux_state
-    if state_head is not None:
-        state_head.set_normalization(ds.state)
+    if mc.state_input:
+        model.state_head.set_normalization(ds.state)
+    amp = tc.amp and dev.type == "cuda"
+    objective = TriModalObjective(model, tc, amp=amp).to(dev)  # what the optimiser minimises
     params = param_groups(model, tc.weight_decay)
-    if weighting is not None:
-        params.append({"params": list(weighting.parameters()), "weight_decay": 0.0})
-    if aux_state is not None:
-        params.extend(param_groups(aux_state, tc.weight_decay))
-    helpers = [m for m in (weighting, aux_state) if m is not None]  # trained beside the model, outside DDP
+    if objective.weighting is not None:
+        params.append({"params": list(objective.weighting.parameters()), "weight_decay": 0.0})
     opt = torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
     start = 0
@@ -279,22 +239,19 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         model.load_state_dict(ck.get("train_model", ck["model"]))
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        if weighting is not None:
-            weighting.load_state_dict(ck["weighting"])
-        if aux_state is not None:
-            aux_state.load_state_dict(ck["state_head"])
+        if objective.weighting is not None:
+            objective.weighting.load_state_dict(ck["weighting"])
         start = int(ck["step"])
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at step %d", last, start)
     ema = WeightAverage(model, tc.ema) if tc.ema and main else None  # only rank 0 checkpoints
     if ema is not None and start:
         ema.model.load_state_dict(ck["model"])
-    net = model
+    net = objective
     if ddp:
-        net = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True)
+        net = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
     batcher = Batcher(ds, tokenizer, model, dev, tc.instructions, tc.seed, tc.augment_shift, tc.instruction_noise,
                       paraphrases=tc.text_alignment > 0)
-    amp = tc.amp and dev.type == "cuda"
     metrics_path = out_dir / "metrics.csv"
     if main and (start == 0 or not metrics_path.exists()):
         with open(metrics_path, "w", newline="") as f:
@@ -305,10 +262,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         extra = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "torch_rng": torch.get_rng_state(), "data": str(data),
                  "frame_size": list(ds[0]["image"].shape[-3:-1])}  # (H, W) of the frames: rollouts render so
-        if weighting is not None:
-            extra["weighting"] = weighting.state_dict()
-        if aux_state is not None:
-            extra["state_head"] = aux_state.state_dict()
+        if objective.weighting is not None:
+            extra["weighting"] = objective.weighting.state_dict()
         if step == tc.steps:
             plain = Batcher(ds, tokenizer, model, dev, tc.instructions, tc.seed)  # as served: no shift, no noise
             extra["embedding_stats"] = embedding_stats(model if ema is None else ema.model, plain, len(ds),
@@ -328,36 +283,16 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         idx = batch_indices(len(ds), tc.batch_size, step, tc.seed)
         shard = idx[rank::world]
         batch = batcher(shard, step)
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
-            out = net(batch["images"], batch["proprio"], text_ids=batch["text_ids"],
-                      paraphrase_ids=batch.get("paraphrase_ids"))
-        ce, con, acc, *text_text = compute_losses(out, batch, tc.loss, tc.label_sigma, tc.positives)
-        if weighting is not None and tc.loss != "none":
-            loss = weighting([ce, con])
-        else:
-            loss = ce + tc.contrastive_weight * con
-        if text_text:
-            loss = loss + tc.text_alignment * text_text[0]
-        state_mse = None
-        if state_head is not None:
-            predicted = out.state if mc.state_input else aux_state(out.image)  # (B, S)
-            state_mse = state_head.loss(predicted, batch["state"])
-            loss = loss + tc.state_weight * state_mse
         log_now = (step + 1) % tc.log_every == 0 or step + 1 == tc.steps
         conflict = {"conflict": float("nan"), "null": float("nan")}
         measure = log_now and tc.conflict_every and ((step + 1) % tc.conflict_every == 0 or step + 1 == tc.steps)
-        if measure and main and tc.loss != "none" and not ddp:
-            half = batch["mask"].shape[0] // 2  # the null: the action loss on two halves of the batch
-            conflict = gradient_conflict(ce, con, [p for p in model.parameters() if p.requires_grad],
-                                         (action_ce(out, batch, slice(0, half), tc.label_sigma),
-                                          action_ce(out, batch, slice(half, None), tc.label_sigma)))
+        probe = bool(measure and main and tc.loss != "none" and not ddp)
+        loss, m = net(batch, probe=probe)
+        if probe:
+            conflict = gradient_conflict(m["action_ce"], m["contrastive"],
+                                         [p for p in model.parameters() if p.requires_grad], m["action_ce_halves"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        if ddp and helpers:  # outside the DDP module: average their gradients by hand
-            for p in (p for m in helpers for p in m.parameters()):
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad /= world
         if tc.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
         opt.step()
@@ -365,10 +300,9 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         if ema is not None:
             ema.update(step)
         if log_now and main:
-            row = [step + 1, loss.item(), ce.item(), con.item(), acc.item(), sched.get_last_lr()[0],
-                   out.temperature.item(), conflict["conflict"], conflict["null"],
-                   float("nan") if state_mse is None else state_mse.item(),
-                   text_text[0].item() if text_text else float("nan")]
+            row = [step + 1, loss.item(), m["action_ce"].item(), m["contrastive"].item(), m["token_acc"].item(),
+                   sched.get_last_lr()[0], m["temperature"].item(), conflict["conflict"], conflict["null"],
+                   *(m[k].item() if k in m else float("nan") for k in ("state_mse", "text_text"))]
             with open(metrics_path, "a", newline="") as f:
                 csv.writer(f).writerow(row)
             if tb is not None:
