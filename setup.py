@@ -10,7 +10,7 @@ setup(
     name=package_name,
     version="0.1.0",
     packages=find_packages(exclude=["test", "test.*"]),
-    package_data={"trimodal_ros.model": ["configs/*.json"]},
+    package_data={"trimodal_ros.model": ["configs/*.json"], "trimodal_ros.data": ["paraphrases.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml", "LICENSE"]),
@@ -36,7 +36,7 @@ setup(
             "trimodal-ros = trimodal_ros.cli:main",
             "trimodal-study = trimodal_lab.study.cli:main",
             "vla_node = trimodal_ros.ros.vla_node:main",
-            "sim_node = trimodal_ros.ros.sim_node:main",
+            "sim_node = trimodal_lab.ros.sim_node:main",
             "trimodal-reacher = trimodal_lab.reacher.cli:main",
         ],
     },

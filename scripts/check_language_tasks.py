@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     warnings.filterwarnings("ignore", message="Constant", category=UserWarning)
 
     from trimodal_ros.data import language_tasks as LT
-    from trimodal_ros.data.metaworld import SawyerScene, expert_policy, parse_layouts
+    from trimodal_lab.metaworld import SawyerScene, expert_policy, parse_layouts
 
     layouts = parse_layouts(args.layouts)
     groups = [g for g in LT.GROUPS if not args.groups or g.name in args.groups.split(",")]

@@ -37,7 +37,7 @@ def main() -> int:
 
     import torch
 
-    from trimodal_ros.data.metaworld import SawyerScene, expert_policy, parse_layouts, sim_camera_spec
+    from trimodal_lab.metaworld import SawyerScene, expert_policy, parse_layouts, sim_camera_spec
     from trimodal_ros.policy import Policy
 
     torch.set_num_threads(1)

@@ -75,9 +75,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from trimodal_ros.data.metaworld import SawyerScene, sim_camera_spec
+    from trimodal_lab.metaworld import SawyerScene, sim_camera_spec
     from trimodal_ros.policy import Policy
-    from trimodal_ros.sim.rollout import rollout_in_process
+    from trimodal_lab.sim.rollout import rollout_in_process
 
     torch.set_num_threads(1)
     policy = Policy.load(args.checkpoint)

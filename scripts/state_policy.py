@@ -135,8 +135,8 @@ def main(argv=None) -> int:
     import torch
 
     from oracle_state import TruthRecorder
-    from trimodal_ros.data.metaworld import SawyerScene, sim_camera_spec
-    from trimodal_ros.sim.rollout import rollout_in_process
+    from trimodal_lab.metaworld import SawyerScene, sim_camera_spec
+    from trimodal_lab.sim.rollout import rollout_in_process
 
     torch.set_num_threads(2)
     x, tokens, mask, norm, tasks, tok = load(args.data, joints=args.joints)

@@ -36,7 +36,7 @@ def load_script():
 def small_bags(tmp_path_factory):
     """Real Meta-World expert episodes, small and short: 2 tasks × 3 episodes, 64² frames, ≤ 40
     steps (failures kept, so the set never comes out empty). ~10 s, shared by the whole session."""
-    from trimodal_ros.data.metaworld import generate
+    from trimodal_lab.metaworld import generate
 
     out = tmp_path_factory.mktemp("bags")
     generate(["reach-v3", "drawer-close-v3"], episodes=3, out=out, size=64, seed=0, max_steps=40,

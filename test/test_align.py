@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from trimodal_ros.data import bags as B
+from trimodal_ros.data import messages as M
 from trimodal_ros.data.align import MISSING, STALE, alignment_counts, select_latest
 from trimodal_ros.data.dataset import BagDataset
 
@@ -32,13 +33,13 @@ def _known_bag(path):
     none: MISSING) and pause between 1.45 and 1.85 s (frame 1.8 sees a 0.35 s old one: STALE)."""
     cam = [(1000 + 100 * i) / 1e3 for i in range(12)]
     js = [ms / 1e3 for ms in (1150, 1250, 1350, 1450, 1850, 1950, 2050)]
-    msgs = [("/instruction", B.string_msg("reach the goal"), int(0.9 * S))]
+    msgs = [("/instruction", M.string_msg("reach the goal"), int(0.9 * S))]
     for t in cam:
         ns = int(round(t * S))
-        msgs.append(("/camera/image_raw", B.image_msg(np.full((8, 8, 3), int(t * 10), np.uint8), ns, "corner")))
-        msgs.append(("/expert/action", B.action_msg([t, 0, 0, 0], ns)))
+        msgs.append(("/camera/image_raw", M.image_msg(np.full((8, 8, 3), int(t * 10), np.uint8), ns, "corner")))
+        msgs.append(("/expert/action", M.action_msg([t, 0, 0, 0], ns)))
     for t in js:
-        msgs.append(("/joint_states", B.joint_state_msg(["j"], [t], [0.0], int(round(t * S)))))
+        msgs.append(("/joint_states", M.joint_state_msg(["j"], [t], [0.0], int(round(t * S)))))
     B.write_bag(path, msgs)
     (path / "episode.json").write_text(json.dumps({"task": "reach-v3", "layout": 0}))
     return np.array(cam), np.array(js)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 from trimodal_ros.data import bags as B
+
+from trimodal_ros.data import messages as M
 from trimodal_ros.decode import BadInput, image_from_msg, joints_from_msg, stamp_ns
 from trimodal_ros.interface import ACTION_NAMES
 
@@ -14,12 +16,12 @@ from trimodal_ros.interface import ACTION_NAMES
 def _write(path, n=20, seed=0):
     rng = np.random.default_rng(seed)
     img = rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)
-    msgs = [("/instruction", B.string_msg("open the drawer"), 1_000_000_000)]
+    msgs = [("/instruction", M.string_msg("open the drawer"), 1_000_000_000)]
     for i in range(n):
         t = 1_000_000_000 + i * 12_500_000
-        msgs += [("/camera/image_raw", B.image_msg(np.roll(img, i, axis=1), t, "corner")),
-                 ("/joint_states", B.joint_state_msg(["a", "b", "c"], [i, 2 * i, 3 * i], [1, 2, 3], t)),
-                 ("/expert/action", B.action_msg([0.1 * i, 0.2, -0.3, 1.0], t))]
+        msgs += [("/camera/image_raw", M.image_msg(np.roll(img, i, axis=1), t, "corner")),
+                 ("/joint_states", M.joint_state_msg(["a", "b", "c"], [i, 2 * i, 3 * i], [1, 2, 3], t)),
+                 ("/expert/action", M.action_msg([0.1 * i, 0.2, -0.3, 1.0], t))]
     B.write_bag(path, msgs, {"k": "v"})
     (path / B.SIDECAR).write_text(json.dumps({"sha256": B.file_digests(path)}))
     return img
@@ -28,8 +30,8 @@ def _write(path, n=20, seed=0):
 def test_roundtrip(tmp_path):
     img = _write(tmp_path / "bag")
     bag = B.read_bag(tmp_path / "bag")
-    assert bag.msgtypes == {"/instruction": B.STRING, "/camera/image_raw": B.IMAGE,
-                            "/joint_states": B.JOINT_STATE, "/expert/action": B.JOINT_STATE}
+    assert bag.msgtypes == {"/instruction": M.STRING, "/camera/image_raw": M.IMAGE,
+                            "/joint_states": M.JOINT_STATE, "/expert/action": M.JOINT_STATE}
     assert bag.custom_data == {"k": "v"}
     stamps, images = bag.topic("/camera/image_raw")
     assert len(images) == 20 and np.all(np.diff(stamps) == 12_500_000)
@@ -52,15 +54,15 @@ def test_roundtrip(tmp_path):
 
 def test_image_encodings_and_padding():
     rgb = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
-    msg = B.image_msg(rgb, 5)
-    padded = B.msg_class(B.IMAGE)(header=msg.header, height=4, width=5, encoding="bgr8", is_bigendian=0,
+    msg = M.image_msg(rgb, 5)
+    padded = M.msg_class(M.IMAGE)(header=msg.header, height=4, width=5, encoding="bgr8", is_bigendian=0,
                                   step=16, data=np.pad(rgb[..., ::-1].reshape(4, 15), ((0, 0), (0, 1))).reshape(-1))
     assert np.array_equal(image_from_msg(padded), rgb)
     msg.encoding = "mono16"
     with pytest.raises(BadInput, match="mono16"):
         image_from_msg(msg)
     with pytest.raises(ValueError, match="uint8"):
-        B.image_msg(rgb.astype(np.float32), 0)
+        M.image_msg(rgb.astype(np.float32), 0)
 
 
 def test_truncated_bag_names_the_file(tmp_path):
@@ -118,7 +120,7 @@ def test_missing_metadata_is_a_bag_error(tmp_path):
 def test_aborted_writer_leaves_no_finished_bag(tmp_path):
     with pytest.raises(RuntimeError, match="boom"):
         with B.BagWriter(tmp_path / "bag") as w:
-            w.write("/instruction", B.string_msg("x"), 1)
+            w.write("/instruction", M.string_msg("x"), 1)
             raise RuntimeError("boom")
     assert not B.is_bag(tmp_path / "bag")
     assert B.find_bags(tmp_path) == []
@@ -159,7 +161,7 @@ def test_generated_bags_have_rosbag2_jazzy_metadata(small_bags):
             assert qos[topic] == [_expected_qos(I.RELIABLE)], topic
         for t in info["topics_with_message_count"]:
             md = t["topic_metadata"]
-            assert md["type_description_hash"] == B.typestore().hash_rihs01(md["type"])
+            assert md["type_description_hash"] == M.typestore().hash_rihs01(md["type"])
         assert "trimodal_ros.episode" in (info["custom_data"] or {})
         with Reader(path / info["relative_file_paths"][0]) as mcap_only:  # no metadata.yaml: the mcap's channels
             assert {c.topic: [q.durability.name.lower() for q in c.ext.offered_qos_profiles]
@@ -171,10 +173,10 @@ def test_bag_writer_offers_the_qos_it_is_given(tmp_path):
     from trimodal_ros.interface import Qos
 
     with B.BagWriter(tmp_path / "bag") as w:
-        w.add_topic("/robot1/instruction", B.STRING)  # namespaced: still the instruction
-        w.add_topic("/camera/image_raw", B.IMAGE, qos=Qos("best_effort", "volatile", 5))
-        w.write("/robot1/instruction", B.string_msg("go"), 5)
-        w.write("/camera/image_raw", B.image_msg(np.zeros((2, 2, 3), np.uint8), 7))
+        w.add_topic("/robot1/instruction", M.STRING)  # namespaced: still the instruction
+        w.add_topic("/camera/image_raw", M.IMAGE, qos=Qos("best_effort", "volatile", 5))
+        w.write("/robot1/instruction", M.string_msg("go"), 5)
+        w.write("/camera/image_raw", M.image_msg(np.zeros((2, 2, 3), np.uint8), 7))
     info = check_metadata(tmp_path / "bag")
     assert info["custom_data"] is None and info["message_count"] == 2 and info["duration"]["nanoseconds"] == 2
     qos = qos_of(info)

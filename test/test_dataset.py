@@ -8,9 +8,12 @@ import torch
 
 from trimodal_ros.config import SAWYER_JOINTS, ModelConfig
 from trimodal_ros.data import bags as B
+from trimodal_ros.data import messages as M
+from trimodal_ros.data.bags import CUSTOM_DATA_KEY
 from trimodal_ros.data.dataset import BagDataset, collate, dataset_stats
+from trimodal_ros.data.episodes import episode_split
 from trimodal_ros.data.instructions import paraphrases, task_id
-from trimodal_ros.data.metaworld import CUSTOM_DATA_KEY
+from trimodal_lab.metaworld.layouts import layout_split
 from trimodal_ros.interface import SIM_STATE_NAMES
 
 DT = 12_500_000
@@ -24,17 +27,17 @@ def _episode(root, name, task, layout, n, size=(16, 20), sidecar=True, state=0):
     acts = np.stack([np.arange(n), -np.arange(n), 0.5 * np.arange(n), np.full(n, layout)], 1) / 100
     frames = rng.integers(0, 255, (n, *size, 3), dtype=np.uint8)
     t0 = 5 * 10**9
-    msgs = [("/instruction", B.string_msg(paraphrases(task)[0]), t0)]
+    msgs = [("/instruction", M.string_msg(paraphrases(task)[0]), t0)]
     for i in range(n):
         t = t0 + i * DT
         pos = i + np.arange(len(SAWYER_JOINTS)) / 10
-        msgs += [("/joint_states", B.joint_state_msg(SAWYER_JOINTS[::-1], pos[::-1], -pos[::-1], t)),
-                 ("/camera/image_raw", B.image_msg(frames[i], t, "corner")),
-                 ("/expert/action", B.action_msg(acts[i], t))]
+        msgs += [("/joint_states", M.joint_state_msg(SAWYER_JOINTS[::-1], pos[::-1], -pos[::-1], t)),
+                 ("/camera/image_raw", M.image_msg(frames[i], t, "corner")),
+                 ("/expert/action", M.action_msg(acts[i], t))]
         if state and i > 0:
             st = np.array([i, 2 * i, 3 * i, layout, layout, 0, -i, 0, 1][:state]) / 100
-            msgs.append(("/sim/state", B.joint_state_msg(SIM_STATE_NAMES[:state], st, None, t, "world")))
-    meta = {"task": task, "layout": layout, "success": True, "length": n}
+            msgs.append(("/sim/state", M.joint_state_msg(SIM_STATE_NAMES[:state], st, None, t, "world")))
+    meta = {"task": task, "layout": layout, "layout_split": layout_split(layout), "success": True, "length": n}
     B.write_bag(root / name, msgs, {CUSTOM_DATA_KEY: json.dumps(meta)})
     if sidecar:
         (root / name / "episode.json").write_text(json.dumps(meta))
@@ -99,6 +102,10 @@ def test_layout_split_and_task_filter(root):
     assert len(BagDataset(r, tasks=["push-v3"], verbose=False)) == 7
     with pytest.raises(ValueError, match="split"):
         BagDataset(r, split="testing")
+    # the recorder names an episode's split; a layout alone is never guessed into one
+    assert episode_split({"layout": 45, "layout_split": "heldout"}) == "heldout" and episode_split({}) == "train"
+    with pytest.raises(ValueError, match="no split"):
+        episode_split({"layout": 45})
 
 
 def test_collate_and_stats(root):

@@ -6,7 +6,7 @@ import pytest
 from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image, JointState
 
-from trimodal_ros.data import bags as B
+from trimodal_ros.data import messages as M
 from trimodal_ros.decode import ENCODINGS, BadInput, compressed_image_from_msg, image_from_msg, joints_from_msg
 from trimodal_ros.interface import SAWYER_JOINTS
 from trimodal_ros.ros.conversions import compressed_image_to_msg
@@ -14,7 +14,7 @@ from trimodal_ros.ros.conversions import compressed_image_to_msg
 
 def both(msg_rosbags, rclpy_type):
     """The same message as rosbags hands it to the dataset and as rclpy hands it to the node."""
-    raw = B.typestore().serialize_cdr(msg_rosbags, msg_rosbags.__msgtype__)
+    raw = M.typestore().serialize_cdr(msg_rosbags, msg_rosbags.__msgtype__)
     return msg_rosbags, deserialize_message(bytes(raw), rclpy_type)
 
 
@@ -23,7 +23,7 @@ def image(encoding, h=6, w=5, step=None, data=None):
     step = step or w * ch
     rng = np.random.default_rng(0)
     data = rng.integers(0, 256, h * step, dtype=np.uint8) if data is None else data
-    return B.msg_class(B.IMAGE)(header=B.header_msg(5), height=h, width=w, encoding=encoding, is_bigendian=0,
+    return M.msg_class(M.IMAGE)(header=M.header_msg(5), height=h, width=w, encoding=encoding, is_bigendian=0,
                                 step=step, data=np.asarray(data, np.uint8))
 
 
@@ -52,13 +52,13 @@ def test_bad_images_give_the_same_error_on_both_sides(bad, match):
 def test_joint_states_decode_identically_and_fail_alike():
     names = list(reversed(SAWYER_JOINTS)) + ["head_pan"]
     pos = np.arange(10, dtype=np.float64) / 7
-    for msg in both(B.joint_state_msg(names, pos, -pos, 3), JointState):
+    for msg in both(M.joint_state_msg(names, pos, -pos, 3), JointState):
         p, v = joints_from_msg(msg, SAWYER_JOINTS)
         np.testing.assert_array_equal(p, (pos[:9][::-1]).astype(np.float32))
         np.testing.assert_array_equal(v, (-pos[:9][::-1]).astype(np.float32))
-    for bad, kind in ((B.joint_state_msg(SAWYER_JOINTS, [np.nan] * 9, None, 0), "nan_joints"),
-                      (B.joint_state_msg(SAWYER_JOINTS[:4], [0.0] * 4, None, 0), "missing_joints"),
-                      (B.joint_state_msg(["w1", "w2"], [0.0, 0.0], None, 0), "unknown_joint_names")):
+    for bad, kind in ((M.joint_state_msg(SAWYER_JOINTS, [np.nan] * 9, None, 0), "nan_joints"),
+                      (M.joint_state_msg(SAWYER_JOINTS[:4], [0.0] * 4, None, 0), "missing_joints"),
+                      (M.joint_state_msg(["w1", "w2"], [0.0, 0.0], None, 0), "unknown_joint_names")):
         kinds = []
         for msg in both(bad, JointState):
             with pytest.raises(BadInput) as e:
@@ -93,7 +93,7 @@ def test_compressed_decoders_agree_where_opencv_is_installed():
 
 
 def _img(encoding, h, w, step, data):
-    return B.msg_class(B.IMAGE)(header=B.header_msg(5), height=h, width=w, encoding=encoding, is_bigendian=0,
+    return M.msg_class(M.IMAGE)(header=M.header_msg(5), height=h, width=w, encoding=encoding, is_bigendian=0,
                                 step=step, data=np.asarray(data, np.uint8).reshape(-1))
 
 

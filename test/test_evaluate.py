@@ -5,8 +5,8 @@ import json
 import pytest
 
 from trimodal_ros.cli import main
-from trimodal_ros.eval.ablate import run_grid
-from trimodal_ros.eval.evaluate import evaluate
+from trimodal_lab.eval.ablate import run_grid
+from trimodal_lab.eval.evaluate import evaluate
 from trimodal_ros.checkpoint import CheckpointError
 
 
@@ -91,7 +91,7 @@ def test_single_seed_screening_is_reported_as_such():
 
     import numpy as np
 
-    from trimodal_ros.eval.ablate import BUDGETS, analyse, report_md
+    from trimodal_lab.eval.ablate import BUDGETS, analyse, report_md
 
     rng = np.random.default_rng(0)
     fusions, losses = ["weighted_sum", "qformer"], ["pairwise", "none"]

@@ -52,7 +52,7 @@ def test_an_expert_planner_three_periods_slow_executes_asynchronously(k, delay, 
     with 8-step chunks a model 3 periods slow keeps every episode successful; 4-step chunks run out
     before the next one arrives (starved ticks), 2-step ones arrive wholly in the past (stale)."""
     from trimodal_lab.reacher import scene as S
-    from trimodal_ros.sim.rollout import run_episode_async
+    from trimodal_lab.sim.rollout import run_episode_async
 
     def plan(views, q, qd):
         goal = S.inverse_kinematics(S.layout_state(sc.layout)[0], q)

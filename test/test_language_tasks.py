@@ -12,7 +12,7 @@ import pytest
 from trimodal_ros.cli import main
 from trimodal_ros.data import bags as B
 from trimodal_ros.data import language_tasks as LT
-from trimodal_ros.data import metaworld as mw
+from trimodal_lab import metaworld as mw
 from trimodal_ros.data.instructions import MT50, paraphrases, resolve_tasks, task_id
 
 SIZE = 48

@@ -2,7 +2,7 @@
 
 import pytest
 
-from trimodal_ros.ros.live_eval import live_evaluate
+from trimodal_lab.ros.live_eval import live_evaluate
 
 
 @pytest.mark.slow

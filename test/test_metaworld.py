@@ -10,7 +10,7 @@ from trimodal_ros.config import SAWYER_JOINTS
 from trimodal_ros.decode import image_from_msg, joints_from_msg
 from trimodal_ros.interface import ACTION_NAMES, SIM_STATE_NAMES
 from trimodal_ros.data import bags as B
-from trimodal_ros.data import metaworld as mw
+from trimodal_lab import metaworld as mw
 from trimodal_ros.data.instructions import MT10, MT50, PARAPHRASES, instruction_for, paraphrases, resolve_tasks
 
 TASKS = ["reach-v3", "drawer-close-v3"]

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from trimodal_ros.eval.metrics import (
+from trimodal_lab.eval.metrics import (
     action_mae,
     all_pair_retrieval,
     chance_recall,
@@ -62,7 +62,7 @@ def test_intervals():
 
 
 def test_cluster_bootstrap_resamples_episodes_not_frames():
-    from trimodal_ros.eval.stats import cluster_ratio
+    from trimodal_lab.eval.stats import cluster_ratio
 
     rng = np.random.default_rng(0)
     # 10 episodes of 100 frames; each episode is all right or all wrong: 10 effective samples
@@ -74,7 +74,7 @@ def test_cluster_bootstrap_resamples_episodes_not_frames():
 
 
 def test_paired_delta_holm_anova_and_baselines():
-    from trimodal_ros.eval import stats as S
+    from trimodal_lab.eval import stats as S
 
     ep = np.repeat(np.arange(20), 5)
     a, b = np.ones(100), np.zeros(100)
@@ -96,7 +96,7 @@ def test_paired_delta_holm_anova_and_baselines():
 
 
 def test_roc_auc_is_the_share_of_pairs_ranked_right():
-    from trimodal_ros.eval.metrics import roc_auc
+    from trimodal_lab.eval.metrics import roc_auc
 
     assert roc_auc([3, 4], [1, 2]) == 1.0 and roc_auc([1, 2], [3, 4]) == 0.0
     assert roc_auc([1, 2], [2, 3]) == 0.125  # of 4 pairs: one tie (half), none won

@@ -21,7 +21,7 @@ def test_true_state_replaces_the_prediction_with_the_scenes_state(oracle):
     """A 9-D state_input policy (random weights) on a real Meta-World scene: inside ``true_state``
     the model's state is the standardised truth the recorder kept (object, goal, hand: the hand is
     the observation's), and the actions change with it; outside, the head predicts again."""
-    from trimodal_ros.data.metaworld import SawyerScene
+    from trimodal_lab.metaworld import SawyerScene
 
     cfg = load_config("mt10_policy")
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, state_input=9))

@@ -15,7 +15,8 @@ ROS_PACKAGES = {"rclpy", "rcl_interfaces", "lifecycle_msgs", "ament_index_python
 def test_package_xml_declares_every_imported_ros_package():
     deps = {e.text for e in ET.parse(ROOT / "package.xml").getroot() if e.tag in ("exec_depend", "depend")}
     imported = set()
-    for f in list((ROOT / "trimodal_ros").rglob("*.py")) + [ROOT / "launch" / "vla.launch.py"]:
+    for f in [*(ROOT / "trimodal_ros").rglob("*.py"), *(ROOT / "trimodal_lab").rglob("*.py"),
+              ROOT / "launch" / "vla.launch.py"]:
         for m in re.finditer(r"^\s*(?:from|import)\s+([a-z_]+)", f.read_text(), re.M):
             if m.group(1) in ROS_PACKAGES:
                 imported.add(m.group(1))
@@ -66,7 +67,23 @@ def test_the_node_and_the_policy_import_no_lab_module():
 
     code = ("import sys, trimodal_ros.ros.vla_node, trimodal_ros.policy; print('\\n'.join(sys.modules))")
     mods = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    lab = ("trimodal_ros.train.trainer", "trimodal_ros.eval", "trimodal_ros.sim", "trimodal_ros.data.metaworld",
-           "trimodal_ros.data.dataset", "trimodal_lab", "metaworld", "mujoco", "matplotlib", "scipy")
+    lab = ("trimodal_ros.train.trainer", "trimodal_ros.model.objective", "trimodal_ros.data.dataset", "trimodal_lab",
+           "metaworld", "mujoco", "matplotlib", "scipy")
     assert "trimodal_ros.ros.vla_node" in mods
     assert [m for m in mods if m.startswith(lab)] == []
+
+
+def test_the_runtime_package_never_imports_the_lab():
+    """``trimodal_ros`` is what a robot installs; simulators, evaluation, studies, statistics, plots and
+    benchmarks live in ``trimodal_lab`` beside it (as open_clip_train beside open_clip). Only the
+    ``trimodal-ros`` command's table of subcommands names lab modules, as strings imported on use."""
+    found = []
+    for f in sorted((ROOT / "trimodal_ros").rglob("*.py")):
+        text = f.read_text()
+        found += [f"{f.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}: {m.group(0).strip()}"
+                  for m in re.finditer(r"^\s*(?:from|import)\s+(?:trimodal_lab|metaworld|mujoco|matplotlib|scipy)\b.*$",
+                                       text, re.M)]
+        if f.name != "cli.py" or f.parent.name != "trimodal_ros":
+            found += [f"{f.relative_to(ROOT)}: names {m.group(0)}"
+                      for m in re.finditer(r"[\"']trimodal_lab\.[\w.:]+[\"']", text)]
+    assert not found, "\n".join(found)

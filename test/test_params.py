@@ -46,7 +46,7 @@ def test_launch_arguments_and_node_specs_come_from_the_table():
 def test_cli_help_and_generate_import_no_torch():
     code = ("import sys; from trimodal_ros.cli import build_parser; p = build_parser(); "
             "p.parse_args(['generate', '--tasks', 'mt10', '--out', 'x']); "
-            "import trimodal_ros.data.metaworld; "
+            "import trimodal_lab.metaworld; "
             "print(sorted(m for m in ('torch', 'rclpy', 'open_clip') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

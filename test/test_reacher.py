@@ -97,7 +97,7 @@ def test_bags_in_the_reacher_layout_read_through_its_spec(reacher_bags):
 def test_trained_on_reacher_bags_served_through_ros_as_in_process(reacher_bags, tmp_path):
     from trimodal_lab.reacher.cli import rollout_in_process
     from trimodal_ros.config import load_config
-    from trimodal_ros.ros.rollout import compare_traces, rollout_through_ros
+    from trimodal_lab.ros.rollout import compare_traces, rollout_through_ros
     from trimodal_ros.train.trainer import train
 
     cfg = load_config("reacher_policy")
@@ -130,8 +130,8 @@ def test_no_meta_world_code_on_the_reacher_path():
             "from trimodal_lab.reacher.cli import expert_report\n"
             "from trimodal_lab.reacher.record import generate\n"
             "from trimodal_ros.data.bags import read_bag\n"
-            "from trimodal_ros.sim.scenes import get_sim\n"
-            "import trimodal_ros.ros.sim_node, trimodal_ros.ros.rollout\n"
+            "from trimodal_lab.sim.scenes import get_sim\n"
+            "import trimodal_lab.ros.sim_node, trimodal_lab.ros.rollout\n"
             "assert expert_report([2000])['overall']['success_rate'] == 1.0\n"
             "d = tempfile.mkdtemp(); generate(d, [5], progress=False)\n"
             "get_sim('reacher').robot({})\n"

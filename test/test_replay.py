@@ -301,7 +301,7 @@ def test_a_killed_recorder_leaves_a_bag_readable_up_to_its_last_second():
     import tempfile
     from pathlib import Path
 
-    from trimodal_ros.ros.bench_record import TOPICS, _session
+    from trimodal_lab.bench.record_bench import TOPICS, _session
 
     with tempfile.TemporaryDirectory() as d:
         r = _session(Path(d) / "killed", 4.0, kill=True, log=lambda *a: None)

@@ -9,6 +9,7 @@ import pytest
 
 from trimodal_ros.config import ConfigError, config_from_dict, load_config
 from trimodal_ros.data import bags as B
+from trimodal_ros.data import messages as M
 from trimodal_ros.data.dataset import BagDataset
 from trimodal_ros.robot import CameraSpec, load_robot, robot_from_dict
 
@@ -33,7 +34,7 @@ def jpeg_msg(rgb, stamp):
 
     buf = io.BytesIO()
     PILImage.fromarray(rgb).save(buf, format="PNG")  # lossless: the test compares pixels
-    return B.msg_class("sensor_msgs/msg/CompressedImage")(header=B.header_msg(stamp), format="png",
+    return M.msg_class("sensor_msgs/msg/CompressedImage")(header=M.header_msg(stamp), format="png",
                                                           data=np.frombuffer(buf.getvalue(), np.uint8))
 
 
@@ -49,9 +50,9 @@ def write_arm_bag(path, frames=10, gripper_from=0, extra=()):
     for k in range(frames):
         t = (k + 1) * PERIOD_NS
         q = arm_positions(k)
-        msgs.append(("/arm/joint_states", B.joint_state_msg(ARM, q[:3], np.full(3, 0.5), t)))
+        msgs.append(("/arm/joint_states", M.joint_state_msg(ARM, q[:3], np.full(3, 0.5), t)))
         if k >= gripper_from:
-            msgs.append(("/gripper/joint_states", B.joint_state_msg(GRIPPER, q[3:], None, t)))
+            msgs.append(("/gripper/joint_states", M.joint_state_msg(GRIPPER, q[3:], None, t)))
         msgs.append(("/wrist/image_raw/compressed", jpeg_msg(np.full((8, 8, 3), 10 * k, np.uint8), t)))
     msgs.extend(extra)
     msgs.sort(key=lambda m: m[2] if len(m) > 2 else B.stamp_ns(m[1]) if hasattr(m[1], "header") else 0)
@@ -139,7 +140,7 @@ def test_another_robots_bags_give_merged_joints_and_actions_derived_from_them(tm
 
 
 def test_actions_from_a_command_topic_of_each_supported_type(tmp_path):
-    m = lambda t: B.msg_class(t)  # noqa: E731
+    m = lambda t: M.msg_class(t)  # noqa: E731
     Vector3, Duration = m("geometry_msgs/msg/Vector3"), m("builtin_interfaces/msg/Duration")
     cmd = lambda k: np.array([k, -k], np.float64)  # noqa: E731
 
@@ -148,14 +149,14 @@ def test_actions_from_a_command_topic_of_each_supported_type(tmp_path):
             layout=m("std_msgs/msg/MultiArrayLayout")(dim=[], data_offset=0), data=cmd(k)), t
 
     def twist(k, t):
-        return m("geometry_msgs/msg/TwistStamped")(header=B.header_msg(t), twist=m("geometry_msgs/msg/Twist")(
+        return m("geometry_msgs/msg/TwistStamped")(header=M.header_msg(t), twist=m("geometry_msgs/msg/Twist")(
             linear=Vector3(x=cmd(k)[0], y=0.0, z=0.0), angular=Vector3(x=0.0, y=0.0, z=cmd(k)[1]))),
 
     def trajectory(k, t):  # the joints in another order than the spec's
         point = m("trajectory_msgs/msg/JointTrajectoryPoint")(
             positions=cmd(k)[::-1].copy(), velocities=np.zeros(0), accelerations=np.zeros(0), effort=np.zeros(0),
             time_from_start=Duration(sec=0, nanosec=0))
-        return m("trajectory_msgs/msg/JointTrajectory")(header=B.header_msg(t), joint_names=["b", "a"],
+        return m("trajectory_msgs/msg/JointTrajectory")(header=M.header_msg(t), joint_names=["b", "a"],
                                                          points=[point]),
 
     cases = {"std_msgs/msg/Float64MultiArray": f64, "geometry_msgs/msg/TwistStamped": twist,
@@ -200,7 +201,7 @@ def test_train_and_evaluate_on_another_robots_bags(tmp_path):
     import dataclasses
     import json
 
-    from trimodal_ros.eval.evaluate import evaluate
+    from trimodal_lab.eval.evaluate import evaluate
     from trimodal_ros.train.trainer import TrainDataError, train
 
     for e in range(4):

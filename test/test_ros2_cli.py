@@ -306,7 +306,8 @@ class Launch:
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory) -> Path:
     """4 s of a camera (64² rgb8) and joint states at 20 Hz plus the instruction, from bag time 1000 s."""
-    from trimodal_ros.data.bags import image_msg, joint_state_msg, string_msg, write_bag
+    from trimodal_ros.data.bags import write_bag
+    from trimodal_ros.data.messages import image_msg, joint_state_msg, string_msg
 
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
@@ -510,7 +511,7 @@ def test_colcon_build_installs_the_package(ws):
     for exe in ("vla_node", "sim_node", "trimodal-ros"):
         assert os.access(ws.install / "lib" / "trimodal_ros" / exe, os.X_OK), exe
     # the nodes run the workspace's copy, all of it (an editable install of the checkout must not fill gaps)
-    code = ("import sys, trimodal_ros.ros.vla_node, trimodal_ros.ros.sim_node, trimodal_ros.cli, trimodal_ros.policy, "
+    code = ("import sys, trimodal_ros.ros.vla_node, trimodal_lab.ros.sim_node, trimodal_ros.cli, trimodal_ros.policy, "
             "trimodal_ros.data.bags, trimodal_ros.model.fusion; "
             "print('\\n'.join(m.__file__ for n, m in sys.modules.items() if n.startswith('trimodal_ros')))")
     r = subprocess.run([sys.executable, "-c", code], env=ws.env, cwd=ws.root, capture_output=True, text=True)

@@ -18,7 +18,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from trimodal_ros.config import SAWYER_JOINTS
 from trimodal_ros.ros.conversions import BadInput, sec_to_duration, stamp_to_sec
-from trimodal_ros.ros.sim_node import SimNode, chunk_from_trajectory
+from trimodal_lab.ros.sim_node import SimNode, chunk_from_trajectory
 from trimodal_ros.interface import ACTION_NAMES
 from trimodal_ros.interface import LATCHED as _LATCHED
 from trimodal_ros.ros.conversions import qos_profile
@@ -61,8 +61,8 @@ def both_paths(request):
     concat one the fusion launch argument that matches it (read from the config, as a user names it)."""
     from trimodal_ros.config import load_config
     from trimodal_ros.policy import Policy
-    from trimodal_ros.sim.rollout import rollout_in_process
-    from trimodal_ros.ros.rollout import rollout_through_ros
+    from trimodal_lab.sim.rollout import rollout_in_process
+    from trimodal_lab.ros.rollout import rollout_through_ros
 
     t_in, t_ros = [], []
     config = request.param
@@ -94,7 +94,7 @@ def test_untrained_rollout_runs_end_to_end_through_ros(both_paths):
 
 
 def test_in_process_and_through_ros_take_the_same_actions(both_paths):
-    from trimodal_ros.ros.rollout import compare_traces
+    from trimodal_lab.ros.rollout import compare_traces
 
     r_in, r_ros, t_in, t_ros = both_paths
     agree = compare_traces(t_in, t_ros)
@@ -198,7 +198,7 @@ def test_sim_node_steps_only_on_fresh_well_formed_actions(ros):
 
 
 def test_a_long_running_sim_keeps_bounded_history(ros, monkeypatch):
-    import trimodal_ros.ros.sim_node as sn
+    import trimodal_lab.ros.sim_node as sn
 
     ctx, ex, client, nodes = ros
     monkeypatch.setattr(sn, "KEEP", 2)

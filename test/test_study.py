@@ -12,9 +12,9 @@ import yaml
 from trimodal_lab.study import plan as P
 from trimodal_lab.study import report as R
 from trimodal_lab.study import runner as S
-from trimodal_ros.data.metaworld import TEST_LAYOUTS, episode_layout, layout_split, parse_layouts
+from trimodal_lab.metaworld import TEST_LAYOUTS, episode_layout, layout_split, parse_layouts
 from trimodal_ros.schema import ConfigError
-from trimodal_ros.sim.rollout import episode_plan
+from trimodal_lab.sim.rollout import episode_plan
 
 
 def test_the_committed_plan_validates_and_lists_its_runs_seed_major():
@@ -125,7 +125,7 @@ def test_a_run_writes_one_result_file_resumes_and_is_not_repeated(study, tmp_pat
             for x in (1000, 1001)]
     (work / "test_progress.json").write_text(json.dumps({"checkpoint_sha256": "", "done": {"train/reach-v3": kept}}))
     calls = []
-    import trimodal_ros.sim.rollout as ro
+    import trimodal_lab.sim.rollout as ro
 
     orig = ro.rollout_in_process
     monkeypatch.setattr(ro, "rollout_in_process", lambda *a, **k: calls.append(k["plan"]) or orig(*a, **k))

@@ -367,7 +367,7 @@ def test_text_alignment_pulls_a_tasks_phrasings_together(small_bags, tmp_path):
             assert ((emb(paraphrases(t, "heldout")) @ cent.T).argmax(1) == i).all()
     # trained with an image–text loss, the agreement the node publishes tells the right instruction
     # from the other task's on the same frames
-    from trimodal_ros.eval.evaluate import language
+    from trimodal_lab.eval.evaluate import language
     from trimodal_ros.policy import Policy
 
     auc = language(Policy.load(str(tmp_path / "last.pt")), ds, batch_size=32)["agreement"]["auc_recorded_vs_other_task"]

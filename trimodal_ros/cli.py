@@ -1,6 +1,8 @@
 """``trimodal-ros``: one command, many subcommands. Each subcommand's module defines its parser
-next to its handler (``register(sub)`` sets ``func``); this file only collects them. No module
-named here imports torch or rclpy at import time, so ``--help`` and ``generate`` stay light."""
+next to its handler (``register(sub)`` sets ``func``); this file only collects them: the robot's
+(train, up, replay, record, inspect, lerobot, info) from ``trimodal_ros``, the lab's (generate,
+evaluate, ablate, demo, sim, rollout, bench) from ``trimodal_lab``, the only place the runtime names
+the lab. No module named here imports torch or rclpy at import time, so ``--help`` stays light."""
 
 from __future__ import annotations
 
@@ -12,19 +14,19 @@ from typing import List, Optional
 
 # modules that register subcommands, in the order --help lists them
 MODULES = (
-    "trimodal_ros.data.metaworld",   # generate
-    "trimodal_ros.train.cli",        # train
-    "trimodal_ros.eval.cli",         # evaluate
-    "trimodal_ros.eval.ablate",      # ablate
-    "trimodal_ros.demo",             # demo
-    "trimodal_ros.ros.bringup",      # up
-    "trimodal_ros.ros.replay",       # replay
-    "trimodal_ros.ros.record",       # record
-    "trimodal_ros.data.inspect",     # inspect
-    "trimodal_ros.data.lerobot",     # lerobot export / import
-    "trimodal_ros.sim.cli",          # sim, rollout
-    "trimodal_ros.bench",            # bench
-    "trimodal_ros.cli",              # info
+    "trimodal_lab.metaworld.record",   # generate
+    "trimodal_ros.train.cli",          # train
+    "trimodal_lab.eval.cli",           # evaluate
+    "trimodal_lab.eval.ablate",        # ablate
+    "trimodal_lab.demo",               # demo
+    "trimodal_ros.ros.bringup",        # up
+    "trimodal_ros.ros.replay",         # replay
+    "trimodal_ros.ros.record",         # record
+    "trimodal_ros.data.inspect",       # inspect
+    "trimodal_ros.data.lerobot",       # lerobot export / import
+    "trimodal_lab.sim.cli",            # sim, rollout
+    "trimodal_lab.bench",              # bench
+    "trimodal_ros.cli",                # info
 )
 
 

@@ -40,7 +40,7 @@ GRIPPER_TOPIC = "trimodal/gripper"                    # std_msgs/Float64MultiArr
 DIAGNOSTICS_TOPIC = "/diagnostics"                    # diagnostic_msgs/DiagnosticArray
 
 # --- recorded episodes and the simulated robot ------------------------------------------------
-EXPERT_ACTION_TOPIC = "expert/action"                 # sensor_msgs/JointState (see data/metaworld.py)
+EXPERT_ACTION_TOPIC = "expert/action"                 # sensor_msgs/JointState (see trimodal_lab/metaworld/record.py)
 CLOCK_TOPIC = "/clock"                                # rosgraph_msgs/Clock
 SIM_EPISODE_TOPIC = "sim/episode"                     # std_msgs/String (JSON)
 SIM_RESET_TOPIC = "sim/reset"                         # std_msgs/String (JSON)

@@ -25,7 +25,7 @@ from . import scene as S
 
 def expert_report(layouts: List[int], max_steps: int = S.MAX_STEPS) -> Dict[str, object]:
     """The scripted expert on ``layouts``: the ceiling the policy is compared to."""
-    from trimodal_ros.sim.rollout import expert_episode, summarize
+    from trimodal_lab.sim.rollout import expert_episode, summarize
 
     scene = S.ReacherScene(max_steps=max_steps)
     try:
@@ -52,7 +52,7 @@ def rollout_in_process(checkpoint: str, layouts: List[int], device: str = "cpu",
     from tqdm import tqdm
 
     from trimodal_ros.policy import Policy
-    from trimodal_ros.sim.rollout import run_episode, summarize
+    from trimodal_lab.sim.rollout import run_episode, summarize
 
     policy = Policy.load(checkpoint, device=device, execute=execute)
     model = ThreadPoolExecutor(1, thread_name_prefix="policy")
@@ -80,7 +80,7 @@ def rollout_delayed(checkpoint: str, layouts: List[int], delay: int, blend: str 
 
     from trimodal_ros.executor import ChunkExecutor
     from trimodal_ros.policy import Policy
-    from trimodal_ros.sim.rollout import action_jumps, run_episode_async, summarize
+    from trimodal_lab.sim.rollout import action_jumps, run_episode_async, summarize
 
     policy = Policy.load(checkpoint, device=device, execute=1, inference={"ensemble": None})
     ex = ChunkExecutor(policy.model_config.chunk, blend=blend, m=m)
@@ -147,7 +147,7 @@ def main(argv=None) -> int:
     elif a.delay >= 0:
         report = rollout_delayed(a.checkpoint, layouts, a.delay, a.blend, a.m, a.device, a.max_steps)
     elif a.ros:
-        from trimodal_ros.ros.rollout import rollout_through_ros
+        from trimodal_lab.ros.rollout import rollout_through_ros
 
         plan = [(S.TASK, lay, S.INSTRUCTION) for lay in layouts]
         report = rollout_through_ros([S.TASK], len(layouts), checkpoint=a.checkpoint, device=a.device,

@@ -14,8 +14,8 @@ from typing import Dict, Iterable, List
 
 from tqdm import tqdm
 
-from trimodal_ros.data.bags import (BagWriter, compressed_image_msg, finished_bag, joint_state_msg,
-                                    joint_trajectory_msg, string_msg, write_sidecar)
+from trimodal_ros.data.bags import BagWriter, finished_bag, write_sidecar
+from trimodal_ros.data.messages import compressed_image_msg, joint_state_msg, joint_trajectory_msg, string_msg
 from trimodal_ros.interface import SIM_STATE_NAMES, SIM_STATE_TOPIC, absolute
 from trimodal_ros.robot import RobotSpec, load_robot
 

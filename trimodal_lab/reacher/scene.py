@@ -85,7 +85,7 @@ class ReacherScene:
     action_high = np.array([2 * math.pi, 3.0])
 
     def __init__(self, size: int = 96, max_steps: int = MAX_STEPS, task: str = TASK):
-        from trimodal_ros.sim.scenes import load_triton_before_mesa
+        from trimodal_lab.sim.scenes import load_triton_before_mesa
 
         load_triton_before_mesa()
         import mujoco
@@ -182,7 +182,7 @@ def expert_action(obs: Dict[str, np.ndarray]) -> np.ndarray:
 
 class ReacherSim:
     """``sim_node sim:=reacher``: the reacher on the topics of ``config/robots/gym_reacher.yaml``
-    (``trimodal_ros.sim.scenes``)."""
+    (``trimodal_lab.sim.scenes``)."""
 
     name = "reacher"
 

@@ -129,8 +129,8 @@ def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: st
     ``work/test_progress.json`` so an interruption loses at most one task's episodes. A checkpoint
     other than the one the rollout started with is refused (that would be a second rollout)."""
     from trimodal_ros.data.instructions import resolve_tasks
-    from trimodal_ros.data.metaworld import parse_layouts
-    from trimodal_ros.sim.rollout import episode_plan, expert_success_on, rollout_in_process
+    from trimodal_lab.metaworld import parse_layouts
+    from trimodal_lab.sim.rollout import episode_plan, expert_success_on, rollout_in_process
 
     tasks, layouts = resolve_tasks(plan.tasks), parse_layouts(plan.layouts)
     prog_path = work / "test_progress.json"

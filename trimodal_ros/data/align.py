@@ -11,6 +11,8 @@ from typing import Optional, Union
 
 import numpy as np
 
+from ..decode import stamp_ns
+
 MISSING = -1  # no message at or before the camera stamp
 STALE = -2  # the latest such message is older than max_age
 
@@ -40,3 +42,16 @@ def alignment_counts(indices) -> dict:
     """How many results of ``select_latest`` are usable, MISSING and STALE (for drop reports)."""
     i = np.asarray(indices)
     return {"ok": int(np.sum(i >= 0)), "missing": int(np.sum(i == MISSING)), "stale": int(np.sum(i == STALE))}
+
+
+def header_s(msgs) -> np.ndarray:
+    """Header stamps of ``msgs`` in seconds (int64 ns / 1e9, as the node computes them)."""
+    return np.array([stamp_ns(m) for m in msgs], dtype=np.int64) / 1e9
+
+
+def latest_for(msgs, cam_s: np.ndarray, max_age: float):
+    """``msgs`` in header-stamp order, and for each camera stamp (s) the index of the latest of them
+    at or before it (``select_latest``: MISSING / STALE when there is none or it is too old)."""
+    s = header_s(msgs)
+    order = np.argsort(s, kind="stable")
+    return [msgs[i] for i in order], select_latest(s[order], cam_s, max_age)

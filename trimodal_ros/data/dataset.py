@@ -1,26 +1,21 @@
-"""Training samples from a folder of episode bags (what ``trimodal-ros generate`` writes).
+"""Training samples from a folder of episode bags (any robot's, read through its robot spec).
 
 Each sample is one camera frame with the inputs the live node would have had at that moment,
 aligned with ``align.select_latest`` (the function the node uses): the latest joint state and
-instruction at or before the frame's header stamp. Frames whose joint state (or expert action)
-is MISSING or older than ``max_input_age`` are dropped and counted in ``dropped``.
+instruction at or before the frame's header stamp. Frames whose joint state (or action) is MISSING
+or older than ``max_input_age`` are dropped and counted in ``dropped``.
 
-Images stay raw uint8 (H, W, 3): the model's ``preprocess`` resizes/normalises per batch, on the
-same code path as the node. All kept frames are decoded once into ONE preallocated uint8 array,
-so ``__getitem__`` is an index (~5 µs), never a decode. Measured on 224² Meta-World bags:
-loading costs ~0.6 ms per frame in all (zstd + CDR + alignment), about what reading an
-uncompressed ``.npy`` cache of the same frames costs (~0.45 ms/frame), so no on-disk cache is
-written. Memory is ``N * H * W * 3`` bytes (150 KB per 224² frame: 10k frames = 1.5 GB); see
-``memory_bytes`` and the one-line summary printed on load.
+Images stay raw uint8 (H, W, 3), decoded once into ONE preallocated array (``__getitem__`` is an
+index, ~5 µs); the model's ``preprocess`` resizes and normalises per batch, as the node does.
+Loading costs ~0.6 ms per 224² frame (zstd + CDR + alignment), about what an uncompressed ``.npy``
+cache would (~0.45 ms), so none is written. Memory: ``N * H * W * 3`` bytes (``memory_bytes``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -28,61 +23,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..decode import BadInput, compressed_image_from_msg, image_from_msg, joint_values, joints_from_msg, stamp_ns
+from ..decode import BadInput, compressed_image_from_msg, image_from_msg, joint_values, joints_from_msg
 from ..interface import PRIMARY_CAMERA, SAWYER_JOINTS, SIM_STATE_NAMES, SIM_STATE_TOPIC, absolute
 from ..model.preprocess import proprio_vector
-from ..robot import TWIST_FIELDS, CameraSpec, RobotSpec
-from .align import MISSING, STALE, select_latest
-from .bags import CUSTOM_DATA_KEY, BagError, PathLike, find_bags, read_bag, read_sidecar, topic_message_count
+from ..robot import CameraSpec, RobotSpec
+from .actions import action_series
+from .align import MISSING, STALE, header_s, latest_for, select_latest
 from .bags import SPLITS as LAYOUT_SPLITS
-
-TOPIC_STATE = absolute(SIM_STATE_TOPIC)
+from .bags import BagError, PathLike, find_bags, read_bag, topic_message_count
+from .episodes import Episode, episode_meta, episode_split
 from .instructions import TASK_IDS, task_id
 
+TOPIC_STATE = absolute(SIM_STATE_TOPIC)  # the privileged state target (simulators record it)
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Episode:
-    name: str
-    path: Path
-    task: str
-    task_id: int
-    layout: int
-    meta: Dict[str, Any]
-    instructions: List[str]   # recorded /instruction messages, in stamp order
-    n_frames: int             # camera frames in the bag (before dropping)
-    n_samples: int            # kept
-
-
-def episode_meta(path: PathLike, custom_data: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
-    """An episode's metadata: ``episode.json``, else metadata.yaml's custom_data entry, else {}."""
-    from .bags import _custom_data_from_yaml
-
-    meta = read_sidecar(path)
-    if meta:
-        return meta
-    cd = _custom_data_from_yaml(Path(path)) if custom_data is None else custom_data
-    if CUSTOM_DATA_KEY not in cd:
-        return {}
-    try:
-        return json.loads(cd[CUSTOM_DATA_KEY])
-    except ValueError as e:
-        raise BagError(path, f"custom_data[{CUSTOM_DATA_KEY!r}] is not JSON: {e}") from None
-
-
-def episode_split(meta: Dict[str, Any]) -> str:
-    """An episode's split: its metadata's ``split`` (train, val, heldout, test), else the split of its
-    Meta-World ``layout``, else "train" (a user's bags without metadata are all training data)."""
-    if "split" in meta:
-        if meta["split"] not in LAYOUT_SPLITS:
-            raise ValueError(f"episode split {meta['split']!r} is not one of {LAYOUT_SPLITS}")
-        return meta["split"]
-    if "layout" not in meta:
-        return "train"
-    from .metaworld import layout_split  # bags recorded by `trimodal-ros generate`
-
-    return layout_split(meta["layout"])
 
 
 class BagDataset(Dataset):
@@ -114,7 +67,7 @@ class BagDataset(Dataset):
     paraphrases of Meta-World tasks themselves (``train.trainer.Batcher``, ``eval.evaluate``).
     Episode metadata (``episode.json`` or metadata.yaml's custom_data) is optional outside
     Meta-World: without a ``task`` the episode's task is its instruction; its split is the
-    metadata's ``split``, else its Meta-World ``layout``'s, else "train" (``episode_split``).
+    metadata's ``split``, else its Meta-World ``layout_split``, else "train" (``episode_split``).
     """
 
     def __init__(self, root: PathLike, chunk: int = 1, action_history: int = 0,
@@ -202,7 +155,8 @@ class BagDataset(Dataset):
         for path, meta, n_meta in cands:
             try:
                 topics = (*self.image_topics, *self.joint_topics, self.instruction_topic,
-                          *((self.action_topic,) if self.action_topic else ()), *((TOPIC_STATE,) if self.with_state else ()))
+                          *((self.action_topic,) if self.action_topic else ()),
+                          *((TOPIC_STATE,) if self.with_state else ()))
                 bag = read_bag(path, topics)
                 primary = self.image_topics[0]
                 if len(bag.messages.get(primary, ())) != n_meta:  # also guards the preallocation
@@ -269,7 +223,7 @@ class BagDataset(Dataset):
         velocities, the action series, and per other camera its message for each kept frame."""
         primary, *other_topics = self.image_topics
         images = self._camera_messages(bag, primary)
-        cam_s = _header_s(images)
+        cam_s = header_s(images)
         if np.any(np.diff(cam_s) < 0):
             raise BagError(bag.path, f"{primary} header stamps go backwards")
         d = self.dropped
@@ -280,7 +234,7 @@ class BagDataset(Dataset):
         d["missing_joint_state"] += int(np.sum(~js_ok & ~js_stale))
         d["stale_joint_state"] += int(np.sum(js_stale))
         ok = js_ok
-        act_s, acts = self._action_series(bag, cam_s, pos, ok)
+        act_s, acts = action_series(bag, self.robot.action, self.action_topic, self.joint_names, cam_s, pos, ok)
         act_i = select_latest(act_s, cam_s, self.max_input_age)
         if self.robot.action.source != "topic":  # a frame's own move, never an earlier frame's
             act_i = np.where(np.isin(cam_s, act_s), act_i, MISSING)
@@ -296,12 +250,12 @@ class BagDataset(Dataset):
             if not st_msgs:
                 raise BagError(bag.path, f"no {TOPIC_STATE} (recorded before generate wrote it: regenerate "
                                          "the bags to train with train.state_weight)")
-            st_msgs, st_i = _latest_for(st_msgs, cam_s, self.max_input_age)
+            st_msgs, st_i = latest_for(st_msgs, cam_s, self.max_input_age)
             d["missing_state"] += int(np.sum(ok & (st_i < 0)))
             ok &= st_i >= 0
         others = []
         for topic in other_topics:
-            msgs, o_i = _latest_for(self._camera_messages(bag, topic), cam_s, self.max_input_age)
+            msgs, o_i = latest_for(self._camera_messages(bag, topic), cam_s, self.max_input_age)
             d["missing_camera_frame"] += int(np.sum(ok & (o_i < 0)))
             ok &= o_i >= 0
             others.append((msgs, o_i))
@@ -323,7 +277,7 @@ class BagDataset(Dataset):
         merged: List[Dict[str, Tuple[float, Optional[float]]]] = [{} for _ in range(n)]
         stale = np.zeros(n, bool)
         for topic in self.joint_topics:
-            msgs, idx = _latest_for(list(bag.messages.get(topic, ())), cam_s, self.max_input_age)
+            msgs, idx = latest_for(list(bag.messages.get(topic, ())), cam_s, self.max_input_age)
             values = [joint_values(m, names) for m in msgs]
             stale |= idx == STALE
             for f in np.flatnonzero(idx >= 0):
@@ -336,53 +290,6 @@ class BagDataset(Dataset):
         vel = np.array([[0.0 if m[j][1] is None else m[j][1] for j in names] if k else [0.0] * len(names)
                         for m, k in zip(merged, ok)], np.float32).reshape(n, len(names))
         return pos, vel, ok, stale & ~ok
-
-    def _action_series(self, bag, cam_s: np.ndarray, pos: np.ndarray, js_ok: np.ndarray):
-        """(stamps in s, (M, A) actions) of an episode: the command topic's messages, or derived from
-        the joint states at the camera frames (the next frame's positions, or the change to them)."""
-        spec = self.robot.action
-        if spec.source != "topic":  # one action per frame with a joint state: the move to the next one
-            idx = np.flatnonzero(js_ok)
-            cols = [self.joint_names.index(n) for n in spec.names]
-            p = pos[idx][:, cols].astype(np.float64)
-            acts = p[1:] if spec.source == "joint_positions" else p[1:] - p[:-1]
-            return cam_s[idx[:-1]], acts.reshape(-1, spec.dim)
-        log_t, msgs = np.asarray(bag.stamps.get(self.action_topic, np.zeros(0)), np.int64), \
-            list(bag.messages.get(self.action_topic, ()))
-        if msgs and spec.type.endswith("Float64MultiArray"):  # no header: the time it was logged
-            s, order = log_t / 1e9, np.argsort(log_t, kind="stable")
-        else:
-            s = _header_s(msgs)
-            order = np.argsort(s, kind="stable")
-        try:
-            vals = [self._action_values(msgs[i]) for i in order]
-        except BadInput as e:
-            raise BagError(bag.path, f"{self.action_topic}: {e.kind}: {e}") from None
-        acts = np.stack(vals) if vals else np.zeros((0, spec.dim))
-        return s[order], acts
-
-    def _action_values(self, msg) -> np.ndarray:
-        """One command message → the action vector in the spec's name order."""
-        spec = self.robot.action
-        t = spec.type.rsplit("/", 1)[-1]
-        if t == "JointState":
-            return joints_from_msg(msg, spec.names)[0]
-        if t == "JointTrajectory":
-            if not msg.points:
-                raise BadInput("bad_action", "a JointTrajectory command without points")
-            names, values = list(msg.joint_names), list(msg.points[0].positions)
-            if len(names) != len(values) or any(n not in names for n in spec.names):
-                raise BadInput("bad_action", f"JointTrajectory joints {names} lack {spec.names} or have "
-                                             f"{len(values)} positions")
-            return np.array([values[names.index(n)] for n in spec.names], np.float64)
-        if t == "Float64MultiArray":
-            v = np.asarray(msg.data, np.float64)
-            if v.shape != (spec.dim,):
-                raise BadInput("bad_action", f"Float64MultiArray of {v.size} values; action.names has {spec.dim}")
-            return v
-        twist = msg.twist
-        by_field = {f: getattr(getattr(twist, f.split(".")[0]), f.split(".")[1]) for f in TWIST_FIELDS}
-        return np.array([by_field[n] for n in spec.names], np.float64)
 
     def _instructions(self, bag, meta, cam_s: np.ndarray):
         """The episode's instructions and, per frame, the one in force: the latest recorded at or before
@@ -462,18 +369,6 @@ class BagDataset(Dataset):
     def all_actions(self) -> np.ndarray:
         """Every recorded expert action (M, A) of the loaded episodes, for ActionTokenizer.fit."""
         return self.actions
-
-
-def _header_s(msgs) -> np.ndarray:
-    return np.array([stamp_ns(m) for m in msgs], dtype=np.int64) / 1e9
-
-
-def _latest_for(msgs, cam_s: np.ndarray, max_age: float):
-    """``msgs`` in header-stamp order, and for each camera stamp (s) the index of the latest of them
-    at or before it (``select_latest``: MISSING / STALE when there is none or it is too old)."""
-    s = _header_s(msgs)
-    order = np.argsort(s, kind="stable")
-    return [msgs[i] for i in order], select_latest(s[order], cam_s, max_age)
 
 
 def collate(batch: Sequence[Dict[str, Any]]) -> Dict[str, Any]:

@@ -33,7 +33,8 @@ def inspect_bag(path, robot=None) -> Dict[str, object]:
     from rosbags.rosbag2 import Reader
 
     from ..ros.replay import message_class
-    from .bags import BagError, typestore
+    from .bags import BagError
+    from .messages import typestore
 
     store = typestore()
     path = Path(path)
@@ -84,7 +85,8 @@ def format_report(r: Dict[str, object]) -> str:
     notes = [f"  {n}: {t['replay'][4:]}" for n, t in r["topics"].items() if t["replay"] != "yes"]
     if notes:
         lines += ["not replayable here (replay skips them):"] + notes
-    lines += ["what training reads (BagDataset, per the robot spec):"] + [f"  {t}: {u}" for t, u in r["dataset"].items()]
+    lines += ["what training reads (BagDataset, per the robot spec):"]
+    lines += [f"  {t}: {u}" for t, u in r["dataset"].items()]
     return "\n".join(lines)
 
 

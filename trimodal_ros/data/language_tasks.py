@@ -27,8 +27,9 @@ between the tasks of a group) started from its group's shared initial state:
 (``layout_key``): with fewer than 50 episodes per task, different layouts per task would let the
 object's placement tell the tasks apart.
 
-This is applied in one place, ``SawyerScene`` (``metaworld.layout_task`` and ``SawyerScene.reset``),
-which data generation, in-process rollouts and ``sim_node`` all use. Plain Meta-World names (MT10,
+This is applied in one place, the lab's ``SawyerScene`` (``trimodal_lab.metaworld``: ``layout_task``
+and ``SawyerScene.reset``, with ``trimodal_lab.metaworld.language``), which data generation,
+in-process rollouts and ``sim_node`` all use. Plain Meta-World names (MT10,
 MT50) are untouched.
 
 Groups were kept when, on every layout checked, the first frames of their tasks are identical
@@ -37,7 +38,7 @@ other: replaying one task's expert in the other task's env (same state, same dyn
 completes the other task, so a policy that ignores the instruction gets at most one task of each
 group right (chance: 50 %). See docs/results/language_tasks.md for the groups tried and rejected.
 
-Plain Python at import (no metaworld / mujoco): ``instructions`` imports the names from here.
+Plain Python (no metaworld / mujoco): ``instructions`` imports the names from here.
 """
 
 from __future__ import annotations
@@ -99,45 +100,3 @@ def layout_key(task: str) -> str:
     """What seeds ``metaworld.episode_layout``'s permutation: the task name, or ``lang:<group>``
     for a language-critical task, so the tasks of a group record the same layouts."""
     return f"lang:{group_of(task).name}" if is_variant(task) else task
-
-
-# --- the shared initial state (metaworld / mujoco imported here only) -------------------------
-
-def task_data(task: str, layout: int, benchmark):
-    """The Meta-World ``Task`` that ``env.set_task`` takes for layout ``layout`` of ``task@lang``:
-    the base task's own task data with the anchor's placement (``rand_vec``) of that layout.
-    ``benchmark(name)`` returns ``MT1(name, seed=LAYOUT_SEED)`` (cached by the caller)."""
-    import pickle
-
-    from metaworld.types import Task
-
-    group, base = group_of(task), base_task(task)
-    own = benchmark(base).train_tasks[int(layout)]
-    if base == group.anchor:
-        return own
-    data = pickle.loads(own.data)
-    data["rand_vec"] = pickle.loads(benchmark(group.anchor).train_tasks[int(layout)].data)["rand_vec"].copy()
-    return Task(env_name=own.env_name, data=pickle.dumps(data))
-
-
-def prepare_model(task: str, model) -> None:
-    """Make the group's task-specific goal markers transparent in this env's (own) model."""
-    for name in group_of(task).hidden_sites:
-        model.site_rgba[model.site(name).id, 3] = 0.0
-
-
-def after_reset(task: str, env):
-    """Put ``env`` (just reset by Meta-World) into the group's shared state; returns the
-    observation of that state, built as ``SawyerXYZEnv.reset`` builds it."""
-    import mujoco
-    import numpy as np
-
-    for name, qpos in group_of(task).joints:
-        joint = env.data.joint(name)
-        joint.qpos[:] = qpos
-        joint.qvel[:] = 0.0
-    mujoco.mj_forward(env.model, env.data)
-    obs = np.asarray(env._get_obs(), dtype=np.float64)
-    env._prev_obs = obs[:18].copy()  # SawyerXYZEnv.reset: the previous frame is the current one
-    obs[18:36] = env._prev_obs
-    return obs

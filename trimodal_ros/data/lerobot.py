@@ -99,7 +99,8 @@ def export_bags(bags, out, robot, split: str = "all", robot_type: Optional[str] 
     (written beside and renamed into place: never half a dataset). Returns the info.json dict."""
     import pyarrow as pa
 
-    from .dataset import BagDataset, episode_split
+    from .dataset import BagDataset
+    from .episodes import episode_split
 
     out = Path(out)
     if out.exists():
@@ -243,7 +244,8 @@ def import_dataset(root, out, robot, state_key: str = "observation.state",
     layout (``camera_keys``: the dataset's image features for the spec's cameras, in order; default
     ``observation.images.<camera name>``). Bags already there are kept (resumable)."""
     from ..interface import absolute
-    from .bags import BagWriter, compressed_image_msg, finished_bag, image_msg, joint_state_msg, string_msg, write_sidecar
+    from .bags import BagWriter, finished_bag, write_sidecar
+    from .messages import compressed_image_msg, image_msg, joint_state_msg, string_msg
 
     d = read_dataset(root)
     info, frames = d["info"], d["frames"]
@@ -303,7 +305,7 @@ def import_dataset(root, out, robot, state_key: str = "observation.state",
 
 
 def _action_msg(act, values: np.ndarray, stamp: int, period: float):
-    from .bags import joint_state_msg, joint_trajectory_msg, msg_class
+    from .messages import joint_state_msg, joint_trajectory_msg, msg_class
 
     if act.type.endswith("JointTrajectory"):
         return joint_trajectory_msg(act.names, [values], period, stamp)

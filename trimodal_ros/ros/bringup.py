@@ -1,4 +1,4 @@
-"""``trimodal-ros up`` (and ``sim``): start what ``launch/vla.launch.py`` starts, in this process.
+"""``trimodal-ros up``: start what ``launch/vla.launch.py`` starts, in this process.
 
 ``ros2 launch`` needs the ``launch`` packages, which a pip-installed ROS 2 lacks; both read the same
 table (``params.launch_arguments`` / ``node_specs``), so they start the same nodes with the same
@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from .params import NodeSpec, launch_arguments, node_specs
 
-# executable (console script) -> "module:class" of the node it runs
-NODE_CLASSES = {"vla_node": "trimodal_ros.ros.vla_node:VLANode", "sim_node": "trimodal_ros.ros.sim_node:SimNode"}
+# executable (console script) -> "module:class" of the node it runs (the lab's sim_node starts itself)
+NODE_CLASSES = {"vla_node": "trimodal_ros.ros.vla_node:VLANode"}
 
 
 def _node_class(executable: str):
@@ -121,23 +121,6 @@ def register(sub) -> None:
     p.add_argument("--ros-args", dest="ros_args", nargs=argparse.REMAINDER, default=[],
                    help="the rest goes to the node as ROS arguments (-r from:=to, -p name:=value, --params-file F)")
     p.set_defaults(func=cli_up)
-    p = sub.add_parser("sim", help="run Meta-World as a ROS 2 robot (camera, joints, instruction, /clock; "
-                                   "steps on trimodal/action)")
-    p.add_argument("--task", required=True, help="Meta-World v3 task, e.g. reach-v3 or drawer-open-v3@lang")
-    p.add_argument("--layout", type=int, default=-1, help="layout 0-49 (40-49 held out), 50 and up extra "
-                   "train layouts; -1 cycles the held-out layouts 40-49")
-    p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
-    p.add_argument("--instruction", default=None, help="this exact command instead of a paraphrase")
-    p.add_argument("--episodes", type=int, default=0, help="episodes before exiting; 0 runs until Ctrl-C")
-    p.add_argument("--max-steps", type=int, default=200)
-    p.add_argument("--size", type=int, default=224, help="square camera image size in pixels")
-    p.add_argument("--camera", default="corner", help="Meta-World camera, or named cameras primary first for a "
-                   "multi-camera model (corner,top_camera=topview publishes top_camera/image_raw too)")
-    p.add_argument("--execute-steps", type=int, default=1, help="trajectory points executed per frame")
-    p.add_argument("--action-timeout", type=float, default=5.0, help="wall seconds before a frame is re-sent")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--namespace", default="")
-    p.set_defaults(func=cli_sim)
 
 
 def cli_up(args) -> int:
@@ -160,43 +143,6 @@ def cli_up(args) -> int:
             pass
         finally:
             up.shutdown()
-    finally:
-        rclpy.try_shutdown()
-    return 0
-
-
-def cli_sim(args) -> int:
-    """``trimodal-ros sim``: sim_node in this process until its episodes are done (or Ctrl-C)."""
-    import os
-
-    os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported
-    import rclpy
-    from rclpy.parameter import Parameter
-
-    from . import signals
-    from .sim_node import SimNode, spin_until_finished
-
-    params = {"task": args.task, "layout": args.layout, "instructions": args.instructions,
-              "instruction": args.instruction or "", "seed": args.seed, "max_steps": args.max_steps,
-              "size": args.size, "camera": args.camera, "execute_steps": args.execute_steps,
-              "action_timeout": args.action_timeout, "episodes": args.episodes, "autostart": True}
-    signals.init()
-    try:
-        try:
-            node = SimNode(namespace=args.namespace or None,
-                           parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-        except Exception as e:
-            print(f"trimodal-ros sim: cannot start: {type(e).__name__}: {e}")
-            return 1
-        print(f"simulating {args.task} as {node.get_fully_qualified_name()}; "
-              f"{'Ctrl-C to stop' if args.episodes <= 0 else f'{args.episodes} episode(s)'}")
-        try:
-            spin_until_finished(node)
-        finally:
-            node.destroy_node()
-        for o in node.outcomes:
-            print(f"episode {o['episode']}: layout {o['layout']} {'success' if o['success'] else 'failure'} "
-                  f"after {o['length']} steps")
     finally:
         rclpy.try_shutdown()
     return 0

@@ -66,7 +66,8 @@ def record(out, topics: Optional[Iterable[str]] = None, duration: Optional[float
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from ..data.bags import finish_metadata, typestore as package_typestore
+    from ..data.bags import finish_metadata
+    from ..data.messages import typestore as package_typestore
 
     out = Path(out)
     stop = stop or threading.Event()

@@ -1,14 +1,10 @@
-"""vla_node: camera + instruction + joint states in; fused embedding, action tokens, an action
-chunk and diagnostics out, around one ``trimodal_ros.policy.Policy`` (where a frame becomes an
-action). This file holds messaging, threading, QoS, lifecycle and diagnostics; topic names and QoS
-are ``interface.py``, parameters ``params.py``, which frame is inferred ``intake.py``, the task and
-joint buffer ``inputs.py``, the frame accounting ``ledger.py``, what is published ``outputs.py``.
-README "Node behaviour" says what it does; "Benchmarks" has the figures behind the threading:
-
-the policy runs in the camera callback itself (or, with ``rate_hz`` > 0, in a timer on the newest
-frame), on the executor's thread with torch limited to ``torch_threads``. All callbacks share one
-mutually exclusive group: they never run concurrently, so none of the node's state needs a lock.
-"""
+"""vla_node: camera + instruction + joint states in; embedding, action tokens, an action chunk and
+diagnostics out, around one ``trimodal_ros.policy.Policy``. Here: messaging, threading, QoS, lifecycle
+and diagnostics (topics: ``interface.py``, parameters ``params.py``, frame choice ``intake.py``, task and
+joints ``inputs.py``, accounting ``ledger.py``, outputs ``outputs.py``; README "Node behaviour"). The
+policy runs in the camera callback (``rate_hz`` > 0: a timer on the newest frame) on the executor's
+thread; the callbacks share one mutually exclusive group, and the output gate orders a hold asked for
+from another thread (an in-process driver) against the action of a frame in the model."""
 
 from __future__ import annotations
 
@@ -104,10 +100,9 @@ class VLANode(LifecycleNode):
         self._holding = True  # nothing commanded yet: nothing to hold
         self._policy_task = -1  # a new policy object: the task in force must reach it
         if self.policy.random_weights:
-            self.get_logger().warning(
-                f"NO CHECKPOINT: random weights. Embeddings and tokens are published for wiring tests "
-                f"(random_weights: true); trimodal/action is "
-                f"{'published anyway (allow_random_weights)' if self._send_actions else 'NOT published'}.")
+            sent = "published anyway (allow_random_weights)" if self._send_actions else "NOT published"
+            self.get_logger().warning(f"NO CHECKPOINT: random weights. Embeddings and tokens are published for "
+                                      f"wiring tests (random_weights: true); trimodal/action is {sent}.")
         self._create_io()
         self.get_logger().info(f"configured: {self.policy.describe()} robot={self.robot.name} "
                                f"torch_threads={self.threads} cameras={' '.join(self._camera_topics)} "
@@ -241,8 +236,7 @@ class VLANode(LifecycleNode):
         return response
 
     def _on_pause(self, request, response):
-        """~/pause (std_srvs/SetBool): true holds the robot and answers no frame until false; the task
-        and its history stay as they were."""
+        """~/pause (std_srvs/SetBool): true holds and answers no frame until false; the task stays as it was."""
         self.paused = bool(request.data)
         if self.paused:
             self._hold("paused by ~/pause")
@@ -250,10 +244,9 @@ class VLANode(LifecycleNode):
         return response
 
     def _hold(self, why: str) -> None:
-        """Tell the controller to hold: a JointTrajectory with the action names and no points (what
-        ros2_control's joint_trajectory_controller takes as "stop and hold position"). Once per
-        stop of the outputs, not per frame. Under the output gate, so it is never followed by the
-        action of a frame that was in the model when the hold was asked for."""
+        """Tell the controller to hold (a JointTrajectory with the action names and no points: ros2_control's
+        "stop and hold position"), once per stop of the outputs; under the output gate, so the action of a
+        frame that was in the model when the hold was asked for never follows it."""
         with self._out_gate:
             if self._holding or self.outputs is None or not self._send_actions:
                 return
@@ -278,8 +271,7 @@ class VLANode(LifecycleNode):
         self.ledger.joint_state()
 
     def _stamp(self, msg) -> int:
-        """An input's time in ns: its header stamp, or with ``input_stamps:=receipt`` the node's clock
-        when it arrived (drivers that leave stamps zero or stamp with another clock)."""
+        """An input's time (ns): its header stamp, or its arrival on the node's clock (``input_stamps:=receipt``)."""
         return self.get_clock().now().nanoseconds if self.params["input_stamps"] == "receipt" else stamp_ns(msg)
 
     def _on_view(self, camera: str, msg) -> None:

@@ -11,11 +11,11 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from .. import interface as I
-from ..robot import CameraSpec, RobotSpec
+from trimodal_ros import interface as I
+from trimodal_ros.robot import CameraSpec, RobotSpec
 
 # name → "module:class"; imported on use, so serving one simulator never imports another's code
-SIMS = {"metaworld": "trimodal_ros.sim.scenes:MetaWorldSim",
+SIMS = {"metaworld": "trimodal_lab.sim.scenes:MetaWorldSim",
         "reacher": "trimodal_lab.reacher.scene:ReacherSim"}
 
 
@@ -36,39 +36,39 @@ class MetaWorldSim:
     name = "metaworld"
 
     def check(self, p: Dict[str, Any]) -> None:
-        from ..data.instructions import task_id
+        from trimodal_ros.data.instructions import task_id
 
         task_id(p["task"])  # unknown task: fail at start, with the task list
 
     def robot(self, p: Dict[str, Any]) -> RobotSpec:
-        from ..data.metaworld import camera_spec
+        from trimodal_lab.metaworld import camera_spec
 
         cams = camera_spec(p["camera"])
         return RobotSpec(cameras=[CameraSpec(c, I.image_topic(c)) for c in cams])
 
     def frame_ids(self, p: Dict[str, Any]) -> Dict[str, str]:
-        from ..data.metaworld import camera_spec
+        from trimodal_lab.metaworld import camera_spec
 
         return camera_spec(p["camera"])
 
     def check_layout(self, layout) -> int:
-        from ..data.metaworld import check_layout
+        from trimodal_lab.metaworld import check_layout
 
         return check_layout(layout)
 
     def scene(self, p: Dict[str, Any]):
-        from ..data.metaworld import SawyerScene
+        from trimodal_lab.metaworld import SawyerScene
 
         return SawyerScene(p["task"], camera=p["camera"], size=p["size"], max_steps=p["max_steps"])
 
     @property
     def heldout_layouts(self) -> List[int]:
-        from ..data.metaworld import HELDOUT_LAYOUTS
+        from trimodal_lab.metaworld import HELDOUT_LAYOUTS
 
         return list(HELDOUT_LAYOUTS)
 
     def instruction(self, p: Dict[str, Any], rng: np.random.Generator) -> str:
-        from ..data.instructions import instruction_for
+        from trimodal_ros.data.instructions import instruction_for
 
         return instruction_for(p["task"], rng, p["instructions"])
 

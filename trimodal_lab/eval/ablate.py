@@ -34,9 +34,10 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 from tqdm import tqdm
 
-from ..config import load_config
-from ..io import atomic_savefig, atomic_write_json, atomic_write_text
-from .stats import holm, min_detectable_difference, paired_runs_delta, runs_bootstrap, spearman, two_way_anova
+from trimodal_ros.config import load_config
+from trimodal_ros.io import atomic_savefig, atomic_write_json, atomic_write_text
+from trimodal_lab.eval.stats import (holm, min_detectable_difference, paired_runs_delta, runs_bootstrap, spearman,
+                                     two_way_anova)
 
 log = logging.getLogger(__name__)
 LOSSES = ["pairwise", "joint", "clip", "none"]
@@ -73,7 +74,7 @@ BUDGETS = {
 
 
 def _plan(tasks: List[str], split: str, episodes: int):
-    from ..sim.rollout import episode_plan
+    from trimodal_lab.sim.rollout import episode_plan
 
     return episode_plan(tasks, episodes, split, seed=0)
 
@@ -82,7 +83,7 @@ _SCENES: dict = {}  # one simulated scene per (task, camera, size), reused by ev
 
 
 def _closed_loop(policy, plan, max_steps: int, size: int, camera: str) -> List[list]:
-    from ..sim.rollout import rollout_in_process
+    from trimodal_lab.sim.rollout import rollout_in_process
 
     rep = rollout_in_process(policy, [], 0, max_steps=max_steps, size=size, camera=camera, progress=False,
                              plan=plan, scenes=_SCENES)
@@ -109,7 +110,7 @@ class Grid:
     """The datasets, plans and run bookkeeping of one ablation folder."""
 
     def __init__(self, data: str, out, budget: Budget, config: str, device: str, tasks: Optional[List[str]] = None):
-        from ..data.dataset import BagDataset
+        from trimodal_ros.data.dataset import BagDataset
 
         self.data, self.out, self.b, self.config, self.device = data, Path(out), budget, config, device
         cfg = load_config(config)
@@ -125,10 +126,10 @@ class Grid:
 
     def run(self, fusion: str, loss: str, seed: int, heldout_episodes: int, tag: str = "", **train_over) -> dict:
         """Train one run (or reuse its summary) and score it; returns its summary."""
-        from ..policy import Policy
-        from ..train.trainer import train
-        from ..utils import pick_device
-        from .evaluate import evaluate
+        from trimodal_ros.policy import Policy
+        from trimodal_ros.train.trainer import train
+        from trimodal_ros.utils import pick_device
+        from trimodal_lab.eval.evaluate import evaluate
 
         name = f"{fusion}__{loss}__s{seed}{tag}"
         run_dir = self.out / "runs" / name
@@ -165,8 +166,8 @@ class Grid:
         have = {(t, ly) for t, ly, _ in s["heldout"]}
         plan = [e for e in _plan(self.tasks, "heldout", heldout_episodes) if (e[0], e[1]) not in have]
         if plan:  # stage B extends stage A's list: only the new episodes run
-            from ..policy import Policy
-            from ..utils import pick_device
+            from trimodal_ros.policy import Policy
+            from trimodal_ros.utils import pick_device
 
             policy = Policy.load(str(run_dir / "last.pt"), device=pick_device(self.device))
             s["heldout"] += _closed_loop(policy, plan, self.b.max_steps, self.size, self.camera)
@@ -189,7 +190,7 @@ def _aligned(a: Dict[int, dict], b: Dict[int, dict]) -> Tuple[Dict[int, np.ndarr
 
 def analyse(runs: List[dict], fusions: List[str], losses: List[str], budget: Budget) -> dict:
     """Cells, paired Holm-corrected contrasts, interaction, correlations, detectable difference."""
-    from .metrics import mean_ci95, wilson_interval
+    from trimodal_lab.eval.metrics import mean_ci95, wilson_interval
 
     cells: Dict[str, dict] = {}
     for f, loss in itertools.product(fusions, losses):
@@ -256,8 +257,8 @@ def run_grid(data: str, out: str, budget: str = "small", fusions: Optional[List[
              losses: Optional[List[str]] = None, device: str = "auto", config: str = REFERENCE_FUSION,
              tasks: Optional[List[str]] = None, confounds: bool = False, seeds: Optional[int] = None) -> dict:
     """Run (or resume) the two-stage grid in ``out`` and write ablation.json, ablation.md, plots."""
-    from ..model import FUSIONS
-    from ..sim.rollout import expert_success
+    from trimodal_ros.model import FUSIONS
+    from trimodal_lab.sim.rollout import expert_success
 
     fusions, losses = fusions or FUSIONS.names(), losses or LOSSES
     b = BUDGETS[budget]
@@ -519,7 +520,7 @@ def register(sub) -> None:
 
 
 def cli_ablate(args) -> int:
-    from ..data.instructions import resolve_tasks
+    from trimodal_ros.data.instructions import resolve_tasks
 
     logging.basicConfig(level=logging.WARNING)
     result = run_grid(args.data, args.out, args.budget, args.fusions.split(",") if args.fusions else None,

@@ -57,11 +57,11 @@ from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 from trajectory_msgs.msg import JointTrajectory
 
-from .. import interface as I
-from .conversions import (BadInput, compressed_image_to_msg, duration_to_sec, image_to_msg, joints_to_msg, ns_to_stamp,
-                          qos_profile, stamp_ns)
-from .params import SIM_PARAMS, declare, follow_updates
-from .throttle import Throttle
+from trimodal_ros import interface as I
+from trimodal_ros.ros.conversions import (BadInput, compressed_image_to_msg, duration_to_sec, image_to_msg,
+                                          joints_to_msg, ns_to_stamp, qos_profile, stamp_ns)
+from trimodal_ros.ros.params import SIM_PARAMS, declare, follow_updates
+from trimodal_ros.ros.throttle import Throttle
 
 COUNTERS = ("refused_actions", "stale_actions", "unmatched_actions", "action_timeouts", "frames", "steps",
             "episodes", "bad_resets", "dropped_events", "holds")
@@ -94,7 +94,7 @@ class SimNode(Node):
 
     def __init__(self, node_name: str = "sim_node", **kwargs):
         super().__init__(node_name, **kwargs)
-        from ..sim.scenes import get_sim
+        from trimodal_lab.sim.scenes import get_sim
 
         p = declare(self, SIM_PARAMS)  # ValueError names a bad parameter
         self.sim = get_sim(p["sim"])
@@ -208,7 +208,7 @@ class SimNode(Node):
 
     # --- the sim thread: owns the scene -------------------------------------------------------------
     def _run(self) -> None:
-        from ..sim.rollout import EpisodeStepper
+        from trimodal_lab.sim.rollout import EpisodeStepper
 
         p = self.params
         try:
@@ -391,7 +391,7 @@ def spin_until_finished(node: SimNode, context=None) -> None:
 
 
 def main(args=None) -> int:
-    from . import signals
+    from trimodal_ros.ros import signals
 
     return signals.run_node(SimNode, "sim_node", args, spin_until_finished)
 

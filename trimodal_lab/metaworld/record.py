@@ -34,25 +34,10 @@ Episode metadata (task, layout, seed, success, length, instruction, paraphrase s
 image size, ...) lives in ``episode.json`` (typed, plus sha256 of the .mcap so corruption is
 caught on read) and, as one JSON string, in metadata.yaml ``custom_data["trimodal_ros.episode"]``.
 
-Layouts: a layout is the index of the Meta-World task variation (object/goal placement) in
-``MT1(task, seed=LAYOUT_SEED).train_tasks`` (50 per task; ``LAYOUT_SEED`` is fixed, so layout 7
-is the same scene whatever ``--seed`` is). Layouts 0-34 are **train**, 35-39 **val** (every
-choice of configuration, checkpoint or hyper-parameter is made there) and 40-49 **held out** (the
-final numbers only; ``layout_split``). Episode ``e`` of a task with ``--seed s`` uses the ``e``-th
-entry of a seeded permutation of all 50 layouts, so 50 episodes cover each layout once; dataset
-split filters pick them apart. Layouts 50 and up are **extra train layouts**, more scenes to learn
-from (never evaluated on): layout ``L`` is entry ``L % 50`` of ``MT1(task, seed=LAYOUT_SEED + L //
-50).train_tasks``, new placements drawn by Meta-World's own sampler; episode ``e >= 50`` records
-layout ``e``, so ``generate --episodes 100`` adds 50 of them per task. The recorded instruction is a
-train paraphrase on train and val layouts and a held-out paraphrase on held-out layouts (so a
-held-out bag is new in both scene and wording). A language-critical task ``<task>@lang``
-(``--tasks lang``, see ``language_tasks``) uses its group's shared placement for layout ``L``, so
-every task of the group starts layout ``L`` from the same first frame; its ``episode.json`` adds
-``base_task`` and ``language_group``.
-
-Rendering uses ``mujoco.Renderer`` directly with shadows, reflections and MSAA off (~4x faster
-than the default). Cameras whose up axis points down in the world (all ``corner*`` cameras)
-render upside down and are rotated 180°.
+Layouts and their splits: ``layouts``; a held-out layout's bag records a held-out paraphrase (new in
+both scene and wording); a language-critical ``<task>@lang`` (``--tasks lang``) records its group's
+shared placement, and its ``episode.json`` adds ``base_task`` and ``language_group``. The scene and
+its rendering: ``scene``.
 
 Crash safety: a bag is written into ``OUT/.partial-<name>/`` and renamed into place when
 complete, so an interrupted run keeps its finished bags and a re-run skips them; failed episodes
@@ -61,25 +46,23 @@ leave a ``.failed-<name>.json`` marker so a re-run with the same ``--max-steps``
 
 from __future__ import annotations
 
-import os
+import json
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
 
-os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco / metaworld are imported anywhere
+import numpy as np
 
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-import warnings  # noqa: E402
-import zlib  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from functools import lru_cache  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Dict, List, Optional, Tuple  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from .. import interface as I  # noqa: E402
-from . import language_tasks as LT  # noqa: E402
-from .instructions import instruction_for, resolve_tasks, task_id  # noqa: E402
+from trimodal_ros import interface as I
+from trimodal_ros.data import language_tasks as LT
+from trimodal_ros.data.instructions import resolve_tasks, task_id
+from trimodal_lab.metaworld.expert import expert_policy
+from trimodal_lab.metaworld.layouts import (CUSTOM_DATA_KEY, LAYOUT_SEED, episode_instruction, episode_layout,
+                                            episode_name, layout_split)
+from trimodal_lab.metaworld.scene import SawyerScene
 
 # bag topics: the interface's names, absolute (a bag is recorded from the root namespace)
 TOPIC_IMAGE = I.absolute(I.IMAGE_TOPIC)
@@ -93,261 +76,6 @@ TOPICS = (TOPIC_IMAGE, TOPIC_INSTRUCTION, TOPIC_JOINTS, TOPIC_ACTION, TOPIC_STAT
 def camera_topic(camera: str) -> str:
     """The bag topic of a named camera: ``camera`` → ``/camera/image_raw`` (= TOPIC_IMAGE)."""
     return I.absolute(I.image_topic(camera))
-
-
-from .bags import CUSTOM_DATA_KEY, SPLITS as LAYOUT_SPLITS  # noqa: E402,F401  (re-exported)
-
-N_LAYOUTS = 50
-VAL_LAYOUTS = tuple(range(35, 40))      # for every choice: configuration, checkpoint, hyper-parameters
-HELDOUT_LAYOUTS = tuple(range(40, 50))  # rolled out by many policies: for choosing, like val, now
-# The study's test set: entries 0-19 of MT1(task, seed=LAYOUT_SEED + 20), a seed block no recording
-# or rollout had rendered before the study's plan was committed. Never recorded (``episode_layout``
-# refuses them); rolled out once per pre-registered run, only by ``trimodal-ros study run``.
-TEST_LAYOUTS = tuple(range(1000, 1020))
-LAYOUT_SEED = 0
-
-
-# --- layouts ----------------------------------------------------------------------------------
-
-def check_layout(layout) -> int:
-    """``layout`` as an int; a ValueError unless it is a whole number >= 0."""
-    if isinstance(layout, bool) or not isinstance(layout, (int, np.integer)) or layout < 0:
-        raise ValueError(f"layout must be an integer >= 0 (0-49 the benchmark's, 50 and up extra train "
-                         f"layouts), got {layout!r}")
-    return int(layout)
-
-
-def layout_split(layout: int) -> str:
-    """"train" for layouts 0-34 and every extra layout (50 and up) but the test set, "val" for 35-39
-    and "heldout" for 40-49 (both for choosing), "test" for TEST_LAYOUTS (the study's final numbers)."""
-    if check_layout(layout) in TEST_LAYOUTS:
-        return "test"
-    if int(layout) >= N_LAYOUTS:
-        return "train"
-    if int(layout) in HELDOUT_LAYOUTS:
-        return "heldout"
-    return "val" if int(layout) in VAL_LAYOUTS else "train"
-
-
-def layouts(split: str = "all") -> List[int]:
-    """The layout indices of a split: "train", "val", "heldout" or "all"."""
-    if split == "all":
-        return list(range(N_LAYOUTS))
-    if split not in LAYOUT_SPLITS:
-        raise ValueError(f"layout split must be one of {LAYOUT_SPLITS} or 'all', got {split!r}")
-    if split == "test":
-        return list(TEST_LAYOUTS)
-    return [i for i in range(N_LAYOUTS) if layout_split(i) == split]
-
-
-def parse_layouts(spec: str) -> List[int]:
-    """``"35-49"``, ``"35,40-42"`` or a split name (``val``, ``heldout``, ...) → layout indices; a
-    ValueError says what is wrong."""
-    if spec in LAYOUT_SPLITS + ("all",):
-        return layouts(spec)
-    out: List[int] = []
-    try:
-        for part in spec.split(","):
-            a, _, b = part.strip().partition("-")
-            out += list(range(int(a), int(b) + 1)) if b else [int(a)]
-    except ValueError:
-        raise ValueError(f"layouts must look like 35-49 or 35,40-42 (or name a split), got {spec!r}") from None
-    if not out:
-        raise ValueError(f"no layouts in {spec!r}")
-    return [check_layout(x) for x in out]
-
-
-def _task_key(task: str) -> int:
-    return zlib.crc32(task.encode())
-
-
-def episode_layout(task: str, seed: int, episode: int) -> int:
-    """Layout of episode ``episode``: for the first 50, entry ``episode`` of a permutation of the
-    benchmark's layouts seeded by (seed, task), so 50 episodes cover each once; from 50 on, extra
-    train layout ``episode``.
-    The tasks of a language-critical group share one permutation (seeded by the group), so
-    episode ``e`` of each starts from the same first frame: with fewer than 50 episodes, the
-    layouts recorded would otherwise tell the tasks apart."""
-    if int(episode) >= N_LAYOUTS:  # past the benchmark's 50: the extra train layouts, in order
-        if int(episode) in TEST_LAYOUTS:
-            raise ValueError(f"episode {episode} would record test layout {episode}: the test set is never "
-                             f"recorded (use fewer than {TEST_LAYOUTS[0]} episodes)")
-        return int(episode)
-    rng = np.random.default_rng([int(seed), _task_key(LT.layout_key(task)), 0])
-    return int(rng.permutation(N_LAYOUTS)[int(episode)])
-
-
-def episode_name(task: str, seed: int, episode: int) -> str:
-    return f"{task}_s{seed}_e{episode:04d}"
-
-
-def episode_instruction(task: str, seed: int, episode: int, layout: int) -> Tuple[str, str]:
-    """(instruction, paraphrase split) recorded for an episode; deterministic. Held-out layouts get
-    held-out wording (new scene and new words); train and validation layouts train wording."""
-    split = "heldout" if layout_split(layout) == "heldout" else "train"
-    rng = np.random.default_rng([int(seed), _task_key(task), int(episode), 1])
-    return instruction_for(task, rng, split), split
-
-
-# --- simulation -------------------------------------------------------------------------------
-
-def _benchmark(task: str, seed: int = LAYOUT_SEED):
-    return _mt1(task, int(seed))
-
-
-@lru_cache(maxsize=None)
-def _mt1(task: str, seed: int):
-    import metaworld
-
-    return metaworld.MT1(task, seed=seed)  # 50 resets: ~1 s per task, so cache it
-
-
-def layout_task(task: str, layout: int):
-    """The Meta-World ``Task`` (what ``env.set_task`` takes) of layout ``layout``: entry ``layout %
-    50`` of ``MT1(task, seed=LAYOUT_SEED + layout // 50).train_tasks``; for a language-critical
-    ``<task>@lang``, its group's shared placement (``language_tasks.task_data``)."""
-    block, index = divmod(check_layout(layout), N_LAYOUTS)
-    if LT.is_variant(task):
-        return LT.task_data(task, index, lambda name: _benchmark(name, LAYOUT_SEED + block))
-    return _benchmark(task, LAYOUT_SEED + block).train_tasks[index]
-
-
-def camera_spec(spec: str) -> Dict[str, str]:
-    """``--camera`` → {ROS camera name: MuJoCo camera}, primary first: ``corner`` → {camera: corner};
-    ``corner,top_camera=topview`` → {camera: corner, top_camera: topview} (each further camera
-    needs a name; camera NAME is recorded and published on ``NAME/image_raw``)."""
-    out: Dict[str, str] = {}
-    for i, part in enumerate(p.strip() for p in str(spec).split(",")):
-        name, _, cam = part.rpartition("=")
-        if not name and i == 0:
-            name = I.PRIMARY_CAMERA
-        if not name or not cam or name in out:
-            raise ValueError(f"camera spec {spec!r}: give MUJOCO_CAM[,NAME=MUJOCO_CAM...] with distinct names "
-                             f"(e.g. corner,top_camera=topview)")
-        out[name] = cam
-    return out
-
-
-# The MuJoCo camera that stands in for a model camera of this name in simulation (rollouts,
-# sim_node) when no ``--camera`` spec is given.
-SIM_CAMERAS = {I.PRIMARY_CAMERA: "corner", "top_camera": "topview", "wrist_camera": "gripperPOV",
-               "side_camera": "corner2"}
-
-
-def sim_camera_spec(cameras) -> str:
-    """The ``camera_spec`` that feeds a model's named ``cameras`` in simulation:
-    ["camera", "top_camera"] → "corner,top_camera=topview"."""
-    unknown = [c for c in cameras if c not in SIM_CAMERAS]
-    if unknown:
-        raise ValueError(f"no simulated camera for {unknown}: give --camera NAME=MUJOCO_CAM for each "
-                         f"(known: {SIM_CAMERAS})")
-    first, *rest = cameras
-    return ",".join([SIM_CAMERAS[first] if first == I.PRIMARY_CAMERA else f"{first}={SIM_CAMERAS[first]}"]
-                    + [f"{c}={SIM_CAMERAS[c]}" for c in rest])
-
-
-class SawyerScene:
-    """One Meta-World task env with a fast offscreen renderer and named-joint readout. ``task`` is
-    a Meta-World v3 name or a language-critical ``<task>@lang`` (``language_tasks``): the same env
-    started from its group's shared state (``reset``), its task-specific goal markers hidden.
-    ``camera`` is a ``camera_spec``: one MuJoCo camera, or several named ones (``views``)."""
-
-    action_low, action_high = -1.0, 1.0  # Meta-World's action box (end-effector displacement, gripper)
-
-    def __init__(self, task: str, camera: str = "corner", size: int = 224, max_steps: int = 500):
-        from ..sim.scenes import load_triton_before_mesa
-
-        load_triton_before_mesa()
-        import mujoco
-
-        task_id(task)  # unknown task: clear error before the slow import
-        self.cameras = camera_spec(camera)
-        self.primary = next(iter(self.cameras))
-        self.task, self.camera, self.size = task, camera, int(size)
-        self.base_task = LT.base_task(task)
-        self.language_critical = LT.is_variant(task)
-        self.bench = _benchmark(self.base_task)
-        self.env = self.bench.train_classes[self.base_task]()
-        self.env.max_path_length = max(int(self.env.max_path_length), int(max_steps))
-        self.env.set_task(self.bench.train_tasks[0])
-        self.env.reset()
-        m, d = self.model, self.data = self.env.model, self.env.data
-        self.dt_ns = int(round(m.opt.timestep * self.env.frame_skip * 1e9))
-        self.cam_ids = {n: mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_CAMERA, c) for n, c in self.cameras.items()}
-        if min(self.cam_ids.values()) < 0:
-            names = [mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_CAMERA, i) for i in range(m.ncam)]
-            raise ValueError(f"camera {camera!r} not in the Meta-World model; cameras: {names}")
-        self.cam_id = self.cam_ids[self.primary]
-        # joint name -> qpos / dof address, straight from the model
-        self.joint_names = list(I.SAWYER_JOINTS)
-        ids = [mujoco.mj_name2id(m, mujoco.mjtObj.mjOBJ_JOINT, n) for n in self.joint_names]
-        if min(ids) < 0:
-            raise RuntimeError(f"joints {[n for n, i in zip(self.joint_names, ids) if i < 0]} not in model")
-        self.qpos_adr = np.array([m.jnt_qposadr[i] for i in ids])
-        self.dof_adr = np.array([m.jnt_dofadr[i] for i in ids])
-        if self.language_critical:
-            LT.prepare_model(task, m)  # this env's own model: hide the group's goal markers
-        # fast rendering: no shadows / reflections / MSAA
-        m.vis.quality.offsamples = 0
-        m.vis.global_.offwidth = max(int(m.vis.global_.offwidth), self.size)
-        m.vis.global_.offheight = max(int(m.vis.global_.offheight), self.size)
-        self.renderer = mujoco.Renderer(m, self.size, self.size)
-        self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        self.renderer.scene.flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        mujoco.mj_forward(m, d)
-        # a camera whose image "up" (its y axis) points down in the world renders upside down
-        self.flipped = {n: bool(d.cam_xmat[c].reshape(3, 3)[2, 1] < 0) for n, c in self.cam_ids.items()}
-        self.upside_down = self.flipped[self.primary]
-
-    def reset(self, layout: int) -> np.ndarray:
-        """Start layout ``layout`` (``layout_task``); for a language-critical task, in its group's
-        shared state. Returns the observation the scripted expert takes."""
-        self.env.set_task(layout_task(self.task, layout))
-        obs, _ = self.env.reset()
-        if self.language_critical:
-            obs = LT.after_reset(self.task, self.env)
-        return obs
-
-    @property
-    def time_ns(self) -> int:
-        return int(round(self.data.time * 1e9))
-
-    def joints(self) -> Tuple[np.ndarray, np.ndarray]:
-        return self.data.qpos[self.qpos_adr].copy(), self.data.qvel[self.dof_adr].copy()
-
-    def render_raw(self, cam_id: Optional[int] = None) -> np.ndarray:
-        self.renderer.update_scene(self.data, camera=self.cam_id if cam_id is None else cam_id)
-        return self.renderer.render()
-
-    def render(self, name: Optional[str] = None) -> np.ndarray:
-        """Upright uint8 (size, size, 3) RGB frame of camera ``name`` (default: the primary)."""
-        name = self.primary if name is None else name
-        img = self.render_raw(self.cam_ids[name])
-        return np.ascontiguousarray(img[::-1, ::-1]) if self.flipped[name] else img
-
-    def views(self, names=None) -> Dict[str, np.ndarray]:
-        """{camera name: upright frame} of ``names`` (default: every camera), in that order."""
-        return {n: self.render(n) for n in (self.cam_ids if names is None else names)}
-
-    def state(self, obs: np.ndarray) -> np.ndarray:
-        """(9,) the object, goal and hand positions (``SIM_STATE_NAMES``) in the observation ``obs``."""
-        o = np.asarray(obs, np.float64)
-        return np.concatenate([o[4:7], o[-3:], o[0:3]])
-
-    def step(self, action: np.ndarray):
-        obs, _, _, _, info = self.env.step(action)
-        return obs, info
-
-    def close(self) -> None:
-        self.renderer.close()
-        self.env.close()
-
-
-def expert_policy(task: str):
-    """Meta-World's scripted expert of ``task`` (of its base task for ``<task>@lang``)."""
-    from metaworld.policies import ENV_POLICY_MAP
-
-    return ENV_POLICY_MAP[LT.base_task(task)]()
 
 
 # --- recording --------------------------------------------------------------------------------
@@ -376,8 +104,8 @@ def record_episode(scene: SawyerScene, out: Path, seed: int, episode: int, max_s
                    keep_failures: bool = False, after_success: int = 0) -> EpisodeResult:
     """Roll out the expert on one layout and write its bag (see module docstring): until its
     first success, then ``after_success`` steps more (within ``max_steps``)."""
-    from .bags import (BagWriter, action_msg, bag_size_bytes, finished_bag, image_msg, joint_state_msg,
-                       string_msg, write_sidecar)
+    from trimodal_ros.data.bags import BagWriter, bag_size_bytes, finished_bag, write_sidecar
+    from trimodal_ros.data.messages import action_msg, image_msg, joint_state_msg, string_msg
 
     task = scene.task
     name = episode_name(task, seed, episode)
@@ -462,7 +190,7 @@ class _Discard(Exception):
 def _existing(out: Path, name: str, camera: str, size: int, max_steps: int, keep_failures: bool,
               after_success: int = 0):
     """'exists' / 'failed-before' when a previous run already settled this episode."""
-    from .bags import is_bag, read_sidecar
+    from trimodal_ros.data.bags import is_bag, read_sidecar
 
     bag = out / name
     if is_bag(bag):

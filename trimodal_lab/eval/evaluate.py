@@ -11,11 +11,11 @@ from typing import Dict, List, Optional
 import numpy as np
 from tqdm import tqdm
 
-from ..data.instructions import has_paraphrases, instruction_for
-from ..io import atomic_savefig, atomic_write_json, atomic_write_text
-from ..scores import agreement
-from .metrics import PAIRS, action_mae, all_pair_retrieval, chance_recall, roc_auc, token_metrics
-from .stats import cluster_ratio, majority_baselines, mean_action_baselines, paired_cluster_delta
+from trimodal_ros.data.instructions import has_paraphrases, instruction_for
+from trimodal_ros.io import atomic_savefig, atomic_write_json, atomic_write_text
+from trimodal_ros.scores import agreement
+from trimodal_lab.eval.metrics import PAIRS, action_mae, all_pair_retrieval, chance_recall, roc_auc, token_metrics
+from trimodal_lab.eval.stats import cluster_ratio, majority_baselines, mean_action_baselines, paired_cluster_delta
 
 log = logging.getLogger(__name__)
 MAX_RETRIEVAL = 4000  # retrieval is O(N²): above this, a fixed-seed subsample is scored
@@ -57,7 +57,7 @@ def run_inference(policy, dataset, batch_size: int = 64, instructions: str = "ba
         raise ValueError(f"instructions {instructions!r}: the package's phrasings exist for Meta-World tasks only, "
                          f"not for {[t for t in tasks if not has_paraphrases([t])][:3]}; use bag")
     if len(tasks) == 1 and instructions == "other_task":  # one task in the data: take its MT50 neighbour
-        from ..data.instructions import MT50
+        from trimodal_ros.data.instructions import MT50
 
         if not has_paraphrases(tasks):
             raise ValueError("instructions 'other_task' needs two tasks in the data (or a Meta-World task)")
@@ -306,9 +306,9 @@ def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = 
     """Score ``checkpoint`` on the ``split`` layouts of ``bags`` (or ``dataset``). ``with_language``
     adds the language section (five passes over the same frames); baselines come from
     ``train_dataset`` (default: the train layouts of ``bags``, labels only)."""
-    from ..data.dataset import BagDataset
-    from ..policy import Policy
-    from ..utils import pick_device
+    from trimodal_ros.data.dataset import BagDataset
+    from trimodal_ros.policy import Policy
+    from trimodal_ros.utils import pick_device
 
     policy = policy or Policy.load(str(checkpoint), fusion=fusion, device=pick_device(device))
     cfg = policy.config

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..eval.metrics import wilson_interval
+from trimodal_lab.eval.metrics import wilson_interval
 
 
 @dataclass
@@ -165,7 +165,7 @@ def eval_layouts(split: str, episodes: int, seed: int) -> List[int]:
     """``episodes`` layouts of a split: a permutation seeded by ``seed``, cycled when more are
     asked than the split has. Prefix-consistent: the first n of a longer list are the n-list, so
     a run with more episodes extends, never reshuffles, a run with fewer (paired comparisons)."""
-    from ..data.metaworld import layouts
+    from trimodal_lab.metaworld import layouts
 
     pool = layouts(split)
     perm = np.random.default_rng([seed, 99]).permutation(pool)
@@ -179,14 +179,14 @@ def other_task(task: str, tasks: List[str]) -> str:
     """The task whose instruction a counterfactual episode of ``task`` gets: for a language-critical
     ``<task>@lang`` the other task of its group (same first frame, opposite actions), else the next
     of ``tasks`` in sorted order."""
-    from ..data import language_tasks as LT
+    from trimodal_ros.data import language_tasks as LT
 
     if LT.is_variant(task):
         group = LT.group_of(task).tasks
         return group[(group.index(LT.base_task(task)) + 1) % len(group)] + LT.SUFFIX
     pool = sorted(set(tasks) | {task})
     if len(pool) == 1:
-        from ..data.instructions import MT50
+        from trimodal_ros.data.instructions import MT50
 
         pool = sorted({task, MT50[(MT50.index(task) + 1) % len(MT50)]})
     return pool[(pool.index(task) + 1) % len(pool)]
@@ -201,7 +201,7 @@ def episode_plan(tasks: List[str], episodes: int, split: str = "heldout", seed: 
     train or held-out paraphrases, a train paraphrase of ``other_task`` (does the policy follow the
     words or the scene?), or "empty"; ``wordings`` ({task: [wording, ...]}, the user's own) wins
     for the tasks it names."""
-    from ..data.instructions import instruction_for
+    from trimodal_ros.data.instructions import instruction_for
 
     if instructions not in INSTRUCTION_CONDITIONS:
         raise ValueError(f"instructions must be one of {INSTRUCTION_CONDITIONS}, got {instructions!r}")
@@ -235,7 +235,7 @@ def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "he
     the simulated cameras of the policy's named cameras (``sim_camera_spec``)."""
     from tqdm import tqdm
 
-    from ..data.metaworld import SawyerScene, sim_camera_spec
+    from trimodal_lab.metaworld import SawyerScene, sim_camera_spec
 
     camera = camera or sim_camera_spec(policy.model_config.cameras)
     outcomes = []
@@ -284,7 +284,7 @@ def expert_success(tasks: List[str], episodes: int, split: str = "heldout", seed
 
 def expert_success_on(plan: List[Tuple[str, int, str]], max_steps: int = 200, size: int = 64) -> Dict[str, object]:
     """The scripted expert on ``plan``'s (task, layout) episodes (it reads no instruction)."""
-    from ..data.metaworld import SawyerScene, expert_policy
+    from trimodal_lab.metaworld import SawyerScene, expert_policy
 
     outcomes = []
     for task in dict.fromkeys(t for t, _, _ in plan):

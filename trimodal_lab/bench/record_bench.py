@@ -22,8 +22,8 @@ from typing import Dict
 
 import numpy as np
 
-from .. import interface as I
-from .bench_ros import start_load, stop_processes
+from trimodal_ros import interface as I
+from trimodal_lab.bench.ros_bench import start_load, stop_processes
 
 TOPICS = ("/bench_record/camera/image_raw", "/bench_record/joint_states")
 
@@ -44,9 +44,9 @@ def _drive(rec, out: Path, seconds: float, kill: bool, log) -> Dict[str, object]
     import rclpy
     from sensor_msgs.msg import Image, JointState
 
-    from ..data.bag_repair import repair
-    from ..data.bags import read_bag
-    from .conversions import image_to_msg, joints_to_msg, ns_to_stamp, qos_profile
+    from trimodal_ros.data.bag_repair import repair
+    from trimodal_ros.data.bags import read_bag
+    from trimodal_ros.ros.conversions import image_to_msg, joints_to_msg, ns_to_stamp, qos_profile
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx)

@@ -25,9 +25,9 @@ def register(sub) -> None:
 
 def cli_bench(args) -> int:
     if args.what == "model":
-        from .model_bench import run
+        from trimodal_lab.bench.model_bench import run
     elif args.what == "train":
-        from .train_bench import run
+        from trimodal_lab.bench.train_bench import run
     else:
-        from ..ros.bench_ros import run
+        from trimodal_lab.bench.ros_bench import run
     return run(args)

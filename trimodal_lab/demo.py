@@ -41,14 +41,14 @@ def register(sub) -> None:
 
 def run(args) -> int:
     logging.basicConfig(level=logging.WARNING)
-    from .config import load_config
-    from .data.metaworld import generate, summarize
-    from .eval.evaluate import evaluate
-    from .ros.live_eval import live_evaluate
-    from .checkpoint import CheckpointError, read_checkpoint
-    from .train.trainer import train
+    from trimodal_ros.config import load_config
+    from trimodal_lab.metaworld import generate, summarize
+    from trimodal_lab.eval.evaluate import evaluate
+    from trimodal_lab.ros.live_eval import live_evaluate
+    from trimodal_ros.checkpoint import CheckpointError, read_checkpoint
+    from trimodal_ros.train.trainer import train
 
-    from .model.configuration import DEFAULT_FUSION
+    from trimodal_ros.model.configuration import DEFAULT_FUSION
 
     t_start = time.perf_counter()
     fusion = args.fusion or DEFAULT_FUSION
@@ -88,8 +88,8 @@ def run(args) -> int:
           f"text→image R@1 {rep_p['retrieval']['text->image']['R@1']:.3f}")
     print(f"report: {run_dir / 'eval_heldout_layouts' / 'report.md'}")
 
-    from .data.bags import find_bags
-    from .data.dataset import episode_meta
+    from trimodal_ros.data.bags import find_bags
+    from trimodal_ros.data.episodes import episode_meta
 
     held = [b for b in find_bags(data) if episode_meta(b).get("layout_split") == "heldout"]
     if not held:

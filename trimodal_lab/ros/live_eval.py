@@ -14,9 +14,9 @@ from typing import Dict
 
 import numpy as np
 
-from .. import interface as I
-from ..utils import wait_for
-from ..eval.metrics import token_metrics
+from trimodal_ros import interface as I
+from trimodal_ros.utils import wait_for
+from trimodal_lab.eval.metrics import token_metrics
 
 
 def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1.0, device: str = "cpu",
@@ -30,12 +30,12 @@ def live_evaluate(checkpoint, bag, namespace: str = "live_eval", rate: float = 1
     from rclpy.executors import SingleThreadedExecutor
     from trajectory_msgs.msg import JointTrajectory
 
-    from ..data.dataset import BagDataset
-    from ..policy import Policy
-    from ..eval.evaluate import run_inference
-    from .bringup import Bringup
-    from .conversions import trajectory_to_numpy
-    from .replay import replay
+    from trimodal_ros.data.dataset import BagDataset
+    from trimodal_ros.policy import Policy
+    from trimodal_lab.eval.evaluate import run_inference
+    from trimodal_ros.ros.bringup import Bringup
+    from trimodal_ros.ros.conversions import trajectory_to_numpy
+    from trimodal_ros.ros.replay import replay
 
     policy = Policy.load(str(checkpoint), device=device)
     tokenizer, cfg = policy.tokenizer, policy.config

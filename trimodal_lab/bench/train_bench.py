@@ -16,11 +16,11 @@ import torch
 
 def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps: int, device: str,
                 config: str = "") -> dict:
-    from ..config import load_config
-    from ..model import TriModalModel
-    from ..model.objective import TriModalObjective
-    from ..train.trainer import param_groups
-    from .model_bench import _time, synthetic_frames
+    from trimodal_ros.config import load_config
+    from trimodal_ros.model import TriModalModel
+    from trimodal_ros.model.objective import TriModalObjective
+    from trimodal_ros.train.trainer import param_groups
+    from trimodal_lab.bench.model_bench import _time, synthetic_frames
 
     cfg = load_config(config or fusion)
     mc = dataclasses.replace(cfg.model, clip_model=arch, pretrained=None)

@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from ..sim.rollout import EpisodeOutcome, episode_plan, summarize
+from trimodal_lab.sim.rollout import EpisodeOutcome, episode_plan, summarize
 
 _RUNS = itertools.count()
 
@@ -47,8 +47,8 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
     from rclpy.parameter import Parameter
     from tqdm import tqdm
 
-    from .bringup import Bringup
-    from .sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL (see metaworld.py)
+    from trimodal_ros.ros.bringup import Bringup
+    from trimodal_lab.ros.sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL (see metaworld.py)
 
     ns = namespace or f"/rollout_{os.getpid()}_{next(_RUNS)}"
     plan = plan if plan is not None else episode_plan(tasks, episodes, split, seed, instructions)
@@ -68,7 +68,7 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
         up = Bringup({k: v for k, v in values.items() if v is not None}, context=context).start()
         vla = up.nodes[0]
         if sim == "metaworld" and not camera:
-            from ..data.metaworld import sim_camera_spec
+            from trimodal_lab.metaworld import sim_camera_spec
 
             camera = sim_camera_spec(vla.policy.model_config.cameras)
         for task in tasks:

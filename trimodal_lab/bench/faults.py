@@ -31,8 +31,8 @@ from typing import Dict, List
 
 import numpy as np
 
-from .. import interface as I
-from .bench_ros import NS, _Session, rss_mb
+from trimodal_ros import interface as I
+from trimodal_lab.bench.ros_bench import NS, _Session, rss_mb
 
 RATE = 20.0      # camera frames per second while driving
 PHASE_S = 3.0    # seconds of frames after each fault
@@ -54,8 +54,8 @@ while True:
 
 def _checkpoints(folder: Path, fusion: str) -> List[Path]:
     """Two checkpoints of the same architecture with different random weights."""
-    from ..checkpoint import save_checkpoint
-    from ..policy import Policy
+    from trimodal_ros.checkpoint import save_checkpoint
+    from trimodal_ros.policy import Policy
 
     out = []
     for seed in (1, 2):
@@ -80,8 +80,8 @@ def _faults(tmp: Path, fusion: str, device: str, log) -> Dict[str, object]:
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from ..config import load_config
-    from .conversions import ns_to_stamp, qos_profile
+    from trimodal_ros.config import load_config
+    from trimodal_ros.ros.conversions import ns_to_stamp, qos_profile
 
     live, spare = _checkpoints(tmp, fusion)
     joints = load_config(fusion).model.joint_names

@@ -1,4 +1,5 @@
-"""``trimodal-ros rollout``: closed-loop success rates in Meta-World, in-process (``sim.rollout``) or
+"""``trimodal-ros sim``: the simulator as a ROS 2 robot (``ros.sim_node``) in this process;
+``trimodal-ros rollout``: closed-loop success rates in Meta-World, in-process (``sim.rollout``) or
 through ROS (``ros.rollout``, imported only for ``--through-ros`` / ``--compare``: it needs rclpy).
 Argument handling only."""
 
@@ -13,6 +14,23 @@ os.environ.setdefault("MUJOCO_GL", "egl")  # before mujoco is imported anywhere
 
 
 def register(sub) -> None:
+    p = sub.add_parser("sim", help="run Meta-World as a ROS 2 robot (camera, joints, instruction, /clock; "
+                                   "steps on trimodal/action)")
+    p.add_argument("--task", required=True, help="Meta-World v3 task, e.g. reach-v3 or drawer-open-v3@lang")
+    p.add_argument("--layout", type=int, default=-1, help="layout 0-49 (40-49 held out), 50 and up extra "
+                   "train layouts; -1 cycles the held-out layouts 40-49")
+    p.add_argument("--instructions", default="train", choices=["train", "heldout"], help="paraphrase set")
+    p.add_argument("--instruction", default=None, help="this exact command instead of a paraphrase")
+    p.add_argument("--episodes", type=int, default=0, help="episodes before exiting; 0 runs until Ctrl-C")
+    p.add_argument("--max-steps", type=int, default=200)
+    p.add_argument("--size", type=int, default=224, help="square camera image size in pixels")
+    p.add_argument("--camera", default="corner", help="Meta-World camera, or named cameras primary first for a "
+                   "multi-camera model (corner,top_camera=topview publishes top_camera/image_raw too)")
+    p.add_argument("--execute-steps", type=int, default=1, help="trajectory points executed per frame")
+    p.add_argument("--action-timeout", type=float, default=5.0, help="wall seconds before a frame is re-sent")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--namespace", default="")
+    p.set_defaults(func=cli_sim)
     p = sub.add_parser("rollout", help="closed-loop success rate of a checkpoint in Meta-World "
                                        "(in-process or through ROS)")
     p.add_argument("--checkpoint", default=None, help="trained .pt; omit to run random weights (wiring)")
@@ -50,6 +68,40 @@ def register(sub) -> None:
     p.set_defaults(func=cli_rollout)
 
 
+def cli_sim(args) -> int:
+    """``trimodal-ros sim``: sim_node in this process until its episodes are done (or Ctrl-C)."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from trimodal_lab.ros.sim_node import SimNode, spin_until_finished
+    from trimodal_ros.ros import signals
+
+    params = {"task": args.task, "layout": args.layout, "instructions": args.instructions,
+              "instruction": args.instruction or "", "seed": args.seed, "max_steps": args.max_steps,
+              "size": args.size, "camera": args.camera, "execute_steps": args.execute_steps,
+              "action_timeout": args.action_timeout, "episodes": args.episodes, "autostart": True}
+    signals.init()
+    try:
+        try:
+            node = SimNode(namespace=args.namespace or None,
+                           parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+        except Exception as e:
+            print(f"trimodal-ros sim: cannot start: {type(e).__name__}: {e}")
+            return 1
+        print(f"simulating {args.task} as {node.get_fully_qualified_name()}; "
+              f"{'Ctrl-C to stop' if args.episodes <= 0 else f'{args.episodes} episode(s)'}")
+        try:
+            spin_until_finished(node)
+        finally:
+            node.destroy_node()
+        for o in node.outcomes:
+            print(f"episode {o['episode']}: layout {o['layout']} {'success' if o['success'] else 'failure'} "
+                  f"after {o['length']} steps")
+    finally:
+        rclpy.try_shutdown()
+    return 0
+
+
 def format_table(report: Dict[str, object], title: str) -> str:
     rows = [("task", "episodes", "success", "95% CI", "mean len", "control Hz")]
     blocks = list(report["per_task"].items()) + [("ALL", report["overall"])]
@@ -80,8 +132,8 @@ def read_wordings(path) -> Dict[str, List[str]]:
 
 def rollout_plan(tasks: List[str], args, allow_test: bool = False):
     """The episodes ``args`` ask for (``sim.rollout.episode_plan``); test layouts only for the study."""
-    from ..data.metaworld import TEST_LAYOUTS, parse_layouts
-    from .rollout import episode_plan
+    from trimodal_lab.metaworld import TEST_LAYOUTS, parse_layouts
+    from trimodal_lab.sim.rollout import episode_plan
 
     layouts = parse_layouts(args.layouts) if args.layouts else None
     if not allow_test and layouts and set(layouts) & set(TEST_LAYOUTS):
@@ -97,11 +149,11 @@ def rollout_plan(tasks: List[str], args, allow_test: bool = False):
 
 
 def cli_rollout(args) -> int:
-    from ..config import ConfigError
-    from ..model.configuration import DEFAULT_FUSION
-    from ..data.instructions import resolve_tasks
-    from ..checkpoint import CheckpointError, read_checkpoint
-    from ..utils import pick_device
+    from trimodal_ros.config import ConfigError
+    from trimodal_ros.model.configuration import DEFAULT_FUSION
+    from trimodal_ros.data.instructions import resolve_tasks
+    from trimodal_ros.checkpoint import CheckpointError, read_checkpoint
+    from trimodal_ros.utils import pick_device
 
     try:
         tasks: List[str] = resolve_tasks(args.tasks)
@@ -149,10 +201,10 @@ def cli_rollout(args) -> int:
 
 
 def _rollout(args, common, model, out) -> int:
-    from ..io import atomic_write_json
-    from ..policy import Policy
-    from .rollout import rollout_in_process
-    from ..ros.rollout import compare_traces, rollout_through_ros
+    from trimodal_ros.io import atomic_write_json
+    from trimodal_ros.policy import Policy
+    from trimodal_lab.sim.rollout import rollout_in_process
+    from trimodal_lab.ros.rollout import compare_traces, rollout_through_ros
 
     traces_ros: list = []
     traces_in: list = []

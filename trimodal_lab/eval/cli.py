@@ -22,7 +22,7 @@ def register(sub) -> None:
 
 
 def cli_evaluate(args) -> int:
-    from .evaluate import evaluate
+    from trimodal_lab.eval.evaluate import evaluate
 
     evaluate(args.checkpoint, args.bags, args.out, split=args.split, instructions=args.instructions,
              batch_size=args.batch_size, device=args.device, fusion=args.fusion, with_language=not args.no_language)

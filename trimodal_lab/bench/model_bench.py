@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..config import load_config
-from ..model import FUSIONS, TriModalModel
+from trimodal_ros.config import load_config
+from trimodal_ros.model import FUSIONS, TriModalModel
 
 
 def _time(fn: Callable[[], object], iters: int, warmup: int = 2) -> List[float]:

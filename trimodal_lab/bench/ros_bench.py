@@ -28,8 +28,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from .. import interface as I
-from ..model.configuration import DEFAULT_FUSION
+from trimodal_ros import interface as I
+from trimodal_ros.model.configuration import DEFAULT_FUSION
 
 NS = "/trimodal_bench"
 RATES = (5.0, 10.0, 20.0, 30.0, 50.0, 100.0, 200.0)
@@ -66,7 +66,7 @@ class _Client:
         from std_msgs.msg import String
         from trajectory_msgs.msg import JointTrajectory
 
-        from .conversions import qos_profile
+        from trimodal_ros.ros.conversions import qos_profile
 
         self.node = rclpy.create_node("bench_ros_client", context=context)
         ns = NS + "/"
@@ -94,14 +94,14 @@ class _Client:
                     self.cv.notify_all()
 
     def send_joints(self, stamp_ns: int, names: List[str], positions=None) -> None:
-        from .conversions import joints_to_msg, ns_to_stamp
+        from trimodal_ros.ros.conversions import joints_to_msg, ns_to_stamp
 
         n = len(names)
         pos = np.zeros(n) if positions is None else positions
         self.joints.publish(joints_to_msg(names, pos, np.zeros(n), ns_to_stamp(stamp_ns)))
 
     def send(self, stamp_ns: int, rgb: np.ndarray, joints: Optional[List[str]] = None, encoding="rgb8") -> float:
-        from .conversions import image_to_msg, ns_to_stamp
+        from trimodal_ros.ros.conversions import image_to_msg, ns_to_stamp
 
         if joints is not None:
             self.send_joints(stamp_ns, joints)
@@ -129,8 +129,8 @@ class _Session:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
 
-        from .bringup import spawn
-        from .params import node_specs
+        from trimodal_ros.ros.bringup import spawn
+        from trimodal_ros.ros.params import node_specs
 
         values = {"fusion": fusion, "device": device, "checkpoint": checkpoint, "image_qos_reliability": "reliable",
                   "max_input_age": "1.0", "allow_random_weights": "true", "namespace": NS, **(extra or {})}
@@ -179,7 +179,7 @@ class _Session:
 
 
 def echo_main() -> None:
-    """``python -m trimodal_ros.ros.bench_ros``: a node with no model that answers each camera frame
+    """``python -m trimodal_lab.bench.ros_bench``: a node with no model that answers each camera frame
     with an empty trajectory carrying its stamp. Its round trip is the floor any ROS 2 Python node
     pays for moving the frame in and the answer out; ``bench ros`` reports it beside the node's."""
     import rclpy
@@ -187,7 +187,7 @@ def echo_main() -> None:
     from sensor_msgs.msg import Image
     from trajectory_msgs.msg import JointTrajectory
 
-    from .conversions import qos_profile
+    from trimodal_ros.ros.conversions import qos_profile
 
     rclpy.init()
     node = rclpy.create_node("echo", namespace=NS)
@@ -217,7 +217,7 @@ def transport_floor(size: int = 224, iters: int = 40) -> float:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    proc = subprocess.Popen([sys.executable, "-m", "trimodal_ros.ros.bench_ros"], stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen([sys.executable, "-m", "trimodal_lab.bench.ros_bench"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
@@ -256,7 +256,7 @@ def _pct(a, q) -> float:
 def bench(fusion: str = DEFAULT_FUSION, device: str = "cpu", iters: int = 20, rates=RATES, size: int = 224,
           load: int = 0, log=print) -> dict:
     """Closed-loop latency, ratio to the model, highest loss-free camera rate; returns the figures."""
-    from ..config import load_config
+    from trimodal_ros.config import load_config
 
     joints = load_config(fusion).model.joint_names
     s = _Session(fusion, device, load=load, log=log)
@@ -329,7 +329,7 @@ def soak(duration: float = 600.0, rate: float = 30.0, load: int = 0, checkpoint:
     """The soak described in the module docstring; returns its figures."""
     from std_msgs.msg import String
 
-    from ..config import load_config
+    from trimodal_ros.config import load_config
 
     joints = load_config(fusion).model.joint_names
     s = _Session(fusion, device, checkpoint=checkpoint, load=load, log=log,
@@ -407,16 +407,16 @@ def run(args) -> int:
     fusion = getattr(args, "fusion", None) or DEFAULT_FUSION
     try:
         if getattr(args, "checkpoint", None):
-            from ..checkpoint import read_checkpoint
+            from trimodal_ros.checkpoint import read_checkpoint
 
             fusion = read_checkpoint(args.checkpoint)["fusion"]
         load = args.load if args.load is not None else (1 if args.what == "record" else 0)
         if args.what == "record":
-            from .bench_record import bench as bench_record
+            from trimodal_lab.bench.record_bench import bench as bench_record
 
             bench_record(duration=args.duration, load=load)
         elif args.what == "faults":
-            from .faults import faults
+            from trimodal_lab.bench.faults import faults
 
             faults(fusion=fusion, device=args.device)
         elif args.what == "soak":
