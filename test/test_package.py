@@ -87,3 +87,10 @@ def test_the_runtime_package_never_imports_the_lab():
             found += [f"{f.relative_to(ROOT)}: names {m.group(0)}"
                       for m in re.finditer(r"[\"']trimodal_lab\.[\w.:]+[\"']", text)]
     assert not found, "\n".join(found)
+
+
+def test_no_runtime_file_is_over_400_lines():
+    """What a robot runs stays readable: every module of ``trimodal_ros`` fits in 400 lines."""
+    long = {str(f.relative_to(ROOT)): n for f in sorted((ROOT / "trimodal_ros").rglob("*.py"))
+            if (n := len(f.read_text().splitlines())) > 400}
+    assert not long, long

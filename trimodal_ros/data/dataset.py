@@ -25,6 +25,7 @@ from torch.utils.data import Dataset
 
 from ..decode import BadInput, compressed_image_from_msg, image_from_msg, joint_values, joints_from_msg
 from ..interface import PRIMARY_CAMERA, SAWYER_JOINTS, SIM_STATE_NAMES, SIM_STATE_TOPIC, absolute
+from ..model.configuration import proprio_width
 from ..model.preprocess import proprio_vector
 from ..robot import CameraSpec, RobotSpec
 from .actions import action_series
@@ -47,7 +48,7 @@ class BagDataset(Dataset):
             action past the episode end; ``action_mask`` marks the real ones).
         action_history: past expert actions fed into ``proprio`` (zero-filled at episode start).
         joint_names, use_velocities: the proprio layout (``ModelConfig`` fields).
-        split: keep episodes whose layout is in the "train", "val" or "heldout" layouts, or "all".
+        split: keep the episodes of this split ("train", "val", "heldout", "test") or "all".
         max_input_age: seconds; a joint state / action older than this at a frame is STALE.
         tasks: optionally keep only these task names.
         images: False skips decoding the frames (``image`` is None): labels only, for baselines.
@@ -62,9 +63,8 @@ class BagDataset(Dataset):
             topics and names. Default: the Meta-World Sawyer's layout with ``joint_names`` and
             ``cameras``; given, it decides both (and ``joint_names`` / ``cameras`` are ignored).
 
-    A sample's ``instruction`` is the one recorded in the bag (or the spec's / the episode
-    metadata's text for bags without an instruction topic); training and evaluation draw
-    paraphrases of Meta-World tasks themselves (``train.trainer.Batcher``, ``eval.evaluate``).
+    A sample's ``instruction`` is the one recorded in the bag (or the spec's / the episode metadata's
+    text for bags without an instruction topic); training may draw paraphrases instead (``Batcher``).
     Episode metadata (``episode.json`` or metadata.yaml's custom_data) is optional outside
     Meta-World: without a ``task`` the episode's task is its instruction; its split is the
     metadata's ``split``, else its Meta-World ``layout_split``, else "train" (``episode_split``).
@@ -201,7 +201,7 @@ class BagDataset(Dataset):
         if n < len(self.frames):
             self.frames = self.frames[:n]  # a view: the buffer stays allocated (counted below)
         cat = lambda xs, dt: np.concatenate(xs).astype(dt) if xs else np.zeros(0, dt)  # noqa: E731
-        p_dim = len(self.joint_names) * (2 if self.use_velocities else 1) + self.action_history * self.action_dim
+        p_dim = proprio_width(len(self.joint_names), self.use_velocities, self.action_history, self.action_dim)
         self.proprio = np.stack(prop).astype(np.float32) if prop else np.zeros((0, p_dim), np.float32)
         self.actions = (np.concatenate(actions).astype(np.float32) if actions
                         else np.zeros((0, self.action_dim), np.float32))

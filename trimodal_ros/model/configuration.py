@@ -101,6 +101,10 @@ class ModelConfig:
 
     @property
     def proprio_dim(self) -> int:
-        """Width of the proprio/action encoder's input: positions, velocities, action history."""
-        n = len(self.joint_names)
-        return n * (2 if self.use_velocities else 1) + self.action_history * self.action_dim
+        return proprio_width(len(self.joint_names), self.use_velocities, self.action_history, self.action_dim)
+
+
+def proprio_width(joints: int, use_velocities: bool, action_history: int, action_dim: int) -> int:
+    """Width of the proprio/action encoder's input (``preprocess.proprio_vector``): positions,
+    velocities, the last ``action_history`` actions."""
+    return joints * (2 if use_velocities else 1) + action_history * action_dim
