@@ -85,17 +85,20 @@ def test_joint_buffer_keeps_a_time_span_and_restarts_when_time_goes_back():
 
 def test_gate_says_what_holds_a_frame_back():
     i = Inputs()
-    assert i.gate(1.0, 0.5)[4] == "waiting_for_instruction"
+    assert i.gate(1.0, 0.5).wait == "waiting_for_instruction"
     i.instruct("open")
-    assert i.gate(1.0, 0.5)[3:] == (False, "waiting_for_joint_state")
+    g = i.gate(1.0, 0.5)
+    assert (g.expired, g.wait) == (False, "waiting_for_joint_state")
     i.add_joints(0.2, "old", None, keep=2.0)
-    assert i.gate(1.0, 0.5)[2:] == (None, False, "stale_joint_state")
+    g = i.gate(1.0, 0.5)
+    assert (g.joints, g.expired, g.wait) == (None, False, "stale_joint_state")
     i.add_joints(0.9, "fresh", None, keep=2.0)
-    gen, text, joints, expired, wait = i.gate(1.0, 0.5)
-    assert (gen, text, joints[1], expired, wait) == (1, "open", "fresh", False, None)
-    assert i.gate(0.95, 0.5)[2][1] == "fresh" and i.gate(0.5, 0.5)[2][1] == "old"  # at or before the frame
+    g = i.gate(1.0, 0.5)
+    assert (g.generation, g.instruction, g.joints[1], g.expired, g.wait) == (1, "open", "fresh", False, None)
+    assert i.gate(0.95, 0.5).joints[1] == "fresh" and i.gate(0.5, 0.5).joints[1] == "old"  # at or before the frame
     time.sleep(0.05)
-    assert i.gate(1.0, 0.5, timeout=0.01)[1:] == (None, None, True, "waiting_for_instruction")
+    g = i.gate(1.0, 0.5, timeout=0.01)
+    assert (g.instruction, g.joints, g.expired, g.wait) == (None, None, True, "waiting_for_instruction")
 
 
 def test_other_cameras_frames_are_taken_at_or_before_the_primary_stamp():

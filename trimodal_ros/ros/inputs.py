@@ -7,13 +7,24 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 import numpy as np
 
 from ..data.align import MISSING, STALE, select_latest  # the alignment training used
 
 JointSample = Tuple[float, object, object]  # (stamp s, positions, velocities or None)
+
+
+class Gate(NamedTuple):
+    """What a frame may use (``Inputs.gate``)."""
+
+    generation: int              # the task in force (a new instruction or a restart makes a new one)
+    instruction: Optional[str]
+    joints: Any                  # the joint sample at the frame, or None
+    expired: bool                # the task just timed out
+    wait: Optional[str]          # what holds the frame back: waiting_for_instruction, waiting_for_joint_state,
+                                 # stale_joint_state; None: go
 
 
 class Inputs:
@@ -122,18 +133,16 @@ class Inputs:
                 out[c] = v
         return out
 
-    def gate(self, t: float, max_age: float, timeout: float = 0.0):
-        """What a frame stamped ``t`` s may use: (generation, instruction, joint sample, expired, wait),
-        where ``wait`` is the outcome holding the frame back ("waiting_for_instruction",
-        "waiting_for_joint_state", "stale_joint_state") or None, and ``expired`` says the task just
-        timed out (``task``)."""
+    def gate(self, t: float, max_age: float, timeout: float = 0.0) -> Gate:
+        """What a frame stamped ``t`` s may use (``Gate``); ``expired`` as ``task`` says it."""
         gen, text, expired = self.task(timeout)
         if text is None:
-            return gen, None, None, expired, "waiting_for_instruction"
+            return Gate(gen, None, None, expired, "waiting_for_instruction")
         joints = self.joints_at(t, max_age)
         if isinstance(joints, int):  # MISSING or STALE, not a sample
-            return gen, text, None, expired, "waiting_for_joint_state" if joints == MISSING else "stale_joint_state"
-        return gen, text, joints, expired, None
+            return Gate(gen, text, None, expired,
+                        "waiting_for_joint_state" if joints == MISSING else "stale_joint_state")
+        return Gate(gen, text, joints, expired, None)
 
     def span(self) -> float:
         """Seconds of joint states held."""
