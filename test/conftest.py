@@ -17,19 +17,11 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def load_script():
-    """``load_script(name)`` imports ``scripts/<name>.py`` as a module (scripts/ is not a package)."""
-    import importlib.util
-    from pathlib import Path
+def load_probe():
+    """``load_probe(name)``: the probe module ``trimodal_lab.probes.<name>``."""
+    import importlib
 
-    def load(name: str):
-        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-
-    return load
+    return lambda name: importlib.import_module(f"trimodal_lab.probes.{name}")
 
 
 @pytest.fixture(scope="session")

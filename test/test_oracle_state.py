@@ -1,4 +1,4 @@
-"""scripts/oracle_state.py: the state head answers with the simulator's true state, and only inside."""
+"""trimodal_lab/probes/oracle_state.py: the state head answers with the simulator's true state, and only inside."""
 
 import dataclasses
 
@@ -13,8 +13,8 @@ from trimodal_ros.policy import Policy
 
 
 @pytest.fixture(scope="module")
-def oracle(load_script):
-    return load_script("oracle_state")
+def oracle(load_probe):
+    return load_probe("oracle_state")
 
 
 def test_true_state_replaces_the_prediction_with_the_scenes_state(oracle):

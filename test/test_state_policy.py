@@ -1,4 +1,4 @@
-"""scripts/state_policy.py: behaviour cloning from the true state, the demonstrations' ceiling."""
+"""trimodal_lab/probes/state_policy.py: behaviour cloning from the true state, the demonstrations' ceiling."""
 
 import re
 
@@ -7,8 +7,8 @@ import pytest
 
 
 @pytest.fixture(scope="module")
-def sp(load_script):
-    return load_script("state_policy")
+def sp(load_probe):
+    return load_probe("state_policy")
 
 
 def test_the_mlp_fits_the_recorded_tokens_and_drives_the_scene(sp, small_bags, capsys):

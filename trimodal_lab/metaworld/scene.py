@@ -111,6 +111,7 @@ class SawyerScene:
         obs, _ = self.env.reset()
         if self.language_critical:
             obs = language.after_reset(self.task, self.env)
+        self.obs = obs  # the latest observation: what a scripted expert reads next
         return obs
 
     @property
@@ -141,6 +142,7 @@ class SawyerScene:
 
     def step(self, action: np.ndarray):
         obs, _, _, _, info = self.env.step(action)
+        self.obs = obs
         return obs, info
 
     def close(self) -> None:

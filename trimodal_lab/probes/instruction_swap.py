@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Does a trained policy read the instruction? Swap it on recorded frames and see the error move.
 
 Reach, push and pick-place start from one kind of scene (a puck and a goal marker): the marker's
@@ -7,7 +6,7 @@ split, the first predicted action (argmax tokens, decoded) is compared with the 
 one, once with an instruction of the frame's own task and once with each other task's; a policy
 that ignores the words has the same error in every column.
 
-    PYTHONPATH=. python scripts/instruction_swap.py --checkpoint runs/mt10_policy/last.pt \
+    python -m trimodal_lab.probes.instruction_swap --checkpoint runs/mt10_policy/last.pt \
         [--data data/mt10_192] [--split val] [--tasks reach-v3,push-v3,pick-place-v3]
 """
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Where does a policy trained with ``train.state_weight`` think the object and the goal are?
 
 The auxiliary head (saved beside the weights in ``last.pt``, never served) reads the image
@@ -6,7 +5,7 @@ embedding; its error on the frames of unseen layouts says how well the visual fe
 what each task is about, separately from how well the action head uses them. Mean absolute error
 in cm per coordinate, for every task, on a subsample of the train frames and on the chosen split.
 
-    PYTHONPATH=. python scripts/state_probe.py --checkpoint runs/mt10_state/last.pt \
+    python -m trimodal_lab.probes.state_probe --checkpoint runs/mt10_state/last.pt \
         [--data data/mt10_192_state] [--split val] [--by-layout reach-v3,pick-place-v3]
 
 ``--by-layout`` adds, for the named tasks, the goal error of each layout of the split on the first

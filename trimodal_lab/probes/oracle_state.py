@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Does a ``state_input`` policy fail because it misplaces things, or because it does not act on
 where they are?
 
@@ -8,7 +7,7 @@ true state (``SIM_STATE_NAMES``: the object, the goal and, for 9-D models, the h
 oracle does no better, the limit is how the action head uses the state, not how well the image
 features estimate it. The oracle needs the simulator: it is a diagnostic, not a policy.
 
-    PYTHONPATH=. MUJOCO_GL=egl python scripts/oracle_state.py --checkpoint runs/mt10_policy/last.pt \
+    python -m trimodal_lab.probes.oracle_state --checkpoint runs/mt10_policy/last.pt \
         [--tasks reach-v3,push-v3,pick-place-v3,peg-insert-side-v3] [--split heldout] [--episodes 10]
 """
 

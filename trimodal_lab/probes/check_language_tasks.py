@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Check the language-critical groups (trimodal_ros/data/language_tasks.py) on many layouts.
 
 For every group and layout: render the first frame of every task of the group (SawyerScene, the
@@ -7,7 +6,7 @@ that state (success, length); and replay each expert's actions in the *other* ta
 lockstep from the same state, to see whether they complete the other task too ("cross-success":
 what a policy that ignores the instruction and always does task A scores on task B).
 
-    PYTHONPATH=. MUJOCO_GL=egl python scripts/check_language_tasks.py [--layouts 0-49] [--size 128]
+    python -m trimodal_lab.probes.check_language_tasks [--layouts 0-49] [--size 128]
         [--max-steps 200] [--save-frames DIR]
 """
 

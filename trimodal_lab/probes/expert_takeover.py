@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Can the scripted expert finish from where a trained policy left the scene?
 
 For each task and layout: the policy drives for N steps (as ``trimodal-ros rollout`` does, one
@@ -10,7 +9,7 @@ counted. ``--trace`` prints instead, every 8 steps of one policy-driven episode 
 on the first layout, the hand and object positions with the policy's action next to the action the
 expert would take in that state.
 
-    PYTHONPATH=. MUJOCO_GL=egl python scripts/expert_takeover.py --checkpoint runs/mt10_policy/last.pt \
+    python -m trimodal_lab.probes.expert_takeover --checkpoint runs/mt10_policy/last.pt \
         [--tasks push-v3,pick-place-v3,reach-v3,peg-insert-side-v3] [--layouts 35-39] [--after 40,80] [--trace]
 """
 
@@ -73,27 +72,27 @@ def main() -> int:
 
 
 def episode(scene, policy, expert, layout: int, after: int, max_steps: int, trace: bool = False):
-    """The policy drives ``layout`` for ``after`` steps, then the expert; (success, last step).
-    ``trace`` prints every 8th state with the policy's action and the expert's answer to it."""
+    """The policy drives ``layout`` for ``after`` steps, then the expert, through the rollouts' stepper
+    (one action a tick, clipped to the scene's bounds); (success, last step). ``trace`` prints every
+    8th state with the policy's action and the expert's answer to it."""
+    from trimodal_lab.sim.rollout import EpisodeStepper
     from trimodal_ros.data.instructions import instruction_for
 
-    obs = scene.reset(layout)
+    stepper = EpisodeStepper(scene, max_steps)
+    stepper.reset(layout)
     policy.reset(instruction_for(scene.task, np.random.default_rng([layout, 5]), "train"))
-    for t in range(max_steps):
+    while not stepper.done:
+        t = stepper.steps
         if t < after:
-            pos, vel = scene.joints()
-            a = np.clip(policy.act(scene.views(), pos, vel).actions[0], -1.0, 1.0)
+            a = policy.act(*stepper.observe()).actions[:1]  # (1, A): this tick's action
         else:
-            a = np.clip(expert.get_action(obs), -1.0, 1.0)
+            a = np.asarray(expert.get_action(scene.obs))[None]
         if trace and t % 8 == 0:
-            e = np.clip(expert.get_action(obs), -1.0, 1.0)
-            print(f"{t:4d} {np.round(obs[0:3], 3)} {obs[3]:.2f} {np.round(obs[4:7], 3)} | {np.round(a, 2)} | "
+            o, mine, e = scene.obs, np.clip(a[0], -1.0, 1.0), np.clip(expert.get_action(scene.obs), -1.0, 1.0)
+            print(f"{t:4d} {np.round(o[0:3], 3)} {o[3]:.2f} {np.round(o[4:7], 3)} | {np.round(mine, 2)} | "
                   f"{np.round(e, 2)}")
-        obs, info = scene.step(a)
-        if info.get("success", 0.0) >= 1.0:
-            return True, t
-    return False, max_steps - 1
-
+        stepper.apply(a)
+    return stepper.success, stepper.steps - 1
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """What can the demonstrations teach a policy that sees everything? A ceiling for the pixel policies.
 
 Behaviour cloning from the simulator's true state: an MLP reads the recorded object, goal and hand
@@ -10,7 +9,7 @@ with it the policy study traced reach's failures to bags that end at the expert'
 ``generate --after-success``) and saw the joint velocities' copycat shortcut (``--joints``). It
 needs the simulator's state: a diagnostic, not a policy.
 
-    PYTHONPATH=. MUJOCO_GL=egl python scripts/state_policy.py --data data/mt10_192_hand \
+    python -m trimodal_lab.probes.state_policy --data data/mt10_192_hand \
         [--joints all|positions|none] [--tasks reach-v3,push-v3] [--steps 3000] [--split val] [--episodes 5]
 """
 
@@ -18,12 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 os.environ.setdefault("MUJOCO_GL", "egl")
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
@@ -134,7 +130,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from oracle_state import TruthRecorder
+    from trimodal_lab.probes.oracle_state import TruthRecorder
     from trimodal_lab.metaworld import SawyerScene, sim_camera_spec
     from trimodal_lab.sim.rollout import rollout_in_process
 
