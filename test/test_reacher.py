@@ -97,7 +97,8 @@ def test_bags_in_the_reacher_layout_read_through_its_spec(reacher_bags):
 def test_trained_on_reacher_bags_served_through_ros_as_in_process(reacher_bags, tmp_path):
     from trimodal_lab.reacher.cli import rollout_in_process
     from trimodal_ros.config import load_config
-    from trimodal_lab.ros.rollout import compare_traces, rollout_through_ros
+    from trimodal_lab.ros.rollout import PolicySource, compare_traces, rollout_through_ros
+    from trimodal_lab.sim.rollout import RolloutSpec
     from trimodal_ros.train.trainer import train
 
     cfg = load_config("reacher_policy")
@@ -108,8 +109,9 @@ def test_trained_on_reacher_bags_served_through_ros_as_in_process(reacher_bags, 
     layouts = S.split_layouts("val", 2)
     t_in, t_ros = [], []
     r_in = rollout_in_process(ckpt, layouts, max_steps=8, progress=False, traces=t_in)
-    r_ros = rollout_through_ros([S.TASK], 2, checkpoint=ckpt, max_steps=8, plan=[(S.TASK, lay, S.INSTRUCTION)
-                                for lay in layouts], sim="reacher", progress=False, traces=t_ros, action_timeout=30.0)
+    spec = RolloutSpec(plan=[(S.TASK, lay, S.INSTRUCTION) for lay in layouts], max_steps=8)
+    r_ros = rollout_through_ros(spec, PolicySource(checkpoint=ckpt), sim="reacher", progress=False, traces=t_ros,
+                                action_timeout=30.0)
     ros = r_ros["ros"]
     assert ros["sim.refused_actions"] == 0 and ros["sim.unmatched_actions"] == 0 and ros["sim.frames"] >= 2
     assert [e["layout"] for e in r_ros["episodes"]] == layouts

@@ -26,8 +26,7 @@ from trimodal_ros.utils import wait_for
 
 pytestmark = pytest.mark.ros
 
-ROLLOUT = dict(tasks=["reach-v3"], episodes=2, split="heldout", seed=0, max_steps=12, execute=1, size=64,
-               progress=False)
+ROLLOUT = dict(tasks=["reach-v3"], episodes=2, split="heldout", seed=0, max_steps=12, execute=1, size=64)
 
 
 def trajectory(stamp, rows, names=ACTION_NAMES):
@@ -61,17 +60,18 @@ def both_paths(request):
     concat one the fusion launch argument that matches it (read from the config, as a user names it)."""
     from trimodal_ros.config import load_config
     from trimodal_ros.policy import Policy
-    from trimodal_lab.sim.rollout import rollout_in_process
-    from trimodal_lab.ros.rollout import rollout_through_ros
+    from trimodal_lab.sim.rollout import RolloutSpec, rollout_in_process
+    from trimodal_lab.ros.rollout import PolicySource, rollout_through_ros
 
     t_in, t_ros = [], []
     config = request.param
     fusion = load_config(config).model.fusion
     policy = Policy.load(fusion=fusion, config=config, seed=0)
     assert policy.ensembler is not None
-    r_in = rollout_in_process(policy, traces=t_in, **ROLLOUT)
-    r_ros = rollout_through_ros(fusion=fusion, config=config, model_seed=0, traces=t_ros,
-                                action_timeout=30.0, **ROLLOUT)
+    spec = RolloutSpec(**ROLLOUT)
+    r_in = rollout_in_process(policy, spec, progress=False, traces=t_in)
+    r_ros = rollout_through_ros(spec, PolicySource(fusion=fusion, config=config, seed=0), progress=False,
+                                traces=t_ros, action_timeout=30.0)
     return r_in, r_ros, t_in, t_ros
 
 

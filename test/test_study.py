@@ -128,7 +128,8 @@ def test_a_run_writes_one_result_file_resumes_and_is_not_repeated(study, tmp_pat
     import trimodal_lab.sim.rollout as ro
 
     orig = ro.rollout_in_process
-    monkeypatch.setattr(ro, "rollout_in_process", lambda *a, **k: calls.append(k["plan"]) or orig(*a, **k))
+    monkeypatch.setattr(ro, "rollout_in_process", lambda policy, spec, **k: calls.append(spec.plan) or
+                        orig(policy, spec, **k))
     r6 = json.loads(Path(S.run("random_weights", 6, study, device="cpu", progress=False)).read_text())
     assert len(calls) == 1 and r6["episodes"][:2] == kept  # only the held-out wording's block ran
     # a run some live process holds is skipped by `next`, which does the expert instead

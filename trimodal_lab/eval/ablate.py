@@ -83,10 +83,10 @@ _SCENES: dict = {}  # one simulated scene per (task, camera, size), reused by ev
 
 
 def _closed_loop(policy, plan, max_steps: int, size: int, camera: str) -> List[list]:
-    from trimodal_lab.sim.rollout import rollout_in_process
+    from trimodal_lab.sim.rollout import RolloutSpec, rollout_in_process
 
-    rep = rollout_in_process(policy, [], 0, max_steps=max_steps, size=size, camera=camera, progress=False,
-                             plan=plan, scenes=_SCENES)
+    spec = RolloutSpec(plan=plan, max_steps=max_steps, size=size, camera=camera)
+    rep = rollout_in_process(policy, spec, progress=False, scenes=_SCENES)
     return [[e["task"], e["layout"], bool(e["success"])] for e in rep["episodes"]]
 
 

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
 
     from trimodal_lab.metaworld import SawyerScene, sim_camera_spec
     from trimodal_ros.policy import Policy
-    from trimodal_lab.sim.rollout import rollout_in_process
+    from trimodal_lab.sim.rollout import RolloutSpec, rollout_in_process
 
     torch.set_num_threads(1)
     policy = Policy.load(args.checkpoint)
@@ -92,9 +92,9 @@ def main(argv=None) -> int:
             scene = scenes[(task, camera, args.size)]
             for mode in results:  # the same episodes, as trained and with the true state
                 with true_state(head, lambda: scene.truth) if mode == "true" else nullcontext():
-                    r = rollout_in_process(policy, [task], args.episodes, split=args.split,
-                                           max_steps=args.max_steps, size=args.size, camera=camera,
-                                           scenes=scenes, progress=False)
+                    spec = RolloutSpec([task], args.episodes, args.split, max_steps=args.max_steps,
+                                       size=args.size, camera=camera)
+                    r = rollout_in_process(policy, spec, scenes=scenes, progress=False)
                 results[mode][task] = [e["success"] for e in r["episodes"]]
     finally:
         for s in scenes.values():

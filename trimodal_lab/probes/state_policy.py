@@ -132,7 +132,7 @@ def main(argv=None) -> int:
 
     from trimodal_lab.probes.oracle_state import TruthRecorder
     from trimodal_lab.metaworld import SawyerScene, sim_camera_spec
-    from trimodal_lab.sim.rollout import rollout_in_process
+    from trimodal_lab.sim.rollout import RolloutSpec, rollout_in_process
 
     torch.set_num_threads(2)
     x, tokens, mask, norm, tasks, tok = load(args.data, joints=args.joints)
@@ -147,9 +147,8 @@ def main(argv=None) -> int:
         policy.task = task
         policy.scene = TruthRecorder(SawyerScene(task, camera=camera, size=size, max_steps=args.max_steps))
         try:
-            r = rollout_in_process(policy, [task], args.episodes, split=args.split, max_steps=args.max_steps,
-                                   size=size, camera=camera, scenes={(task, camera, size): policy.scene},
-                                   progress=False)
+            spec = RolloutSpec([task], args.episodes, args.split, max_steps=args.max_steps, size=size, camera=camera)
+            r = rollout_in_process(policy, spec, scenes={(task, camera, size): policy.scene}, progress=False)
         finally:
             policy.scene.close()
         k = r["overall"]["successes"]

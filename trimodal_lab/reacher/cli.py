@@ -147,12 +147,13 @@ def main(argv=None) -> int:
     elif a.delay >= 0:
         report = rollout_delayed(a.checkpoint, layouts, a.delay, a.blend, a.m, a.device, a.max_steps)
     elif a.ros:
-        from trimodal_lab.ros.rollout import rollout_through_ros
+        from trimodal_lab.ros.rollout import PolicySource, rollout_through_ros
+        from trimodal_lab.sim.rollout import RolloutSpec
 
-        plan = [(S.TASK, lay, S.INSTRUCTION) for lay in layouts]
-        report = rollout_through_ros([S.TASK], len(layouts), checkpoint=a.checkpoint, device=a.device,
-                                     max_steps=a.max_steps, execute=a.execute_steps, plan=plan, sim="reacher",
-                                     size=96, action_timeout=30.0)
+        spec = RolloutSpec(plan=[(S.TASK, lay, S.INSTRUCTION) for lay in layouts], max_steps=a.max_steps,
+                           execute=a.execute_steps, size=96)
+        report = rollout_through_ros(spec, PolicySource(checkpoint=a.checkpoint, device=a.device), sim="reacher",
+                                     action_timeout=30.0)
     else:
         report = rollout_in_process(a.checkpoint, layouts, a.device, a.execute_steps, a.max_steps)
     o = report["overall"]

@@ -2,7 +2,7 @@
 over DDS, both in this process on one executor; vla_node is started through ``ros.bringup``
 with the launch arguments ``ros2 launch`` would get.
 
-Runs the same ``episode_plan`` (layouts, instructions) as ``rollout_in_process`` and steps with
+Runs the same ``RolloutSpec`` (layouts, instructions) as ``rollout_in_process`` and steps with
 the same ``EpisodeStepper``, so with a deterministic model and synchronous stepping the two
 paths execute the same actions; ``compare_traces`` measures how close they are.
 
@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Dict, List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 import numpy as np
 
-from trimodal_lab.sim.rollout import EpisodeOutcome, episode_plan, summarize
+from trimodal_lab.sim.rollout import EpisodeOutcome, RolloutSpec, summarize
 
 _RUNS = itertools.count()
 
@@ -33,25 +34,33 @@ def _holds(vla, instruction: str):
     return lambda: vla.instruction() == want
 
 
-def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
-                        max_steps: int = 200, execute: int = 1, size: int = 224, camera: Optional[str] = None,
-                        instructions: str = "train", checkpoint: str = "", fusion: Optional[str] = None,
-                        config: str = "", device: str = "cpu", model_seed: int = 0, progress: bool = True,
+@dataclass(frozen=True)
+class PolicySource:
+    """What vla_node loads: a checkpoint, or (without one) random weights of a fusion or config."""
+
+    checkpoint: str = ""
+    fusion: Optional[str] = None
+    config: str = ""
+    device: str = "cpu"
+    seed: int = 0
+
+
+def rollout_through_ros(spec: RolloutSpec, source: PolicySource = PolicySource(), progress: bool = True,
                         traces: Optional[List[List[np.ndarray]]] = None, action_timeout: float = 60.0,
-                        namespace: Optional[str] = None,
-                        plan: Optional[List[Tuple[str, int, str]]] = None, sim: str = "metaworld") -> Dict[str, object]:
+                        namespace: Optional[str] = None, sim: str = "metaworld") -> Dict[str, object]:
     """``rollout_in_process``'s report (plus a "ros" block of node counters), measured through
-    sim_node and vla_node, on ``plan`` (default ``episode_plan``'s; another ``sim`` than Meta-World
-    needs its own). ``traces``, if a list, receives each episode's executed actions."""
+    sim_node and vla_node, on ``spec``'s episodes (another ``sim`` than Meta-World needs an explicit
+    ``spec.plan``). ``traces``, if a list, receives each episode's executed actions."""
     import rclpy
     from rclpy.parameter import Parameter
     from tqdm import tqdm
 
     from trimodal_ros.ros.bringup import Bringup
-    from trimodal_lab.ros.sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL (see metaworld.py)
+    from trimodal_lab.ros.sim_node import SimNode  # its SawyerScene loads Triton before Mesa's EGL
 
+    max_steps, execute, size, camera = spec.max_steps, spec.execute, spec.size, spec.camera
     ns = namespace or f"/rollout_{os.getpid()}_{next(_RUNS)}"
-    plan = plan if plan is not None else episode_plan(tasks, episodes, split, seed, instructions)
+    plan = spec.episode_plan()
     if any(not text for _, _, text in plan):
         raise ValueError("an empty instruction stops vla_node: the empty condition runs in-process only")
     tasks = list(dict.fromkeys(t for t, _, _ in plan))
@@ -61,10 +70,10 @@ def rollout_through_ros(tasks: List[str], episodes: int, split: str = "heldout",
     bar = tqdm(total=len(plan), desc="rollout (ROS)", disable=not progress, dynamic_ncols=True)
     try:
         # vla_node exactly as `ros2 launch ... use_sim_time:=true` starts it (the one parameter table)
-        values = {"fusion": fusion, "config": config, "checkpoint": checkpoint, "device": device,
-                  "seed": model_seed, "use_sim_time": True, "image_qos_reliability": "reliable",
-                  "image_qos_depth": 2, "execute_steps": execute, "allow_random_weights": not checkpoint,
-                  "namespace": ns}
+        values = {"fusion": source.fusion, "config": source.config, "checkpoint": source.checkpoint,
+                  "device": source.device, "seed": source.seed, "use_sim_time": True,
+                  "image_qos_reliability": "reliable", "image_qos_depth": 2, "execute_steps": execute,
+                  "allow_random_weights": not source.checkpoint, "namespace": ns}
         up = Bringup({k: v for k, v in values.items() if v is not None}, context=context).start()
         vla = up.nodes[0]
         if sim == "metaworld" and not camera:

@@ -203,21 +203,21 @@ def cli_rollout(args) -> int:
 def _rollout(args, common, model, out) -> int:
     from trimodal_ros.io import atomic_write_json
     from trimodal_ros.policy import Policy
-    from trimodal_lab.sim.rollout import rollout_in_process
-    from trimodal_lab.ros.rollout import compare_traces, rollout_through_ros
+    from trimodal_lab.sim.rollout import RolloutSpec, rollout_in_process
+    from trimodal_lab.ros.rollout import PolicySource, compare_traces, rollout_through_ros
 
     traces_ros: list = []
     traces_in: list = []
     t0 = time.perf_counter()
     if args.through_ros or args.compare:
-        out["through_ros"] = rollout_through_ros(**common, **model, model_seed=args.model_seed,
+        out["through_ros"] = rollout_through_ros(RolloutSpec(**common), PolicySource(**model, seed=args.model_seed),
                                                  traces=traces_ros, action_timeout=args.action_timeout)
         print(format_table(out["through_ros"], "through ROS (sim_node <-> vla_node)"))
     if not args.through_ros or args.compare:
         inference = {"ensemble": None} if args.no_ensemble else (
             {"ensemble": args.ensemble} if args.ensemble is not None else None)
         policy = Policy.load(seed=args.model_seed, execute=args.execute, inference=inference, **model)
-        out["in_process"] = rollout_in_process(policy, **common, traces=traces_in)
+        out["in_process"] = rollout_in_process(policy, RolloutSpec(**common), traces=traces_in)
         print(format_table(out["in_process"], "in-process"))
     if args.compare:
         out["agreement"] = a = compare_traces(traces_in, traces_ros)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -221,25 +221,44 @@ def episode_plan(tasks: List[str], episodes: int, split: str = "heldout", seed: 
     return plan
 
 
-def rollout_in_process(policy, tasks: List[str], episodes: int, split: str = "heldout", seed: int = 0,
-                       max_steps: int = 200, execute: int = 1, size: int = 224, camera: Optional[str] = None,
-                       instructions: str = "train", progress: bool = True,
+@dataclass
+class RolloutSpec:
+    """Which episodes a rollout runs and how each runs; the in-process and the through-ROS rollouts
+    both take one, so one spec means the same scenes and the same words. The episodes are ``plan``
+    ((task, layout, instruction) each), else ``episode_plan``'s for ``episodes`` layouts of ``split``
+    per task. ``execute``: actions of each chunk executed per tick (vla_node's ``execute_steps``);
+    ``camera``: a ``camera_spec`` (default: the simulated cameras of the policy's named ones)."""
+
+    tasks: List[str] = field(default_factory=list)
+    episodes: int = 0
+    split: str = "heldout"
+    seed: int = 0
+    instructions: str = "train"
+    plan: Optional[List[Tuple[str, int, str]]] = None
+    max_steps: int = 200
+    execute: int = 1
+    size: int = 224
+    camera: Optional[str] = None
+
+    def episode_plan(self) -> List[Tuple[str, int, str]]:
+        return self.plan if self.plan is not None else episode_plan(self.tasks, self.episodes, self.split,
+                                                                    self.seed, self.instructions)
+
+
+def rollout_in_process(policy, spec: RolloutSpec, progress: bool = True,
                        traces: Optional[List[List[np.ndarray]]] = None,
-                       plan: Optional[List[Tuple[str, int, str]]] = None,
                        scenes: Optional[dict] = None) -> Dict[str, object]:
-    """The ``Policy`` drives each task for ``episodes`` layouts of ``split`` (or the given
-    ``plan`` of (task, layout, instruction)), no ROS in between (``traces``, if a list, receives
-    each episode's executed actions). The policy's ``execute`` is set to ``execute``, as
-    vla_node's ``execute_steps`` would be. ``scenes``, if a dict, keeps the simulated scenes for
-    the next call (building one costs about a second). ``camera`` (a ``camera_spec``) defaults to
-    the simulated cameras of the policy's named cameras (``sim_camera_spec``)."""
+    """The ``Policy`` drives ``spec``'s episodes, no ROS in between (``traces``, if a list, receives
+    each episode's executed actions). ``scenes``, if a dict, keeps the simulated scenes for the next
+    call (building one costs about a second)."""
     from tqdm import tqdm
 
     from trimodal_lab.metaworld import SawyerScene, sim_camera_spec
 
-    camera = camera or sim_camera_spec(policy.model_config.cameras)
+    camera = spec.camera or sim_camera_spec(policy.model_config.cameras)
+    max_steps, execute, size = spec.max_steps, spec.execute, spec.size
     outcomes = []
-    plan = plan if plan is not None else episode_plan(tasks, episodes, split, seed, instructions)
+    plan = spec.episode_plan()
     tasks = list(dict.fromkeys(t for t, _, _ in plan))
     bar = tqdm(total=len(plan), desc="rollout", disable=not progress, dynamic_ncols=True)
     # The model runs on its own thread, as in vla_node: torch's OpenMP on the thread that also

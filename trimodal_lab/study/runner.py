@@ -130,7 +130,7 @@ def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: st
     other than the one the rollout started with is refused (that would be a second rollout)."""
     from trimodal_ros.data.instructions import resolve_tasks
     from trimodal_lab.metaworld import parse_layouts
-    from trimodal_lab.sim.rollout import episode_plan, expert_success_on, rollout_in_process
+    from trimodal_lab.sim.rollout import RolloutSpec, episode_plan, expert_success_on, rollout_in_process
 
     tasks, layouts = resolve_tasks(plan.tasks), parse_layouts(plan.layouts)
     prog_path = work / "test_progress.json"
@@ -149,8 +149,8 @@ def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: st
                 if policy is None:  # the scripted expert
                     rep = expert_success_on(episodes, plan.max_steps)
                 else:
-                    rep = rollout_in_process(policy, [task], 0, max_steps=plan.max_steps, size=plan.size,
-                                             plan=episodes, scenes=scenes, progress=progress)
+                    rep = rollout_in_process(policy, RolloutSpec(plan=episodes, max_steps=plan.max_steps,
+                                                                 size=plan.size), scenes=scenes, progress=progress)
                 prog["done"][key] = [{"task": e["task"], "layout": e["layout"], "wording": wording, "split": "test",
                                       "success": bool(e["success"])} for e in rep["episodes"]]
                 atomic_write_json(prog_path, prog)
