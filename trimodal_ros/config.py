@@ -95,20 +95,23 @@ def config_from_dict(data: Dict[str, Any], where: str = "config", retired_ok: bo
                     raise ConfigError(f"{where}: {sec}.{k} {sections[sec][k]!r} is a variant this version no "
                                       f"longer has (removed, see docs/results/policy_study.md); only {off!r} loads")
                 sections[sec].pop(k, None)
-    robot = _robot_section(data.get("robot"), sections["model"], where)
+    spec = data.get("robot")
+    robot = None if spec is None else _robot_section(spec, sections["model"], where)
     built = {k: build(cls, sections[k], f"{where}: {k}") for k, cls in SECTIONS.items()}
-    return Config(**built, robot=robot)
+    return Config(**built, robot=robot or _sawyer_like(built["model"]))
+
+
+def _sawyer_like(m: ModelConfig) -> RobotSpec:
+    """The robot of a config or checkpoint from before robot specs: the Sawyer with the model's layout."""
+    sawyer = load_robot(DEFAULT_ROBOT)
+    action = sawyer.action if m.action_dim == sawyer.action.dim else ActionSpec(
+        names=[f"a{i}" for i in range(m.action_dim)])
+    return dataclasses.replace(sawyer, cameras=[CameraSpec(c) for c in m.cameras], joint_names=list(m.joint_names),
+                               action=action)
 
 
 def _robot_section(spec, model: Dict[str, Any], where: str) -> RobotSpec:
     """The run's robot spec; fills (or checks) the model section's robot-shaped keys in place."""
-    if spec is None:  # a config or checkpoint from before robot specs: the Sawyer with the model's layout
-        m = build(ModelConfig, model, f"{where}: model")
-        sawyer = load_robot(DEFAULT_ROBOT)
-        action = sawyer.action if m.action_dim == sawyer.action.dim else ActionSpec(
-            names=[f"a{i}" for i in range(m.action_dim)])
-        return dataclasses.replace(sawyer, cameras=[CameraSpec(c) for c in m.cameras],
-                                   joint_names=list(m.joint_names), action=action)
     robot = load_robot(spec) if isinstance(spec, (str, Path)) else robot_from_dict(spec, f"{where}: robot")
     for key, value in zip(ROBOT_KEYS, (robot.camera_names, list(robot.joint_names), robot.action.dim)):
         if key in model and model[key] != value:
