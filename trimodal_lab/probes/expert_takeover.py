@@ -30,7 +30,7 @@ def main() -> int:
     p.add_argument("--layouts", default="35-39", help="a range, e.g. 35-39 (the validation layouts)")
     p.add_argument("--after", default="40,80", help="policy steps before the expert takes over")
     p.add_argument("--max-steps", type=int, default=200)
-    p.add_argument("--size", type=int, default=192)
+    p.add_argument("--size", type=int, default=None, help="camera size (default: the training frames')")
     p.add_argument("--trace", action="store_true", help="print one policy episode next to the expert's answers")
     args = p.parse_args()
 
@@ -41,6 +41,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     policy = Policy.load(args.checkpoint)
+    args.size = args.size or (policy.frame_size or (224,))[0]  # the run spec the checkpoint carries
     camera = sim_camera_spec(policy.model_config.cameras)
     tasks, layouts = args.tasks.split(","), parse_layouts(args.layouts)
     if args.trace:  # one episode of the first task and layout, driven by the policy throughout

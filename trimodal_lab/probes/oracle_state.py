@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     p.add_argument("--tasks", default="reach-v3,push-v3,pick-place-v3,peg-insert-side-v3")
     p.add_argument("--split", default="heldout")
     p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--size", type=int, default=192)
+    p.add_argument("--size", type=int, default=None, help="camera size (default: the training frames')")
     p.add_argument("--max-steps", type=int, default=150)
     args = p.parse_args(argv)
 
@@ -80,6 +80,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(1)
     policy = Policy.load(args.checkpoint)
+    args.size = args.size or (policy.frame_size or (224,))[0]  # the run spec the checkpoint carries
     if not policy.model_config.state_input:
         print(f"{args.checkpoint} has no state head (model.state_input 0): nothing to replace")
         return 1
