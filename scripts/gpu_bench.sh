@@ -16,6 +16,8 @@ for c in mt10_policy mt10_two_cameras; do
   $T bench model --device cuda --no-vitb32 --iters 40 --config $c 2>&1 | tee "$OUT/model_$c.txt"
   $T bench train --device cuda --no-vitb32 --iters 20 --config $c 2>&1 | tee "$OUT/train_$c.txt"
 done
+$T bench tick --device cuda --iters 200 2>&1 | tee "$OUT/tick.txt"  # fp32 / bf16 / fp16, eager and CUDA graph
+$PY -m pytest -q test/test_policy.py -k "cuda_graph or bf16" 2>&1 | tee "$OUT/tick_tests.txt"  # graph tokens = eager
 $PY - <<'EOF' 2>&1 | tee "$OUT/agreement.txt"
 import numpy as np
 from trimodal_ros.policy import Policy

@@ -244,3 +244,43 @@ def test_actions_stay_inside_the_robot_specs_bounds():
     assert np.all(bounded >= lo.astype(np.float32) - 1e-6) and np.all(bounded <= hi.astype(np.float32) + 1e-6)
     assert np.any(free < lo)  # the bounds did cut something
     np.testing.assert_allclose(bounded, np.clip(free, lo, hi), atol=1e-6)
+
+
+def _ticks(policy, n=8, seed=3):
+    from frozen_numerics import frozen_weights
+
+    frozen_weights(policy.model)  # weights with structure: logits far enough apart to compare precisions
+    rng = np.random.default_rng(seed)
+    policy.reset("open the drawer")
+    return [policy.act(rng.integers(0, 256, (72, 72, 3), dtype=np.uint8), rng.uniform(-1, 1, 9), np.zeros(9))
+            for _ in range(n)]
+
+
+def test_a_bf16_tick_keeps_the_tokens_and_a_mode_the_device_cannot_run_is_refused():
+    """precision bf16 (CPU autocast): the same checkpoint's tokens on the same frames stay those of
+    fp32 almost everywhere and the actions stay inside the bounds; fp16 and CUDA graphs need CUDA and
+    are refused on the CPU with the reason, as is an unknown precision."""
+    fp32 = _ticks(Policy.load(config="mt10_policy_concat", seed=0))
+    bf16 = _ticks(Policy.load(config="mt10_policy_concat", seed=0, precision="bf16"))
+    same = np.mean([np.mean(a.tokens == b.tokens) for a, b in zip(fp32, bf16)])
+    assert same >= 0.9, same
+    assert not np.array_equal(fp32[0].embedding, bf16[0].embedding)  # it did run in bf16
+    assert all(np.isfinite(s.actions).all() and np.abs(s.actions).max() <= 1.0 for s in bf16)
+    for bad, why in ((dict(precision="fp16"), "fp16 needs a CUDA device"),
+                     (dict(cuda_graph=True), "cuda_graph needs a CUDA device"),
+                     (dict(precision="int8"), "precision must be one of")):
+        with pytest.raises(ValueError, match=why):
+            Policy.load(config="mt10_policy_concat", **bad)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_a_cuda_graph_tick_gives_the_eager_ticks_tokens():
+    """On CUDA the captured graph replays the eager tick: the same tokens, embeddings to float
+    rounding, in fp32 and in bf16."""
+    for precision in ("fp32", "bf16"):
+        eager = _ticks(Policy.load(config="mt10_policy_concat", seed=0, device="cuda", precision=precision))
+        graph = _ticks(Policy.load(config="mt10_policy_concat", seed=0, device="cuda", precision=precision,
+                                   cuda_graph=True))
+        assert all(np.array_equal(a.tokens, b.tokens) for a, b in zip(eager, graph)), precision
+        np.testing.assert_allclose(np.stack([a.embedding for a in eager]), np.stack([b.embedding for b in graph]),
+                                   rtol=1e-3, atol=1e-3)

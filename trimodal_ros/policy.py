@@ -23,6 +23,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from .accel import Tick
 from .checkpoint import CheckpointError, load_checkpoint, read_checkpoint
 from .config import Config, load_config
 from .model.action_tokenizer import ActionTokenizer
@@ -98,8 +99,9 @@ class BatchOutput:
 class Policy:
     def __init__(self, model: TriModalModel, tokenizer: ActionTokenizer, config: Config,
                  random_weights: bool = False, execute: int = 1, source: str = "",
-                 stats: Optional[EmbeddingStats] = None):
+                 stats: Optional[EmbeddingStats] = None, precision: str = "fp32", cuda_graph: bool = False):
         self.model, self.tokenizer, self.config = model.eval(), tokenizer, config
+        self.tick = Tick(self.model, precision, cuda_graph)  # the forward pass: fp32, autocast, CUDA graph
         self.stats = stats  # the training embeddings' statistics (ood score); None: not in the checkpoint
         self.frame_size: Optional[tuple] = None  # (H, W) of the training frames, from the checkpoint
         self.random_weights, self.source = bool(random_weights), source
@@ -129,14 +131,16 @@ class Policy:
     @classmethod
     def load(cls, checkpoint: str = "", fusion: Optional[str] = None, config: str = "",
              device: Union[str, torch.device] = "cpu", seed: int = 0, execute: Optional[int] = None,
-             inference: Optional[dict] = None) -> "Policy":
+             inference: Optional[dict] = None, precision: str = "fp32", cuda_graph: bool = False) -> "Policy":
         """A checkpoint's policy (``fusion`` and an explicit ``config`` must match it), or with no
         checkpoint the configured architecture (``config`` or ``config/<fusion>.yaml``) with random
         weights drawn after ``torch.manual_seed(seed)`` and a tokenizer over [-1, 1] per dimension
         (Meta-World's action range): for wiring tests, never for a robot. ``inference`` overrides
         fields of the config's inference section (e.g. ``{"ensemble": 0.0}`` for an experiment);
         ``execute`` (None: the config's ``inference.execute_steps``) the actions executed per tick.
-        ``frame_size``: the (height, width) of the frames it was trained on (None: unknown)."""
+        ``frame_size``: the (height, width) of the frames it was trained on (None: unknown).
+        ``precision`` / ``cuda_graph``: how each tick runs (``accel.Tick``), not what the weights are."""
+        run = {"precision": precision, "cuda_graph": cuda_graph}
         def settle(cfg: Config) -> Config:
             return cfg if not inference else dataclasses.replace(
                 cfg, inference=dataclasses.replace(cfg.inference, **inference))
@@ -152,7 +156,7 @@ class Policy:
                 raise CheckpointError(f"checkpoint {checkpoint}: embedding_stats: {e}") from None
             cfg = settle(cfg)
             policy = cls(model, tok, cfg, execute=execute or cfg.inference.execute_steps, source=str(checkpoint),
-                         stats=stats)
+                         stats=stats, **run)
             policy.frame_size = tuple(payload["frame_size"]) if payload.get("frame_size") else None
             return policy
         cfg = settle(load_config(config or fusion or DEFAULT_FUSION, fusion=fusion))
@@ -161,7 +165,7 @@ class Policy:
         a = cfg.model.action_dim
         tok = ActionTokenizer(-np.ones(a), np.ones(a), cfg.model.bins)
         return cls(model, tok, cfg, random_weights=True, execute=execute or cfg.inference.execute_steps,
-                   source=f"random weights (seed {seed})")
+                   source=f"random weights (seed {seed})", **run)
 
     # --- properties --------------------------------------------------------------------------------
     @property
@@ -181,8 +185,8 @@ class Policy:
         mc = self.config.model
         ens = "off" if self.ensembler is None else f"m={self.ensembler.m} horizon={self.ensembler.horizon}"
         return (f"fusion={mc.fusion} clip={mc.clip_model} embed_dim={mc.embed_dim} chunk={mc.chunk} "
-                f"action_dim={mc.action_dim} ensembling={ens} device={self.device} "
-                f"weights={self.source or 'given'} {self.tokenizer}")
+                f"action_dim={mc.action_dim} ensembling={ens} device={self.device} precision={self.tick.precision}"
+                f"{' cuda_graph' if self.tick.cuda_graph else ''} weights={self.source or 'given'} {self.tokenizer}")
 
     # --- the task --------------------------------------------------------------------------------
     def reset(self, instruction: Optional[str], empty_ok: bool = False) -> None:
@@ -261,8 +265,7 @@ class Policy:
             raise RuntimeError("no instruction: call reset(instruction) first")
         t0 = time.perf_counter()
         p = torch.from_numpy(self.proprio(joint_positions, joint_velocities)).unsqueeze(0).to(self.device)
-        out = self.model(self.model.preprocess(self.views(image)[None]), p,
-                         text=self.text_features([self._instruction]))
+        out = self.tick(self.model.preprocess(self.views(image)[None]), p, self.text_features([self._instruction]))
         fused = out.fused[0].float().cpu().numpy()
         tokens = out.tokens()[0].cpu().numpy()  # (K, A)
         actions = self.tokenizer.decode(tokens)  # (K, A)
@@ -286,8 +289,8 @@ class Policy:
         sync = torch.cuda.synchronize if self.device.type == "cuda" else (lambda: None)
         sync()
         t0 = time.perf_counter()
-        out = self.model(self.model.preprocess(frames), torch.as_tensor(proprio, device=self.device),
-                         text=self.text_features(list(instructions)))
+        out = self.tick(self.model.preprocess(frames), torch.as_tensor(proprio, device=self.device),
+                        self.text_features(list(instructions)))
         tokens = out.tokens()
         sync()
         seconds = time.perf_counter() - t0

@@ -12,6 +12,7 @@ from ..interface import ACTION_NAMES, PRIMARY_CAMERA, SAWYER_JOINTS, SIM_STATE_N
 from ..schema import ConfigError, one_of, positive
 
 TUNING_MODES = ("full", "frozen", "lora", "bitfit")
+PRECISIONS = ("fp32", "bf16", "fp16")  # how a tick may run (accel.Tick); plain data for the parameter table
 DEFAULT_FUSION = "weighted_sum"  # the variant used when none is named (node, CLI, configs)
 # The keys of model.fusion.FUSIONS as plain data: the launch file and the parameter table offer them
 # without importing torch (`ros2 launch` runs under a system Python that has none); fusion.py checks

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import interface as I
-from ..model.configuration import DEFAULT_FUSION, FUSION_NAMES
+from ..model.configuration import DEFAULT_FUSION, FUSION_NAMES, PRECISIONS
 
 PACKAGE = "trimodal_ros"
 
@@ -104,6 +104,10 @@ VLA_PARAMS: List[Param] = [
                                          "default a node without a checkpoint publishes embeddings and "
                                          "tokens but never an action"),
     Param("device", "auto", "inference device: auto, cpu, cuda or cuda:N", check=_device_ok),
+    Param("precision", "fp32", "inference precision: fp32, or bf16 / fp16 autocast (fp16 on CUDA only; a few "
+                               "ticks' tokens may differ from fp32's)", choices=PRECISIONS),
+    Param("cuda_graph", False, "on CUDA, replay the tick as one captured CUDA graph per input shape (a "
+                               "launch-bound small model's tick gets faster); refused on the CPU"),
     Param("torch_threads", 0, "torch intra-op threads for inference; 0 picks by device, model size and cores",
           low=0, high=256),
     Param("image_transport", "", "camera input for every camera: raw (sensor_msgs/Image on NAME/image_raw) or "

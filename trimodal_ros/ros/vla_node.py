@@ -83,7 +83,7 @@ class VLANode(LifecycleNode):
         p = self.params
         try:
             self.policy = Policy.load(p["checkpoint"], p["fusion"] or None, p["config"], pick_device(p["device"]),
-                                      p["seed"], p["execute_steps"])
+                                      p["seed"], p["execute_steps"], **{k: p[k] for k in ("precision", "cuda_graph")})
             self.robot = robot = self.policy.config.robot  # topics, names and timing travel in the checkpoint
             self.joint_names = list(p["joint_names"] or robot.joint_names)
             self.action_names = list(p["action_names"] or robot.action.names)
