@@ -10,7 +10,9 @@ would), printing what each did; figures, not a test.
 4. an instruction flood (2000 messages as fast as one publisher sends);
 5. three 53 MB frames (4200² rgb8), over the node's pixel cap, twice (a one-time growth of the
    middleware's buffers, or a leak?);
-6. a DDS peer vanishing: another process publishing the camera is killed with SIGKILL.
+6. a DDS peer vanishing: another process publishing the camera is killed with SIGKILL;
+7. ``~/stop`` called while frames stream (a frame may be in the model): each time, the hold must be
+   the last thing the controller gets, never an action after it.
 
 After each, frames are sent for a few seconds and the share answered is printed. At the end: the
 node is still up, every frame it received is accounted for (``unaccounted`` = 0), its RSS growth
@@ -174,6 +176,25 @@ def _faults(tmp: Path, fusion: str, device: str, log) -> Dict[str, object]:
             peer.wait()
         phase("DDS peer killed", {})
 
+        # 7. stops while frames stream
+        from std_srvs.srv import Trigger
+
+        stop = c.node.create_client(Trigger, f"{NS}/vla_node/stop")
+        stop.wait_for_service(timeout_sec=10)
+        rng, overtaken, trials = np.random.default_rng(1), 0, 10
+        for k in range(trials):
+            c.instruction.publish(String(data=("reach the goal", "push the puck")[k % 2]))  # a new task
+            drive(0.5 + 0.3 * rng.random())
+            fut = stop.call_async(Trigger.Request())
+            mark = len(c.trail)
+            drive(0.4)  # frames keep coming: none may be answered after the hold
+            c.wait(lambda: fut.done(), 5.0)
+            after = c.trail[mark:]
+            overtaken += "hold" not in after or "action" in after[after.index("hold"):]
+        c.node.destroy_client(stop)
+        c.instruction.publish(String(data="reach the goal"))
+        phase("stops while frames stream", {"stops": trials, "action_after_the_hold": overtaken})
+
         d = c.fresh_diag() or {}
         report["node_alive"] = s.proc.poll() is None
         report["unaccounted"] = int(d.get("unaccounted", -1))
@@ -183,6 +204,7 @@ def _faults(tmp: Path, fusion: str, device: str, log) -> Dict[str, object]:
     finally:
         report["exit_code_after_sigint"] = s.close()
     log(f"node alive through all faults: {report.get('node_alive')}; unaccounted frames: {report.get('unaccounted')}; "
+        f"stops overtaken by an action: {report.get('stops while frames stream', {}).get('action_after_the_hold')}; "
         f"RSS growth since the baseline: {report.get('rss_growth_mb', float('nan')):+.1f} MB; "
         f"exit code on SIGINT: {report['exit_code_after_sigint']}")
     log(f"node counters: {report.get('counters')}")

@@ -74,6 +74,7 @@ class _Client:
         self.joints = self.node.create_publisher(JointState, ns + I.JOINTS_TOPIC, qos_profile(I.RELIABLE))
         self.image = self.node.create_publisher(Image, ns + I.IMAGE_TOPIC, qos_profile(I.Qos(reliability, depth=depth)))
         self.arrivals: Dict[int, float] = {}  # camera stamp (ns) → time.perf_counter() at arrival
+        self.trail: List[str] = []  # what reached the controller, in order: "action" or "hold"
         self.diag: Optional[dict] = None
         self.cv = threading.Condition()
         self.node.create_subscription(JointTrajectory, ns + I.ACTION_TOPIC, self._on_action, 100)
@@ -82,6 +83,7 @@ class _Client:
     def _on_action(self, msg) -> None:
         now = time.perf_counter()
         with self.cv:
+            self.trail.append("action" if msg.points else "hold")
             self.arrivals[msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec] = now
             self.cv.notify_all()
 
