@@ -284,3 +284,21 @@ def test_two_named_cameras_are_recorded_on_their_topics_and_read_as_views(tmp_pa
     with pytest.warns(RuntimeWarning, match="top_camera"):
         ds1 = BagDataset(one, chunk=2, verbose=False, cameras=["camera", "top_camera"])
     assert len(ds1) == 0 and "/top_camera/image_raw" in ds1.skipped[0][1]
+
+
+def test_a_bag_recorded_under_another_layout_table_is_not_reused(tmp_path):
+    """A re-run reuses finished bags; one whose recorded layout split is not today's (datasets read
+    the recorded split) is refused with the reason instead of silently mixing splits."""
+    import json
+
+    mw.generate(["reach-v3"], episodes=1, out=tmp_path, size=32, seed=0, max_steps=10, keep_failures=True,
+                progress=False)
+    (bag,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert mw.generate(["reach-v3"], episodes=1, out=tmp_path, size=32, seed=0, max_steps=10, keep_failures=True,
+                       progress=False).results[0].status == "exists"
+    meta = json.loads((bag / "episode.json").read_text())
+    meta["layout_split"] = "train" if meta["layout_split"] != "train" else "val"
+    (bag / "episode.json").write_text(json.dumps(meta))
+    with pytest.raises(mw.GenerateError, match="layout table now says"):
+        mw.generate(["reach-v3"], episodes=1, out=tmp_path, size=32, seed=0, max_steps=10, keep_failures=True,
+                    progress=False)

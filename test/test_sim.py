@@ -75,6 +75,18 @@ def both_paths(request):
     return r_in, r_ros, t_in, t_ros
 
 
+def test_a_rollout_through_ros_runs_every_task_of_its_plan():
+    """Two tasks, one sim_node each in turn on the named simulator: both tasks' episodes are run and
+    their frames answered (the second task's node once got the first one's node as its ``sim``)."""
+    from trimodal_lab.ros.rollout import PolicySource, rollout_through_ros
+    from trimodal_lab.sim.rollout import RolloutSpec
+
+    spec = RolloutSpec(["reach-v3", "drawer-close-v3"], 1, max_steps=3, size=32)
+    r = rollout_through_ros(spec, PolicySource(fusion="weighted_sum"), progress=False, action_timeout=30.0)
+    assert [e["task"] for e in r["episodes"]] == ["reach-v3", "drawer-close-v3"]
+    assert r["ros"]["sim.steps"] == sum(e["length"] for e in r["episodes"]) == 6
+
+
 def test_untrained_rollout_runs_end_to_end_through_ros(both_paths):
     _, r, _, traces = both_paths
     o = r["overall"]

@@ -29,7 +29,8 @@ def bench_train(arch: str, fusion: str, loss: str, batch: int, size: int, steps:
     cuda = device.startswith("cuda")
     # the action loss plus the contrastive one at weight 1, nothing else (no state, text or label terms)
     tc = dataclasses.replace(cfg.train, loss=loss, contrastive_weight=1.0, uncertainty_weighting=False,
-                             state_weight=0.0, text_alignment=0.0, instruction_noise=0.0, label_sigma=0.0)
+                             state_weight=0.0, text_alignment=0.0, instruction_noise=0.0, label_sigma=0.0,
+                             positives="sample")
     objective = TriModalObjective(model, tc, amp=cuda)
     opt = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-4, fused=True)
     frames = synthetic_frames(batch, size, len(mc.cameras))

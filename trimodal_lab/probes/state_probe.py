@@ -1,9 +1,10 @@
 """Where does a policy trained with ``train.state_weight`` think the object and the goal are?
 
-The auxiliary head (saved beside the weights in ``last.pt``, never served) reads the image
-embedding; its error on the frames of unseen layouts says how well the visual features localise
-what each task is about, separately from how well the action head uses them. Mean absolute error
-in cm per coordinate, for every task, on a subsample of the train frames and on the chosen split.
+The model's state head (``model.state_input``; older checkpoints may carry an auxiliary one beside
+the weights instead) reads the image embedding; its error on the frames of unseen layouts says how
+well the visual features localise what each task is about, separately from how well the action head
+uses them. Mean absolute error in cm per coordinate, for every task, on a subsample of the train
+frames and on the chosen split.
 
     python -m trimodal_lab.probes.state_probe --checkpoint runs/mt10_state/last.pt \
         [--data data/mt10_192_state] [--split val] [--by-layout reach-v3,pick-place-v3]

@@ -80,32 +80,32 @@ def rollout_through_ros(spec: RolloutSpec, source: PolicySource = PolicySource()
             from trimodal_lab.metaworld import sim_camera_spec
 
             camera = sim_camera_spec(vla.policy.model_config.cameras)
-        for task in tasks:
-            sim = SimNode("sim_node", namespace=ns, context=context, parameter_overrides=[
+        for task in tasks:  # one sim_node per task, on the simulator named by ``sim``
+            node = SimNode("sim_node", namespace=ns, context=context, parameter_overrides=[
                 Parameter(k, value=v) for k, v in {
                     "sim": sim, "task": task, "size": size, "camera": camera or "corner", "max_steps": max_steps,
                     "execute_steps": execute, "action_timeout": action_timeout, "autostart": False}.items()])
-            sims.append(sim)
-            up.executor.add_node(sim)
-            _wait_matched(sim)
+            sims.append(node)
+            up.executor.add_node(node)
+            _wait_matched(node)
             try:
                 for i, (_, layout, instruction) in enumerate(e for e in plan if e[0] == task):
                     vla.reset_history()
-                    sim.start_episode(layout, instruction, ready=_holds(vla, instruction))
-                    if not sim.wait_episodes(i + 1, timeout=action_timeout * (max_steps + 2)):
-                        raise TimeoutError(f"{task} layout {layout}: episode did not finish ({sim.counts()})")
-                    o = sim.outcome(i)
+                    node.start_episode(layout, instruction, ready=_holds(vla, instruction))
+                    if not node.wait_episodes(i + 1, timeout=action_timeout * (max_steps + 2)):
+                        raise TimeoutError(f"{task} layout {layout}: episode did not finish ({node.counts()})")
+                    o = node.outcome(i)
                     outcomes.append(EpisodeOutcome(task, o["layout"], o["success"], o["length"], o["ticks"],
                                                    o["seconds"]))
                     if traces is not None:
-                        traces.append(sim.trace(i))
+                        traces.append(node.trace(i))
                     bar.update(1)
             finally:
-                for k, v in sim.counts().items():
+                for k, v in node.counts().items():
                     ros_counts[f"sim.{k}"] = ros_counts.get(f"sim.{k}", 0) + v
-                up.executor.remove_node(sim)
-                sims.remove(sim)
-                sim.destroy_node()
+                up.executor.remove_node(node)
+                sims.remove(node)
+                node.destroy_node()
         lat = vla.ledger.latencies_ms()
         ros_counts.update({f"vla.{k}": v for k, v in vla.ledger.snapshot().items()})
         ros_counts["vla.latency_p50_ms"] = float(np.percentile(lat, 50)) if lat.size else float("nan")

@@ -1,1 +1,1 @@
-"""Data: Meta-World episode generation, ROS 2 bags, alignment and the training dataset."""
+"""Data: ROS 2 bags and their messages, episode metadata, alignment, instructions and the training dataset."""

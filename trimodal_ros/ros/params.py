@@ -150,8 +150,8 @@ VLA_PARAMS: List[Param] = [
 ]
 
 SIM_PARAMS: List[Param] = [
-    Param("sim", "metaworld", "the simulated robot (sim.scenes): Meta-World's Sawyer, or gymnasium's two-joint "
-          "Reacher on the gym_reacher spec's topics", choices=("metaworld", "reacher")),
+    Param("sim", "metaworld", "the simulated robot (trimodal_lab.sim.scenes): Meta-World's Sawyer, or gymnasium's "
+          "two-joint Reacher on the gym_reacher spec's topics", choices=("metaworld", "reacher")),
     Param("task", "reach-v3", "Meta-World v3 task, or a language-critical <task>@lang (the reacher: reach-target)"),
     Param("layout", -1, "layout 0-49 (40-49 held out), 50 and up extra train layouts; -1 cycles the "
           "held-out layouts 40-49", low=-1, high=1_000_000),
