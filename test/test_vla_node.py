@@ -687,8 +687,10 @@ def test_diagnostics_keep_coming_under_sim_time_without_a_clock(ros):
     /diagnostics, which must report the inputs stale, still comes every second."""
     h = Harness(ros, "/noclock")
     ros.vla_node("/noclock", use_sim_time=True)
-    assert wait_for(lambda: len(h.got["diagnostics"]) >= 3, timeout=20)  # start-up (model, discovery) included
-    assert wait_for(lambda: len(h.got["diagnostics"]) >= 5, timeout=4)  # then about one a second, clock or not
+    # start-up (model, discovery) included: generous, a loaded machine takes its time
+    assert wait_for(lambda: len(h.got["diagnostics"]) >= 3, timeout=60)
+    n = len(h.got["diagnostics"])  # then they keep coming (about one a second), although the node's clock stands
+    assert wait_for(lambda: len(h.got["diagnostics"]) >= n + 2, timeout=8)
 
 
 def test_arm_and_gripper_from_separate_publishers_are_joined(ros):
