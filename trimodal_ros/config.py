@@ -98,7 +98,7 @@ def config_from_dict(data: Dict[str, Any], where: str = "config", retired_ok: bo
     spec = data.get("robot")
     robot = None if spec is None else _robot_section(spec, sections["model"], where)
     built = {k: build(cls, sections[k], f"{where}: {k}") for k, cls in SECTIONS.items()}
-    return Config(**built, robot=robot or _sawyer_like(built["model"]))
+    return Config(**built, robot=_sawyer_like(built["model"]) if robot is None else robot)
 
 
 def _sawyer_like(m: ModelConfig) -> RobotSpec:

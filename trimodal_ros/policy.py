@@ -129,11 +129,12 @@ class Policy:
 
     # --- construction ------------------------------------------------------------------------------
     @classmethod
-    def load(cls, checkpoint: str = "", fusion: Optional[str] = None, config: str = "",
+    def load(cls, checkpoint: str = "", fusion: Optional[str] = None, config: Union[str, Config] = "",
              device: Union[str, torch.device] = "cpu", seed: int = 0, execute: Optional[int] = None,
              inference: Optional[dict] = None, precision: str = "fp32", cuda_graph: bool = False) -> "Policy":
         """A checkpoint's policy (``fusion`` and an explicit ``config`` must match it), or with no
-        checkpoint the configured architecture (``config`` or ``config/<fusion>.yaml``) with random
+        checkpoint the configured architecture (``config``: a name, a YAML or a ``Config``; default
+        ``config/<fusion>.yaml``) with random
         weights drawn after ``torch.manual_seed(seed)`` and a tokenizer over [-1, 1] per dimension
         (Meta-World's action range): for wiring tests, never for a robot. ``inference`` overrides
         fields of the config's inference section (e.g. ``{"ensemble": 0.0}`` for an experiment);
@@ -141,12 +142,14 @@ class Policy:
         ``frame_size``: the (height, width) of the frames it was trained on (None: unknown).
         ``precision`` / ``cuda_graph``: how each tick runs (``accel.Tick``), not what the weights are."""
         run = {"precision": precision, "cuda_graph": cuda_graph}
+        given = config if isinstance(config, Config) else (load_config(config, fusion=fusion) if config else None)
+
         def settle(cfg: Config) -> Config:
             return cfg if not inference else dataclasses.replace(
                 cfg, inference=dataclasses.replace(cfg.inference, **inference))
 
         if checkpoint:
-            expect = load_config(config, fusion=fusion) if config else None
+            expect = given
             payload = read_checkpoint(checkpoint)
             model, tok, cfg = load_checkpoint(checkpoint, fusion=fusion, expect=expect, device=device,
                                               payload=payload)
@@ -159,7 +162,7 @@ class Policy:
                          stats=stats, **run)
             policy.frame_size = tuple(payload["frame_size"]) if payload.get("frame_size") else None
             return policy
-        cfg = settle(load_config(config or fusion or DEFAULT_FUSION, fusion=fusion))
+        cfg = settle(given or load_config(fusion or DEFAULT_FUSION, fusion=fusion))
         torch.manual_seed(seed)
         model = TriModalModel(dataclasses.replace(cfg.model, pretrained=None)).to(device)
         a = cfg.model.action_dim

@@ -27,16 +27,10 @@ def tick_run(arch: str, config: str, checkpoint: str, device: str, precision: st
 
     if checkpoint:
         policy = Policy.load(checkpoint, device=device, precision=precision, cuda_graph=graph)
-    else:
+    else:  # the config's architecture with another image/text tower, random weights (seed 0)
         cfg = load_config(config)
         cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, clip_model=arch, pretrained=None))
-        torch.manual_seed(0)
-        from trimodal_ros.model.action_tokenizer import ActionTokenizer
-        from trimodal_ros.model.trimodal import TriModalModel
-
-        model = TriModalModel(cfg.model).to(device)
-        tok = ActionTokenizer(-np.ones(cfg.model.action_dim), np.ones(cfg.model.action_dim), cfg.model.bins)
-        policy = Policy(model, tok, cfg, random_weights=True, precision=precision, cuda_graph=graph)
+        policy = Policy.load(config=cfg, device=device, precision=precision, cuda_graph=graph)
     mc = policy.model_config
     rng = np.random.default_rng(0)
     n = len(mc.joint_names)

@@ -201,10 +201,10 @@ def _existing(out: Path, name: str, camera: str, size: int, max_steps: int, keep
                                 f"{meta.get('image_size')} after_success={meta.get('after_success', 0)}; "
                                 f"this run asks camera={camera} size={size} after_success={after_success}. "
                                 "Use another --out folder.")
-        if meta and "layout" in meta and meta.get("layout_split", layout_split(meta["layout"])) != layout_split(
-                meta["layout"]):  # the split datasets read is the recorded one: it must be today's
+        today = layout_split(meta["layout"]) if meta and "layout" in meta else None
+        if today is not None and meta.get("layout_split", today) != today:  # datasets read the recorded split
             raise GenerateError(f"{bag} records layout {meta['layout']} as {meta['layout_split']!r}; the layout "
-                                f"table now says {layout_split(meta['layout'])!r}. Record into another --out folder.")
+                                f"table now says {today!r}. Record into another --out folder.")
         return "exists", meta
     marker = out / f".failed-{name}.json"
     if not keep_failures and marker.is_file():
