@@ -42,18 +42,24 @@ JOINTS = I.SAWYER_JOINTS
 
 
 class Ros:
-    """One context, one executor spinning in a thread, one client node for the test's side."""
+    """One context, one executor spinning in a thread, one client node for the test's side. After
+    each test its nodes and client go (``reset``): left in the executor, every earlier test's node
+    would keep publishing diagnostics to every earlier harness, and on 2 loaded cores the callbacks
+    fall behind the test that is running."""
 
     def __init__(self):
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
+        self.nodes, self.kept, self.stopping = [], [], threading.Event()
+        self._start()
+
+    def _start(self):
         self.client = rclpy.create_node("test_client", context=self.context)
         self.executor.add_node(self.client)
-        self.stopping = threading.Event()
+        self.stopping.clear()
         self.thread = threading.Thread(target=self._spin, daemon=True)
         self.thread.start()
-        self.nodes = []
 
     def _spin(self):
         """executor.spin, surviving a lifecycle transition the test thread triggers: its cleanup can
@@ -75,12 +81,29 @@ class Ros:
         self.executor.add_node(node)
         return node
 
-    def close(self):
+    def _stop(self, kept=()):
         self.stopping.set()
-        self.executor.shutdown()
         self.thread.join(timeout=10)
-        for n in self.nodes + [self.client]:
+        for n in self.nodes + [self.client, *kept]:
+            self.executor.remove_node(n)
             n.destroy_node()
+        self.nodes = []
+
+    def reset(self):
+        """The test's nodes and client destroyed, a fresh client spinning."""
+        self._stop()
+        self._start()
+
+    def keep(self):
+        """The nodes and client made so far stay until the module ends (a module-scoped fixture's)."""
+        self.kept += self.nodes + [self.client]
+        self.nodes = []
+        self.client = rclpy.create_node("test_client", context=self.context)
+        self.executor.add_node(self.client)
+
+    def close(self):
+        self._stop(self.kept)
+        self.executor.shutdown()
         rclpy.shutdown(context=self.context)
 
 
@@ -139,10 +162,17 @@ def settled(node):
 
 
 @pytest.fixture(scope="module")
-def ros():
+def ros_graph():
     r = Ros()
     yield r
     r.close()
+
+
+@pytest.fixture
+def ros(ros_graph):
+    """The module's context and executor, with none of an earlier test's nodes."""
+    yield ros_graph
+    ros_graph.reset()
 
 
 @pytest.mark.parametrize("fusion", FUSIONS.names())
@@ -205,7 +235,8 @@ def test_namespace_moves_every_relative_topic(ros):
 
 
 @pytest.fixture(scope="module")
-def bad(ros):
+def bad(ros_graph):
+    ros = ros_graph
     h = Harness(ros, "/bad")
     # reliable and deep enough that a loaded CPU loses none of the frames the accounting test counts
     node = ros.vla_node("/bad", fusion="weighted_sum", max_input_age=0.5, image_qos_reliability="reliable",
@@ -213,6 +244,7 @@ def bad(ros):
     assert wait_for(h.connected)
     h.instruction.publish(String(data="open the drawer"))
     h.drive_until(10.0)
+    ros.keep()
     return node, h
 
 
