@@ -964,3 +964,53 @@ def test_a_cartesian_robot_gets_a_twist_and_a_gripper_command(ros, tmp_path):
     node.trigger_deactivate()  # a hold: zero velocity
     assert wait_for(lambda: h.got["hold"])
     assert wait_for(lambda: twists[-1].twist.linear.x == twists[-1].twist.linear.z == 0.0)
+
+
+def test_executor_execution_commands_every_control_period_and_stops_with_the_task(ros):
+    """execution:=ensemble: one single-point command per control period (faster than the frames come),
+    blended from the chunks that cover it; after ~/stop the hold is the last thing sent, although
+    frames keep coming, and the executor's counts reach /diagnostics."""
+    from std_srvs.srv import Trigger
+
+    ns = "/exec"
+    h = Harness(ros, ns)
+    node = ros.vla_node(ns, execution="ensemble", control_period=0.05)
+    assert node.spin_threads == 2 and node.policy.ensembler is None  # the executor blends the raw chunks
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="push the puck"))
+    h.drive_until(1.0, n_min=15, period=0.2)  # frames at ~5 Hz, commands at up to 20 Hz
+    acts, outputs = len(h.got["action"]), node.ledger.snapshot()["outputs"]
+    assert acts >= 15 and all(len(m.points) == 1 for m in h.got["action"])
+    assert acts >= 1.5 * outputs, (acts, outputs)  # more commands than answered frames
+    assert wait_for(lambda: any("executor_chunks" in d and int(d["executor_chunks"]) > 0 for d in h.got["diagnostics"]))
+    cli = ros.client.create_client(Trigger, f"{ns}/vla_node/stop")
+    assert cli.wait_for_service(timeout_sec=5)
+    fut = cli.call_async(Trigger.Request())
+    assert wait_for(fut.done) and wait_for(lambda: h.got["hold"])
+    n = len(h.got["action"])
+    for k in range(5):  # frames keep coming; no instruction: no command
+        h.step(5.0 + 0.05 * k)
+        time.sleep(0.1)
+    assert len(h.got["action"]) == n
+
+
+def test_executor_sends_nothing_from_a_chunk_that_arrived_after_its_last_tick(ros):
+    """A model slower than a whole chunk (4 × 0.05 s here, the model 0.4 s): every chunk is late when it
+    arrives; it is counted stale and never executed (a command for a moment already past)."""
+    ns = "/exec_late"
+    h = Harness(ros, ns)
+    node = ros.vla_node(ns, execution="ensemble", control_period=0.05)
+    act = node.policy.act
+
+    def slow_act(*args, **kwargs):
+        time.sleep(0.4)
+        return act(*args, **kwargs)
+
+    node.policy.act = slow_act
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="push the puck"))
+    for k in range(6):
+        h.step(1.0 + 0.05 * k)
+        time.sleep(0.3)
+    assert wait_for(lambda: node.control.counts()["stale_chunks"] >= 2, timeout=10), node.control.counts()
+    assert node.control.counts()["chunks"] == 0 and not h.got["action"]

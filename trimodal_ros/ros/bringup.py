@@ -3,8 +3,8 @@
 ``ros2 launch`` needs the ``launch`` packages, which a pip-installed ROS 2 lacks; both read the same
 table (``params.launch_arguments`` / ``node_specs``), so they start the same nodes with the same
 parameters. Every in-process start of vla_node (this command, the demo, the live evaluation, the
-through-ROS rollout) goes through ``Bringup``. Nodes share one single-threaded executor, as in
-vla_node's own process.
+through-ROS rollout) goes through ``Bringup``. Nodes share one executor, single-threaded as in
+vla_node's own process unless a node asks for more (``execution`` other than ``chunk``).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class Bringup:
     ``spin()`` blocks (the CLI). ``shutdown()`` stops the executor before destroying nodes."""
 
     def __init__(self, values: Mapping[str, Any], context=None, ros_args: Sequence[str] = ()):
-        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
         self.specs: List[NodeSpec] = node_specs(values)
         for s in self.specs:
@@ -81,8 +81,11 @@ class Bringup:
             for n in self.nodes:
                 n.destroy_node()
             raise
-        # one thread, as vla_node's own main(): its callbacks run inference in place (no hand-off)
-        self.executor = SingleThreadedExecutor(context=context)
+        # as vla_node's own main(): one thread (its callbacks run inference in place, no hand-off), or
+        # the threads a node asks for (execution:=ensemble|latest: the control timer beside the model)
+        threads = max(getattr(n, "spin_threads", 1) for n in self.nodes)
+        self.executor = (MultiThreadedExecutor(threads, context=context) if threads > 1
+                         else SingleThreadedExecutor(context=context))
         for n in self.nodes:
             self.executor.add_node(n)
         self._thread: Optional[threading.Thread] = None

@@ -133,6 +133,10 @@ VLA_PARAMS: List[Param] = [
                                  "checkpoint's robot spec's", low=0.0, high=10.0, live=True),
     Param("execute_steps", 0, "points of each chunk the controller executes before the next frame (feeds "
                               "the action history); 0: the checkpoint's", low=0, high=1000),
+    Param("execution", "chunk", "chunk: each answered frame publishes its chunk; ensemble / latest: one "
+                                "command per control period from the chunk executor (a model slower than the "
+                                "controller), the covering chunks averaged / the newest cross-faded in",
+          choices=("chunk", "ensemble", "latest")),
     Param("min_agreement", -2.0, "hold instead of acting on a frame whose instruction–scene agreement (cosine "
                                  "in the joint space, on trimodal/scores) is below this; -2 never (needs a "
                                  "checkpoint trained with an alignment loss)", low=-2.0, high=1.0, live=True),

@@ -41,10 +41,13 @@ def init(args=None) -> None:
 
 
 def spin(node) -> None:
-    """Spin ``node`` on a single-threaded executor until Ctrl-C or shutdown."""
-    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    """Spin ``node`` until Ctrl-C or shutdown: on one thread, or on as many as the node's
+    ``spin_threads`` asks for (callbacks of one mutually exclusive group still run one at a time)."""
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 
-    executor = SingleThreadedExecutor(context=node.context)
+    threads = getattr(node, "spin_threads", 1)
+    executor = (MultiThreadedExecutor(threads, context=node.context) if threads > 1
+                else SingleThreadedExecutor(context=node.context))
     executor.add_node(node)
     try:
         executor.spin()

@@ -1,10 +1,11 @@
 """vla_node: camera + instruction + joint states in; embedding, action tokens, an action chunk and
 diagnostics out, around one ``trimodal_ros.policy.Policy``. Here: messaging, threading, QoS, lifecycle
-and diagnostics (topics: ``interface.py``, parameters ``params.py``, frame choice ``intake.py``, task and
-joints ``inputs.py``, accounting ``ledger.py``, outputs ``outputs.py``; README "Node behaviour"). The
-policy runs in the camera callback (``rate_hz`` > 0: a timer on the newest frame) on the executor's
-thread; the callbacks share one mutually exclusive group, and the output gate orders a hold asked for
-from another thread (an in-process driver) against the action of a frame in the model."""
+(topics: ``interface.py``, parameters ``params.py``, frame choice ``intake.py``, task and joints
+``inputs.py``, accounting ``ledger.py``, outputs ``outputs.py``, ``~/stop`` and ``~/pause``
+``services.py``, diagnostics ``status.py``, ``execution:=ensemble|latest`` ``control.py``; README "Node
+behaviour"). The policy runs in the camera callback (``rate_hz`` > 0: a timer on the newest frame);
+the callbacks share one mutually exclusive group (the executor's control timer has its own), and the
+output gate orders a hold asked for from another thread against the action of a frame in the model."""
 
 from __future__ import annotations
 
@@ -19,10 +20,10 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
-from std_srvs.srv import SetBool, Trigger
 
 from .. import interface as I
 from . import signals
+from .control import ControlLoop
 from .conversions import (BadInput, diagnostics_msg, instruction_from_msg, joint_values,
                           ns_to_stamp, qos_profile, stamp_ns)
 from .goal import GoalRunner, Result
@@ -32,6 +33,8 @@ from .intake import CameraIntake, Frame, decode_image, take_waiting
 from ..utils import release_freed_memory
 from .ledger import STALE, WAITS, Ledger, input_events
 from .params import VLA_PARAMS, declare, follow_updates
+from .services import add_stop_and_pause
+from .status import node_status
 from .throttle import Throttle
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -51,6 +54,7 @@ class VLANode(LifecycleNode):
             self.cameras = []  # the model's named cameras, primary first (set on configure)
             self.robot, self.joint_names, self.action_names = None, [], []  # from the checkpoint, on configure
             self._io, self._timer, self.threads, self.joint_lag, self.outputs = [], None, 0, float("nan"), None
+            self.control: Optional[ControlLoop] = None  # execution:=ensemble|latest
             self.paused, self._holding, self._send_actions = False, True, False
             # an action goes out only if no hold (stop, pause, deactivate) came while the model ran
             self._out_gate = threading.RLock()
@@ -62,8 +66,7 @@ class VLANode(LifecycleNode):
             # on the steady clock: with use_sim_time and no /clock (a bag that ended) the node's clock
             # stops, exactly when diagnostics must say the inputs went stale
             self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
-            self.create_service(Trigger, "~/stop", self._on_stop)
-            self.create_service(SetBool, "~/pause", self._on_pause)
+            self._on_stop, self._on_pause = add_stop_and_pause(self)
             self.goals = GoalRunner(self, self._instruct_now, lambda: self.inputs.task()[:2], self._hold,
                                     lambda: self._active, lambda: self.params["max_instruction_chars"])
             follow_updates(self, VLA_PARAMS, self.params, self._params_changed)
@@ -82,8 +85,10 @@ class VLANode(LifecycleNode):
 
         p = self.params
         try:
+            ex = p["execution"] != "chunk"  # the executor blends raw chunks and executes one row per tick
             self.policy = Policy.load(p["checkpoint"], p["fusion"] or None, p["config"], pick_device(p["device"]),
-                                      p["seed"], p["execute_steps"], **{k: p[k] for k in ("precision", "cuda_graph")})
+                                      p["seed"], 1 if ex else p["execute_steps"], {"ensemble": None} if ex else None,
+                                      **{k: p[k] for k in ("precision", "cuda_graph")})
             self.robot = robot = self.policy.config.robot  # topics, names and timing travel in the checkpoint
             self.joint_names = list(p["joint_names"] or robot.joint_names)
             self.action_names = list(p["action_names"] or robot.action.names)
@@ -153,7 +158,14 @@ class VLANode(LifecycleNode):
               for c, t, k in zip(others, topics[1:], kinds[1:])), cam]
         self.outputs = Outputs(self, self.robot, self.action_names, p["output_deadline"],
                                p["output_liveliness_lease"])
+        self.control = (None if p["execution"] == "chunk" else
+                        ControlLoop(self, self.policy.model_config.chunk, self._control_period(), p["execution"],
+                                    self._command))
         self._reset_timer()
+
+    @property
+    def spin_threads(self) -> int:  # the executor's control timer runs beside the model
+        return 1 if self.params["execution"] == "chunk" else 2
 
     def _control_period(self) -> float:
         return self.params["control_period"] or self.robot.control_period
@@ -165,9 +177,10 @@ class VLANode(LifecycleNode):
             self.destroy_subscription(s)
         if self.outputs is not None:
             self.outputs.release()
-        if self._timer is not None:
-            self.destroy_timer(self._timer)
-        self._io, self.outputs, self._timer, self._camera, self.policy = [], None, None, None, None
+        for timer in (self._timer, self.control and self.control.timer):
+            if timer is not None:
+                self.destroy_timer(timer)
+        self._io, self.outputs, self._timer, self._camera, self.policy, self.control = [], None, None, None, None, None
         gc.collect()  # the model's tensors, now, and their pages back to the OS (a reconfigure loads another)
         release_freed_memory()
 
@@ -228,32 +241,27 @@ class VLANode(LifecycleNode):
             self.inputs.restart()
         return self.inputs.task()[0]
 
-    def _on_stop(self, request, response):
-        """~/stop (std_srvs/Trigger): the task ends, as an empty instruction does; the robot holds."""
-        self.inputs.instruct("")
-        self._hold("stopped by ~/stop")
-        response.success, response.message = True, "stopped: waiting for a new instruction"
-        return response
-
-    def _on_pause(self, request, response):
-        """~/pause (std_srvs/SetBool): true holds and answers no frame until false; the task stays as it was."""
-        self.paused = bool(request.data)
-        if self.paused:
-            self._hold("paused by ~/pause")
-        response.success, response.message = True, "paused" if self.paused else "resumed"
-        return response
-
     def _hold(self, why: str) -> None:
         """Tell the controller to hold (a JointTrajectory with the action names and no points: ros2_control's
         "stop and hold position"), once per stop of the outputs; under the output gate, so the action of a
         frame that was in the model when the hold was asked for never follows it."""
         with self._out_gate:
+            if self.control is not None:
+                self.control.reset()  # no stored chunk runs on after a hold
             if self._holding or self.outputs is None or not self._send_actions:
                 return
             self.outputs.hold(self.get_clock().now().to_msg())
             self._holding = True
         self.ledger.count("holds")
         self.get_logger().warning(f"hold published on {I.ACTION_TOPIC}: {why}")
+
+    def _command(self, action) -> None:
+        """execution:=ensemble|latest: this control period's command, unless a hold came since its chunk was added."""
+        with self._out_gate:
+            if self._active and not self.paused and self._send_actions and self.inputs.task()[1]:
+                self.outputs.action(action[None], self.get_clock().now().to_msg(), "", self._control_period())
+                self._holding = False
+                self.goals.acted(self.inputs.task()[0])
 
     def _on_joints(self, msg: JointState) -> None:
         p = self.params
@@ -311,9 +319,10 @@ class VLANode(LifecycleNode):
             self._log(wait, *WAITS[wait])
             self._hold(WAITS[wait][0])
             return wait, None
-        if gen != self._policy_task:  # a new (or restarted) task: fresh history, cached text
+        if changed := gen != self._policy_task:  # a new (or restarted) task: fresh history, cached text
             self.policy.reset(text)
             self._policy_task = gen
+        origin = self.control.origin(reset=changed) if self.control is not None else 0  # the tick of row 0
         step = self.policy.act({self.cameras[0]: frame.rgb, **views}, joints[1], joints[2], frame.stamp,
                                p["min_agreement"])
         rnd = self.policy.random_weights
@@ -328,7 +337,9 @@ class VLANode(LifecycleNode):
         with self._out_gate:  # a stop, pause or deactivate while the model ran: its hold stands
             if not self._active or self.paused or self.inputs.task()[0] != gen:
                 return "overtaken", step.seconds
-            if self._send_actions:  # the action first: it is what a controller waits for
+            if self.control is not None:  # executed at the control rate (_command)
+                self.control.add(step.actions, origin)
+            elif self._send_actions:  # the action first: it is what a controller waits for
                 self.outputs.action(step.actions, stamp, frame_id, self._control_period())
                 self._holding = False
                 self.goals.acted(gen)
@@ -361,26 +372,14 @@ class VLANode(LifecycleNode):
 
     # --- diagnostics ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
-        p, pol, rnd = self.params, self.policy, bool(self.policy and self.policy.random_weights)
-        level, message = self.ledger.status(self._active, self.inputs.instruction is not None, rnd,
-                                            stale_after=max(2.0, 4 * p["max_input_age"]))
+        level, message, values = node_status(self)
         if level == STALE and self._active:  # the camera fell silent: no frame will ask for a hold
             self._hold("no camera frames")
         if self._trim:
             self._trim = False
             release_freed_memory()
-        device = str(pol.device) if pol else ""
-        values = {"lifecycle": "active" if self._active else ("inactive" if pol else "unconfigured"),
-                  "fusion": pol.model_config.fusion if pol else p["fusion"],
-                  "checkpoint": p["checkpoint"] or "(none)", "device": device,
-                  "random_weights": str(rnd).lower(), "torch_threads": self.threads, "cameras": " ".join(self.cameras),
-                  "instruction": (self.inputs.instruction or "")[:120], "joint_lag_s": f"{self.joint_lag:.4f}",
-                  "paused": str(self.paused).lower(), "agreement": f"{self.scores[0]:.4f}",
-                  "ood": f"{self.scores[1]:.4f}", "min_agreement": f"{p['min_agreement']}",
-                  "embedding_stats": "yes" if pol is not None and pol.stats is not None else "no",
-                  **self.ledger.values()}
         self._pub_diag.publish(diagnostics_msg(f"{self.get_fully_qualified_name()}: inference", level, message,
-                                               values, self.get_clock().now().to_msg(), device))
+                                               values, self.get_clock().now().to_msg(), values["device"]))
 
     def destroy_node(self):
         self._active = False

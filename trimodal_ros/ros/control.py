@@ -1,0 +1,66 @@
+"""vla_node's control loop for ``execution:=ensemble`` or ``latest``: one command per control period from the chunk
+executor (``trimodal_ros.executor``), for a model slower than the controller.
+
+With ``execution:=chunk`` (the default) each answered frame publishes its whole chunk as a
+JointTrajectory and the controller executes it until the next one replaces it. With a model that
+answers every few control periods, a twist controller (MoveIt Servo) instead gets one command per
+frame, late, and a trajectory controller jumps at every replacement. Here a timer at the control
+period, in its own callback group (so it runs while the model runs on the other executor thread),
+publishes the executor's blend of the chunks that cover the current tick: each chunk counts from the
+tick its inference started on, so the rows that went by while the model ran are skipped. A tick no
+chunk covers publishes nothing (the trajectory controller holds its last point; Servo stops at its
+command timeout) and is counted ``starved``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable, Optional
+
+import numpy as np
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+
+from ..executor import ChunkExecutor
+
+
+class ControlLoop:
+    def __init__(self, node, chunk: int, period: float, blend: str, publish: Callable[[np.ndarray], None]):
+        """``blend``: the executor's (ensemble: the plain mean, m = 0, as chosen on the reacher's validation
+        layouts; latest: a 2-tick cross-fade). ``publish(action)`` sends one (A,) command unless a hold
+        stands (the node's output gate decides)."""
+        self.executor = ChunkExecutor(chunk, blend=blend)
+        self.period, self._publish, self._lock = float(period), publish, threading.Lock()
+        self.tick = 0
+        self.timer = node.create_timer(self.period, self._on_tick, callback_group=MutuallyExclusiveCallbackGroup())
+
+    def origin(self, reset: bool = False) -> int:
+        """The tick an inference starting now counts its chunk from (``reset``: a new task's first
+        inference: the old task's chunks go)."""
+        with self._lock:
+            if reset:
+                self.executor.reset()
+            return self.tick
+
+    def add(self, actions: np.ndarray, origin: int) -> None:
+        with self._lock:
+            self.executor.add(actions, origin, now=self.tick)
+
+    def reset(self) -> None:
+        """A hold, stop or new task: no stored chunk may be executed after it."""
+        with self._lock:
+            self.executor.reset()
+
+    def _on_tick(self) -> None:
+        with self._lock:
+            tick, self.tick = self.tick, self.tick + 1
+            a: Optional[np.ndarray] = None
+            if self.executor.covering(tick):
+                a = self.executor.action(tick)
+            elif self.executor.last is not None:
+                self.executor.counts["starved"] += 1
+        if a is not None:
+            self._publish(a)
+
+    def counts(self) -> dict:
+        with self._lock:
+            return dict(self.executor.counts)
