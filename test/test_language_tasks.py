@@ -111,12 +111,12 @@ def test_plain_layouts_are_meta_worlds_own(scenes):
               "window-close-v3": [0.0, 0.7815573841610761, 0.2]}  # layout 7, before language_tasks
     for task, rand_vec in golden.items():
         t = mw.layout_task(task, 7)
-        assert t is mw._benchmark(task).train_tasks[7]
+        assert t is mw.benchmark(task).train_tasks[7]
         assert pickle.loads(t.data)["rand_vec"].tolist() == rand_vec
         s = scenes(task)
         obs = s.reset(7)
         frame = s.render()
-        s.env.set_task(mw._benchmark(task).train_tasks[7])
+        s.env.set_task(mw.benchmark(task).train_tasks[7])
         ref_obs, _ = s.env.reset()
         assert np.array_equal(obs, ref_obs) and np.array_equal(frame, s.render())
         assert s.model.site_rgba[s.model.site("goal").id, 3] > 0  # its goal marker is drawn

@@ -193,7 +193,7 @@ def test_layouts_and_instructions():
     def goal(layout):
         return pickle.loads(mw.layout_task("push-v3", layout).data)["rand_vec"]
 
-    assert np.array_equal(goal(7), goal(7)) and mw.layout_task("push-v3", 7) is mw._benchmark("push-v3").train_tasks[7]
+    assert np.array_equal(goal(7), goal(7)) and mw.layout_task("push-v3", 7) is mw.benchmark("push-v3").train_tasks[7]
     base = [goal(i) for i in range(50)]
     extra = [goal(i) for i in (50, 57, 99, 100)]
     assert all(not np.allclose(x, b) for x in extra for b in base)  # none repeats a benchmark scene

@@ -5,7 +5,5 @@ re-exported here; ``import trimodal_lab.metaworld`` imports neither metaworld no
 
 from trimodal_lab.metaworld.expert import expert_policy  # noqa: F401
 from trimodal_lab.metaworld.layouts import *  # noqa: F401,F403
-from trimodal_lab.metaworld.layouts import _benchmark, _mt1, _task_key  # noqa: F401
 from trimodal_lab.metaworld.record import *  # noqa: F401,F403
-from trimodal_lab.metaworld.record import _existing  # noqa: F401
 from trimodal_lab.metaworld.scene import *  # noqa: F401,F403

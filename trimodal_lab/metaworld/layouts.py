@@ -115,7 +115,8 @@ def episode_instruction(task: str, seed: int, episode: int, layout: int) -> Tupl
 
 # --- simulation -------------------------------------------------------------------------------
 
-def _benchmark(task: str, seed: int = LAYOUT_SEED):
+def benchmark(task: str, seed: int = LAYOUT_SEED):
+    """Meta-World's MT1 benchmark of ``task`` whose train tasks are its layouts (cached)."""
     return _mt1(task, int(seed))
 
 
@@ -132,7 +133,7 @@ def layout_task(task: str, layout: int):
     ``<task>@lang``, its group's shared placement (``language.task_data``)."""
     block, index = divmod(check_layout(layout), N_LAYOUTS)
     if LT.is_variant(task):
-        return language.task_data(task, index, lambda name: _benchmark(name, LAYOUT_SEED + block))
-    return _benchmark(task, LAYOUT_SEED + block).train_tasks[index]
+        return language.task_data(task, index, lambda name: benchmark(name, LAYOUT_SEED + block))
+    return benchmark(task, LAYOUT_SEED + block).train_tasks[index]
 
 

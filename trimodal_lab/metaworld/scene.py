@@ -14,7 +14,7 @@ from trimodal_ros import interface as I  # noqa: E402
 from trimodal_ros.data import language_tasks as LT  # noqa: E402
 from trimodal_ros.data.instructions import task_id  # noqa: E402
 from trimodal_lab.metaworld import language  # noqa: E402
-from trimodal_lab.metaworld.layouts import _benchmark, layout_task  # noqa: E402
+from trimodal_lab.metaworld.layouts import benchmark, layout_task  # noqa: E402
 
 
 def camera_spec(spec: str) -> Dict[str, str]:
@@ -71,7 +71,7 @@ class SawyerScene:
         self.task, self.camera, self.size = task, camera, int(size)
         self.base_task = LT.base_task(task)
         self.language_critical = LT.is_variant(task)
-        self.bench = _benchmark(self.base_task)
+        self.bench = benchmark(self.base_task)
         self.env = self.bench.train_classes[self.base_task]()
         self.env.max_path_length = max(int(self.env.max_path_length), int(max_steps))
         self.env.set_task(self.bench.train_tasks[0])
