@@ -983,6 +983,12 @@ def test_executor_execution_commands_every_control_period_and_stops_with_the_tas
     assert acts >= 15 and all(len(m.points) == 1 for m in h.got["action"])
     assert acts >= 1.5 * outputs, (acts, outputs)  # more commands than answered frames
     assert wait_for(lambda: any("executor_chunks" in d and int(d["executor_chunks"]) > 0 for d in h.got["diagnostics"]))
+    assert node.set_parameters([Parameter("control_period", value=0.1)])[0].successful  # live: the timer follows
+    assert node.control.period == 0.1 and node.control.timer.timer_period_ns == 100_000_000
+    n = len(h.got["action"])
+    h.drive_until(3.0, n_min=3, period=0.2)
+    assert len(h.got["action"]) >= n + 3 and abs(duration_to_sec(h.got["action"][-1].points[0].time_from_start)
+                                                  - 0.1) < 1e-9
     cli = ros.client.create_client(Trigger, f"{ns}/vla_node/stop")
     assert cli.wait_for_service(timeout_sec=5)
     fut = cli.call_async(Trigger.Request())

@@ -30,8 +30,15 @@ class ControlLoop:
         stands (the node's output gate decides)."""
         self.executor = ChunkExecutor(chunk, blend=blend)
         self.period, self._publish, self._lock = float(period), publish, threading.Lock()
-        self.tick = 0
-        self.timer = node.create_timer(self.period, self._on_tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.tick, self._node, self._group = 0, node, MutuallyExclusiveCallbackGroup()
+        self.timer = node.create_timer(self.period, self._on_tick, callback_group=self._group)
+
+    def retime(self, period: float) -> None:
+        """A new control period (the live parameter): the timer is made again, the ticks go on."""
+        with self._lock:
+            self._node.destroy_timer(self.timer)
+            self.period = float(period)
+            self.timer = self._node.create_timer(self.period, self._on_tick, callback_group=self._group)
 
     def origin(self, reset: bool = False) -> int:
         """The tick an inference starting now counts its chunk from (``reset``: a new task's first

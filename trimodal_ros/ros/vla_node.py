@@ -348,8 +348,7 @@ class VLANode(LifecycleNode):
         self.joint_lag = frame.stamp / 1e9 - joints[0]
         return "outputs", step.seconds
 
-    # --- handles for an in-process driver (rollouts, tests) ----------------------------------------
-    def instruction(self) -> Optional[str]:
+    def instruction(self) -> Optional[str]:  # --- handles for an in-process driver (rollouts, tests)
         """The instruction in force (None: none yet, or stopped)."""
         return self.inputs.instruction
 
@@ -361,6 +360,8 @@ class VLANode(LifecycleNode):
     def _params_changed(self, names) -> None:
         if "rate_hz" in names and self._io:
             self._reset_timer()
+        if "control_period" in names and self.control is not None:
+            self.control.retime(self._control_period())
 
     def _reset_timer(self) -> None:
         if self._timer is not None:
