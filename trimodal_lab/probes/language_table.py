@@ -1,0 +1,53 @@
+"""The language-critical closed-loop table: one row per trained run, one column per instruction
+condition (``scripts/lang_eval.sh`` writes ``RUN/CONDITION/rollout.json``), with Wilson intervals,
+the held-out / train ratio, and for ``other_task`` how often the *scene's* task still got done
+(the policy following the scene, not the words; 0 means it did what the words said, since the two
+tasks of a group start from the same state and one's actions never complete the other).
+
+    python -m trimodal_lab.probes.language_table docs/results/language > docs/results/language/table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+CONDITIONS = ("train", "heldout", "user", "other_task", "empty")
+HEADERS = {"train": "training phrasings", "heldout": "held-out phrasings", "user": "user wordings",
+           "other_task": "paired task's instruction: scene task done", "empty": "no instruction"}
+
+
+def cell(path: Path) -> str:
+    if not path.is_file():
+        return "—"
+    o = json.loads(path.read_text())["in_process"]["overall"]
+    lo, hi = o["ci95"]
+    return f"{o['success_rate']:.2f} [{lo:.2f}, {hi:.2f}] ({o['successes']}/{o['episodes']})"
+
+
+def rate(path: Path) -> float:
+    return json.loads(path.read_text())["in_process"]["overall"]["success_rate"] if path.is_file() else float("nan")
+
+
+def table(root: Path) -> str:
+    runs = sorted(p for p in root.iterdir() if p.is_dir() and (p / "train" / "rollout.json").is_file())
+    lines = ["| run | " + " | ".join(HEADERS[c] for c in CONDITIONS) + " | held-out / train |",
+             "|---|" + "---|" * (len(CONDITIONS) + 1)]
+    for r in runs:
+        ratio = rate(r / "heldout" / "rollout.json") / rate(r / "train" / "rollout.json")
+        lines.append(f"| {r.name} | " + " | ".join(cell(r / c / "rollout.json") for c in CONDITIONS)
+                     + f" | {ratio:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("root", type=Path, help="folder of RUN/CONDITION/rollout.json")
+    sys.stdout.write(table(ap.parse_args(argv).root))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
