@@ -141,7 +141,10 @@ def replay(bag, rate: float = 1.0, loop: bool = False, namespace: str = "", topi
                     while clock_pub is not None and clock_hz > 0 and due - time.monotonic() > 1.0 / clock_hz:
                         if stop.wait(1.0 / clock_hz):  # the clock ticks on between sparse messages
                             return published
-                        _publish_clock(clock_pub, t_bag0 + int((time.monotonic() - t_wall0) * rate * 1e9))
+                        # never past the next message's time (a late wake-up on a loaded machine would
+                        # put the clock ahead, and that message's own /clock then steps it back)
+                        now_ns = t_bag0 + int((time.monotonic() - t_wall0) * rate * 1e9)
+                        _publish_clock(clock_pub, min(stamp_ns, now_ns))
                     if stop.wait(max(0.0, due - time.monotonic())):
                         return published
                     if clock_pub is not None:
