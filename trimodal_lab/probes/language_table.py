@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Dict, List, Tuple
 
 CONDITIONS = ("train", "heldout", "user", "other_task", "empty")
 HEADERS = {"train": "training phrasings", "heldout": "held-out phrasings", "user": "user wordings",
@@ -42,10 +43,42 @@ def table(root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def by_wording(path: Path) -> Dict[Tuple[str, str], List[int]]:
+    """{(task, wording): [successes, episodes]} of one rollout, its episode plan rebuilt from its settings."""
+    from trimodal_lab.sim.cli import read_wordings
+    from trimodal_lab.sim.rollout import episode_plan
+    from trimodal_lab.metaworld.layouts import parse_layouts
+
+    d = json.loads(path.read_text())
+    st, eps = d["settings"], d["in_process"]["episodes"]
+    plan = episode_plan(st["tasks"], st["episodes"], st["split"], st["seed"], st["instructions"],
+                        parse_layouts(st["layouts"]) if st["layouts"] else None,
+                        read_wordings(st["wordings"]) if st["wordings"] else None)
+    out: Dict[Tuple[str, str], List[int]] = {}
+    for (task, layout, text), e in zip(plan, eps, strict=True):
+        assert (e["task"], e["layout"]) == (task, layout), (e, task, layout)
+        k = out.setdefault((task, text), [0, 0])
+        k[0], k[1] = k[0] + int(e["success"]), k[1] + 1
+    return out
+
+
+def failures(root: Path) -> str:
+    """The wordings of the held-out and user conditions that failed in some episode, per run."""
+    lines = ["| run | condition | task | wording | successes |", "|---|---|---|---|---|"]
+    for r in sorted(p for p in root.iterdir() if p.is_dir()):
+        for cond in ("heldout", "user"):
+            f = r / cond / "rollout.json"
+            if f.is_file():
+                lines += [f"| {r.name} | {cond} | {task} | {text} | {k}/{n} |"
+                          for (task, text), (k, n) in by_wording(f).items() if k < n]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root", type=Path, help="folder of RUN/CONDITION/rollout.json")
-    sys.stdout.write(table(ap.parse_args(argv).root))
+    root = ap.parse_args(argv).root
+    sys.stdout.write(table(root) + "\nWordings that failed in some episode:\n\n" + failures(root))
     return 0
 
 
