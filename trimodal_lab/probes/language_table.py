@@ -4,7 +4,7 @@ the held-out / train ratio, and for ``other_task`` how often the *scene's* task 
 (the policy following the scene, not the words; 0 means it did what the words said, since the two
 tasks of a group start from the same state and one's actions never complete the other).
 
-    python -m trimodal_lab.probes.language_table docs/results/language > docs/results/language/table.md
+    python -m trimodal_lab.probes.language_table docs/results/language   # the tables of its README
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""vla_node's control loop for ``execution:=ensemble`` or ``latest``: one command per control period from the chunk
-executor (``trimodal_ros.executor``), for a model slower than the controller.
+"""vla_node's control loop for ``execution:=ensemble`` or ``latest``: one command per control
+period from the chunk executor (``trimodal_ros.executor``), for a model slower than the controller.
 
 With ``execution:=chunk`` (the default) each answered frame publishes its whole chunk as a
 JointTrajectory and the controller executes it until the next one replaces it. With a model that
