@@ -304,10 +304,11 @@ def test_a_killed_recorder_leaves_a_bag_readable_up_to_its_last_second():
     from trimodal_lab.bench.record_bench import TOPICS, _session
 
     with tempfile.TemporaryDirectory() as d:
-        r = _session(Path(d) / "killed", 4.0, kill=True, log=lambda *a: None)
+        # 6 s: once, with the machine loaded by a training beside the suite, 4 s left nothing in the bag
+        r = _session(Path(d) / "killed", 6.0, kill=True, log=lambda *a: None)
     assert r["exit"] == -9
     for t in TOPICS:
-        assert r[t]["in_bag"] > 0 and r[t]["in_bag"] + r[t]["missing"] == r[t]["published"]
+        assert r[t]["in_bag"] > 0 and r[t]["in_bag"] + r[t]["missing"] == r[t]["published"], r
         assert r[t]["missing_from_the_last_s"] <= 1.6, r[t]  # only the tail is lost
 
 
