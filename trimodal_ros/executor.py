@@ -65,14 +65,15 @@ class ChunkExecutor:
         """The stored (origin, chunk) pairs with a row for ``tick``, oldest first."""
         return [(o, c) for o, c in self._chunks if o <= tick < o + self.chunk]
 
-    def action(self, tick: int) -> Optional[np.ndarray]:
-        """The (A,) command for ``tick`` (None before any chunk arrived)."""
+    def action(self, tick: int, hold_last: bool = True) -> Optional[np.ndarray]:
+        """The (A,) command for ``tick`` (None before any chunk arrived; when starved, the last
+        command again, or None without ``hold_last``)."""
         self.counts["ticks"] += 1
         cover = self.covering(tick)
         if not cover:
             if self.last is not None:
                 self.counts["starved"] += 1
-            return None if self.last is None else self.last.copy()
+            return None if self.last is None or not hold_last else self.last.copy()
         if self.blend == "ensemble":
             preds = np.stack([c[tick - o] for o, c in cover])  # oldest first
             w = np.exp(-self.m * np.arange(len(preds)))

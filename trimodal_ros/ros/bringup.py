@@ -68,7 +68,6 @@ class Bringup:
     ``spin()`` blocks (the CLI). ``shutdown()`` stops the executor before destroying nodes."""
 
     def __init__(self, values: Mapping[str, Any], context=None, ros_args: Sequence[str] = ()):
-        from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
 
         self.specs: List[NodeSpec] = node_specs(values)
         for s in self.specs:
@@ -83,9 +82,9 @@ class Bringup:
             raise
         # as vla_node's own main(): one thread (its callbacks run inference in place, no hand-off), or
         # the threads a node asks for (execution:=ensemble|latest: the control timer beside the model)
-        threads = max(getattr(n, "spin_threads", 1) for n in self.nodes)
-        self.executor = (MultiThreadedExecutor(threads, context=context) if threads > 1
-                         else SingleThreadedExecutor(context=context))
+        from .signals import executor_for
+
+        self.executor = executor_for(self.nodes, context)
         for n in self.nodes:
             self.executor.add_node(n)
         self._thread: Optional[threading.Thread] = None

@@ -15,7 +15,7 @@ command timeout) and is counted ``starved``.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -60,11 +60,7 @@ class ControlLoop:
     def _on_tick(self) -> None:
         with self._lock:
             tick, self.tick = self.tick, self.tick + 1
-            a: Optional[np.ndarray] = None
-            if self.executor.covering(tick):
-                a = self.executor.action(tick)
-            elif self.executor.last is not None:
-                self.executor.counts["starved"] += 1
+            a = self.executor.action(tick, hold_last=False)  # starved: nothing, not the last command again
         if a is not None:
             self._publish(a)
 

@@ -40,14 +40,21 @@ def init(args=None) -> None:
     state["ros"] = True
 
 
+def executor_for(nodes, context):
+    """A single-threaded executor, or a multi-threaded one with as many threads as the most any of
+    ``nodes`` asks for in ``spin_threads`` (vla_node's chunk executor: its control timer beside the model)."""
+    from rclpy.executors import MultiThreadedExecutor, SingleThreadedExecutor
+
+    threads = max((getattr(n, "spin_threads", 1) for n in nodes), default=1)
+    return MultiThreadedExecutor(threads, context=context) if threads > 1 else SingleThreadedExecutor(context=context)
+
+
 def spin(node) -> None:
     """Spin ``node`` until Ctrl-C or shutdown: on one thread, or on as many as the node's
     ``spin_threads`` asks for (callbacks of one mutually exclusive group still run one at a time)."""
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+    from rclpy.executors import ExternalShutdownException
 
-    threads = getattr(node, "spin_threads", 1)
-    executor = (MultiThreadedExecutor(threads, context=node.context) if threads > 1
-                else SingleThreadedExecutor(context=node.context))
+    executor = executor_for([node], node.context)
     executor.add_node(node)
     try:
         executor.spin()

@@ -258,10 +258,10 @@ class VLANode(LifecycleNode):
     def _command(self, action) -> None:
         """execution:=ensemble|latest: this control period's command, unless a hold came since its chunk was added."""
         with self._out_gate:
-            if self._active and not self.paused and self._send_actions and self.inputs.task()[1]:
+            if self._active and not self.paused and self._send_actions and (task := self.inputs.task())[1]:
                 self.outputs.action(action[None], self.get_clock().now().to_msg(), "", self._control_period())
                 self._holding = False
-                self.goals.acted(self.inputs.task()[0])
+                self.goals.acted(task[0])
 
     def _on_joints(self, msg: JointState) -> None:
         p = self.params
