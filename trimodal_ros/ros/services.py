@@ -11,7 +11,7 @@ def add_stop_and_pause(node):
     def stop(request, response):
         """~/stop (std_srvs/Trigger): the task ends, as an empty instruction does; the robot holds."""
         node.inputs.instruct("")
-        node._hold("stopped by ~/stop")
+        node.hold("stopped by ~/stop")
         response.success, response.message = True, "stopped: waiting for a new instruction"
         return response
 
@@ -19,7 +19,7 @@ def add_stop_and_pause(node):
         """~/pause (std_srvs/SetBool): true holds and answers no frame until false; the task stays as it was."""
         node.paused = bool(request.data)
         if node.paused:
-            node._hold("paused by ~/pause")
+            node.hold("paused by ~/pause")
         response.success, response.message = True, "paused" if node.paused else "resumed"
         return response
 

@@ -9,9 +9,9 @@ from typing import Dict, Tuple
 def node_status(node) -> Tuple[int, str, Dict[str, str]]:
     """(level, message, values) of a vla_node now."""
     p, pol = node.params, node.policy
-    level, message = node.ledger.status(node._active, node.inputs.instruction is not None,
+    level, message = node.ledger.status(node.active, node.inputs.instruction is not None,
                                         bool(pol and pol.random_weights), stale_after=max(2.0, 4 * p["max_input_age"]))
-    values = {"lifecycle": "active" if node._active else ("inactive" if pol else "unconfigured"),
+    values = {"lifecycle": "active" if node.active else ("inactive" if pol else "unconfigured"),
               "fusion": pol.model_config.fusion if pol else p["fusion"],
               "checkpoint": p["checkpoint"] or "(none)", "device": str(pol.device) if pol else "",
               "random_weights": str(bool(pol and pol.random_weights)).lower(), "torch_threads": node.threads,

@@ -50,7 +50,7 @@ class VLANode(LifecycleNode):
         try:
             self.params = declare(self, VLA_PARAMS)
             self.ledger, self.policy, self.error = Ledger(), None, None
-            self._active, self._camera, self.inputs, self._policy_task = False, None, Inputs(), -1
+            self.active, self._camera, self.inputs, self._policy_task = False, None, Inputs(), -1
             self.cameras = []  # the model's named cameras, primary first (set on configure)
             self.robot, self.joint_names, self.action_names = None, [], []  # from the checkpoint, on configure
             self._io, self._timer, self.threads, self.joint_lag, self.outputs = [], None, 0, float("nan"), None
@@ -67,8 +67,8 @@ class VLANode(LifecycleNode):
             # stops, exactly when diagnostics must say the inputs went stale
             self.create_timer(1.0, self._publish_diagnostics, clock=Clock(clock_type=ClockType.STEADY_TIME))
             self._on_stop, self._on_pause = add_stop_and_pause(self)
-            self.goals = GoalRunner(self, self._instruct_now, lambda: self.inputs.task()[:2], self._hold,
-                                    lambda: self._active, lambda: self.params["max_instruction_chars"])
+            self.goals = GoalRunner(self, self._instruct_now, lambda: self.inputs.task()[:2], self.hold,
+                                    lambda: self.active, lambda: self.params["max_instruction_chars"])
             follow_updates(self, VLA_PARAMS, self.params, self._params_changed)
             if self.params["autostart"]:
                 if self.trigger_configure() != SUCCESS:
@@ -116,12 +116,12 @@ class VLANode(LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = True
+        self.active = True
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False  # first: a frame in flight then drops its action instead of sending it after the hold
-        self._hold("deactivated")  # while the publisher is still active
+        self.active = False  # first: a frame in flight then drops its action instead of sending it after the hold
+        self.hold("deactivated")  # while the publisher is still active
         self.goals.end(Result.ABORTED)
         return super().on_deactivate(state)
 
@@ -130,8 +130,8 @@ class VLANode(LifecycleNode):
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._active = False
-        self._hold("shutting down")
+        self.active = False
+        self.hold("shutting down")
         self.goals.end(Result.ABORTED)
         self._release()
         return SUCCESS
@@ -188,10 +188,10 @@ class VLANode(LifecycleNode):
     def _on_image(self, msg) -> None:
         self._trim = self._trim or len(msg.data) > HUGE_MESSAGE  # its memory goes back to the OS at 1 Hz
         per_frame = self.params["rate_hz"] <= 0
-        frame = self.intake.newest(msg, self._camera if self._active and per_frame else None)
+        frame = self.intake.newest(msg, self._camera if self.active and per_frame else None)
         if frame is None:
             return
-        if not self._active:
+        if not self.active:
             self.ledger.settle("inactive")
         elif per_frame:
             self._run(frame)
@@ -228,7 +228,7 @@ class VLANode(LifecycleNode):
         if self.inputs.instruct(text):
             self.get_logger().info(f"instruction: {text[:200]!r}" if text else "empty instruction: task stopped")
             if not text:
-                self._hold("stopped")
+                self.hold("stopped")
 
     # --- safety: stop, pause, hold ----------------------------------------------------------------
     def _instruct_now(self, text: str) -> int:
@@ -236,12 +236,12 @@ class VLANode(LifecycleNode):
         A goal is a fresh start even with the words already in force."""
         if self.inputs.instruct(text):
             if not text:
-                self._hold("stopped")
+                self.hold("stopped")
         elif text:
             self.inputs.restart()
         return self.inputs.task()[0]
 
-    def _hold(self, why: str) -> None:
+    def hold(self, why: str) -> None:
         """Tell the controller to hold (a JointTrajectory with the action names and no points: ros2_control's
         "stop and hold position"), once per stop of the outputs; under the output gate, so the action of a
         frame that was in the model when the hold was asked for never follows it."""
@@ -258,7 +258,7 @@ class VLANode(LifecycleNode):
     def _command(self, action) -> None:
         """execution:=ensemble|latest: this control period's command, unless a hold came since its chunk was added."""
         with self._out_gate:
-            if self._active and not self.paused and self._send_actions and (task := self.inputs.task())[1]:
+            if self.active and not self.paused and self._send_actions and (task := self.inputs.task())[1]:
                 self.outputs.action(action[None], self.get_clock().now().to_msg(), "", self._control_period())
                 self._holding = False
                 self.goals.acted(task[0])
@@ -309,7 +309,7 @@ class VLANode(LifecycleNode):
         if expired:
             self.ledger.count("instruction_timeouts")
             self.get_logger().warning("no instruction for instruction_timeout seconds: task stopped")
-        if not self._active:
+        if not self.active:
             return "inactive", None
         if self.paused:
             return "paused", None
@@ -317,7 +317,7 @@ class VLANode(LifecycleNode):
         wait = wait or (views if isinstance(views, str) else None)
         if wait:
             self._log(wait, *WAITS[wait])
-            self._hold(WAITS[wait][0])
+            self.hold(WAITS[wait][0])
             return wait, None
         if changed := gen != self._policy_task:  # a new (or restarted) task: fresh history, cached text
             self.policy.reset(text)
@@ -332,10 +332,10 @@ class VLANode(LifecycleNode):
             self.outputs.scores(step, stamp, frame_id)
             self._log("instruction_mismatch", f"instruction–scene agreement {step.agreement:.3f} < min_agreement "
                                               f"{p['min_agreement']}: holding")
-            self._hold("the instruction does not fit the scene")
+            self.hold("the instruction does not fit the scene")
             return "instruction_mismatch", step.seconds
         with self._out_gate:  # a stop, pause or deactivate while the model ran: its hold stands
-            if not self._active or self.paused or self.inputs.task()[0] != gen:
+            if not self.active or self.paused or self.inputs.task()[0] != gen:
                 return "overtaken", step.seconds
             if self.control is not None:  # executed at the control rate (_command)
                 self.control.add(step.actions, origin)
@@ -374,8 +374,8 @@ class VLANode(LifecycleNode):
     # --- diagnostics ------------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
         level, message, values = node_status(self)
-        if level == STALE and self._active:  # the camera fell silent: no frame will ask for a hold
-            self._hold("no camera frames")
+        if level == STALE and self.active:  # the camera fell silent: no frame will ask for a hold
+            self.hold("no camera frames")
         if self._trim:
             self._trim = False
             release_freed_memory()
@@ -383,7 +383,7 @@ class VLANode(LifecycleNode):
                                                values, self.get_clock().now().to_msg(), values["device"]))
 
     def destroy_node(self):
-        self._active = False
+        self.active = False
         if hasattr(self, "goals"):
             self.goals.destroy()
         self._release()
