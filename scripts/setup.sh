@@ -39,13 +39,7 @@ if_want=$( (cat requirements-interfaces.txt; find trimodal_ros_interfaces -type 
 if [ ! -f "$if_stamp" ] || [ "$(cat "$if_stamp")" != "$if_want" ]; then
   echo "[setup] building trimodal_ros_interfaces into .venv (~20 s)"
   .venv/bin/python -m pip install -q -r requirements-interfaces.txt
-  V=$PWD/.venv
-  rm -rf build/interfaces && mkdir -p build
-  cmake -S trimodal_ros_interfaces -B build/interfaces -DCMAKE_INSTALL_PREFIX="$V" -DCMAKE_PREFIX_PATH="$V" \
-    -DPython3_EXECUTABLE="$V/bin/python" -DBUILD_TESTING=OFF >build/interfaces.log 2>&1 &&
-    cmake --build build/interfaces -j"$(nproc)" >>build/interfaces.log 2>&1 &&
-    cmake --install build/interfaces >>build/interfaces.log 2>&1 ||
-    { echo "[setup] building trimodal_ros_interfaces failed; see build/interfaces.log" >&2; exit 1; }
+  bash scripts/build_interfaces.sh .venv
   echo "$if_want" > "$if_stamp"
 fi
 
