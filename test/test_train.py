@@ -373,3 +373,45 @@ def test_text_alignment_pulls_a_tasks_phrasings_together(small_bags, tmp_path):
     auc = language(Policy.load(str(tmp_path / "last.pt")), ds, batch_size=32)["agreement"]["auc_recorded_vs_other_task"]
     print("agreement AUC", auc)
     assert auc > 0.75, auc
+
+
+def test_the_action_chunk_as_the_third_modality_trains_resumes_and_stays_out_of_the_checkpoint(small_bags, tmp_path):
+    """train.align_action: chunk — the alignment term reads the demonstrated chunk (its loss moves
+    with the batch's tokens, unlike with proprio), a short run lowers it, resume restores the chunk
+    encoder exactly, and the served model is the plain model (a robot has no future actions)."""
+    import csv
+
+    from trimodal_ros.checkpoint import load_checkpoint
+    from trimodal_ros.model.objective import TriModalObjective
+
+    with pytest.raises(ConfigError, match="align_action"):
+        small_cfg("concat_mlp", loss="clip", align_action="chunk")
+    cfg = small_cfg("concat_mlp", loss="joint", steps=40, align_action="chunk")
+    ds = BagDataset.from_config(small_bags, cfg.model, split="all", verbose=False)
+    torch.manual_seed(0)
+    model = TriModalModel(cfg.model).eval()
+    batch = Batcher(ds, ActionTokenizer.fit(ds.all_actions(), cfg.model.bins), model, torch.device("cpu"), "bag",
+                    0)(batch_indices(len(ds), 8, 0, 0), 0)
+    flipped = {**batch, "tokens": batch["tokens"].flip(0), "mask": batch["mask"].flip(0)}  # others' chunks
+    for align, moves in (("chunk", True), ("proprio", False)):
+        objective = TriModalObjective(model, dataclasses.replace(cfg.train, align_action=align)).eval()
+        with torch.no_grad():
+            a, b = objective(batch)[1]["contrastive"], objective(flipped)[1]["contrastive"]
+        assert (abs(float(a - b)) > 1e-4) == moves, (align, float(a), float(b))
+
+    train(cfg, small_bags, tmp_path / "full", progress=False, dataset=ds)
+    con = [float(r["contrastive"]) for r in csv.DictReader(open(tmp_path / "full" / "metrics.csv"))]
+    assert sum(con[-5:]) / 5 < 0.8 * sum(con[:5]) / 5, con
+    saved = read_checkpoint(tmp_path / "full" / "last.pt")
+    assert not any("chunk" in k for k in saved["model"]) and "chunk_encoder" in saved
+    load_checkpoint(tmp_path / "full" / "last.pt")  # serves as any checkpoint does
+
+    short = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=10, ckpt_every=4))
+    straight = train(short, small_bags, tmp_path / "straight", progress=False, dataset=ds)
+    _train_until(short, small_bags, tmp_path / "crashed", ds, stop_after=8)
+    resumed = train(short, small_bags, tmp_path / "crashed", resume=True, progress=False, dataset=ds)
+    for k, v in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[k], v, rtol=1e-5, atol=1e-6, msg=k)
+    want = read_checkpoint(tmp_path / "straight" / "last.pt")["chunk_encoder"]
+    for k, v in read_checkpoint(tmp_path / "crashed" / "last.pt")["chunk_encoder"].items():
+        torch.testing.assert_close(v, want[k], rtol=1e-5, atol=1e-6, msg=k)

@@ -5,6 +5,7 @@ trainer only optimises whatever this returns; serving never imports it."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, Tuple
 
 import torch
@@ -52,14 +53,31 @@ def compute_losses(out: TriModalOutput, batch: Dict[str, torch.Tensor], loss_nam
     return ce, contrastive, acc, clip_loss(emb["text"], paraphrase, out.temperature, groups)
 
 
+class ActionChunkEncoder(nn.Module):
+    """The demonstrated action chunk as the alignment's third modality (the research plan's
+    image–action–text triplet): its tokens as values in [-1, 1] and the chunk's row mask, an MLP into
+    the shared space. Training only: a robot has no future actions to encode, so serving never sees it."""
+
+    def __init__(self, chunk: int, action_dim: int, bins: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.bins = bins
+        self.net = nn.Sequential(nn.Linear(chunk * (action_dim + 1), hidden), nn.GELU(),
+                                 nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = tokens.float() / (self.bins - 1) * 2 - 1  # (B, K, A) in [-1, 1]
+        m = mask.float().unsqueeze(-1)  # (B, K, 1): rows past the episode's end are zero and flagged
+        return self.net(torch.cat([x * m, m], -1).flatten(1))  # (B, D)
+
+
 class TriModalObjective(nn.Module):
     """``forward(batch) -> (loss, metrics)`` for a TriModalModel under one TrainConfig.
 
     ``metrics`` holds 0-d tensors: ``action_ce``, ``contrastive``, ``token_acc``, ``temperature``, and
     ``state_mse`` / ``text_text`` when those terms are on; with ``probe=True`` also ``action_ce_halves``
     (the action loss on each half of the batch: the null of the gradient-conflict probe). The
-    uncertainty weights are this module's parameters, so DDP and the optimiser see them with the
-    model's."""
+    uncertainty weights and, with ``train.align_action: chunk``, the action-chunk encoder are this
+    module's parameters, so DDP and the optimiser see them with the model's."""
 
     def __init__(self, model: TriModalModel, train: TrainConfig, amp: bool = False):
         super().__init__()
@@ -67,6 +85,9 @@ class TriModalObjective(nn.Module):
             raise ValueError("train.state_weight trains the model's state head: set model.state_input")
         self.model, self.cfg, self.amp = model, train, amp
         self.weighting = UncertaintyWeighting(2) if train.uncertainty_weighting else None
+        mc = model.cfg
+        self.chunk_encoder = (ActionChunkEncoder(mc.chunk, mc.action_dim, mc.bins, mc.proprio_hidden, mc.embed_dim)
+                              if train.align_action == "chunk" else None)
 
     def forward(self, batch: Dict[str, torch.Tensor], probe: bool = False) -> Tuple[torch.Tensor, dict]:
         tc = self.cfg
@@ -74,6 +95,8 @@ class TriModalObjective(nn.Module):
         with torch.autocast(images.device.type, dtype=torch.bfloat16, enabled=self.amp):
             out = self.model(images, batch["proprio"], text_ids=batch["text_ids"],
                              paraphrase_ids=batch.get("paraphrase_ids"))
+        if self.chunk_encoder is not None:  # the demonstrated chunk, not the joints, plays "action" in the alignment
+            out = dataclasses.replace(out, action=self.chunk_encoder(batch["tokens"], batch["mask"]))  # (B, D)
         ce, con, acc, *text_text = compute_losses(out, batch, tc.loss, tc.label_sigma, tc.positives)
         if self.weighting is not None and tc.loss != "none":
             loss = self.weighting([ce, con])

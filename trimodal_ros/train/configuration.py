@@ -42,6 +42,10 @@ class TrainConfig:
                                         # task, all phrasings of a task positives for each other (0: off)
     instruction_noise: float = 0.0      # share of training instructions given one random word-level edit
                                         # (a dropped, swapped or misspelt word, a filler); 0: none
+    align_action: str = "proprio"       # what plays "action" in the alignment term: proprio (the model's
+                                        # proprio/action encoder, whose input is the joints) or chunk (the
+                                        # demonstrated action chunk through a training-only encoder: the
+                                        # image-action-text triplet proper; needs loss pairwise or joint)
 
     def __post_init__(self) -> None:
         from ..model.losses import CONTRASTIVE_LOSSES
@@ -58,5 +62,9 @@ class TrainConfig:
         if (self.text_alignment or self.instruction_noise) and self.instructions != "train":
             raise ConfigError("train.text_alignment and train.instruction_noise draw paraphrases: they need "
                               f"train.instructions: train, not {self.instructions!r}")
+        one_of("align_action", self.align_action, ("proprio", "chunk"))
+        if self.align_action == "chunk" and self.loss not in ("pairwise", "joint"):
+            raise ConfigError(f"train.align_action: chunk aligns the action chunk with image and text: it needs "
+                              f"train.loss pairwise or joint, not {self.loss!r}")
         if not 0.0 <= self.ema < 1.0:
             raise ConfigError(f"train.ema must be in [0, 1) (0: no weight averaging), got {self.ema}")

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..config import Config
+from ..config import Config, config_from_dict
 from ..data.instructions import instruction_for, perturb_instruction
 from ..model import ActionTokenizer, TriModalModel
 from ..checkpoint import read_checkpoint, save_checkpoint
@@ -228,19 +228,22 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     params = param_groups(model, tc.weight_decay)
     if objective.weighting is not None:
         params.append({"params": list(objective.weighting.parameters()), "weight_decay": 0.0})
+    if objective.chunk_encoder is not None:
+        params.append({"params": list(objective.chunk_encoder.parameters()), "weight_decay": tc.weight_decay})
     opt = torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
     start = 0
     last = out_dir / "last.pt"
     if resume and last.exists():
         ck = read_checkpoint(last)
-        if ck["config"] != cfg.to_dict():
+        if config_from_dict(ck["config"], retired_ok=True).to_dict() != cfg.to_dict():  # keys added since: defaults
             raise ValueError(f"--resume: {last} was trained with another config")
         model.load_state_dict(ck.get("train_model", ck["model"]))
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        if objective.weighting is not None:
-            objective.weighting.load_state_dict(ck["weighting"])
+        for name in ("weighting", "chunk_encoder"):  # the objective's own parameters
+            if getattr(objective, name) is not None:
+                getattr(objective, name).load_state_dict(ck[name])
         start = int(ck["step"])
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at step %d", last, start)
@@ -262,8 +265,9 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         extra = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "torch_rng": torch.get_rng_state(), "data": str(data),
                  "frame_size": list(ds[0]["image"].shape[-3:-1])}  # (H, W) of the frames: rollouts render so
-        if objective.weighting is not None:
-            extra["weighting"] = objective.weighting.state_dict()
+        for name in ("weighting", "chunk_encoder"):
+            if getattr(objective, name) is not None:
+                extra[name] = getattr(objective, name).state_dict()
         if step == tc.steps:
             plain = Batcher(ds, tokenizer, model, dev, tc.instructions, tc.seed)  # as served: no shift, no noise
             extra["embedding_stats"] = embedding_stats(model if ema is None else ema.model, plain, len(ds),
