@@ -69,6 +69,17 @@ def test_cached_text_features_give_the_same_output():
     assert not torch.allclose(a.fused, c.fused), "the instruction must change the fused embedding"
 
 
+def test_without_proprio_input_the_joints_do_not_change_the_output():
+    """model.proprio_input: false (the no-proprioception baseline): other joint readings, the same
+    actions; with it on (the default) they differ."""
+    for on in (True, False):
+        model = make(fusion="concat_mlp", proprio_input=on).eval()
+        images, proprio, text = batch(model)
+        with torch.no_grad():
+            a, b = model(images, proprio, text_ids=text), model(images, proprio + 3.0, text_ids=text)
+        assert torch.equal(a.logits, b.logits) != on
+
+
 def test_weighted_sum_weights_are_a_convex_combination():
     model = make(fusion="weighted_sum")
     w = model.fusion.weights()

@@ -43,6 +43,8 @@ class ModelConfig:
     use_velocities: bool = True
     action_history: int = 0             # past commanded actions fed to the proprio/action encoder
     proprio_hidden: int = 256
+    proprio_input: bool = True          # False: the joints never reach the model (the proprio encoder reads
+                                        # zeros): a no-proprioception baseline; the node still gates on them
     action_dim: int = len(ACTION_NAMES)
     chunk: int = 1                      # K future actions predicted per tick
     bins: int = 256

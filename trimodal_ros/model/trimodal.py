@@ -126,7 +126,7 @@ class TriModalModel(nn.Module):
         image, image_tokens = self.image_adapter(img_pooled, img_tokens, None)  # (B, D), (B, N', D)
         txt, txt_tokens = self.text_adapter(text.pooled, text.tokens, text.mask)  # (B, D), (B, L', D)
         txt_mask = text.mask if txt_tokens.shape[1] == text.tokens.shape[1] else None
-        p = self.proprio(proprio)  # (B, H)
+        p = self.proprio(proprio if self.cfg.proprio_input else torch.zeros_like(proprio))  # (B, H)
         action, _ = self.action_adapter(p, p.unsqueeze(1), None)  # (B, D)
         state = self.state_head(image) if self.cfg.state_input else None  # (B, S)
         fused = self.fusion(FusionInputs(
