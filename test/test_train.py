@@ -405,6 +405,11 @@ def test_the_action_chunk_as_the_third_modality_trains_resumes_and_stays_out_of_
     saved = read_checkpoint(tmp_path / "full" / "last.pt")
     assert not any("chunk" in k for k in saved["model"]) and "chunk_encoder" in saved
     load_checkpoint(tmp_path / "full" / "last.pt")  # serves as any checkpoint does
+    from trimodal_lab.eval.evaluate import evaluate
+
+    report = evaluate(tmp_path / "full" / "last.pt", None, None, dataset=ds, progress=False)
+    assert report["retrieval_action"] == "demonstrated chunk"  # what its alignment aligned, not the joints
+    assert report["retrieval"]["action->image"]["R@1"] > report["retrieval_chance"]["R@1"], report["retrieval"]
 
     short = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=10, ckpt_every=4))
     straight = train(short, small_bags, tmp_path / "straight", progress=False, dataset=ds)

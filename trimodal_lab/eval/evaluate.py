@@ -224,7 +224,8 @@ def markdown(report: Dict[str, object], title: str) -> str:
              f"- intervals: 95%, resampling the {r['episodes']} episodes (frames of an episode are not independent)",
              f"- throughput: {r['throughput_samples_per_s']:.1f} samples/s end to end, "
              f"{r['model_only_samples_per_s']:.1f} samples/s model only", "",
-             "## Retrieval (hit = same task)", "", "| pair | R@1 | R@5 | R@10 | median rank |", "|---|---|---|---|---|"]
+             "## Retrieval (hit = same task)", "", f"action: the {r.get('retrieval_action', 'proprio embedding')}", "",
+             "| pair | R@1 | R@5 | R@10 | median rank |", "|---|---|---|---|---|"]
     for k, v in r["retrieval"].items():
         lines.append(f"| {k} | {v['R@1']:.3f} | {v['R@5']:.3f} | {v['R@10']:.3f} | {v['median_rank']:.1f} |")
     c = r["retrieval_chance"]
@@ -299,6 +300,27 @@ def plots(report: Dict[str, object], out: Path) -> None:
     plt.close(fig)
 
 
+def demonstrated_chunk_embeddings(checkpoint, policy, res) -> Optional[np.ndarray]:
+    """(N, D) with a checkpoint trained with ``train.align_action: chunk``: the recorded action chunks
+    through the training-only encoder it carries, the "action" its alignment term used (the proprio
+    embedding was never aligned there); else None."""
+    if checkpoint is None or policy.config.train.align_action != "chunk":
+        return None
+    import torch
+
+    from trimodal_ros.checkpoint import read_checkpoint
+    from trimodal_ros.model.objective import ActionChunkEncoder
+
+    state = read_checkpoint(checkpoint).get("chunk_encoder")
+    if state is None:
+        return None
+    m = policy.config.model
+    enc = ActionChunkEncoder(m.chunk, m.action_dim, m.bins, m.proprio_hidden, m.embed_dim)
+    enc.load_state_dict(state)
+    with torch.no_grad():
+        return enc.eval()(torch.as_tensor(res["true"]), torch.as_tensor(res["mask"])).numpy()
+
+
 def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = "bag", batch_size: int = 64,
              device: str = "auto", fusion: Optional[str] = None, progress: bool = True, dataset=None,
              policy=None, with_language: bool = False, train_dataset=None,
@@ -316,8 +338,11 @@ def evaluate(checkpoint, bags, out, split: str = "heldout", instructions: str = 
     if len(ds) == 0:
         raise ValueError(f"{bags}: no samples in split {split!r}")
     res = run_inference(policy, ds, batch_size, instructions, progress=progress)
+    chunk = demonstrated_chunk_embeddings(checkpoint, policy, res)
+    retrieved = res if chunk is None else {**res, "action": chunk}
     report = {"checkpoint": str(checkpoint), "fusion": cfg.model.fusion, "loss": cfg.train.loss, "bags": str(bags),
-              "split": split, "instructions": instructions, **score(res)}
+              "split": split, "instructions": instructions,
+              "retrieval_action": "proprio embedding" if chunk is None else "demonstrated chunk", **score(retrieved)}
     if train_dataset is None and bags is not None:
         train_dataset = BagDataset.from_config(bags, cfg.model, robot=cfg.robot, split="train", verbose=False,
                                                images=False)
