@@ -27,6 +27,19 @@ class Cell:
     overrides: Dict[str, Any] = field(default_factory=dict)  # "section.key": value on top of the base config
     seeds: Tuple[int, ...] = ()
     rollout_instructions: str = ""  # "" : each wording of the test set; "empty": no words at all
+    arm: str = ""                   # "": the plan's test set; else the name of one of its other arms
+
+
+@dataclass(frozen=True)
+class TestSet:
+    """What a cell trains on and is rolled out on: the training bags and the test cases."""
+    data: str
+    tasks: str
+    layouts: str                      # a parse_layouts spec
+    wordings: Tuple[str, ...]         # instruction conditions, every case in each
+    max_steps: int
+    size: int
+    wording_seed: int
 
 
 @dataclass(frozen=True)
@@ -45,6 +58,15 @@ class Plan:
     effect: float                     # the smallest difference in success that counts as an effect
     bootstrap: int
     secondary: Tuple[Tuple[str, str], ...] = ()  # reported with uncorrected p: what the primaries do not decide
+    arms: Dict[str, TestSet] = field(default_factory=dict)  # other test sets (another task set), by name
+
+    def test(self, cell: str) -> TestSet:
+        """The training bags and test cases of ``cell``: the plan's own, or its arm's."""
+        arm = self.cells[cell].arm
+        if arm:
+            return self.arms[arm]
+        return TestSet(self.data, self.tasks, self.layouts, self.wordings, self.max_steps, self.size,
+                       self.wording_seed)
 
     def runs(self) -> List[Tuple[str, int]]:
         """Every (cell, seed), seed-major: the first seed of every cell before any second one, so an
@@ -79,7 +101,7 @@ def load_plan(path: Path = PLAN) -> Plan:
         if not isinstance(name, str) or not NAME.match(name):
             raise ConfigError(f"{where}: a cell's name must be lower-case letters, digits and _.+-")
         c = c or {}
-        unknown = sorted(set(c) - {"kind", "overrides", "seeds", "rollout_instructions", "about"})
+        unknown = sorted(set(c) - {"kind", "overrides", "seeds", "rollout_instructions", "about", "arm"})
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {unknown}")
         seeds = tuple(c.get("seeds") or ())
@@ -92,13 +114,27 @@ def load_plan(path: Path = PLAN) -> Plan:
         ri = c.get("rollout_instructions", "")
         if ri not in ("", "empty"):
             raise ConfigError(f"{where}: rollout_instructions must be empty or absent, got {ri!r}")
-        cells[name] = Cell(name, kind, dict(c.get("overrides") or {}), seeds, ri)
+        arm = c.get("arm", "")
+        if arm and arm not in (d.get("arms") or {}):
+            raise ConfigError(f"{where}: arm {arm!r} is not one of the plan's arms {sorted(d.get('arms') or {})}")
+        cells[name] = Cell(name, kind, dict(c.get("overrides") or {}), seeds, ri, arm)
     primary = tuple(tuple(p) for p in _get(d, "primary", list, str(path)))
     secondary = tuple(tuple(p) for p in (_get(d, "secondary", list, str(path)) if "secondary" in d else []))
     for kind, pairs in (("primary", primary), ("secondary", secondary)):
         for p in pairs:
             if len(p) != 2 or any(x not in cells for x in p):
                 raise ConfigError(f"{path}: {kind} contrast {list(p)} must be [treatment, reference], both cells")
+            if cells[p[0]].arm != cells[p[1]].arm:
+                raise ConfigError(f"{path}: {kind} contrast {list(p)} pairs cells of different test sets")
+    arms = {}
+    for arm, a in (_get(d, "arms", dict, str(path)) if "arms" in d else {}).items():
+        w = f"{path}: arm {arm}"
+        if not isinstance(arm, str) or not NAME.match(arm):
+            raise ConfigError(f"{w}: an arm's name must be lower-case letters, digits and _.+-")
+        arms[arm] = TestSet(data=_get(a, "data", str, w), tasks=_get(a, "tasks", str, w),
+                            layouts=_get(a, "layouts", str, w), wordings=tuple(_get(a, "wordings", list, w)),
+                            max_steps=_get(a, "max_steps", int, w), size=_get(a, "size", int, w),
+                            wording_seed=_get(a, "wording_seed", int, w))
     where = f"{path}: test"
     plan = Plan(base=_get(d, "base", str, str(path)), data=_get(d, "data", str, str(path)),
                 tasks=_get(test, "tasks", str, where), layouts=_get(test, "layouts", str, where),
@@ -107,7 +143,7 @@ def load_plan(path: Path = PLAN) -> Plan:
                 cells=cells, primary=primary,
                 alpha=_get(analysis, "alpha", float, f"{path}: analysis"),
                 effect=_get(analysis, "effect", float, f"{path}: analysis"),
-                bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"), secondary=secondary)
+                bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"), secondary=secondary, arms=arms)
     for c in cells.values():  # every trained cell's configuration must validate now, not at its turn
         if c.kind == "train":
             cell_config(plan, c.name, c.seeds[0])

@@ -75,23 +75,51 @@ def contrast(a: np.ndarray, b: np.ndarray, plan: Plan, m: int) -> Dict[str, floa
 
 def analyse(plan: Plan) -> Dict[str, object]:
     runs = load_runs(plan)
-    cases = sorted({c for cell in runs.values() for seed in cell.values() for c in seed})
+    by_arm: Dict[str, set] = {}
+    for name, seeds in runs.items():  # each test set's cases: a cell is paired only with cells of its own
+        by_arm.setdefault(plan.cells[name].arm, set()).update(c for seed in seeds.values() for c in seed)
+    cases = {arm: sorted(cs) for arm, cs in by_arm.items()}
     cells = {}
     for name, seeds in runs.items():
-        mat = matrix(seeds, cases)
-        by_wording = {w: float(mat[:, [i for i, c in enumerate(cases) if c[2] == w]].mean()) for w in plan.wordings}
+        arm_cases = cases[plan.cells[name].arm]
+        mat = matrix(seeds, arm_cases)
+        by_wording = {w: float(mat[:, [i for i, c in enumerate(arm_cases) if c[2] == w]].mean())
+                      for w in plan.test(name).wordings}
         cells[name] = {"seeds": sorted(seeds), "success": float(mat.mean()), "per_seed": mat.mean(1).tolist(),
                        **{f"success_{w}": v for w, v in by_wording.items()}}
+
+    def pair(t: str, r: str):
+        on = cases[plan.cells[t].arm]
+        return matrix(runs[t], on), matrix(runs[r], on)
+
     ready = [(t, r) for t, r in plan.primary if t in runs and r in runs]
     rows = [dict(treatment=t, reference=r, seeds=min(len(runs[t]), len(runs[r])),
-                 **contrast(matrix(runs[t], cases), matrix(runs[r], cases), plan, len(plan.primary)))
-            for t, r in ready]
+                 **contrast(*pair(t, r), plan, len(plan.primary))) for t, r in ready]
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
-    secondary = [dict(treatment=t, reference=r, **contrast(matrix(runs[t], cases), matrix(runs[r], cases), plan, 1))
+    secondary = [dict(treatment=t, reference=r, **contrast(*pair(t, r), plan, 1))
                  for t, r in plan.secondary if t in runs and r in runs]
     return {"cells": cells, "contrasts": rows, "secondary": secondary, "missing": missing(plan),
-            "cases": len(cases)}
+            "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
+
+
+def _cells_table(plan: Plan, a: Dict[str, object], arm: str) -> List[str]:
+    """The success table of the cells rolled out on one test set."""
+    names = [n for n, c in plan.cells.items() if c.arm == arm]
+    if not names:
+        return []
+    wordings = plan.test(names[0]).wordings
+    lines = ["| cell | seeds done | success | " + " | ".join(wordings) + " | per seed |",
+             "|---|---|---|" + "---|" * len(wordings) + "---|"]
+    for name in names:
+        c, cell = a["cells"].get(name), plan.cells[name]
+        if c is None:
+            lines.append(f"| {name} | 0/{len(cell.seeds)} | — |" + " — |" * len(wordings) + " — |")
+            continue
+        lines.append(f"| {name} | {len(c['seeds'])}/{len(cell.seeds)} | {c['success']:.3f} | " +
+                     " | ".join(f"{c['success_' + w]:.3f}" for w in wordings) + " | " +
+                     ", ".join(f"{x:.3f}" for x in c["per_seed"]) + " |")
+    return lines
 
 
 def _verdict(row: Dict[str, float], plan: Plan) -> str:
@@ -112,16 +140,14 @@ def write_report(plan: Plan = None) -> Path:
              "the plan is `plan.yaml`, committed before any test rollout.", "",
              f"Test set: {plan.tasks} × layouts {plan.layouts} × wordings {', '.join(plan.wordings)} "
              f"({a['cases']} cases per run), {plan.max_steps} steps, {plan.size}² images.", "",
-             "## Cells", "", "| cell | seeds done | success | " + " | ".join(plan.wordings) + " | per seed |",
-             "|---|---|---|" + "---|" * len(plan.wordings) + "---|"]
-    for name, cell in plan.cells.items():
-        c = a["cells"].get(name)
-        if c is None:
-            lines.append(f"| {name} | 0/{len(cell.seeds)} | — |" + " — |" * len(plan.wordings) + " — |")
-            continue
-        lines.append(f"| {name} | {len(c['seeds'])}/{len(cell.seeds)} | {c['success']:.3f} | " +
-                     " | ".join(f"{c['success_' + w]:.3f}" for w in plan.wordings) + " | " +
-                     ", ".join(f"{x:.3f}" for x in c["per_seed"]) + " |")
+             "## Cells", ""] + _cells_table(plan, a, "")
+    for arm, t in plan.arms.items():
+        lines += ["", f"## Arm: {arm}", "",
+                  f"Its own test set and training bags: {t.tasks} × layouts {t.layouts} × wordings "
+                  f"{', '.join(t.wordings)} ({a['arm_cases'].get(arm, 0)} cases per run so far), {t.max_steps} "
+                  f"steps, {t.size}² images, trained on `{t.data}`. With `other_task` (the paired task's words from "
+                  f"the same first frame) success counts the scene's own task: lower means the words were followed.",
+                  ""] + _cells_table(plan, a, arm)
     lines += ["", "## Primary contrasts", "",
               f"Paired by case; 95% interval from a two-level bootstrap ({plan.bootstrap} resamples of the cases, "
               f"then of each cell's seeds); p two-sided from the same bootstrap, Holm over the "

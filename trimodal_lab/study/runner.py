@@ -118,7 +118,7 @@ def _policy(plan: Plan, cell: str, seed: int, work: Path, device: str, progress:
     done = json.loads(minutes_file.read_text()) if minutes_file.exists() else {"minutes": 0.0, "finished": False}
     if not done["finished"]:
         t0 = time.time()
-        train(cfg, plan.data, str(work), resume=True, device=device, progress=progress)
+        train(cfg, plan.test(cell).data, str(work), resume=True, device=device, progress=progress)
         done = {"minutes": round(done["minutes"] + (time.time() - t0) / 60, 1), "finished": True}
         atomic_write_json(minutes_file, done)
     return Policy.load(str(last), device=pick_device(device)), done["minutes"], sha256_file(last)
@@ -132,25 +132,26 @@ def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: st
     from trimodal_lab.metaworld import parse_layouts
     from trimodal_lab.sim.rollout import RolloutSpec, episode_plan, expert_success_on, rollout_in_process
 
-    tasks, layouts = resolve_tasks(plan.tasks), parse_layouts(plan.layouts)
+    test = plan.test(cell)
+    tasks, layouts = resolve_tasks(test.tasks), parse_layouts(test.layouts)
     prog_path = work / "test_progress.json"
     prog = json.loads(prog_path.read_text()) if prog_path.exists() else {"checkpoint_sha256": ckpt, "done": {}}
     if prog["checkpoint_sha256"] != ckpt:
         raise RunRefused(f"{work.name}: the test rollout began with another checkpoint; a second one is not allowed")
     scenes: dict = {}
     try:
-        for wording in plan.wordings:
+        for wording in test.wordings:
             condition = plan.cells[cell].rollout_instructions or wording
             for task in tasks:
                 key = f"{wording}/{task}"
                 if key in prog["done"]:
                     continue
-                episodes = episode_plan([task], 0, seed=plan.wording_seed, instructions=condition, layouts=layouts)
+                episodes = episode_plan([task], 0, seed=test.wording_seed, instructions=condition, layouts=layouts)
                 if policy is None:  # the scripted expert
-                    rep = expert_success_on(episodes, plan.max_steps)
+                    rep = expert_success_on(episodes, test.max_steps)
                 else:
-                    rep = rollout_in_process(policy, RolloutSpec(plan=episodes, max_steps=plan.max_steps,
-                                                                 size=plan.size), scenes=scenes, progress=progress)
+                    rep = rollout_in_process(policy, RolloutSpec(plan=episodes, max_steps=test.max_steps,
+                                                                 size=test.size), scenes=scenes, progress=progress)
                 prog["done"][key] = [{"task": e["task"], "layout": e["layout"], "wording": wording, "split": "test",
                                       "success": bool(e["success"])} for e in rep["episodes"]]
                 atomic_write_json(prog_path, prog)
@@ -160,7 +161,7 @@ def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: st
     finally:
         for scene in scenes.values():
             scene.close()
-    return [e for w in plan.wordings for t in tasks for e in prog["done"][f"{w}/{t}"]]
+    return [e for w in test.wordings for t in tasks for e in prog["done"][f"{w}/{t}"]]
 
 
 def next_run(device: str = "auto", progress: bool = True) -> Optional[Path]:
