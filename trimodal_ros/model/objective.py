@@ -54,8 +54,8 @@ def compute_losses(out: TriModalOutput, batch: Dict[str, torch.Tensor], loss_nam
 
 
 class ActionChunkEncoder(nn.Module):
-    """The demonstrated action chunk as the alignment's third modality (the research plan's
-    image–action–text triplet): its tokens as values in [-1, 1] and the chunk's row mask, an MLP into
+    """The demonstrated action chunk as the alignment's third modality (the
+    image–action–text triplet proper): its tokens as values in [-1, 1] and the chunk's row mask, an MLP into
     the shared space. Training only: a robot has no future actions to encode, so serving never sees it."""
 
     def __init__(self, chunk: int, action_dim: int, bins: int, hidden: int, out_dim: int):
