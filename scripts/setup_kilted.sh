@@ -3,7 +3,7 @@
 # build/kilted-venv holds Kilted's rclpy, message and rosidl wheels (requirements-kilted.txt) and
 # trimodal_ros_interfaces built against them; everything else (torch, open_clip, rosbags, pytest, …)
 # and this package come from ./.venv through a .pth line that sys.path reads *after* the venv's own
-# site-packages, so every ROS module resolves to Kilted's (test/test_package.py checks it there).
+# site-packages, so every ROS module resolves to Kilted's (test/test_ros_install.py checks it there).
 # Rebuilt only when requirements-kilted.txt or the interface files changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
