@@ -61,8 +61,9 @@ def train(x, tokens, mask, steps: int, hidden: int = 512, layers: int = 3, batch
     """The MLP and its training-batch token accuracy at the end."""
     import torch
     import torch.nn as nn
-    import torch.nn.functional as F
     from tqdm import tqdm
+
+    from trimodal_ros.model.objective import action_ce  # the recipe's own masked token loss
 
     torch.manual_seed(seed)
     a = tokens.shape[-1]
@@ -76,8 +77,7 @@ def train(x, tokens, mask, steps: int, hidden: int = 512, layers: int = 3, batch
     for _ in tqdm(range(steps), desc="state policy", dynamic_ncols=True):
         i = torch.as_tensor(rng.integers(0, len(X), batch))
         logits = net(X[i]).view(len(i), CHUNK, a, BINS)  # (B, K, A, bins)
-        ce = F.cross_entropy(logits.flatten(0, 2), T[i].flatten(), reduction="none").view(len(i), CHUNK, a)
-        loss = (ce.mean(-1) * M[i]).sum() / M[i].sum()
+        loss = action_ce(SimpleNamespace(logits=logits), {"tokens": T[i], "mask": M[i]})
         opt.zero_grad()
         loss.backward()
         opt.step()
