@@ -185,13 +185,17 @@ def test_an_arm_has_its_own_test_set_and_training_bags_and_pairs_only_within_its
     the report tables it apart; a contrast across test sets is refused."""
     d = yaml.safe_load((tmp_path / "plan.yaml").read_text())
     d["arms"] = {"other": {"data": "data/elsewhere", "tasks": "push-v3", "layouts": "1000-1001",
-                           "wordings": ["train", "empty"], "max_steps": 3, "size": 64, "wording_seed": 0}}
+                           "wordings": ["train", "empty"], "scored": ["train"], "max_steps": 3, "size": 64,
+                           "wording_seed": 0}}
     d["cells"]["other.random_weights"] = {"kind": "random_weights", "seeds": [5], "arm": "other"}
     d["cells"]["other.expert"] = {"kind": "expert", "seeds": [0], "arm": "other"}
     d["secondary"] = [["other.expert", "other.random_weights"]]
     for bad, words in (({"other.expert": {"seeds": [0], "arm": "nope"}}, "not one of the plan's arms"),
-                       (None, "different test sets")):
-        broken = dict(d, cells={**d["cells"], **bad}) if bad else dict(d, primary=[["other.expert", "expert"]])
+                       (None, "different test sets"), ("scored", "'scored' must be")):
+        if bad == "scored":
+            broken = dict(d, arms={"other": {**d["arms"]["other"], "scored": ["heldout"]}})
+        else:
+            broken = dict(d, cells={**d["cells"], **bad}) if bad else dict(d, primary=[["other.expert", "expert"]])
         (tmp_path / "bad.yaml").write_text(yaml.safe_dump(broken))
         with pytest.raises(ConfigError, match=words):
             P.load_plan(tmp_path / "bad.yaml")
@@ -201,10 +205,13 @@ def test_an_arm_has_its_own_test_set_and_training_bags_and_pairs_only_within_its
     r = json.loads(Path(S.run("other.random_weights", 5, plan, device="cpu", progress=False)).read_text())
     assert [(e["task"], e["layout"], e["wording"]) for e in r["episodes"]] == [
         ("push-v3", 1000, "train"), ("push-v3", 1001, "train"), ("push-v3", 1000, "empty"), ("push-v3", 1001, "empty")]
-    S.run("other.expert", 0, plan, progress=False)
+    S.result_path("other.expert", 0).write_text(json.dumps({"episodes": [  # done when told, not when not
+        {"task": "push-v3", "layout": x, "wording": w, "split": "test", "success": w == "train"}
+        for w in ("train", "empty") for x in (1000, 1001)]}))
     S.run("expert", 0, plan, progress=False)
     text = Path(R.write_report(plan)).read_text()
     arm = text.split("## Arm: other")[1].split("## Primary")[0]
-    assert "| cell | seeds done | success | train | empty | per seed |" in arm and "| other.expert | 1/1 |" in arm
+    assert "| cell | seeds done | success | train | empty | per seed |" in arm
+    assert "| other.expert | 1/1 | 1.000 | 1.000 | 0.000 | 1.000 |" in arm  # success pools the scored wording only
     assert "other.expert" not in text.split("## Arm: other")[0]  # the main table holds the main test set's cells
     assert "| other.expert − other.random_weights | +" in text.split("## Secondary contrasts")[1]

@@ -40,6 +40,12 @@ class TestSet:
     max_steps: int
     size: int
     wording_seed: int
+    scored: Tuple[str, ...] = ()      # the wordings pooled into "success" and the contrasts (default: all);
+                                      # e.g. not other_task, where success counts the scene's own task
+
+    @property
+    def pooled(self) -> Tuple[str, ...]:
+        return self.scored or self.wordings
 
 
 @dataclass(frozen=True)
@@ -134,7 +140,10 @@ def load_plan(path: Path = PLAN) -> Plan:
         arms[arm] = TestSet(data=_get(a, "data", str, w), tasks=_get(a, "tasks", str, w),
                             layouts=_get(a, "layouts", str, w), wordings=tuple(_get(a, "wordings", list, w)),
                             max_steps=_get(a, "max_steps", int, w), size=_get(a, "size", int, w),
-                            wording_seed=_get(a, "wording_seed", int, w))
+                            wording_seed=_get(a, "wording_seed", int, w),
+                            scored=tuple(_get(a, "scored", list, w)) if "scored" in a else ())
+        if not set(arms[arm].scored) <= set(arms[arm].wordings):
+            raise ConfigError(f"{w}: 'scored' must be some of its wordings {list(arms[arm].wordings)}")
     where = f"{path}: test"
     plan = Plan(base=_get(d, "base", str, str(path)), data=_get(d, "data", str, str(path)),
                 tasks=_get(test, "tasks", str, where), layouts=_get(test, "layouts", str, where),

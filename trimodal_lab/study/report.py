@@ -79,17 +79,20 @@ def analyse(plan: Plan) -> Dict[str, object]:
     for name, seeds in runs.items():  # each test set's cases: a cell is paired only with cells of its own
         by_arm.setdefault(plan.cells[name].arm, set()).update(c for seed in seeds.values() for c in seed)
     cases = {arm: sorted(cs) for arm, cs in by_arm.items()}
+    pools = {"": plan.wordings, **{arm: t.pooled for arm, t in plan.arms.items()}}
+    scored = {arm: [c for c in cs if c[2] in pools[arm]] for arm, cs in cases.items()}  # what success pools
     cells = {}
     for name, seeds in runs.items():
         arm_cases = cases[plan.cells[name].arm]
         mat = matrix(seeds, arm_cases)
         by_wording = {w: float(mat[:, [i for i, c in enumerate(arm_cases) if c[2] == w]].mean())
                       for w in plan.test(name).wordings}
-        cells[name] = {"seeds": sorted(seeds), "success": float(mat.mean()), "per_seed": mat.mean(1).tolist(),
+        pooled = matrix(seeds, scored[plan.cells[name].arm])
+        cells[name] = {"seeds": sorted(seeds), "success": float(pooled.mean()), "per_seed": pooled.mean(1).tolist(),
                        **{f"success_{w}": v for w, v in by_wording.items()}}
 
     def pair(t: str, r: str):
-        on = cases[plan.cells[t].arm]
+        on = scored[plan.cells[t].arm]
         return matrix(runs[t], on), matrix(runs[r], on)
 
     ready = [(t, r) for t, r in plan.primary if t in runs and r in runs]
@@ -146,7 +149,8 @@ def write_report(plan: Plan = None) -> Path:
                   f"Its own test set and training bags: {t.tasks} × layouts {t.layouts} × wordings "
                   f"{', '.join(t.wordings)} ({a['arm_cases'].get(arm, 0)} cases per run so far), {t.max_steps} "
                   f"steps, {t.size}² images, trained on `{t.data}`. With `other_task` (the paired task's words from "
-                  f"the same first frame) success counts the scene's own task: lower means the words were followed.",
+                  f"the same first frame) success counts the scene's own task: lower means the words were followed. "
+                  f"\"success\", the seeds' figures and the contrasts pool {', '.join(t.pooled)}.",
                   ""] + _cells_table(plan, a, arm)
     lines += ["", "## Primary contrasts", "",
               f"Paired by case; 95% interval from a two-level bootstrap ({plan.bootstrap} resamples of the cases, "
