@@ -6,6 +6,9 @@
 # `trimodal-study next` (e.g. --device cuda). Log: runs/study/worker.log.
 set -u
 cd "$(dirname "$0")/.."
+# this checkout's code, not the one an editable install points at (a worktree may share the venv,
+# and a run imports modules long after it starts)
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 mkdir -p runs/study
 export MUJOCO_GL=${MUJOCO_GL:-egl}
 fails=0

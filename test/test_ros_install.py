@@ -32,3 +32,19 @@ def test_rclpy_is_the_distribution_ci_asked_for():
     dist = importlib.metadata.distribution(f"ros-{distro}-rclpy")
     assert Path(dist.locate_file("")).resolve().is_relative_to(Path(sys.prefix).resolve())
     assert Path(rclpy.__file__).resolve().is_relative_to(Path(sys.prefix).resolve())
+
+
+def test_no_ros_package_the_node_loads_is_borrowed_from_another_environment():
+    """Beyond the list above: after importing the node, no loaded top-level package that some other
+    prefix installs as a ROS package (ament's share/<name>/package.xml beside its lib/) comes from
+    outside this interpreter's environment (the Kilted venv borrows torch and the rest from .venv)."""
+    import trimodal_ros.ros.vla_node  # noqa: F401  (everything the node imports)
+
+    prefix, borrowed = Path(sys.prefix).resolve(), []
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if "." in name or not f or Path(f).resolve().is_relative_to(prefix):
+            continue
+        if any((parent / "share" / name / "package.xml").is_file() for parent in Path(f).resolve().parents):
+            borrowed.append(f"{name}: {f}")
+    assert not borrowed, borrowed

@@ -41,7 +41,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     logging.basicConfig(level=logging.WARNING)
-    from trimodal_ros.config import load_config
+    from trimodal_ros.config import ConfigError, config_from_dict, load_config
     from trimodal_lab.metaworld import generate, summarize
     from trimodal_lab.eval.evaluate import evaluate
     from trimodal_lab.ros.live_eval import live_evaluate
@@ -65,8 +65,9 @@ def run(args) -> int:
     if ckpt.exists() and not args.retrain:
         try:
             saved = read_checkpoint(ckpt)
-            reuse = saved["config"] == cfg.to_dict() and saved["step"] == cfg.train.steps
-        except CheckpointError:
+            old = config_from_dict(saved["config"], retired_ok=True).to_dict()  # keys added since: defaults
+            reuse = old == cfg.to_dict() and saved["step"] == cfg.train.steps
+        except (CheckpointError, ConfigError):  # unreadable, or a variant this version no longer has
             reuse = False
     if reuse:
         print(f"reusing {ckpt} (--retrain to train again)")

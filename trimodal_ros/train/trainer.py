@@ -250,6 +250,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     ema = WeightAverage(model, tc.ema) if tc.ema and main else None  # only rank 0 checkpoints
     if ema is not None and start:
         ema.model.load_state_dict(ck["model"])
+    # the model's gradients and the chunk encoder's (an alignment modality) are clipped together
+    clipped = [*model.parameters(), *(objective.chunk_encoder.parameters() if objective.chunk_encoder else ())]
     net = objective
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=True)
@@ -298,7 +300,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if tc.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            torch.nn.utils.clip_grad_norm_(clipped, tc.grad_clip)
         opt.step()
         sched.step()
         if ema is not None:
