@@ -315,8 +315,7 @@ def demonstrated_chunk_embeddings(checkpoint, policy, res) -> Optional[np.ndarra
     state = read_checkpoint(checkpoint).get("chunk_encoder")
     if state is None:
         return None
-    m = policy.config.model
-    enc = ActionChunkEncoder(m.chunk, m.action_dim, m.bins, m.proprio_hidden, m.embed_dim)
+    enc = ActionChunkEncoder.for_model(policy.config.model)
     enc.load_state_dict(state)
     with torch.no_grad():
         return enc.eval()(torch.as_tensor(res["true"]), torch.as_tensor(res["mask"])).numpy()

@@ -64,6 +64,11 @@ class ActionChunkEncoder(nn.Module):
         self.net = nn.Sequential(nn.Linear(chunk * (action_dim + 1), hidden), nn.GELU(),
                                  nn.Linear(hidden, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
 
+    @classmethod
+    def for_model(cls, cfg) -> "ActionChunkEncoder":
+        """The encoder a model of ModelConfig ``cfg`` trains beside it (its chunk, bins and space)."""
+        return cls(cfg.chunk, cfg.action_dim, cfg.bins, cfg.proprio_hidden, cfg.embed_dim)
+
     def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = tokens.float() / (self.bins - 1) * 2 - 1  # (B, K, A) in [-1, 1]
         m = mask.float().unsqueeze(-1)  # (B, K, 1): rows past the episode's end are zero and flagged
@@ -85,9 +90,7 @@ class TriModalObjective(nn.Module):
             raise ValueError("train.state_weight trains the model's state head: set model.state_input")
         self.model, self.cfg, self.amp = model, train, amp
         self.weighting = UncertaintyWeighting(2) if train.uncertainty_weighting else None
-        mc = model.cfg
-        self.chunk_encoder = (ActionChunkEncoder(mc.chunk, mc.action_dim, mc.bins, mc.proprio_hidden, mc.embed_dim)
-                              if train.align_action == "chunk" else None)
+        self.chunk_encoder = ActionChunkEncoder.for_model(model.cfg) if train.align_action == "chunk" else None
 
     def forward(self, batch: Dict[str, torch.Tensor], probe: bool = False) -> Tuple[torch.Tensor, dict]:
         tc = self.cfg
