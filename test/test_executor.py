@@ -72,3 +72,47 @@ def test_an_expert_planner_three_periods_slow_executes_asynchronously(k, delay, 
         assert ex.counts["starved"] > 0 and ex.counts["stale_chunks"] == 0
     else:
         assert not any(o.success for o in outs) and ex.counts["chunks"] == 0 and ex.counts["stale_chunks"] > 0
+
+
+def test_forecast_infers_on_the_targets_commanded_for_the_arrival_tick():
+    ex = ChunkExecutor(4, "ensemble")
+    q = np.array([0.5, 7.0])  # joint 0 is commanded by action 0; joint 1 is not commanded
+    assert ex.forecast(q, tick=0, delay=3, joints=[(0, 0)])[0] == 3  # nothing planned: counted from arrival
+    assert ex.forecast(q, tick=0, delay=3, joints=[(0, 0)])[1].tolist() == [0.5, 7.0]  # ... on where it is
+    ex.add(chunk(10), origin=3, now=3)
+    before = dict(ex.counts)
+    origin, q_in = ex.forecast(q, tick=3, delay=2, joints=[(0, 0)])
+    assert origin == 5 and q_in.tolist() == [11.0, 7.0]  # the command for tick 4, the last before arrival
+    assert ex.counts == before and q.tolist() == [0.5, 7.0]  # counts nothing, copies
+    assert ex.forecast(q, tick=3, delay=0, joints=[(0, 0)])[0] == 3  # synchronous: as it is
+    assert ex.forecast(q, tick=3, delay=9, joints=[(0, 0)])[1][0] == 13.0  # past the chunks: the last row
+    assert ex.planned(20)[0] == 13.0  # past every chunk: the last row, which the executor holds
+    ex.reset()
+    assert ex.planned(3) is None
+
+
+def test_forecast_starts_the_first_chunk_at_its_first_row():
+    """The reacher's expert planner 3 periods slow: without forecasting, the first chunk arrives with its
+    first three rows gone and the command jumps four steps from the held start pose; with it, the
+    chunk is planned from where the arm is when it arrives, and every command moves at most one step."""
+    from trimodal_lab.reacher import scene as S
+    from trimodal_lab.sim.rollout import action_jumps, run_episode_async
+
+    def plan(views, q, qd):
+        goal = S.inverse_kinematics(S.layout_state(sc.layout)[0], q)
+        return np.stack([q + np.clip(goal - q, -(j + 1) * S.MAX_JOINT_STEP, (j + 1) * S.MAX_JOINT_STEP)
+                         for j in range(8)])
+
+    sc, first = S.ReacherScene(size=16), {}
+    try:
+        for forecast in (None, [(0, 0), (1, 1)]):
+            ex, trace, bounds = ChunkExecutor(8, "ensemble"), [], []
+            start = sc.reset(S.split_layouts("val", 1)[0])["q"]
+            out = run_episode_async(sc, plan, S.split_layouts("val", 1)[0], S.MAX_STEPS, 3, ex, hold=lambda q: q,
+                                    trace=trace, boundaries=bounds, forecast=forecast)
+            assert out.success and ex.counts["stale_chunks"] == 0
+            first[bool(forecast)] = np.abs(trace[bounds[0]] - start).max()
+            assert max(action_jumps(trace, bounds)[0]) <= (4 if not forecast else 1) * S.MAX_JOINT_STEP + 1e-9
+    finally:
+        sc.close()
+    assert first[True] <= S.MAX_JOINT_STEP + 1e-9 < 3 * S.MAX_JOINT_STEP < first[False]

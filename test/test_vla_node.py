@@ -3,6 +3,7 @@ every fusion variant; bad and stale inputs survived and counted, every frame acc
 ordinary publishers can reach; parameters that validate and take effect; lifecycle; diagnostics
 levels. One rclpy context per module; each test uses its own namespace."""
 
+import dataclasses
 import threading
 import time
 
@@ -21,6 +22,7 @@ from trajectory_msgs.msg import JointTrajectory
 
 from trimodal_ros import interface as I
 from trimodal_ros.config import load_config, resolve_config_path
+from trimodal_ros.schema import ConfigError
 from trimodal_ros.model.fusion import FUSIONS
 from trimodal_ros.ros.conversions import (
     compressed_image_to_msg,
@@ -1020,3 +1022,50 @@ def test_executor_sends_nothing_from_a_chunk_that_arrived_after_its_last_tick(ro
         time.sleep(0.3)
     assert wait_for(lambda: node.control.counts()["stale_chunks"] >= 2, timeout=10), node.control.counts()
     assert node.control.counts()["chunks"] == 0 and not h.got["action"]
+
+
+def test_forecast_infers_on_the_targets_commanded_for_the_chunks_arrival(ros, tmp_path):
+    """forecast:=on with execution:=ensemble and a model ~3 control periods slow, on an arm whose actions
+    are joint-position targets: the first inference sees the published positions; later ones see, for
+    the commanded joints, the targets the executor will have sent when their chunk arrives, and the
+    other joints as published. Cartesian actions are refused forecast:=on, with the reason."""
+    import torch
+
+    from trimodal_ros.checkpoint import save_checkpoint
+    from trimodal_ros.model.action_tokenizer import ActionTokenizer
+    from trimodal_ros.model.trimodal import TriModalModel
+    from trimodal_ros.robot import ActionSpec
+
+    cfg = load_config("concat_mlp")
+    with pytest.raises(ConfigError, match="absolute joint-position targets"):
+        VLANode(namespace="/forecast_bad", context=ros.context, parameter_overrides=[
+            Parameter("allow_random_weights", value=True), Parameter("execution", value="ensemble"),
+            Parameter("forecast", value="on")])
+    robot = dataclasses.replace(cfg.robot, name="sawyer_joint_targets",
+                                action=ActionSpec(source="joint_positions", names=list(JOINTS[:4]), units="rad"))
+    cfg = dataclasses.replace(cfg, robot=robot, model=dataclasses.replace(cfg.model, use_velocities=False),
+                              inference=dataclasses.replace(cfg.inference, forecast=True))
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "joints.pt", TriModalModel(cfg.model), cfg,
+                           ActionTokenizer(-np.ones(4), np.ones(4), cfg.model.bins))
+    ns = "/forecast"
+    h = Harness(ros, ns)
+    node = ros.vla_node(ns, checkpoint=str(path), execution="ensemble", control_period=0.05)
+    seen, act = [], node.policy.act
+
+    def slow_act(views, positions, *args, **kwargs):
+        seen.append(np.array(positions))
+        time.sleep(0.15)
+        return act(views, positions, *args, **kwargs)
+
+    node.policy.act = slow_act
+    assert wait_for(h.connected)
+    h.instruction.publish(String(data="push the puck"))
+    h.drive_until(1.0, n_min=20, period=0.1)
+    published = np.linspace(-0.5, 0.5, 9)  # what Harness.step sends
+    assert len(seen) >= 3 and np.allclose(seen[0], published)
+    later = seen[2:]
+    assert all(np.allclose(q[4:], published[4:]) for q in later)  # not commanded: as published
+    assert all(np.abs(q[:4]).max() <= 1.0 + 1e-9 for q in later)  # commanded targets, in the actions' range
+    assert any(not np.allclose(q[:4], published[:4]) for q in later)
+    assert node.control.latency_ticks() >= 2  # 0.15 s + the model, measured in 0.05 s control periods

@@ -41,11 +41,16 @@ class InferenceConfig:
     off, the chunk's first row is executed); needs one executed action per tick.
     ``ensemble_horizon``: how many of the latest chunks take part (default: the chunk length).
     ``execute_steps``: actions of each chunk the robot executes before the next tick (1 with
-    ensembling); the node, rollouts and evaluation take it from here unless told otherwise."""
+    ensembling); the node, rollouts and evaluation take it from here unless told otherwise.
+    ``forecast``: with asynchronous execution (a model slower than the control period), infer on the
+    joint positions the robot will have been commanded when the chunk arrives, not those it had
+    when inference started (``ChunkExecutor.forecast``); needs actions that are absolute joint-position
+    targets and a model without joint velocities."""
 
     ensemble: Optional[float] = None
     ensemble_horizon: Optional[int] = None
     execute_steps: int = 1
+    forecast: bool = False
 
     def __post_init__(self) -> None:
         if self.ensemble is not None and not (isinstance(self.ensemble, (int, float)) and abs(self.ensemble) < 100):
@@ -71,6 +76,22 @@ class Config:
             raise ConfigError(f"the robot spec {r.name!r} (cameras {r.camera_names}, joints {r.joint_names}, "
                               f"{r.action.dim} action dims) disagrees with the model (cameras {m.cameras}, joints "
                               f"{m.joint_names}, action_dim {m.action_dim})")
+        if self.inference.forecast:
+            self.forecast_targets()
+
+    def forecast_targets(self) -> List[Tuple[int, int]]:
+        """The (joint, action) index pairs ``inference.forecast`` sets, or a ConfigError saying why this
+        checkpoint cannot forecast."""
+        r, m = self.robot, self.model
+        pairs = r.position_targets()
+        if not pairs:
+            raise ConfigError(f"inference.forecast needs actions that are absolute joint-position targets; the "
+                              f"robot spec {r.name!r} has action.source {r.action.source} ({r.action.type}) of "
+                              f"{r.action.names}, none of them a joint position in joint_names")
+        if m.use_velocities:
+            raise ConfigError("inference.forecast gives the model forecast joint positions but no forecast "
+                              "velocities: it needs model.use_velocities false")
+        return pairs
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)

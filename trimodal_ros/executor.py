@@ -65,6 +65,42 @@ class ChunkExecutor:
         """The stored (origin, chunk) pairs with a row for ``tick``, oldest first."""
         return [(o, c) for o, c in self._chunks if o <= tick < o + self.chunk]
 
+    def _blend(self, cover, tick: int) -> np.ndarray:
+        if self.blend == "ensemble":
+            preds = np.stack([c[tick - o] for o, c in cover])  # oldest first
+            w = np.exp(-self.m * np.arange(len(preds)))
+            return (w[:, None] * preds).sum(0) / w.sum()
+        o, c = cover[-1]
+        return c[tick - o]
+
+    def planned(self, tick: int) -> Optional[np.ndarray]:
+        """The command the chunks stored now give for a coming ``tick`` (a cross-fade under way is
+        not applied); past them, the one for the last tick they cover (held while starved); None
+        before any. Counts and changes nothing: what the robot will have been sent by then, for
+        ``forecast``."""
+        if self._chunks:
+            tick = min(tick, self._chunks[-1][0] + self.chunk - 1)
+        cover = self.covering(tick)
+        if cover:
+            return self._blend(cover, tick)
+        return None if self.last is None else self.last.copy()
+
+    def forecast(self, positions, tick: int, delay: int, joints) -> Tuple[int, np.ndarray]:
+        """Latency compensation for position-commanded joints: an inference starting at ``tick`` whose
+        chunk will arrive ``delay`` ticks later is given, for the joints the actions command
+        (``joints``: (proprio index, action index) pairs), the target the robot will have been sent
+        just before then instead of where it is now, and its chunk counts from the arrival tick.
+        Returns (origin, positions to infer on); ``delay`` 0 or nothing planned: the positions as
+        they are (before the first chunk the arm holds where it is)."""
+        q = np.array(positions, np.float64, copy=True)
+        if delay <= 0:
+            return tick, q
+        plan = self.planned(tick + delay - 1)
+        if plan is not None:
+            for j, i in joints:
+                q[j] = plan[i]
+        return tick + delay, q
+
     def action(self, tick: int, hold_last: bool = True) -> Optional[np.ndarray]:
         """The (A,) command for ``tick`` (None before any chunk arrived; when starved, the last
         command again, or None without ``hold_last``)."""
@@ -74,13 +110,9 @@ class ChunkExecutor:
             if self.last is not None:
                 self.counts["starved"] += 1
             return None if self.last is None or not hold_last else self.last.copy()
-        if self.blend == "ensemble":
-            preds = np.stack([c[tick - o] for o, c in cover])  # oldest first
-            w = np.exp(-self.m * np.arange(len(preds)))
-            a = (w[:, None] * preds).sum(0) / w.sum()
-        else:
-            o, c = cover[-1]
-            a = c[tick - o]
+        a = self._blend(cover, tick)
+        if self.blend == "latest":
+            o = cover[-1][0]
             if self._switch is None or self._switch[0] != o:
                 self._switch = (o, self.last if self.last is not None else a, tick)
             _, start, t_switch = self._switch

@@ -152,6 +152,17 @@ class RobotSpec:
         if not (isinstance(self.control_period, (int, float)) and 0 < self.control_period <= 10):
             raise ConfigError(f"control_period must be seconds in (0, 10], got {self.control_period!r}")
 
+    def position_targets(self) -> List[Tuple[int, int]]:
+        """(joint index, action index) of each action dimension that is an absolute position target
+        for one of ``joint_names`` (joint_positions, or a JointTrajectory / JointState command's
+        positions); empty for deltas, velocities and twists. What ``inference.forecast`` needs."""
+        a = self.action
+        absolute = a.source == "joint_positions" or (a.source == "topic" and a.type.endswith(("JointTrajectory",
+                                                                                              "JointState")))
+        if not absolute:
+            return []
+        return [(self.joint_names.index(n), i) for i, n in enumerate(a.names) if n in self.joint_names]
+
     @property
     def camera_names(self) -> List[str]:
         return [c.name for c in self.cameras]

@@ -72,10 +72,13 @@ def rollout_in_process(checkpoint: str, layouts: List[int], device: str = "cpu",
 
 
 def rollout_delayed(checkpoint: str, layouts: List[int], delay: int, blend: str = "ensemble", m: float = 0.0,
-                    device: str = "cpu", max_steps: int = S.MAX_STEPS, progress: bool = True) -> Dict[str, object]:
+                    device: str = "cpu", max_steps: int = S.MAX_STEPS, progress: bool = True,
+                    forecast: Optional[bool] = None) -> Dict[str, object]:
     """The policy with a model ``delay`` control periods slow, executed asynchronously by the chunk
     executor (``delay`` 0: a fresh chunk every tick, the synchronous case), in simulated time
-    (``sim.rollout.run_episode_async``). Adds the action jumps at chunk hand-overs and elsewhere."""
+    (``sim.rollout.run_episode_async``). Adds the action jumps at chunk hand-overs and elsewhere.
+    ``forecast``: infer on the positions commanded for the chunk's arrival (default: the
+    checkpoint's ``inference.forecast``)."""
     from tqdm import tqdm
 
     from trimodal_ros.executor import ChunkExecutor
@@ -83,6 +86,8 @@ def rollout_delayed(checkpoint: str, layouts: List[int], delay: int, blend: str 
     from trimodal_lab.sim.rollout import action_jumps, run_episode_async, summarize
 
     policy = Policy.load(checkpoint, device=device, execute=1, inference={"ensemble": None})
+    forecast = policy.config.inference.forecast if forecast is None else forecast
+    joints = policy.config.forecast_targets() if forecast else None  # ConfigError: why it cannot
     ex = ChunkExecutor(policy.model_config.chunk, blend=blend, m=m)
     model = ThreadPoolExecutor(1, thread_name_prefix="policy")
     act = _policy_on_camera(model, policy)
@@ -92,14 +97,14 @@ def rollout_delayed(checkpoint: str, layouts: List[int], delay: int, blend: str 
             model.submit(policy.reset, S.INSTRUCTION, True).result()
             trace, bounds = [], []
             outcomes.append(run_episode_async(scene, act, lay, max_steps, delay, ex, hold=lambda pos: pos,
-                                              trace=trace, boundaries=bounds))
+                                              trace=trace, boundaries=bounds, forecast=joints))
             a, o = action_jumps(trace, bounds)
             at, other = at + a, other + o
     finally:
         scene.close()
         model.shutdown()
     report = summarize(outcomes)
-    report["execution"] = {"delay_periods": delay, "blend": blend, "m": m, **ex.counts,
+    report["execution"] = {"delay_periods": delay, "blend": blend, "m": m, "forecast": bool(forecast), **ex.counts,
                            "jump_at_handover_rad": float(np.mean(at)) if at else float("nan"),
                            "jump_elsewhere_rad": float(np.mean(other)) if other else float("nan")}
     return report
@@ -129,6 +134,9 @@ def main(argv=None) -> int:
             r.add_argument("--delay", type=int, default=-1, help="asynchronous execution with a model this many "
                            "control periods slow (simulated time; 0: a fresh chunk every tick)")
             r.add_argument("--blend", default="ensemble", choices=["ensemble", "latest"])
+            r.add_argument("--forecast", default=None, action=argparse.BooleanOptionalAction,
+                           help="with --delay: infer on the joint targets commanded for the chunk's arrival, not "
+                                "the positions when inference starts (default: the checkpoint's inference.forecast)")
             r.add_argument("--m", type=float, default=0.0, help="the ensembling weight exp(-m·i) (i = 0: the oldest "
                                                                "chunk; m < 0 favours the newest)")
     a = ap.parse_args(argv)
@@ -145,7 +153,8 @@ def main(argv=None) -> int:
     if a.cmd == "expert":
         report = expert
     elif a.delay >= 0:
-        report = rollout_delayed(a.checkpoint, layouts, a.delay, a.blend, a.m, a.device, a.max_steps)
+        report = rollout_delayed(a.checkpoint, layouts, a.delay, a.blend, a.m, a.device, a.max_steps,
+                                 forecast=a.forecast)
     elif a.ros:
         from trimodal_lab.ros.rollout import PolicySource, rollout_through_ros
         from trimodal_lab.sim.rollout import RolloutSpec

@@ -100,24 +100,26 @@ def run_episode(scene, act: Callable[[dict, np.ndarray, np.ndarray], np.ndarray]
 def run_episode_async(scene, infer: Callable[[dict, np.ndarray, np.ndarray], np.ndarray], layout: int,
                       max_steps: int, delay: int, executor, hold: Callable[[np.ndarray], np.ndarray],
                       trace: Optional[List[np.ndarray]] = None,
-                      boundaries: Optional[List[int]] = None) -> EpisodeOutcome:
+                      boundaries: Optional[List[int]] = None,
+                      forecast: Optional[List[Tuple[int, int]]] = None) -> EpisodeOutcome:
     """Asynchronous execution with a model ``delay`` control periods slow, in simulated time (so it
     is reproducible): the robot steps every tick with ``executor.action(tick)`` (``executor.
     ChunkExecutor``; ``hold(joint positions)`` before the first chunk) while inference runs on the
     newest inputs, back to back: a chunk from the inputs of tick t is handed to the executor at
     tick t + ``delay``, and the next inference starts on that tick's inputs. ``delay`` 0 is the
     synchronous case: a fresh chunk every tick. ``boundaries``, if a list, receives the steps at
-    which a new chunk arrived."""
+    which a new chunk arrived. ``forecast`` ((joint, action) index pairs: ``RobotSpec.position_targets``):
+    infer on the commanded positions of the arrival tick instead (``ChunkExecutor.forecast``)."""
     stepper = EpisodeStepper(scene, max_steps, 1)
     stepper.reset(layout)
     executor.reset()
-    pending: Optional[Tuple[int, np.ndarray]] = None  # (origin tick, chunk) in flight
+    pending: Optional[Tuple[int, int, np.ndarray]] = None  # (origin tick, arrival tick, chunk) in flight
     tick = 0
 
     def hand_over_if_due() -> None:
         nonlocal pending
-        if pending is not None and tick - pending[0] >= delay:
-            executor.add(pending[1], pending[0], now=tick)
+        if pending is not None and tick >= pending[1]:
+            executor.add(pending[2], pending[0], now=tick)
             if boundaries is not None:
                 boundaries.append(tick)
             pending = None
@@ -126,7 +128,8 @@ def run_episode_async(scene, infer: Callable[[dict, np.ndarray, np.ndarray], np.
         views, pos, vel = stepper.observe()
         hand_over_if_due()
         if pending is None:  # the next inference starts on this tick's inputs
-            pending = (tick, np.asarray(infer(views, pos, vel)))
+            origin, q = executor.forecast(pos, tick, delay, forecast) if forecast else (tick, pos)
+            pending = (origin, tick + delay, np.asarray(infer(views, q, vel)))
             hand_over_if_due()  # delay 0: at once
         a = executor.action(tick)
         done = stepper.apply((hold(pos) if a is None else a)[None])

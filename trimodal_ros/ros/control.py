@@ -14,6 +14,8 @@ command timeout) and is counted ``starved``.
 
 from __future__ import annotations
 
+import collections
+import math
 import threading
 from typing import Callable
 
@@ -31,6 +33,7 @@ class ControlLoop:
         self.executor = ChunkExecutor(chunk, blend=blend)
         self.period, self._publish, self._lock = float(period), publish, threading.Lock()
         self.tick, self._node, self._group = 0, node, MutuallyExclusiveCallbackGroup()
+        self._started, self._took = 0, collections.deque(maxlen=20)  # ticks each inference took, to its add
         self.timer = node.create_timer(self.period, self._on_tick, callback_group=self._group)
 
     def retime(self, period: float) -> None:
@@ -40,16 +43,31 @@ class ControlLoop:
             self.period = float(period)
             self.timer = self._node.create_timer(self.period, self._on_tick, callback_group=self._group)
 
-    def origin(self, reset: bool = False) -> int:
-        """The tick an inference starting now counts its chunk from (``reset``: a new task's first
-        inference: the old task's chunks go)."""
+    def start(self, positions: np.ndarray, forecast=(), reset: bool = False):
+        """An inference starts now: (the tick its chunk's row 0 is for, the joint positions to infer on).
+        Without ``forecast`` ((joint, action) index pairs) this tick and the positions as they are; with
+        it, the tick the chunk is expected to arrive (``latency_ticks`` from now) and the targets
+        commanded by then (``ChunkExecutor.forecast``). ``reset``: a new task's first inference: the
+        old task's chunks go."""
         with self._lock:
             if reset:
                 self.executor.reset()
-            return self.tick
+            self._started = self.tick
+            if not forecast:
+                return self.tick, positions
+            return self.executor.forecast(positions, self.tick, self._latency_ticks(), forecast)
+
+    def latency_ticks(self) -> int:
+        with self._lock:
+            return self._latency_ticks()
+
+    def _latency_ticks(self) -> int:
+        """Control periods an inference is expected to take: the median of the last 20 (1 before any)."""
+        return max(1, math.ceil(float(np.median(self._took)))) if self._took else 1
 
     def add(self, actions: np.ndarray, origin: int) -> None:
         with self._lock:
+            self._took.append(self.tick - self._started)
             self.executor.add(actions, origin, now=self.tick)
 
     def reset(self) -> None:

@@ -137,6 +137,10 @@ VLA_PARAMS: List[Param] = [
                                 "command per control period from the chunk executor (a model slower than the "
                                 "controller), the covering chunks averaged / the newest cross-faded in",
           choices=("chunk", "ensemble", "latest")),
+    Param("forecast", "checkpoint", "with execution ensemble / latest: infer on the joint targets commanded for "
+                                    "when the chunk arrives (the model's measured latency in control periods), "
+                                    "not on the positions when inference starts (joint-position actions only); "
+                                    "checkpoint: its inference.forecast", choices=("checkpoint", "on", "off")),
     Param("min_agreement", -2.0, "hold instead of acting on a frame whose instruction–scene agreement (cosine "
                                  "in the joint space, on trimodal/scores) is below this; -2 never (needs a "
                                  "checkpoint trained with an alignment loss)", low=-2.0, high=1.0, live=True),
@@ -175,6 +179,20 @@ SIM_PARAMS: List[Param] = [
     Param("autostart", True, "start the first episode at once"),
     Param("episodes", 0, "episodes before the node finishes; 0 runs until shut down", low=0, high=1_000_000),
 ]
+
+
+def against_checkpoint(p: Mapping[str, Any], config) -> Tuple[List[str], List[str], List[Tuple[int, int]]]:
+    """vla_node's joint names, action names and forecast (joint, action) index pairs for a loaded
+    checkpoint's ``config``: the parameters where given, else the checkpoint's; a ValueError or
+    ConfigError says why they do not fit it."""
+    robot = config.robot
+    joints, actions = list(p["joint_names"] or robot.joint_names), list(p["action_names"] or robot.action.names)
+    if len(joints) != len(robot.joint_names) or len(actions) != robot.action.dim:
+        raise ValueError(f"joint_names/action_names have {len(joints)}/{len(actions)} entries; the checkpoint's "
+                         f"robot {robot.name!r} has {len(robot.joint_names)} joints {robot.joint_names} and "
+                         f"{robot.action.dim} action dims {robot.action.names}")
+    forecast = config.inference.forecast if p["forecast"] == "checkpoint" else p["forecast"] == "on"
+    return joints, actions, (config.forecast_targets() if forecast and p["execution"] != "chunk" else [])
 
 
 def table(params: Sequence[Param]) -> Dict[str, Param]:

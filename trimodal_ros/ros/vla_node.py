@@ -32,7 +32,7 @@ from .inputs import Inputs
 from .intake import CameraIntake, Frame, decode_image, take_waiting
 from ..utils import release_freed_memory
 from .ledger import STALE, WAITS, Ledger, input_events
-from .params import VLA_PARAMS, declare, follow_updates
+from .params import VLA_PARAMS, against_checkpoint, declare, follow_updates
 from .services import add_stop_and_pause
 from .status import node_status
 from .throttle import Throttle
@@ -52,7 +52,7 @@ class VLANode(LifecycleNode):
             self.ledger, self.policy, self.error = Ledger(), None, None
             self.active, self._camera, self.inputs, self._policy_task = False, None, Inputs(), -1
             self.cameras = []  # the model's named cameras, primary first (set on configure)
-            self.robot, self.joint_names, self.action_names = None, [], []  # from the checkpoint, on configure
+            self.robot, self.joint_names, self.action_names, self._forecast = None, [], [], []  # from the checkpoint
             self._io, self._timer, self.threads, self.joint_lag, self.outputs = [], None, 0, float("nan"), None
             self.control: Optional[ControlLoop] = None  # execution:=ensemble|latest
             self.paused, self._holding, self._send_actions = False, True, False
@@ -89,13 +89,8 @@ class VLANode(LifecycleNode):
             self.policy = Policy.load(p["checkpoint"], p["fusion"] or None, p["config"], pick_device(p["device"]),
                                       p["seed"], 1 if ex else p["execute_steps"], {"ensemble": None} if ex else None,
                                       **{k: p[k] for k in ("precision", "cuda_graph")})
-            self.robot = robot = self.policy.config.robot  # topics, names and timing travel in the checkpoint
-            self.joint_names = list(p["joint_names"] or robot.joint_names)
-            self.action_names = list(p["action_names"] or robot.action.names)
-            if len(self.joint_names) != len(robot.joint_names) or len(self.action_names) != robot.action.dim:
-                raise ValueError(f"joint_names/action_names have {len(self.joint_names)}/{len(self.action_names)} "
-                                 f"entries; the checkpoint's robot {robot.name!r} has {len(robot.joint_names)} joints "
-                                 f"{robot.joint_names} and {robot.action.dim} action dims {robot.action.names}")
+            self.robot = self.policy.config.robot  # topics, names and timing travel in the checkpoint
+            self.joint_names, self.action_names, self._forecast = against_checkpoint(p, self.policy.config)
             self.threads = set_torch_threads(p["torch_threads"], self.policy)
         except Exception as e:  # ConfigError, CheckpointError, ValueError: refuse, say why
             self.policy, self.error = None, e
@@ -322,8 +317,10 @@ class VLANode(LifecycleNode):
         if changed := gen != self._policy_task:  # a new (or restarted) task: fresh history, cached text
             self.policy.reset(text)
             self._policy_task = gen
-        origin = self.control.origin(reset=changed) if self.control is not None else 0  # the tick of row 0
-        step = self.policy.act({self.cameras[0]: frame.rgb, **views}, joints[1], joints[2], frame.stamp,
+        origin, positions = 0, joints[1]  # row 0's tick; forecast: the targets commanded for then
+        if self.control is not None:
+            origin, positions = self.control.start(positions, self._forecast, reset=changed)
+        step = self.policy.act({self.cameras[0]: frame.rgb, **views}, positions, joints[2], frame.stamp,
                                p["min_agreement"])
         rnd = self.policy.random_weights
         self.scores = (step.agreement, step.ood)
