@@ -193,16 +193,20 @@ def _plot(plan: Plan, a: Dict[str, object]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [n for n in plan.cells if n in a["cells"]]
-    fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(names)), 3.5))
-    for i, n in enumerate(names):
-        c = a["cells"][n]
-        ax.scatter([i] * len(c["per_seed"]), c["per_seed"], color="0.6", s=12)
-        ax.bar(i, c["success"], width=0.6, alpha=0.6)
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names, rotation=45, ha="right")
-    ax.set_ylabel("test success (dots: seeds)")
-    ax.set_ylim(0, 1)
+    arms = [arm for arm in ["", *plan.arms] if any(c.arm == arm and n in a["cells"] for n, c in plan.cells.items())]
+    groups = [[n for n, c in plan.cells.items() if c.arm == arm and n in a["cells"]] for arm in arms]
+    fig, axes = plt.subplots(1, len(arms), figsize=(max(5, 0.7 * sum(map(len, groups)) + 1), 3.5), squeeze=False,
+                             gridspec_kw={"width_ratios": [max(len(g), 2) for g in groups]})
+    for ax, arm, names in zip(axes[0], arms, groups):  # one panel per test set: their successes differ in kind
+        for i, n in enumerate(names):
+            c = a["cells"][n]
+            ax.scatter([i] * len(c["per_seed"]), c["per_seed"], color="0.6", s=12)
+            ax.bar(i, c["success"], width=0.6, alpha=0.6)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels(names, rotation=45, ha="right")
+        ax.set_title(f"arm: {arm}" if arm else "main test set", fontsize=9)
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("test success (dots: seeds)")
     fig.tight_layout()
     atomic_savefig(fig, STUDY / "report_success.png", dpi=120)
     plt.close(fig)
