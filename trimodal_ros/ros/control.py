@@ -7,7 +7,8 @@ answers every few control periods, a twist controller (MoveIt Servo) instead get
 frame, late, and a trajectory controller jumps at every replacement. Here a timer at the control
 period, in its own callback group (so it runs while the model runs on the other executor thread),
 publishes the executor's blend of the chunks that cover the current tick: each chunk counts from the
-tick its inference started on, so the rows that went by while the model ran are skipped. A tick no
+tick its inference started on, so the rows that went by while the model ran are skipped (with
+``forecast:=on``, from the tick it is expected to arrive, inferred on the targets commanded by then). A tick no
 chunk covers publishes nothing (the trajectory controller holds its last point; Servo stops at its
 command timeout) and is counted ``starved``.
 """
