@@ -3,7 +3,7 @@
 # regenerated after each. Safe to start again after an interruption (runs resume) and on several
 # machines at once (a run being done elsewhere is skipped). A refused or failed run (say, a plan being
 # amended, not yet committed) is retried after a minute, five times in a row at most. Arguments go to
-# `trimodal-study next` (e.g. --device cuda). Log: runs/study/worker.log.
+# `trimodal-study next` (e.g. --device cuda, --cell "lang.*"). Log: runs/study/worker.log.
 set -u
 cd "$(dirname "$0")/.."
 # this checkout's code, not the one an editable install points at (a worktree may share the venv,

@@ -26,6 +26,12 @@ def test_the_committed_plan_validates_and_lists_its_runs_seed_major():
     for t, ref in plan.primary:
         assert len(plan.cells[t].seeds) >= 3 and len(plan.cells[ref].seeds) >= 3
     assert parse_layouts(plan.layouts) == list(TEST_LAYOUTS) and len(TEST_LAYOUTS) * 10 == 200
+    lang = plan.runs(["lang.*"])  # a machine with only the language arm's bags does that arm alone
+    assert lang == [r for r in runs if r[0].startswith("lang.")] and lang[0] == ("lang.concat_mlp", 100)
+    two = plan.runs(["lang.concat_mlp", "lang.expert"])
+    assert two == [("lang.concat_mlp", 100), ("lang.expert", 0), ("lang.concat_mlp", 101)]
+    with pytest.raises(ConfigError, match="no cell of the plan matches 'lang.nope'"):
+        plan.runs(["lang.nope"])
 
 
 def _plan(tmp_path, **change):

@@ -20,6 +20,9 @@ def main(argv=None) -> int:
     n = sub.add_parser("next", help="the first missing run no other process holds")
     for p in (r, n):
         p.add_argument("--device", default="auto")
+    for p in (ls, n):
+        p.add_argument("--cell", action="append", default=[], metavar="GLOB",
+                       help="only cells matching this glob, e.g. 'lang.*' (repeatable; plan order kept)")
     sub.add_parser("report", help="write docs/results/study/report.md (+ plot) from the run files")
     args = ap.parse_args(argv)
 
@@ -31,12 +34,12 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "list":
             plan = load_plan()
-            for cell, seed in (missing(plan) if args.missing else plan.runs()):
+            for cell, seed in (missing(plan, args.cell) if args.missing else plan.runs(args.cell)):
                 print(cell, seed)
         elif args.cmd == "run":
             print(f"wrote {run(args.cell, args.seed, device=args.device)}")
         elif args.cmd == "next":
-            out = next_run(device=args.device)
+            out = next_run(device=args.device, cells=args.cell)
             print(f"wrote {out}" if out else "every run has its result")
         else:
             from .report import write_report

@@ -3,11 +3,12 @@ analysis, read from ``plan.yaml`` and checked on load with clear errors."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
 import yaml
 
@@ -74,11 +75,16 @@ class Plan:
         return TestSet(self.data, self.tasks, self.layouts, self.wordings, self.max_steps, self.size,
                        self.wording_seed)
 
-    def runs(self) -> List[Tuple[str, int]]:
+    def runs(self, cells: Sequence[str] = ()) -> List[Tuple[str, int]]:
         """Every (cell, seed), seed-major: the first seed of every cell before any second one, so an
-        unfinished study has every contrast's first pair."""
-        width = max(len(c.seeds) for c in self.cells.values())
-        return [(c.name, c.seeds[i]) for i in range(width) for c in self.cells.values() if i < len(c.seeds)]
+        unfinished study has every contrast's first pair. ``cells``: only the cells matching one of
+        these globs ("lang.*"), in the plan's order; a glob that matches no cell is an error."""
+        for g in cells:
+            if not any(fnmatch.fnmatchcase(c, g) for c in self.cells):
+                raise ConfigError(f"no cell of the plan matches '{g}' (cells: {', '.join(self.cells)})")
+        chosen = [c for c in self.cells.values() if not cells or any(fnmatch.fnmatchcase(c.name, g) for g in cells)]
+        width = max((len(c.seeds) for c in chosen), default=0)
+        return [(c.name, c.seeds[i]) for i in range(width) for c in chosen if i < len(c.seeds)]
 
 
 def _get(d: dict, key: str, kind, where: str):

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from trimodal_ros.io import atomic_write_json, sha256_file
 
@@ -27,8 +27,9 @@ def result_path(cell: str, seed: int) -> Path:
     return STUDY / "runs" / f"{run_name(cell, seed)}.json"
 
 
-def missing(plan: Plan) -> List[tuple]:
-    return [(c, s) for c, s in plan.runs() if not result_path(c, s).exists()]
+def missing(plan: Plan, cells: Sequence[str] = ()) -> List[tuple]:
+    """The runs without a result file; ``cells``: only those whose cell matches one of these globs."""
+    return [(c, s) for c, s in plan.runs(cells) if not result_path(c, s).exists()]
 
 
 class RunRefused(RuntimeError):
@@ -164,10 +165,11 @@ def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: st
     return [e for w in test.wordings for t in tasks for e in prog["done"][f"{w}/{t}"]]
 
 
-def next_run(device: str = "auto", progress: bool = True) -> Optional[Path]:
-    """The first missing run that no other process holds; None when every run has its result."""
+def next_run(device: str = "auto", progress: bool = True, cells: Sequence[str] = ()) -> Optional[Path]:
+    """The first missing run (of ``cells``' globs, if given) that no other process holds; None when
+    every such run has its result."""
     plan = load_plan()
-    for cell, seed in missing(plan):
+    for cell, seed in missing(plan, cells):
         try:
             return run(cell, seed, plan, device, progress)
         except RunLocked:
