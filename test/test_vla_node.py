@@ -680,10 +680,11 @@ def test_hold_on_stop_pause_and_deactivate_and_the_services(ros):
     assert node.ledger.snapshot()["holds"] == 4
 
 
-@pytest.mark.parametrize("how", ["stop", "pause", "deactivate"])
+@pytest.mark.parametrize("how", ["stop", "pause", "deactivate", "cleanup"])
 def test_a_hold_is_never_followed_by_the_action_of_a_frame_that_was_in_the_model(ros, how):
-    """A stop, pause or deactivate that comes while the model runs on a frame: the hold is the last
-    thing the controller gets; that frame's action is dropped and counted ``overtaken``."""
+    """A stop, pause, deactivate or cleanup (the model and the publishers dropped) that comes while the
+    model runs on a frame: the hold is the last thing the controller gets; that frame's action is
+    dropped and counted ``overtaken``, not an inference error."""
     ns = f"/overtake_{how}"
     h = Harness(ros, ns)
     sent = []  # what reached the controller, in order
@@ -710,10 +711,14 @@ def test_a_hold_is_never_followed_by_the_action_of_a_frame_that_was_in_the_model
         node._on_pause(type("Request", (), {"data": True})(), type("Response", (), {})())
     else:
         node.trigger_deactivate()
+        if how == "cleanup":
+            node.trigger_cleanup()
+            assert node.policy is None
     after = settled(node)
     time.sleep(0.3)  # anything published reaches the client
     assert sent[-1] == "hold", sent
     assert after["overtaken"] == before["overtaken"] + 1 and after["outputs"] == before["outputs"]
+    assert after["inference_errors"] == before["inference_errors"]
 
 
 def test_diagnostics_keep_coming_under_sim_time_without_a_clock(ros):

@@ -167,15 +167,17 @@ class VLANode(LifecycleNode):
 
     def _release(self) -> None:
         """Drop the topics and the model (cleanup, shutdown, destroy)."""
-        self.intake.drop()
-        for s in self._io:
-            self.destroy_subscription(s)
-        if self.outputs is not None:
-            self.outputs.release()
-        for timer in (self._timer, self.control and self.control.timer):
-            if timer is not None:
-                self.destroy_timer(timer)
-        self._io, self.outputs, self._timer, self._camera, self.policy, self.control = [], None, None, None, None, None
+        with self._out_gate:  # not while an inference publishes its outputs
+            self.intake.drop()
+            for s in self._io:
+                self.destroy_subscription(s)
+            if self.outputs is not None:
+                self.outputs.release()
+            for timer in (self._timer, self.control and self.control.timer):
+                if timer is not None:
+                    self.destroy_timer(timer)
+            self._io, self.outputs, self._timer, self._camera = [], None, None, None
+            self.policy = self.control = None
         gc.collect()  # the model's tensors, now, and their pages back to the OS (a reconfigure loads another)
         release_freed_memory()
 
@@ -304,7 +306,8 @@ class VLANode(LifecycleNode):
         if expired:
             self.ledger.count("instruction_timeouts")
             self.get_logger().warning("no instruction for instruction_timeout seconds: task stopped")
-        if not self.active:
+        pol, control = self.policy, self.control  # a cleanup may drop them while the model runs
+        if not self.active or pol is None:
             return "inactive", None
         if self.paused:
             return "paused", None
@@ -315,33 +318,31 @@ class VLANode(LifecycleNode):
             self.hold(WAITS[wait][0])
             return wait, None
         if changed := gen != self._policy_task:  # a new (or restarted) task: fresh history, cached text
-            self.policy.reset(text)
+            pol.reset(text)
             self._policy_task = gen
         origin, positions = 0, joints[1]  # row 0's tick; forecast: the targets commanded for then
-        if self.control is not None:
-            origin, positions = self.control.start(positions, self._forecast, reset=changed)
-        step = self.policy.act({self.cameras[0]: frame.rgb, **views}, positions, joints[2], frame.stamp,
-                               p["min_agreement"])
-        rnd = self.policy.random_weights
+        if control is not None:
+            origin, positions = control.start(positions, self._forecast, reset=changed)
+        step = pol.act({self.cameras[0]: frame.rgb, **views}, positions, joints[2], frame.stamp, p["min_agreement"])
         self.scores = (step.agreement, step.ood)
         stamp, frame_id = ns_to_stamp(frame.stamp), frame.frame_id  # every output carries the frame's header
-        if step.refused:  # the words do not fit the scene: do not act on them
-            self.outputs.scores(step, stamp, frame_id)
-            self._log("instruction_mismatch", f"instruction–scene agreement {step.agreement:.3f} < min_agreement "
-                                              f"{p['min_agreement']}: holding")
-            self.hold("the instruction does not fit the scene")
-            return "instruction_mismatch", step.seconds
-        with self._out_gate:  # a stop, pause or deactivate while the model ran: its hold stands
+        with self._out_gate:  # a stop, pause, deactivate or cleanup while the model ran: its hold stands
             if not self.active or self.paused or self.inputs.task()[0] != gen:
                 return "overtaken", step.seconds
-            if self.control is not None:  # executed at the control rate (_command)
-                self.control.add(step.actions, origin)
+            if step.refused:  # the words do not fit the scene: do not act on them
+                self.outputs.scores(step, stamp, frame_id)
+                self._log("instruction_mismatch", f"instruction–scene agreement {step.agreement:.3f} < "
+                                                  f"min_agreement {p['min_agreement']}: holding")
+                self.hold("the instruction does not fit the scene")
+                return "instruction_mismatch", step.seconds
+            if control is not None:  # executed at the control rate (_command)
+                control.add(step.actions, origin)
             elif self._send_actions:  # the action first: it is what a controller waits for
                 self.outputs.action(step.actions, stamp, frame_id, self._control_period())
                 self._holding = False
                 self.goals.acted(gen)
-        mc = self.policy.model_config
-        self.outputs.step(step, stamp, frame_id, mc.bins, mc.fusion, rnd)
+            mc = pol.model_config
+            self.outputs.step(step, stamp, frame_id, mc.bins, mc.fusion, pol.random_weights)
         self.joint_lag = frame.stamp / 1e9 - joints[0]
         return "outputs", step.seconds
 
