@@ -241,15 +241,19 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         model.load_state_dict(ck.get("train_model", ck["model"]))
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
-        for name in ("weighting", "chunk_encoder"):  # the objective's own parameters
+        for name in ("weighting", "chunk_encoder"):  # the objective's own parameters (raw ones under ema)
             if getattr(objective, name) is not None:
-                getattr(objective, name).load_state_dict(ck[name])
+                getattr(objective, name).load_state_dict(ck.get(f"train_{name}", ck[name]))
         start = int(ck["step"])
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at step %d", last, start)
     ema = WeightAverage(model, tc.ema) if tc.ema and main else None  # only rank 0 checkpoints
+    # the chunk encoder embeds into the averaged model's space, so it is averaged with it
+    chunk_ema = WeightAverage(objective.chunk_encoder, tc.ema) if ema and objective.chunk_encoder else None
     if ema is not None and start:
         ema.model.load_state_dict(ck["model"])
+        if chunk_ema is not None:
+            chunk_ema.model.load_state_dict(ck["chunk_encoder"])
     # the model's gradients and the chunk encoder's (an alignment modality) are clipped together
     clipped = [*model.parameters(), *(objective.chunk_encoder.parameters() if objective.chunk_encoder else ())]
     net = objective
@@ -278,6 +282,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
             return save_checkpoint(last, model, cfg, tokenizer, extra)
         # the averaged weights are what the checkpoint serves; the raw ones are what training resumes
         extra["train_model"] = model.state_dict()
+        if chunk_ema is not None:
+            extra["train_chunk_encoder"], extra["chunk_encoder"] = extra["chunk_encoder"], chunk_ema.model.state_dict()
         if step == tc.steps:  # the final raw weights as a checkpoint of their own, to compare
             save_checkpoint(out_dir / "raw.pt", model, cfg, tokenizer, {"step": step, "data": str(data)})
         return save_checkpoint(last, ema.model, cfg, tokenizer, extra)
@@ -303,8 +309,9 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
             torch.nn.utils.clip_grad_norm_(clipped, tc.grad_clip)
         opt.step()
         sched.step()
-        if ema is not None:
-            ema.update(step)
+        for avg in (ema, chunk_ema):
+            if avg is not None:
+                avg.update(step)
         if log_now and main:
             row = [step + 1, loss.item(), m["action_ce"].item(), m["contrastive"].item(), m["token_acc"].item(),
                    sched.get_last_lr()[0], m["temperature"].item(), conflict["conflict"], conflict["null"],
