@@ -46,12 +46,14 @@ def save_checkpoint(path, model: TriModalModel, cfg: Config, tokenizer: ActionTo
     return atomic_save(payload, path)
 
 
-def read_checkpoint(path) -> Dict[str, Any]:
+def read_checkpoint(path, mmap: bool = False) -> Dict[str, Any]:
+    """The checkpoint's dict, checked; ``mmap``: tensors are read from the file when used (one part of
+    a checkpoint whose model is loaded elsewhere)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as e:  # also a pickle that asks to run code: weights_only refuses it
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"checkpoint {path} is corrupt, not a checkpoint, or holds objects other than "

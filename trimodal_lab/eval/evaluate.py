@@ -303,8 +303,7 @@ def plots(report: Dict[str, object], out: Path) -> None:
 def demonstrated_chunk_embeddings(checkpoint, policy, res) -> Optional[np.ndarray]:
     """(N, D) with a checkpoint trained with ``train.align_action: chunk``: the recorded action chunks
     through the training-only encoder it carries, the "action" its alignment term used (the proprio
-    embedding was never aligned there); else None. The encoder is training's own: with ``train.ema``
-    the image and text embeddings are the averaged model's, this one is not."""
+    embedding was never aligned there); else None. With ``train.ema`` it is averaged as the model is."""
     if checkpoint is None or policy.config.train.align_action != "chunk":
         return None
     import torch
@@ -312,7 +311,7 @@ def demonstrated_chunk_embeddings(checkpoint, policy, res) -> Optional[np.ndarra
     from trimodal_ros.checkpoint import read_checkpoint
     from trimodal_ros.model.objective import ActionChunkEncoder
 
-    state = read_checkpoint(checkpoint).get("chunk_encoder")
+    state = read_checkpoint(checkpoint, mmap=True).get("chunk_encoder")  # the model is loaded already
     if state is None:
         return None
     enc = ActionChunkEncoder.for_model(policy.config.model)
