@@ -51,6 +51,7 @@ def _plan(tmp_path, **change):
     ({"cells": {"a": {"seeds": [1], "overrides": {"fusion": "qformer"}}}, "primary": [], "secondary": []},
      "<section>.<key>"),
     ({"cells": {"A b": {"seeds": [1]}}, "primary": [], "secondary": []}, "name"),
+    ({"analysis": {"alpha": 0.05, "effect": 0.05, "bootstrap": 100, "resample": "layout"}}, "resample"),
 ])
 def test_a_bad_plan_is_refused_with_the_reason(tmp_path, change, words):
     with pytest.raises(ConfigError, match=words):
@@ -167,23 +168,41 @@ def test_holm_and_the_paired_bootstrap():
     assert np.all(same == 0)  # one seed each, the same outcomes: no difference in any resample of the cases
     spread = R.paired_bootstrap(b, b, 500)  # three seeds each: resampling the seeds adds their spread
     assert abs(spread.mean()) < 0.01 and spread.std() > 0
+    # a scene's two wordings succeed together: resampling scenes sees the doubled-up outcomes as one
+    scene = (rng.random((1, 200)) < 0.5).astype(float)
+    twice, none = np.repeat(scene, 2, axis=1), np.zeros((1, 400))
+    by_case = R.paired_bootstrap(twice, none, 2000).std()
+    by_scene = R.paired_bootstrap(twice, none, 2000, groups=np.repeat(np.arange(200), 2)).std()
+    assert 1.25 < by_scene / by_case < 1.6  # about sqrt(2)
 
 
 def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path):
     for seed in (5, 6):
         S.result_path("random_weights", seed).parent.mkdir(parents=True, exist_ok=True)
-        S.result_path("random_weights", seed).write_text(json.dumps({"episodes": [
+        S.result_path("random_weights", seed).write_text(json.dumps({"cell": "random_weights", "seed": seed,
+                                                                     "episodes": [
             {"task": "reach-v3", "layout": x, "wording": w, "split": "test", "success": False}
             for w in ("train", "heldout") for x in (1000, 1001)]}))
     text = Path(R.write_report(study)).read_text()
     assert "expert_s0" in text and "waiting for runs" in text  # the reference has no run yet
-    S.result_path("expert", 0).write_text(json.dumps({"episodes": [
-        {"task": "reach-v3", "layout": x, "wording": w, "split": "test", "success": True}
-        for w in ("train", "heldout") for x in (1000, 1001)]}))
+    episodes = [{"task": "reach-v3", "layout": x, "wording": w, "split": "test", "success": True}
+                for w in ("train", "heldout") for x in (1000, 1001)]
+    for bad, words in (({"cell": "expert", "seed": 1, "episodes": episodes}, "not its name's"),
+                       ({"cell": "expert", "seed": 0, "episodes": episodes + episodes[:1]}, "3 distinct|4 distinct"),
+                       ({"cell": "expert", "seed": 0, "episodes": episodes[:3]}, "test set has 4")):
+        S.result_path("expert", 0).write_text(json.dumps(bad))  # a file that would be counted wrongly
+        with pytest.raises(ConfigError, match=words):
+            R.write_report(study)
+    S.result_path("expert", 0).write_text(json.dumps({"cell": "expert", "seed": 0, "episodes": episodes}))
     text = Path(R.write_report(study)).read_text()
     assert "| random_weights − expert | -1.000 |" in text and "Missing runs (0 of 3)" in text
-    assert "one seed per cell: none yet" in text  # the expert has one seed: its interval omits seed variation
+    assert "| < 0.0002 |" in text and "| harm |" in text  # every planned seed in: a verdict; p never 0
     assert "| expert − random_weights | +1.000 |" in text.split("## Secondary contrasts")[1]
+    d = yaml.safe_load((tmp_path / "plan.yaml").read_text())
+    d["cells"]["expert"]["seeds"] = [0, 1]
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(d))
+    text = Path(R.write_report(P.load_plan(tmp_path / "plan.yaml"))).read_text()
+    assert "1/2 seeds: none yet" in text  # no interim verdict
 
 
 def test_an_arm_has_its_own_test_set_and_training_bags_and_pairs_only_within_itself(study, tmp_path, monkeypatch):
@@ -211,7 +230,8 @@ def test_an_arm_has_its_own_test_set_and_training_bags_and_pairs_only_within_its
     r = json.loads(Path(S.run("other.random_weights", 5, plan, device="cpu", progress=False)).read_text())
     assert [(e["task"], e["layout"], e["wording"]) for e in r["episodes"]] == [
         ("push-v3", 1000, "train"), ("push-v3", 1001, "train"), ("push-v3", 1000, "empty"), ("push-v3", 1001, "empty")]
-    S.result_path("other.expert", 0).write_text(json.dumps({"episodes": [  # done when told, not when not
+    S.result_path("other.expert", 0).write_text(json.dumps({"cell": "other.expert", "seed": 0, "episodes": [
+        # done when told, not when not
         {"task": "push-v3", "layout": x, "wording": w, "split": "test", "success": w == "train"}
         for w in ("train", "empty") for x in (1000, 1001)]}))
     S.run("expert", 0, plan, progress=False)

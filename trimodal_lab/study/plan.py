@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 STUDY = REPO / "docs" / "results" / "study"
 PLAN = STUDY / "plan.yaml"
 KINDS = ("train", "expert", "random_weights")  # a trained policy, or a baseline that trains nothing
+RESAMPLE = ("case", "scene")  # the bootstrap's unit
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.+-]*$")
 
 
@@ -66,6 +67,8 @@ class Plan:
     bootstrap: int
     secondary: Tuple[Tuple[str, str], ...] = ()  # reported with uncorrected p: what the primaries do not decide
     arms: Dict[str, TestSet] = field(default_factory=dict)  # other test sets (another task set), by name
+    resample: str = "case"            # the bootstrap's unit: "case" (task, layout, wording) or "scene"
+                                      # (task, layout) with all its wordings, whose rollouts are correlated
 
     def test(self, cell: str) -> TestSet:
         """The training bags and test cases of ``cell``: the plan's own, or its arm's."""
@@ -158,7 +161,10 @@ def load_plan(path: Path = PLAN) -> Plan:
                 cells=cells, primary=primary,
                 alpha=_get(analysis, "alpha", float, f"{path}: analysis"),
                 effect=_get(analysis, "effect", float, f"{path}: analysis"),
-                bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"), secondary=secondary, arms=arms)
+                bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"), secondary=secondary, arms=arms,
+                resample=analysis.get("resample", "case"))
+    if plan.resample not in RESAMPLE:
+        raise ConfigError(f"{path}: analysis: resample must be one of {RESAMPLE}, got {plan.resample!r}")
     for c in cells.values():  # every trained cell's configuration must validate now, not at its turn
         if c.kind == "train":
             cell_config(plan, c.name, c.seeds[0])

@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from statistics import NormalDist
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from trimodal_ros.io import atomic_savefig, atomic_write_text
+from trimodal_ros.schema import ConfigError
 
 from .plan import STUDY, Plan, load_plan
 from .runner import missing, result_path
@@ -21,14 +22,26 @@ Case = Tuple[str, int, str]  # (task, layout, wording)
 
 
 def load_runs(plan: Plan) -> Dict[str, Dict[int, Dict[Case, bool]]]:
-    """{cell: {seed: {case: success}}} of the result files that exist."""
+    """{cell: {seed: {case: success}}} of the result files that exist, each checked against its name
+    and its test set: a file that would be counted wrongly is an error, not a silent answer."""
+    from trimodal_lab.metaworld import parse_layouts
+    from trimodal_ros.data.instructions import resolve_tasks
+
     out: Dict[str, Dict[int, Dict[Case, bool]]] = {}
     for cell, seed in plan.runs():
         p = result_path(cell, seed)
-        if p.exists():
-            r = json.loads(p.read_text())
-            out.setdefault(cell, {})[seed] = {(e["task"], e["layout"], e["wording"]): bool(e["success"])
-                                              for e in r["episodes"]}
+        if not p.exists():
+            continue
+        r = json.loads(p.read_text())
+        if (r.get("cell"), r.get("seed")) != (cell, seed):
+            raise ConfigError(f"{p}: holds cell {r.get('cell')!r} seed {r.get('seed')!r}, not its name's")
+        outcomes = {(e["task"], e["layout"], e["wording"]): bool(e["success"]) for e in r["episodes"]}
+        t = plan.test(cell)
+        want = len(resolve_tasks(t.tasks)) * len(parse_layouts(t.layouts)) * len(t.wordings)
+        if len(outcomes) != len(r["episodes"]) or len(outcomes) != want:
+            raise ConfigError(f"{p}: {len(r['episodes'])} episodes, {len(outcomes)} distinct cases; its test set "
+                              f"has {want}")
+        out.setdefault(cell, {})[seed] = outcomes
     return out
 
 
@@ -37,14 +50,20 @@ def matrix(runs: Dict[int, Dict[Case, bool]], cases: List[Case]) -> np.ndarray:
     return np.array([[runs[s][c] for c in cases] for s in sorted(runs)], dtype=float)
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, reps: int, seed: int = 0) -> np.ndarray:
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, reps: int, seed: int = 0,
+                     groups: Optional[np.ndarray] = None) -> np.ndarray:
     """Bootstrap distribution of mean(a) − mean(b) for (seeds, cases) outcome matrices on the same
-    cases: resample the cases (shared by both cells: the pairing), then each cell's seeds."""
+    cases: resample the cases (shared by both cells: the pairing), or with ``groups`` (a cluster id
+    per case, equal-sized clusters) whole clusters of cases; then each cell's seeds."""
     rng = np.random.default_rng(seed)
-    n = a.shape[1]
+    if groups is None:
+        members = np.arange(a.shape[1])[:, None]
+    else:  # (clusters, size) case indices
+        members = np.stack([np.flatnonzero(groups == g) for g in np.unique(groups)])
+    n = len(members)
     out = np.empty(reps)
     for r in range(reps):
-        idx = rng.integers(0, n, n)
+        idx = members[rng.integers(0, n, n)].ravel()
         sa = a[rng.integers(0, a.shape[0], a.shape[0])][:, idx]
         sb = b[rng.integers(0, b.shape[0], b.shape[0])][:, idx]
         out[r] = sa.mean() - sb.mean()
@@ -61,10 +80,11 @@ def holm(pvalues: List[float]) -> List[float]:
     return adj
 
 
-def contrast(a: np.ndarray, b: np.ndarray, plan: Plan, m: int) -> Dict[str, float]:
-    """The paired difference a − b, its 95% interval and two-sided bootstrap p, and the smallest
-    difference detected at 80% power at the Holm-strictest level alpha / m."""
-    boot = paired_bootstrap(a, b, plan.bootstrap)
+def contrast(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], plan: Plan, m: int) -> Dict[str, float]:
+    """The paired difference a − b, its 95% interval and two-sided bootstrap p (resampling ``groups``'
+    clusters of cases, if given), and the smallest difference detected at 80% power at the
+    Holm-strictest level alpha / m."""
+    boot = paired_bootstrap(a, b, plan.bootstrap, groups=groups)
     d = float(a.mean() - b.mean())
     se = float(boot.std(ddof=1))
     p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
@@ -93,10 +113,13 @@ def analyse(plan: Plan) -> Dict[str, object]:
 
     def pair(t: str, r: str):
         on = scored[plan.cells[t].arm]
-        return matrix(runs[t], on), matrix(runs[r], on)
+        scenes = {sc: i for i, sc in enumerate(sorted({c[:2] for c in on}))}
+        groups = np.array([scenes[c[:2]] for c in on]) if plan.resample == "scene" else None
+        return matrix(runs[t], on), matrix(runs[r], on), groups
 
     ready = [(t, r) for t, r in plan.primary if t in runs and r in runs]
     rows = [dict(treatment=t, reference=r, seeds=min(len(runs[t]), len(runs[r])),
+                 planned=min(len(plan.cells[t].seeds), len(plan.cells[r].seeds)),
                  **contrast(*pair(t, r), plan, len(plan.primary))) for t, r in ready]
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
@@ -126,13 +149,18 @@ def _cells_table(plan: Plan, a: Dict[str, object], arm: str) -> List[str]:
 
 
 def _verdict(row: Dict[str, float], plan: Plan) -> str:
-    if row["seeds"] < 2:  # the interval then holds the cases' variation only, not the seeds'
-        return "one seed per cell: none yet"
+    if row["seeds"] < row["planned"]:  # no interim looks: a verdict only on every planned seed
+        return f"{row['seeds']}/{row['planned']} seeds: none yet"
     if row["p_holm"] < plan.alpha and abs(row["diff"]) >= plan.effect:
         return "effect" if row["diff"] > 0 else "harm"
     if row["lo"] > -plan.effect and row["hi"] < plan.effect:
         return f"no effect ≥ {plan.effect:.2f}"
     return "undecided"
+
+
+def _p(p: float, floor: float) -> str:
+    """A bootstrap p: never 0, only below the smallest value its resamples resolve (``floor``)."""
+    return f"< {floor:.4f}" if p == 0 else f"{p:.3f}" if p >= 0.001 else f"{p:.4f}"
 
 
 def write_report(plan: Plan = None) -> Path:
@@ -152,18 +180,22 @@ def write_report(plan: Plan = None) -> Path:
                   f"the same first frame) success counts the scene's own task: lower means the words were followed. "
                   f"\"success\", the seeds' figures and the contrasts pool {', '.join(t.pooled)}.",
                   ""] + _cells_table(plan, a, arm)
+    unit = ("the scenes (task, layout), each with all its wordings, whose rollouts are correlated"
+            if plan.resample == "scene" else "the cases")
     lines += ["", "## Primary contrasts", "",
-              f"Paired by case; 95% interval from a two-level bootstrap ({plan.bootstrap} resamples of the cases, "
+              f"Paired by case; 95% interval from a two-level bootstrap ({plan.bootstrap} resamples of {unit}, "
               f"then of each cell's seeds); p two-sided from the same bootstrap, Holm over the "
               f"{len(plan.primary)} primary contrasts; detectable: the difference found at 80% power at "
-              f"α = {plan.alpha}/{len(plan.primary)}. An effect needs Holm p < {plan.alpha} and |difference| ≥ "
-              f"{plan.effect}. With one seed in a cell the interval holds only the cases' variation, not the "
-              f"seeds': no verdict is drawn before each cell of a contrast has two.", "",
+              f"α = {plan.alpha}/{len(plan.primary)}, from the observed spread. An effect needs Holm p < "
+              f"{plan.alpha} and |difference| ≥ {plan.effect}. No verdict is drawn before both cells of a "
+              f"contrast have every planned seed (no interim looks); until then the interval holds the cases' "
+              f"variation and only part of the seeds'.", "",
               "| treatment − reference | difference | 95% interval | p (Holm) | detectable | verdict |",
               "|---|---|---|---|---|---|"]
     for r in a["contrasts"]:
+        holm_p = _p(r["p_holm"], 2 * len(plan.primary) / plan.bootstrap)
         lines.append(f"| {r['treatment']} − {r['reference']} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
-                     f"{r['p_holm']:.3f} | {r['mde']:.3f} | {_verdict(r, plan)} |")
+                     f"{holm_p} | {r['mde']:.3f} | {_verdict(r, plan)} |")
     done = {(r["treatment"], r["reference"]) for r in a["contrasts"]}
     for t, ref in plan.primary:
         if (t, ref) not in done:
@@ -177,8 +209,8 @@ def write_report(plan: Plan = None) -> Path:
         for t, ref in plan.secondary:
             r = done.get((t, ref))
             lines.append(f"| {t} − {ref} | waiting for runs | | | |" if r is None else
-                         f"| {t} − {ref} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | {r['p']:.3f} | "
-                         f"{r['mde']:.3f} |")
+                         f"| {t} − {ref} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
+                         f"{_p(r['p'], 2 / plan.bootstrap)} | {r['mde']:.3f} |")
     lines += ["", f"## Missing runs ({len(a['missing'])} of {len(plan.runs())})", ""]
     lines += [", ".join(f"{c}_s{s}" for c, s in a["missing"]) or "none"]
     if a["cells"]:
