@@ -143,6 +143,26 @@ def test_a_run_writes_one_result_file_resumes_and_is_not_repeated(study, tmp_pat
     assert [c for c, _ in S.missing(study)] == ["expert"]
 
 
+def test_wordings_that_repeat_a_rollout_are_rolled_out_once(study, tmp_path, monkeypatch):
+    """No words at all under each wording, or the expert (which reads none): one rollout per task,
+    counted under every wording."""
+    import trimodal_lab.sim.rollout as ro
+
+    d = yaml.safe_load((tmp_path / "plan.yaml").read_text())
+    d["cells"]["blind"] = {"kind": "random_weights", "seeds": [5], "rollout_instructions": "empty"}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(d))
+    plan = P.load_plan(tmp_path / "plan.yaml")
+    calls = []
+    for name in ("rollout_in_process", "expert_success_on"):
+        orig = getattr(ro, name)
+        monkeypatch.setattr(ro, name, lambda *a, _f=orig, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    for cell, seed, fn in (("blind", 5, "rollout_in_process"), ("expert", 0, "expert_success_on")):
+        r = json.loads(Path(S.run(cell, seed, plan, device="cpu", progress=False)).read_text())
+        assert calls.count(fn) == 1, calls  # one task, two wordings: one rollout
+        by = {w: [e["success"] for e in r["episodes"] if e["wording"] == w] for w in ("train", "heldout")}
+        assert len(by["train"]) == 2 and by["train"] == by["heldout"]
+
+
 def test_a_locked_run_is_refused_and_a_dead_holders_lock_taken_over(study):
     import os
     import socket

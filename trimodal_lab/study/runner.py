@@ -128,7 +128,9 @@ def _policy(plan: Plan, cell: str, seed: int, work: Path, device: str, progress:
 def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: str, progress: bool) -> List[Dict]:
     """Every test case in every wording, task by task; each finished task is kept in
     ``work/test_progress.json`` so an interruption loses at most one task's episodes. A checkpoint
-    other than the one the rollout started with is refused (that would be a second rollout)."""
+    other than the one the rollout started with is refused (that would be a second rollout). Wordings
+    that would repeat the same rollouts (no words at all; the expert, which reads none) are rolled out
+    once and counted under each."""
     from trimodal_ros.data.instructions import resolve_tasks
     from trimodal_lab.metaworld import parse_layouts
     from trimodal_lab.sim.rollout import RolloutSpec, episode_plan, expert_success_on, rollout_in_process
@@ -140,19 +142,27 @@ def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: st
     if prog["checkpoint_sha256"] != ckpt:
         raise RunRefused(f"{work.name}: the test rollout began with another checkpoint; a second one is not allowed")
     scenes: dict = {}
+    rolled: Dict[tuple, str] = {}  # what one rollout answers for every wording it would repeat: the key it is under
     try:
         for wording in test.wordings:
             condition = plan.cells[cell].rollout_instructions or wording
             for task in tasks:
                 key = f"{wording}/{task}"
+                same = ("expert" if policy is None else condition, task)  # the expert reads no words
                 if key in prog["done"]:
+                    rolled.setdefault(same, key)
                     continue
-                episodes = episode_plan([task], 0, seed=test.wording_seed, instructions=condition, layouts=layouts)
-                if policy is None:  # the scripted expert
-                    rep = expert_success_on(episodes, test.max_steps)
+                if same in rolled:  # the same rollouts (deterministic): counted under this wording too
+                    rep = {"episodes": prog["done"][rolled[same]]}
                 else:
-                    rep = rollout_in_process(policy, RolloutSpec(plan=episodes, max_steps=test.max_steps,
-                                                                 size=test.size), scenes=scenes, progress=progress)
+                    episodes = episode_plan([task], 0, seed=test.wording_seed, instructions=condition,
+                                            layouts=layouts)
+                    if policy is None:  # the scripted expert
+                        rep = expert_success_on(episodes, test.max_steps)
+                    else:
+                        rep = rollout_in_process(policy, RolloutSpec(plan=episodes, max_steps=test.max_steps,
+                                                                     size=test.size), scenes=scenes, progress=progress)
+                    rolled[same] = key
                 prog["done"][key] = [{"task": e["task"], "layout": e["layout"], "wording": wording, "split": "test",
                                       "success": bool(e["success"])} for e in rep["episodes"]]
                 atomic_write_json(prog_path, prog)
