@@ -23,11 +23,11 @@ while :; do
     continue
   fi
   fails=0
-  .venv/bin/trimodal-study report >>runs/study/worker.log 2>&1
+  report=(docs/results/study/report.md docs/results/study/report_success.png)
+  .venv/bin/trimodal-study report >>runs/study/worker.log 2>&1 || report=()  # a stale report is not committed
   for _ in 1 2 3 4 5; do
-    git add "$f" docs/results/study/report.md docs/results/study/report_success.png 2>/dev/null &&
-      git commit -q -m "study: $(basename "$f" .json)" -- "$f" docs/results/study/report.md \
-        docs/results/study/report_success.png && break
+    git add "$f" "${report[@]}" 2>/dev/null &&
+      git commit -q -m "study: $(basename "$f" .json)" -- "$f" "${report[@]}" && break
     sleep 5
   done
 done

@@ -194,6 +194,12 @@ def test_holm_and_the_paired_bootstrap():
     by_case = R.paired_bootstrap(twice, none, 2000).std()
     by_scene = R.paired_bootstrap(twice, none, 2000, groups=np.repeat(np.arange(200), 2)).std()
     assert 1.25 < by_scene / by_case < 1.6  # about sqrt(2)
+    cases = [(t, x, w) for w in ("train", "empty") for t in ("drawer-open-v3@lang", "drawer-close-v3@lang",
+                                                            "reach-v3") for x in (1000, 1001)]
+    ids = R.scene_ids(cases)  # one first frame: every wording, and both tasks of a language pair
+    assert len(set(ids)) == 4 and ids[0] == ids[2] == ids[6] == ids[8] and ids[0] != ids[4]
+    with pytest.raises(ValueError, match="unequal size"):
+        R.paired_bootstrap(twice[:, :3], none[:, :3], 10, groups=np.array([0, 0, 1]))
 
 
 def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path):
@@ -222,7 +228,7 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
     d["cells"]["expert"]["seeds"] = [0, 1]
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(d))
     text = Path(R.write_report(P.load_plan(tmp_path / "plan.yaml"))).read_text()
-    assert "1/2 seeds: none yet" in text  # no interim verdict
+    assert "1 seed(s) of the planned: none yet" in text  # no interim verdict
 
 
 def test_an_arm_has_its_own_test_set_and_training_bags_and_pairs_only_within_itself(study, tmp_path, monkeypatch):

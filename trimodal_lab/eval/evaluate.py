@@ -303,7 +303,8 @@ def plots(report: Dict[str, object], out: Path) -> None:
 def demonstrated_chunk_embeddings(checkpoint, policy, res) -> Optional[np.ndarray]:
     """(N, D) with a checkpoint trained with ``train.align_action: chunk``: the recorded action chunks
     through the training-only encoder it carries, the "action" its alignment term used (the proprio
-    embedding was never aligned there); else None. With ``train.ema`` it is averaged as the model is."""
+    embedding was never aligned there); else None. With ``train.ema`` it is averaged as the model is
+    (in checkpoints written before that was so, it is the last step's weights)."""
     if checkpoint is None or policy.config.train.align_action != "chunk":
         return None
     import torch

@@ -10,6 +10,7 @@ on another task's phrasing.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Dict, List
 
 import numpy as np
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     from trimodal_ros.data.instructions import resolve_tasks
 
     embed = embedder()
-    user = yaml.safe_load(open(args.wordings)) if args.wordings else {}
+    user = yaml.safe_load(Path(args.wordings).read_text()) if args.wordings else {}
     for name in ("mt10", "lang"):
         tasks = resolve_tasks(name)
         print(f"## {name}")

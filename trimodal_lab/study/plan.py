@@ -67,8 +67,8 @@ class Plan:
     bootstrap: int
     secondary: Tuple[Tuple[str, str], ...] = ()  # reported with uncorrected p: what the primaries do not decide
     arms: Dict[str, TestSet] = field(default_factory=dict)  # other test sets (another task set), by name
-    resample: str = "case"            # the bootstrap's unit: "case" (task, layout, wording) or "scene"
-                                      # (task, layout) with all its wordings, whose rollouts are correlated
+    resample: str = "scene"           # the bootstrap's unit: "scene" (a first frame, every case starting
+                                      # from it: correlated) or "case" (task, layout, wording)
 
     def test(self, cell: str) -> TestSet:
         """The training bags and test cases of ``cell``: the plan's own, or its arm's."""
@@ -162,7 +162,7 @@ def load_plan(path: Path = PLAN) -> Plan:
                 alpha=_get(analysis, "alpha", float, f"{path}: analysis"),
                 effect=_get(analysis, "effect", float, f"{path}: analysis"),
                 bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"), secondary=secondary, arms=arms,
-                resample=analysis.get("resample", "case"))
+                resample=analysis.get("resample", "scene"))
     if plan.resample not in RESAMPLE:
         raise ConfigError(f"{path}: analysis: resample must be one of {RESAMPLE}, got {plan.resample!r}")
     for c in cells.values():  # every trained cell's configuration must validate now, not at its turn

@@ -59,7 +59,10 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, reps: int, seed: int = 0,
     if groups is None:
         members = np.arange(a.shape[1])[:, None]
     else:  # (clusters, size) case indices
-        members = np.stack([np.flatnonzero(groups == g) for g in np.unique(groups)])
+        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+        if len({len(m) for m in members}) != 1:
+            raise ValueError(f"clusters of unequal size {sorted({len(m) for m in members})}: a test set is incomplete")
+        members = np.stack(members)
     n = len(members)
     out = np.empty(reps)
     for r in range(reps):
@@ -68,6 +71,16 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, reps: int, seed: int = 0,
         sb = b[rng.integers(0, b.shape[0], b.shape[0])][:, idx]
         out[r] = sa.mean() - sb.mean()
     return out
+
+
+def scene_ids(cases: List[Case]) -> np.ndarray:
+    """A cluster id per case: its first frame, the same for every wording of a (task, layout) and for
+    the tasks of a language-critical pair, which start from one scene at a layout."""
+    from trimodal_ros.data.language_tasks import layout_key
+
+    keys = [(layout_key(task), layout) for task, layout, _ in cases]
+    index = {k: i for i, k in enumerate(sorted(set(keys)))}
+    return np.array([index[k] for k in keys])
 
 
 def holm(pvalues: List[float]) -> List[float]:
@@ -113,13 +126,12 @@ def analyse(plan: Plan) -> Dict[str, object]:
 
     def pair(t: str, r: str):
         on = scored[plan.cells[t].arm]
-        scenes = {sc: i for i, sc in enumerate(sorted({c[:2] for c in on}))}
-        groups = np.array([scenes[c[:2]] for c in on]) if plan.resample == "scene" else None
+        groups = scene_ids(on) if plan.resample == "scene" else None
         return matrix(runs[t], on), matrix(runs[r], on), groups
 
     ready = [(t, r) for t, r in plan.primary if t in runs and r in runs]
     rows = [dict(treatment=t, reference=r, seeds=min(len(runs[t]), len(runs[r])),
-                 planned=min(len(plan.cells[t].seeds), len(plan.cells[r].seeds)),
+                 complete=all(len(runs[c]) == len(plan.cells[c].seeds) for c in (t, r)),
                  **contrast(*pair(t, r), plan, len(plan.primary))) for t, r in ready]
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
@@ -149,8 +161,8 @@ def _cells_table(plan: Plan, a: Dict[str, object], arm: str) -> List[str]:
 
 
 def _verdict(row: Dict[str, float], plan: Plan) -> str:
-    if row["seeds"] < row["planned"]:  # no interim looks: a verdict only on every planned seed
-        return f"{row['seeds']}/{row['planned']} seeds: none yet"
+    if not row["complete"]:  # no interim looks: a verdict only on every planned seed of both cells
+        return f"{row['seeds']} seed(s) of the planned: none yet"
     if row["p_holm"] < plan.alpha and abs(row["diff"]) >= plan.effect:
         return "effect" if row["diff"] > 0 else "harm"
     if row["lo"] > -plan.effect and row["hi"] < plan.effect:
@@ -180,7 +192,8 @@ def write_report(plan: Plan = None) -> Path:
                   f"the same first frame) success counts the scene's own task: lower means the words were followed. "
                   f"\"success\", the seeds' figures and the contrasts pool {', '.join(t.pooled)}.",
                   ""] + _cells_table(plan, a, arm)
-    unit = ("the scenes (task, layout), each with all its wordings, whose rollouts are correlated"
+    unit = ("the scenes (a first frame: every wording of a task's layout, both tasks of a language pair's), "
+            "whose rollouts are correlated"
             if plan.resample == "scene" else "the cases")
     lines += ["", "## Primary contrasts", "",
               f"Paired by case; 95% interval from a two-level bootstrap ({plan.bootstrap} resamples of {unit}, "

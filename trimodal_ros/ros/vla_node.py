@@ -197,10 +197,12 @@ class VLANode(LifecycleNode):
 
     def _ingest_inputs(self) -> None:
         """Before a frame is used, take the instructions, joint states and other cameras' frames
-        already received: the joint state published just before the frame must not lose the race to it."""
-        for sub in self._io[:-1]:
-            while (taken := take_waiting(sub)) is not None:
-                sub.callback(*taken[:2 if sub.callback == self._on_instruction else 1])
+        already received: the joint state published just before the frame must not lose the race to it.
+        Under the output gate, so a cleanup does not destroy a subscription being taken from."""
+        with self._out_gate:
+            for sub in self._io[:-1]:
+                while (taken := take_waiting(sub)) is not None:
+                    sub.callback(*taken[:2 if sub.callback == self._on_instruction else 1])
 
     def _on_tick(self) -> None:
         """rate_hz > 0: infer on the newest frame, if it is still fresh."""
@@ -327,8 +329,8 @@ class VLANode(LifecycleNode):
         self.scores = (step.agreement, step.ood)
         stamp, frame_id = ns_to_stamp(frame.stamp), frame.frame_id  # every output carries the frame's header
         with self._out_gate:  # a stop, pause, deactivate or cleanup while the model ran: its hold stands
-            if not self.active or self.paused or self.inputs.task()[0] != gen:
-                return "overtaken", step.seconds
+            if not self.active or self.paused or self.inputs.task()[0] != gen or pol is not self.policy:
+                return "overtaken", step.seconds  # (a reconfigure: another model, other outputs)
             if step.refused:  # the words do not fit the scene: do not act on them
                 self.outputs.scores(step, stamp, frame_id)
                 self._log("instruction_mismatch", f"instruction–scene agreement {step.agreement:.3f} < "

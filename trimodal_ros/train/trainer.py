@@ -285,7 +285,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         if chunk_ema is not None:
             extra["train_chunk_encoder"], extra["chunk_encoder"] = extra["chunk_encoder"], chunk_ema.model.state_dict()
         if step == tc.steps:  # the final raw weights as a checkpoint of their own, to compare
-            save_checkpoint(out_dir / "raw.pt", model, cfg, tokenizer, {"step": step, "data": str(data)})
+            save_checkpoint(out_dir / "raw.pt", model, cfg, tokenizer, {"step": step, "data": str(data),
+                            **({"chunk_encoder": extra["train_chunk_encoder"]} if chunk_ema else {})})
         return save_checkpoint(last, ema.model, cfg, tokenizer, extra)
 
     model.train()
