@@ -224,6 +224,11 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
     assert "| random_weights − expert | -1.000 |" in text and "Missing runs (0 of 3)" in text
     assert "| < 0.0002 |" in text and "| harm |" in text  # every planned seed in: a verdict; p never 0
     assert "| expert − random_weights | +1.000 |" in text.split("## Secondary contrasts")[1]
+    from trimodal_ros.data.instructions import paraphrases
+
+    table = text.split("| phrasing | random_weights |")[1].split("\n\n")[0]  # the words each case was given
+    assert {row.split(" | ")[0].strip("| ") for row in table.strip().splitlines()[1:]} <= set(
+        paraphrases("reach-v3", "heldout")) and "| 0.00 |" in table
     d = yaml.safe_load((tmp_path / "plan.yaml").read_text())
     d["cells"]["expert"]["seeds"] = [0, 1]
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(d))

@@ -137,7 +137,7 @@ def analyse(plan: Plan) -> Dict[str, object]:
         row["p_holm"] = p
     secondary = [dict(treatment=t, reference=r, **contrast(*pair(t, r), plan, 1))
                  for t, r in plan.secondary if t in runs and r in runs]
-    return {"cells": cells, "contrasts": rows, "secondary": secondary, "missing": missing(plan),
+    return {"runs": runs, "cells": cells, "contrasts": rows, "secondary": secondary, "missing": missing(plan),
             "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
 
 
@@ -157,6 +157,33 @@ def _cells_table(plan: Plan, a: Dict[str, object], arm: str) -> List[str]:
         lines.append(f"| {name} | {len(c['seeds'])}/{len(cell.seeds)} | {c['success']:.3f} | " +
                      " | ".join(f"{c['success_' + w]:.3f}" for w in wordings) + " | " +
                      ", ".join(f"{x:.3f}" for x in c["per_seed"]) + " |")
+    return lines
+
+
+def _phrasing_table(plan: Plan, runs: Dict[str, Dict[int, Dict[Case, bool]]], arm: str) -> List[str]:
+    """Success per held-out phrasing (pooled over a cell's seeds) of the cells of one test set: the
+    words each case was given, drawn again as the runner drew them, so a failure has a name."""
+    from trimodal_lab.metaworld import parse_layouts
+    from trimodal_lab.sim.rollout import episode_plan
+    from trimodal_ros.data.instructions import resolve_tasks
+
+    names = [n for n, c in plan.cells.items() if c.arm == arm and n in runs and not c.rollout_instructions
+             and c.kind != "expert"]  # the cells that read the words
+    if not names or "heldout" not in plan.test(names[0]).wordings:
+        return []
+    t = plan.test(names[0])
+    layouts, text = parse_layouts(t.layouts), {}
+    for task in resolve_tasks(t.tasks):
+        for _, layout, words in episode_plan([task], 0, seed=t.wording_seed, instructions="heldout", layouts=layouts):
+            text[(task, layout)] = words
+    rows = sorted(set(text.values()), key=lambda w: (next(k[0] for k, v in text.items() if v == w), w))
+    lines = ["", "Success per held-out phrasing (its cases, all seeds; the task's difficulty is in it too: compare "
+             "the cell's training-phrasing success on the task):", "",
+             "| phrasing | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for words in rows:
+        cases = [(task, layout, "heldout") for (task, layout), v in text.items() if v == words]
+        cells = [np.mean([seed[c] for seed in runs[n].values() for c in cases]) for n in names]
+        lines.append(f"| {words} | " + " | ".join(f"{x:.2f}" for x in cells) + " |")
     return lines
 
 
@@ -183,7 +210,7 @@ def write_report(plan: Plan = None) -> Path:
              "the plan is `plan.yaml`, committed before any test rollout.", "",
              f"Test set: {plan.tasks} × layouts {plan.layouts} × wordings {', '.join(plan.wordings)} "
              f"({a['cases']} cases per run), {plan.max_steps} steps, {plan.size}² images.", "",
-             "## Cells", ""] + _cells_table(plan, a, "")
+             "## Cells", ""] + _cells_table(plan, a, "") + _phrasing_table(plan, a["runs"], "")
     for arm, t in plan.arms.items():
         lines += ["", f"## Arm: {arm}", "",
                   f"Its own test set and training bags: {t.tasks} × layouts {t.layouts} × wordings "
@@ -191,7 +218,7 @@ def write_report(plan: Plan = None) -> Path:
                   f"steps, {t.size}² images, trained on `{t.data}`. With `other_task` (the paired task's words from "
                   f"the same first frame) success counts the scene's own task: lower means the words were followed. "
                   f"\"success\", the seeds' figures and the contrasts pool {', '.join(t.pooled)}.",
-                  ""] + _cells_table(plan, a, arm)
+                  ""] + _cells_table(plan, a, arm) + _phrasing_table(plan, a["runs"], arm)
     unit = ("the scenes (a first frame: every wording of a task's layout, both tasks of a language pair's), "
             "whose rollouts are correlated"
             if plan.resample == "scene" else "the cases")
