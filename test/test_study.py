@@ -143,6 +143,27 @@ def test_a_run_writes_one_result_file_resumes_and_is_not_repeated(study, tmp_pat
     assert [c for c, _ in S.missing(study)] == ["expert"]
 
 
+def test_a_run_records_retrieval_on_the_held_out_layouts_of_its_training_bags(study, small_bags, tmp_path,
+                                                                               monkeypatch):
+    """Did a shared space form? Each run's file says, from the training bags' held-out layouts (never
+    the test set); without such layouts it says why there is no figure."""
+    import trimodal_ros.data.dataset as dataset
+
+    d = yaml.safe_load((tmp_path / "plan.yaml").read_text())
+    d["data"] = str(small_bags)
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(d))
+    plan = P.load_plan(tmp_path / "plan.yaml")
+    r = json.loads(Path(S.run("random_weights", 5, plan, device="cpu", progress=False)).read_text())
+    off = r["offline"]
+    assert off["split"] == "heldout" and off["samples"] > 0 and 0 < off["chance_R@1"] <= 1, off
+    assert {"image->text", "text->action", "image->action"} <= set(off["R@1"]) and 0 <= off["token_accuracy"] <= 1
+    monkeypatch.setattr(dataset, "episode_split", lambda meta: "train")  # now no bag is of a held-out layout
+    r = json.loads(Path(S.run("random_weights", 6, plan, device="cpu", progress=False)).read_text())
+    assert r["offline"] == {"skipped": f"no held-out layouts in {small_bags}"}
+    text = Path(R.write_report(plan)).read_text()
+    assert "| random_weights | 1 | 1.00 |" in text and f"No figure: no held-out layouts in {small_bags}." in text
+
+
 def test_wordings_that_repeat_a_rollout_are_rolled_out_once(study, tmp_path, monkeypatch):
     """No words at all under each wording, or the expert (which reads none): one rollout per task,
     counted under every wording."""

@@ -187,6 +187,35 @@ def _phrasing_table(plan: Plan, runs: Dict[str, Dict[int, Dict[Case, bool]]], ar
     return lines
 
 
+def _space_table(plan: Plan, arm: str) -> List[str]:
+    """Task-level retrieval R@1 on the training bags' held-out layouts, mean over a cell's seeds
+    (``offline`` of the run files): above chance, a shared image–text–action space formed."""
+    pairs = ("image->text", "text->image", "image->action", "text->action")
+    rows, absent, why = [], 0, set()
+    for name, c in plan.cells.items():
+        if c.arm != arm or c.kind == "expert":  # the scripted expert has no embeddings
+            continue
+        offs = [json.loads(p.read_text()).get("offline") for p in (result_path(name, s) for s in c.seeds)
+                if p.exists()]
+        figs = [o for o in offs if o and "R@1" in o]
+        absent += sum(1 for o in offs if o is None)
+        why.update(o.get("skipped") or o.get("error") for o in offs if o and "R@1" not in o)
+        if figs:
+            rows.append(f"| {name} | {len(figs)} | " + " | ".join(f"{np.mean([o['R@1'][k] for o in figs]):.2f}"
+                                                          for k in pairs)
+                        + f" | {np.mean([o['chance_R@1'] for o in figs]):.2f} |")
+    if not rows and not absent and not why:
+        return []
+    lines = ["", "Did a shared space form? Task-level retrieval R@1 on the training bags' held-out layouts "
+             "(never the test set), mean over the seeds with a figure:", ""]
+    if rows:
+        lines += ["| cell | seeds | " + " | ".join(p.replace("->", " → ") for p in pairs) + " | chance |",
+                  "|---|---|" + "---|" * (len(pairs) + 1), *rows]
+    notes = [f"Not recorded: {absent} run(s) made before runs recorded retrieval."] if absent else []
+    notes += [f"No figure: {w}." for w in sorted(why)]
+    return lines + ([""] if rows and notes else []) + notes
+
+
 def _verdict(row: Dict[str, float], plan: Plan) -> str:
     if not row["complete"]:  # no interim looks: a verdict only on every planned seed of both cells
         return f"{row['seeds']} seed(s) of the planned: none yet"
@@ -210,7 +239,7 @@ def write_report(plan: Plan = None) -> Path:
              "the plan is `plan.yaml`, committed before any test rollout.", "",
              f"Test set: {plan.tasks} × layouts {plan.layouts} × wordings {', '.join(plan.wordings)} "
              f"({a['cases']} cases per run), {plan.max_steps} steps, {plan.size}² images.", "",
-             "## Cells", ""] + _cells_table(plan, a, "") + _phrasing_table(plan, a["runs"], "")
+             "## Cells", ""] + _cells_table(plan, a, "") + _phrasing_table(plan, a["runs"], "") + _space_table(plan, "")
     for arm, t in plan.arms.items():
         lines += ["", f"## Arm: {arm}", "",
                   f"Its own test set and training bags: {t.tasks} × layouts {t.layouts} × wordings "
@@ -218,7 +247,7 @@ def write_report(plan: Plan = None) -> Path:
                   f"steps, {t.size}² images, trained on `{t.data}`. With `other_task` (the paired task's words from "
                   f"the same first frame) success counts the scene's own task: lower means the words were followed. "
                   f"\"success\", the seeds' figures and the contrasts pool {', '.join(t.pooled)}.",
-                  ""] + _cells_table(plan, a, arm) + _phrasing_table(plan, a["runs"], arm)
+                  ""] + _cells_table(plan, a, arm) + _phrasing_table(plan, a["runs"], arm) + _space_table(plan, arm)
     unit = ("the scenes (a first frame: every wording of a task's layout, both tasks of a language pair's), "
             "whose rollouts are correlated"
             if plan.resample == "scene" else "the cases")

@@ -94,11 +94,12 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
     with _Lock(work):
         t0 = time.time()
         policy, train_minutes, ckpt = _policy(plan, cell, seed, work, device, progress)
+        offline = _offline(plan, cell, policy, work)
         episodes = _test_rollout(plan, cell, seed, policy, work, ckpt, progress)
         result = {"cell": cell, "seed": seed, "commit": _commit(), "plan_commit": plan_commit,
                   "kind": plan.cells[cell].kind, "checkpoint_sha256": ckpt, "train_minutes": train_minutes,
                   "minutes": round((time.time() - t0) / 60, 1), "host": socket.gethostname(),
-                  "episodes": episodes}
+                  "offline": offline, "episodes": episodes}
         return atomic_write_json(out, result)
 
 
@@ -123,6 +124,37 @@ def _policy(plan: Plan, cell: str, seed: int, work: Path, device: str, progress:
         done = {"minutes": round(done["minutes"] + (time.time() - t0) / 60, 1), "finished": True}
         atomic_write_json(minutes_file, done)
     return Policy.load(str(last), device=pick_device(device)), done["minutes"], sha256_file(last)
+
+
+def _offline(plan: Plan, cell: str, policy, work: Path) -> Dict:
+    """Did a shared space form? Task-level cross-modal retrieval R@1 (and token accuracy) on the
+    held-out layouts of the training bags, never the test set; kept in ``work/offline.json``. A
+    failure is recorded, not raised: it must not cost the run."""
+    from trimodal_ros.data.dataset import BagDataset
+    from trimodal_lab.eval.evaluate import evaluate
+
+    cache = work / "offline.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    data = plan.test(cell).data
+    if policy is None:  # the scripted expert has no embeddings
+        return {}
+    try:
+        cfg = policy.config
+        ds = BagDataset.from_config(data, cfg.model, robot=cfg.robot, split="heldout", verbose=False)
+        if len(ds) == 0:
+            out = {"skipped": f"no held-out layouts in {data}"}
+        else:
+            ck = None if policy.random_weights else str(work / "last.pt")
+            r = evaluate(ck, None, None, dataset=ds, policy=policy, progress=False)
+            out = {"split": "heldout", "samples": r["retrieval_samples"], "action": r["retrieval_action"],
+                   "R@1": {k: round(v["R@1"], 4) for k, v in r["retrieval"].items()},
+                   "chance_R@1": round(r["retrieval_chance"]["R@1"], 4),
+                   "token_accuracy": round(r["token_accuracy"], 4)}
+    except Exception as e:  # noqa: BLE001 - recorded in the result instead
+        out = {"error": f"{type(e).__name__}: {e}"[:300]}
+    atomic_write_json(cache, out)
+    return out
 
 
 def _test_rollout(plan: Plan, cell: str, seed: int, policy, work: Path, ckpt: str, progress: bool) -> List[Dict]:
