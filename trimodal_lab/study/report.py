@@ -172,17 +172,15 @@ def _phrasing_table(plan: Plan, runs: Dict[str, Dict[int, Dict[Case, bool]]], ar
     if not names or "heldout" not in plan.test(names[0]).wordings:
         return []
     t = plan.test(names[0])
-    layouts, text = parse_layouts(t.layouts), {}
+    layouts, given = parse_layouts(t.layouts), {}  # phrasing -> its cases
     for task in resolve_tasks(t.tasks):
         for _, layout, words in episode_plan([task], 0, seed=t.wording_seed, instructions="heldout", layouts=layouts):
-            text[(task, layout)] = words
-    rows = sorted(set(text.values()), key=lambda w: (next(k[0] for k, v in text.items() if v == w), w))
+            given.setdefault(words, []).append((task, layout, "heldout"))
     lines = ["", "Success per held-out phrasing (its cases, all seeds; the task's difficulty is in it too: compare "
              "the cell's training-phrasing success on the task):", "",
              "| phrasing | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
-    for words in rows:
-        cases = [(task, layout, "heldout") for (task, layout), v in text.items() if v == words]
-        cells = [np.mean([seed[c] for seed in runs[n].values() for c in cases]) for n in names]
+    for words in sorted(given, key=lambda w: (given[w][0][0], w)):  # by task, then phrasing
+        cells = [np.mean([seed[c] for seed in runs[n].values() for c in given[words]]) for n in names]
         lines.append(f"| {words} | " + " | ".join(f"{x:.2f}" for x in cells) + " |")
     return lines
 

@@ -136,9 +136,9 @@ def _offline(plan: Plan, cell: str, policy, work: Path) -> Dict:
     cache = work / "offline.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    data = plan.test(cell).data
     if policy is None:  # the scripted expert has no embeddings
         return {}
+    data = plan.test(cell).data
     try:
         cfg = policy.config
         ds = BagDataset.from_config(data, cfg.model, robot=cfg.robot, split="heldout", verbose=False)
