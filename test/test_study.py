@@ -254,7 +254,7 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
     d["cells"]["expert"]["seeds"] = [0, 1]
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(d))
     text = Path(R.write_report(P.load_plan(tmp_path / "plan.yaml"))).read_text()
-    assert "1 seed(s) of the planned: none yet" in text  # no interim verdict
+    assert "none yet: 1 of 2 seeds done" in text  # no interim verdict
 
 
 def test_an_arm_has_its_own_test_set_and_training_bags_and_pairs_only_within_itself(study, tmp_path, monkeypatch):

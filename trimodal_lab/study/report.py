@@ -21,13 +21,13 @@ from .runner import missing, result_path
 Case = Tuple[str, int, str]  # (task, layout, wording)
 
 
-def load_runs(plan: Plan) -> Dict[str, Dict[int, Dict[Case, bool]]]:
-    """{cell: {seed: {case: success}}} of the result files that exist, each checked against its name
-    and its test set: a file that would be counted wrongly is an error, not a silent answer."""
+def read_results(plan: Plan) -> Dict[Tuple[str, int], dict]:
+    """{(cell, seed): result file} of the result files that exist, each checked against its name and
+    its test set: a file that would be counted wrongly is an error, not a silent answer."""
     from trimodal_lab.metaworld import parse_layouts
     from trimodal_ros.data.instructions import resolve_tasks
 
-    out: Dict[str, Dict[int, Dict[Case, bool]]] = {}
+    out: Dict[Tuple[str, int], dict] = {}
     for cell, seed in plan.runs():
         p = result_path(cell, seed)
         if not p.exists():
@@ -35,13 +35,23 @@ def load_runs(plan: Plan) -> Dict[str, Dict[int, Dict[Case, bool]]]:
         r = json.loads(p.read_text())
         if (r.get("cell"), r.get("seed")) != (cell, seed):
             raise ConfigError(f"{p}: holds cell {r.get('cell')!r} seed {r.get('seed')!r}, not its name's")
-        outcomes = {(e["task"], e["layout"], e["wording"]): bool(e["success"]) for e in r["episodes"]}
+        cases = {(e["task"], e["layout"], e["wording"]) for e in r["episodes"]}
         t = plan.test(cell)
         want = len(resolve_tasks(t.tasks)) * len(parse_layouts(t.layouts)) * len(t.wordings)
-        if len(outcomes) != len(r["episodes"]) or len(outcomes) != want:
-            raise ConfigError(f"{p}: {len(r['episodes'])} episodes, {len(outcomes)} distinct cases; its test set "
+        if len(cases) != len(r["episodes"]) or len(cases) != want:
+            raise ConfigError(f"{p}: {len(r['episodes'])} episodes, {len(cases)} distinct cases; its test set "
                               f"has {want}")
-        out.setdefault(cell, {})[seed] = outcomes
+        out[(cell, seed)] = r
+    return out
+
+
+def load_runs(plan: Plan, results: Optional[Dict[Tuple[str, int], dict]] = None
+              ) -> Dict[str, Dict[int, Dict[Case, bool]]]:
+    """{cell: {seed: {case: success}}} of the checked result files (``read_results``)."""
+    out: Dict[str, Dict[int, Dict[Case, bool]]] = {}
+    for (cell, seed), r in (read_results(plan) if results is None else results).items():
+        out.setdefault(cell, {})[seed] = {(e["task"], e["layout"], e["wording"]): bool(e["success"])
+                                          for e in r["episodes"]}
     return out
 
 
@@ -107,7 +117,8 @@ def contrast(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], plan: P
 
 
 def analyse(plan: Plan) -> Dict[str, object]:
-    runs = load_runs(plan)
+    results = read_results(plan)
+    runs = load_runs(plan, results)
     by_arm: Dict[str, set] = {}
     for name, seeds in runs.items():  # each test set's cases: a cell is paired only with cells of its own
         by_arm.setdefault(plan.cells[name].arm, set()).update(c for seed in seeds.values() for c in seed)
@@ -131,13 +142,15 @@ def analyse(plan: Plan) -> Dict[str, object]:
 
     ready = [(t, r) for t, r in plan.primary if t in runs and r in runs]
     rows = [dict(treatment=t, reference=r, seeds=min(len(runs[t]), len(runs[r])),
+                 planned=max(len(plan.cells[c].seeds) for c in (t, r)),
                  complete=all(len(runs[c]) == len(plan.cells[c].seeds) for c in (t, r)),
                  **contrast(*pair(t, r), plan, len(plan.primary))) for t, r in ready]
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
     secondary = [dict(treatment=t, reference=r, **contrast(*pair(t, r), plan, 1))
                  for t, r in plan.secondary if t in runs and r in runs]
-    return {"runs": runs, "cells": cells, "contrasts": rows, "secondary": secondary, "missing": missing(plan),
+    return {"runs": runs, "offline": {k: r.get("offline") for k, r in results.items()}, "cells": cells,
+            "contrasts": rows, "secondary": secondary, "missing": missing(plan),
             "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
 
 
@@ -185,7 +198,7 @@ def _phrasing_table(plan: Plan, runs: Dict[str, Dict[int, Dict[Case, bool]]], ar
     return lines
 
 
-def _space_table(plan: Plan, arm: str) -> List[str]:
+def _space_table(plan: Plan, offline: Dict[Tuple[str, int], Optional[dict]], arm: str) -> List[str]:
     """Task-level retrieval R@1 on the training bags' held-out layouts, mean over a cell's seeds
     (``offline`` of the run files): above chance, a shared image–text–action space formed."""
     pairs = ("image->text", "text->image", "image->action", "text->action")
@@ -193,8 +206,7 @@ def _space_table(plan: Plan, arm: str) -> List[str]:
     for name, c in plan.cells.items():
         if c.arm != arm or c.kind == "expert":  # the scripted expert has no embeddings
             continue
-        offs = [json.loads(p.read_text()).get("offline") for p in (result_path(name, s) for s in c.seeds)
-                if p.exists()]
+        offs = [offline[(name, s)] for s in c.seeds if (name, s) in offline]
         figs = [o for o in offs if o and "R@1" in o]
         absent += sum(1 for o in offs if o is None)
         why.update(o.get("skipped") or o.get("error") for o in offs if o and "R@1" not in o)
@@ -216,7 +228,7 @@ def _space_table(plan: Plan, arm: str) -> List[str]:
 
 def _verdict(row: Dict[str, float], plan: Plan) -> str:
     if not row["complete"]:  # no interim looks: a verdict only on every planned seed of both cells
-        return f"{row['seeds']} seed(s) of the planned: none yet"
+        return f"none yet: {row['seeds']} of {row['planned']} seeds done"
     if row["p_holm"] < plan.alpha and abs(row["diff"]) >= plan.effect:
         return "effect" if row["diff"] > 0 else "harm"
     if row["lo"] > -plan.effect and row["hi"] < plan.effect:
@@ -237,7 +249,8 @@ def write_report(plan: Plan = None) -> Path:
              "the plan is `plan.yaml`, committed before any test rollout.", "",
              f"Test set: {plan.tasks} × layouts {plan.layouts} × wordings {', '.join(plan.wordings)} "
              f"({a['cases']} cases per run), {plan.max_steps} steps, {plan.size}² images.", "",
-             "## Cells", ""] + _cells_table(plan, a, "") + _phrasing_table(plan, a["runs"], "") + _space_table(plan, "")
+             "## Cells", ""]
+    lines += _cells_table(plan, a, "") + _phrasing_table(plan, a["runs"], "") + _space_table(plan, a["offline"], "")
     for arm, t in plan.arms.items():
         lines += ["", f"## Arm: {arm}", "",
                   f"Its own test set and training bags: {t.tasks} × layouts {t.layouts} × wordings "
@@ -245,7 +258,9 @@ def write_report(plan: Plan = None) -> Path:
                   f"steps, {t.size}² images, trained on `{t.data}`. With `other_task` (the paired task's words from "
                   f"the same first frame) success counts the scene's own task: lower means the words were followed. "
                   f"\"success\", the seeds' figures and the contrasts pool {', '.join(t.pooled)}.",
-                  ""] + _cells_table(plan, a, arm) + _phrasing_table(plan, a["runs"], arm) + _space_table(plan, arm)
+                  ""]
+        lines += (_cells_table(plan, a, arm) + _phrasing_table(plan, a["runs"], arm)
+                  + _space_table(plan, a["offline"], arm))
     unit = ("the scenes (a first frame: every wording of a task's layout, both tasks of a language pair's), "
             "whose rollouts are correlated"
             if plan.resample == "scene" else "the cases")
