@@ -32,3 +32,4 @@ def test_table_and_failed_wordings(tmp_path):
     row = [line for line in table(tmp_path).splitlines() if line.startswith("| run_a")][0]
     n_bad = sum(text == bad for _, _, text in plan)
     assert "1.00 [0.00, 1.00] (8/8)" in row and f"({8 - n_bad}/8)" in row and "—" in row  # no user/other/empty
+    assert row.endswith(f" | {(8 - n_bad) / 8:.2f} | — |")  # held-out / train; no user wordings: no ratio

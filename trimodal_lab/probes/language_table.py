@@ -32,14 +32,20 @@ def rate(path: Path) -> float:
     return json.loads(path.read_text())["in_process"]["overall"]["success_rate"] if path.is_file() else float("nan")
 
 
+def ratio(num: Path, den: Path) -> str:
+    """num's success over den's, "—" where either condition was not run."""
+    a, b = rate(num), rate(den)
+    return "—" if a != a or b != b or b == 0 else f"{a / b:.2f}"
+
+
 def table(root: Path) -> str:
     runs = sorted(p for p in root.iterdir() if p.is_dir() and (p / "train" / "rollout.json").is_file())
-    lines = ["| run | " + " | ".join(HEADERS[c] for c in CONDITIONS) + " | held-out / train |",
-             "|---|" + "---|" * (len(CONDITIONS) + 1)]
+    lines = ["| run | " + " | ".join(HEADERS[c] for c in CONDITIONS) + " | held-out / train | user / train |",
+             "|---|" + "---|" * (len(CONDITIONS) + 2)]
     for r in runs:
-        ratio = rate(r / "heldout" / "rollout.json") / rate(r / "train" / "rollout.json")
-        lines.append(f"| {r.name} | " + " | ".join(cell(r / c / "rollout.json") for c in CONDITIONS)
-                     + f" | {ratio:.2f} |")
+        train = r / "train" / "rollout.json"
+        ratios = " | ".join(ratio(r / c / "rollout.json", train) for c in ("heldout", "user"))
+        lines.append(f"| {r.name} | " + " | ".join(cell(r / c / "rollout.json") for c in CONDITIONS) + f" | {ratios} |")
     return "\n".join(lines) + "\n"
 
 
