@@ -45,11 +45,10 @@ def read_results(plan: Plan) -> Dict[Tuple[str, int], dict]:
     return out
 
 
-def load_runs(plan: Plan, results: Optional[Dict[Tuple[str, int], dict]] = None
-              ) -> Dict[str, Dict[int, Dict[Case, bool]]]:
+def outcomes(results: Dict[Tuple[str, int], dict]) -> Dict[str, Dict[int, Dict[Case, bool]]]:
     """{cell: {seed: {case: success}}} of the checked result files (``read_results``)."""
     out: Dict[str, Dict[int, Dict[Case, bool]]] = {}
-    for (cell, seed), r in (read_results(plan) if results is None else results).items():
+    for (cell, seed), r in results.items():
         out.setdefault(cell, {})[seed] = {(e["task"], e["layout"], e["wording"]): bool(e["success"])
                                           for e in r["episodes"]}
     return out
@@ -118,7 +117,7 @@ def contrast(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], plan: P
 
 def analyse(plan: Plan) -> Dict[str, object]:
     results = read_results(plan)
-    runs = load_runs(plan, results)
+    runs = outcomes(results)
     by_arm: Dict[str, set] = {}
     for name, seeds in runs.items():  # each test set's cases: a cell is paired only with cells of its own
         by_arm.setdefault(plan.cells[name].arm, set()).update(c for seed in seeds.values() for c in seed)
