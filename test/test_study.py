@@ -195,6 +195,35 @@ def test_a_locked_run_is_refused_and_a_dead_holders_lock_taken_over(study):
         S.run("expert", 0, study, progress=False)
     (work / "lock").write_text(f"{socket.gethostname()} 999999999")
     assert Path(S.run("expert", 0, study, progress=False)).exists() and not (work / "lock").exists()
+    with S._Lock(work), pytest.raises(S.RunLocked):  # a second taker in this very process is refused too
+        S._Lock(work).__enter__()
+
+
+def test_a_run_finished_while_waiting_for_its_lock_is_not_done_again(study, monkeypatch):
+    """The result is looked for again once the lock is held: the holder before may have just written it."""
+    out = S.result_path("expert", 0)
+
+    class Finished(S._Lock):  # the lock is got just after another process wrote the result
+        def __enter__(self):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("{}")
+            return super().__enter__()
+
+    monkeypatch.setattr(S, "_Lock", Finished)
+    with pytest.raises(S.RunRefused, match="rolled out on the test set already"):
+        S.run("expert", 0, study, progress=False)
+    assert out.read_text() == "{}"
+
+
+def test_a_difference_of_exactly_the_effect_size_counts():
+    """0.70 - 0.65 is 0.0499999... in floats: still an effect of 0.05, and an interval reaching -0.05 is not
+    'no effect'."""
+    plan = P.load_plan()
+    row = {"complete": True, "p_holm": 0.001, "diff": 0.70 - 0.65, "lo": 0.02, "hi": 0.08}
+    assert plan.effect == 0.05 and 0.70 - 0.65 < 0.05 and R._verdict(row, plan) == "effect"
+    row = {"complete": True, "p_holm": 0.5, "diff": 0.0, "lo": 0.65 - 0.70, "hi": 0.01}
+    assert R._verdict(row, plan) == "undecided"
+    assert R._verdict({**row, "lo": -0.04}, plan) == "no effect ≥ 0.05"
 
 
 def test_holm_and_the_paired_bootstrap():

@@ -228,9 +228,10 @@ def _space_table(plan: Plan, offline: Dict[Tuple[str, int], Optional[dict]], arm
 def _verdict(row: Dict[str, float], plan: Plan) -> str:
     if not row["complete"]:  # no interim looks: a verdict only on every planned seed of both cells
         return f"none yet: {row['seeds']} of {row['planned']} seeds done"
-    if row["p_holm"] < plan.alpha and abs(row["diff"]) >= plan.effect:
+    tol = 1e-9  # differences are ratios of counts: 0.70 - 0.65 is 0.0499999... in floats
+    if row["p_holm"] < plan.alpha and abs(row["diff"]) >= plan.effect - tol:
         return "effect" if row["diff"] > 0 else "harm"
-    if row["lo"] > -plan.effect and row["hi"] < plan.effect:
+    if row["lo"] > -plan.effect + tol and row["hi"] < plan.effect - tol:
         return f"no effect ≥ {plan.effect:.2f}"
     return "undecided"
 

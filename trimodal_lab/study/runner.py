@@ -4,6 +4,7 @@ lock file keeps two from doing the same one at once."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -41,24 +42,31 @@ class RunLocked(RunRefused):
 
 
 class _Lock:
-    """``work/lock`` made with O_EXCL; one left by a dead process of this host is taken over."""
+    """``work/lock`` made with O_EXCL; one left by a dead process of this host is taken over. The
+    check-and-take is serialised by an flock on ``work/lock.guard``, so two processes that find the
+    same stale lock cannot both take it (one would remove the other's fresh lock)."""
 
     def __init__(self, work: Path):
         self.path = work / "lock"
 
     def __enter__(self):
         me = f"{socket.gethostname()} {os.getpid()}"
-        for _ in range(2):
-            try:
-                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-                os.write(fd, me.encode())
-                os.close(fd)
-                return self
-            except FileExistsError:
-                host, _, pid = self.path.read_text().partition(" ")
-                if host != socket.gethostname() or _alive(int(pid or 0)):
-                    raise RunLocked(f"{self.path.parent.name} is being run by {host} pid {pid}") from None
-                self.path.unlink()  # left by a process that died
+        with open(self.path.with_name("lock.guard"), "a") as guard:
+            fcntl.flock(guard, fcntl.LOCK_EX)  # released when the guard closes
+            for _ in range(3):
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                    os.write(fd, me.encode())
+                    os.close(fd)
+                    return self
+                except FileExistsError:
+                    try:
+                        host, _, pid = self.path.read_text().partition(" ")
+                    except FileNotFoundError:  # its holder let go meanwhile
+                        continue
+                    if host != socket.gethostname() or _alive(int(pid or 0)):
+                        raise RunLocked(f"{self.path.parent.name} is being run by {host} pid {pid}") from None
+                    self.path.unlink(missing_ok=True)  # left by a process that died
         raise RunRefused(f"cannot lock {self.path}")
 
     def __exit__(self, *exc):
@@ -92,6 +100,8 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
     work = WORK / run_name(cell, seed)
     work.mkdir(parents=True, exist_ok=True)
     with _Lock(work):
+        if out.exists():  # finished by the process that held the lock just before
+            raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already ({out})")
         t0 = time.time()
         policy, train_minutes, ckpt = _policy(plan, cell, seed, work, device, progress)
         offline = _offline(plan, cell, policy, work)
