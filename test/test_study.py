@@ -238,6 +238,10 @@ def test_holm_and_the_paired_bootstrap():
     assert np.all(same == 0)  # one seed each, the same outcomes: no difference in any resample of the cases
     spread = R.paired_bootstrap(b, b, 500)  # three seeds each: resampling the seeds adds their spread
     assert abs(spread.mean()) < 0.01 and spread.std() > 0
+    # seeds that fail, succeed, fail everywhere: the mean of three has standard error sqrt((1/3) / 3) = 1/3
+    # (unbiased variance), not the plug-in sqrt((2/9) / 3) = 0.27 that plain resampling of three seeds gives
+    seeds = np.repeat(np.array([[0.0], [1.0], [0.0]]), 50, axis=1)
+    assert R.paired_bootstrap(seeds, np.zeros((1, 50)), 4000).std() == pytest.approx(1 / 3, rel=0.05)
     # a scene's two wordings succeed together: resampling scenes sees the doubled-up outcomes as one
     scene = (rng.random((1, 200)) < 0.5).astype(float)
     twice, none = np.repeat(scene, 2, axis=1), np.zeros((1, 400))

@@ -63,8 +63,11 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, reps: int, seed: int = 0,
                      groups: Optional[np.ndarray] = None) -> np.ndarray:
     """Bootstrap distribution of mean(a) − mean(b) for (seeds, cases) outcome matrices on the same
     cases: resample the cases (shared by both cells: the pairing), or with ``groups`` (a cluster id
-    per case, equal-sized clusters) whole clusters of cases; then each cell's seeds."""
+    per case, equal-sized clusters) whole clusters of cases; then each cell's seeds. Resampling n
+    seeds with replacement sees only (n − 1)/n of their variance, so each seed's deviation from the
+    cell's per-case mean is first widened by sqrt(n / (n − 1))."""
     rng = np.random.default_rng(seed)
+    a, b = _widen_seeds(a), _widen_seeds(b)
     if groups is None:
         members = np.arange(a.shape[1])[:, None]
     else:  # (clusters, size) case indices
@@ -80,6 +83,16 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, reps: int, seed: int = 0,
         sb = b[rng.integers(0, b.shape[0], b.shape[0])][:, idx]
         out[r] = sa.mean() - sb.mean()
     return out
+
+
+def _widen_seeds(x: np.ndarray) -> np.ndarray:
+    """(seeds, cases) with each seed's deviation from the per-case mean scaled by sqrt(n / (n − 1)):
+    the same means, the seeds' unbiased spread under resampling (one seed: unchanged)."""
+    n = x.shape[0]
+    if n < 2:
+        return x
+    mean = x.mean(0, keepdims=True)
+    return mean + (x - mean) * np.sqrt(n / (n - 1))
 
 
 def scene_ids(cases: List[Case]) -> np.ndarray:
@@ -266,7 +279,8 @@ def write_report(plan: Plan = None) -> Path:
             if plan.resample == "scene" else "the cases")
     lines += ["", "## Primary contrasts", "",
               f"Paired by case; 95% interval from a two-level bootstrap ({plan.bootstrap} resamples of {unit}, "
-              f"then of each cell's seeds); p two-sided from the same bootstrap, Holm over the "
+              f"then of each cell's n seeds, their spread widened by √(n/(n−1))); p two-sided from the same "
+              f"bootstrap, Holm over the "
               f"{len(plan.primary)} primary contrasts; detectable: the difference found at 80% power at "
               f"α = {plan.alpha}/{len(plan.primary)}, from the observed spread. An effect needs Holm p < "
               f"{plan.alpha} and |difference| ≥ {plan.effect}. No verdict is drawn before both cells of a "
