@@ -110,7 +110,7 @@ def study(tmp_path, monkeypatch):
     monkeypatch.setattr(S, "STUDY", tmp_path)
     monkeypatch.setattr(R, "STUDY", tmp_path)
     monkeypatch.setattr(S, "WORK", tmp_path / "work")
-    monkeypatch.setattr(S, "committed", lambda: "abc")
+    monkeypatch.setattr(S, "committed", lambda path: "abc" if path == tmp_path / "plan.yaml" else P.committed(path))
     return P.load_plan(path)
 
 
@@ -197,6 +197,19 @@ def test_a_locked_run_is_refused_and_a_dead_holders_lock_taken_over(study):
     assert Path(S.run("expert", 0, study, progress=False)).exists() and not (work / "lock").exists()
     with S._Lock(work), pytest.raises(S.RunLocked):  # a second taker in this very process is refused too
         S._Lock(work).__enter__()
+
+
+def test_only_the_committed_file_a_plan_was_read_from_lets_it_run(study, tmp_path):
+    """A plan from another file is checked against that file, not the default plan.yaml."""
+    import dataclasses
+
+    other = tmp_path / "elsewhere.yaml"
+    other.write_text(study.path.read_text())
+    with pytest.raises(ConfigError, match="outside the repository"):
+        S.run("expert", 0, P.load_plan(other), progress=False)
+    with pytest.raises(S.RunRefused, match="read from a committed file"):
+        S.run("expert", 0, dataclasses.replace(study, path=None), progress=False)
+    assert not S.result_path("expert", 0).exists()
 
 
 def test_a_run_finished_while_waiting_for_its_lock_is_not_done_again(study, monkeypatch):

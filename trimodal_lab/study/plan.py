@@ -8,7 +8,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
@@ -69,6 +69,7 @@ class Plan:
     arms: Dict[str, TestSet] = field(default_factory=dict)  # other test sets (another task set), by name
     resample: str = "scene"           # the bootstrap's unit: "scene" (a first frame, every case starting
                                       # from it: correlated) or "case" (task, layout, wording)
+    path: Optional[Path] = None       # the file it was read from: the one that must be committed
 
     def test(self, cell: str) -> TestSet:
         """The training bags and test cases of ``cell``: the plan's own, or its arm's."""
@@ -162,7 +163,7 @@ def load_plan(path: Path = PLAN) -> Plan:
                 alpha=_get(analysis, "alpha", float, f"{path}: analysis"),
                 effect=_get(analysis, "effect", float, f"{path}: analysis"),
                 bootstrap=_get(analysis, "bootstrap", int, f"{path}: analysis"), secondary=secondary, arms=arms,
-                resample=analysis.get("resample", "scene"))
+                resample=analysis.get("resample", "scene"), path=Path(path))
     if plan.resample not in RESAMPLE:
         raise ConfigError(f"{path}: analysis: resample must be one of {RESAMPLE}, got {plan.resample!r}")
     for c in cells.values():  # every trained cell's configuration must validate now, not at its turn
@@ -188,7 +189,10 @@ def cell_config(plan: Plan, cell: str, seed: int):
 def committed(path: Path = PLAN) -> str:
     """The commit that last changed the plan, if the plan is committed and unmodified; else a
     ConfigError: a test rollout needs a plan that was on record before it."""
-    rel = str(Path(path).resolve().relative_to(REPO))
+    try:
+        rel = str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        raise ConfigError(f"{path} is outside the repository: a test rollout needs a committed plan") from None
     def git(*args):
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
     if git("ls-files", "--error-unmatch", rel).returncode != 0:

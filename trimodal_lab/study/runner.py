@@ -91,7 +91,9 @@ def _commit() -> str:
 def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto", progress: bool = True) -> Path:
     """Do run (``cell``, ``seed``) of the committed plan; return its result file."""
     plan = plan or load_plan()
-    plan_commit = committed()
+    if plan.path is None:
+        raise RunRefused("a test rollout needs a plan read from a committed file (load_plan), not one built in code")
+    plan_commit = committed(plan.path)
     if cell not in plan.cells or seed not in plan.cells[cell].seeds:
         raise RunRefused(f"{run_name(cell, seed)} is not in the committed plan (cells and seeds of plan.yaml)")
     out = result_path(cell, seed)
