@@ -282,12 +282,21 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
                 for w in ("train", "heldout") for x in (1000, 1001)]
     for bad, words in (({"cell": "expert", "seed": 1, "episodes": episodes}, "not its name's"),
                        ({"cell": "expert", "seed": 0, "episodes": episodes + episodes[:1]}, "3 distinct|4 distinct"),
-                       ({"cell": "expert", "seed": 0, "episodes": episodes[:3]}, "test set has 4")):
+                       ({"cell": "expert", "seed": 0, "episodes": episodes[:3]}, "test set has 4"),
+                       ({"cell": "expert", "seed": 0, "episodes": [dict(e, layout=e["layout"] + 7) for e in episodes]},
+                        "cases outside its test set")):
         S.result_path("expert", 0).write_text(json.dumps(bad))  # a file that would be counted wrongly
         with pytest.raises(ConfigError, match=words):
             R.write_report(study)
-    S.result_path("expert", 0).write_text(json.dumps({"cell": "expert", "seed": 0, "episodes": episodes}))
+    S.result_path("expert", 0).write_text(json.dumps({"cell": "expert", "seed": 0, "episodes": episodes,
+                                                      "config_sha256": "a config the plan no longer has"}))
     text = Path(R.write_report(study)).read_text()
+    assert "another config than the plan resolves to now** (the base config or a cell's overrides changed " \
+           "after the run): expert_s0" in text and "Config not recorded: 2 run(s)" in text
+    S.result_path("expert", 0).write_text(json.dumps({"cell": "expert", "seed": 0, "episodes": episodes,
+                                                      "config_sha256": ""}))
+    text = Path(R.write_report(study)).read_text()
+    assert "another config" not in text
     assert "| random_weights − expert | -1.000 |" in text and "Missing runs (0 of 3)" in text
     assert "| < 0.0002 |" in text and "| harm |" in text  # every planned seed in: a verdict; p never 0
     assert "| expert − random_weights | +1.000 |" in text.split("## Secondary contrasts")[1]
@@ -339,3 +348,12 @@ def test_an_arm_has_its_own_test_set_and_training_bags_and_pairs_only_within_its
     assert "| other.expert | 1/1 | 1.000 | 1.000 | 0.000 | 1.000 |" in arm  # success pools the scored wording only
     assert "other.expert" not in text.split("## Arm: other")[0]  # the main table holds the main test set's cells
     assert "| other.expert − other.random_weights | +" in text.split("## Secondary contrasts")[1]
+
+
+def test_a_runs_config_hash_is_its_resolved_config():
+    """What a result records to show a config changed after it: the seed and each override count."""
+    plan = P.load_plan()
+    h = P.config_sha256(plan, "concat_mlp", 100)
+    assert len(h) == 64 and h == P.config_sha256(plan, "concat_mlp", 100)
+    assert h != P.config_sha256(plan, "concat_mlp", 101) and h != P.config_sha256(plan, "concat_mlp+clip", 100)
+    assert P.config_sha256(plan, "expert", 0) == ""  # trains nothing

@@ -4,6 +4,8 @@ analysis, read from ``plan.yaml`` and checked on load with clear errors."""
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import json
 import re
 import subprocess
 from dataclasses import dataclass, field
@@ -184,6 +186,15 @@ def cell_config(plan: Plan, cell: str, seed: int):
         d[section][name] = value
     d["train"]["seed"] = int(seed)
     return config_from_dict(d, where=f"cell {cell}")
+
+
+def config_sha256(plan: Plan, cell: str, seed: int) -> str:
+    """sha256 of the resolved config a run of (``cell``, ``seed``) trains with ("" for the cells that
+    train nothing): recorded in its result, so a base config or override changed after the run shows."""
+    if plan.cells[cell].kind in ("expert", "random_weights"):
+        return ""
+    d = cell_config(plan, cell, seed).to_dict()
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def committed(path: Path = PLAN) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 from trimodal_ros.io import atomic_savefig, atomic_write_text
 from trimodal_ros.schema import ConfigError
 
-from .plan import STUDY, Plan, load_plan
+from .plan import STUDY, Plan, config_sha256, load_plan
 from .runner import missing, result_path
 
 Case = Tuple[str, int, str]  # (task, layout, wording)
@@ -37,10 +37,14 @@ def read_results(plan: Plan) -> Dict[Tuple[str, int], dict]:
             raise ConfigError(f"{p}: holds cell {r.get('cell')!r} seed {r.get('seed')!r}, not its name's")
         cases = {(e["task"], e["layout"], e["wording"]) for e in r["episodes"]}
         t = plan.test(cell)
-        want = len(resolve_tasks(t.tasks)) * len(parse_layouts(t.layouts)) * len(t.wordings)
-        if len(cases) != len(r["episodes"]) or len(cases) != want:
+        want = {(task, layout, w) for task in resolve_tasks(t.tasks) for layout in parse_layouts(t.layouts)
+                for w in t.wordings}
+        if len(cases) != len(r["episodes"]) or len(cases) != len(want):
             raise ConfigError(f"{p}: {len(r['episodes'])} episodes, {len(cases)} distinct cases; its test set "
-                              f"has {want}")
+                              f"has {len(want)}")
+        if cases != want:
+            odd = sorted(cases - want)[:3]
+            raise ConfigError(f"{p}: cases outside its test set, e.g. {odd}")
         out[(cell, seed)] = r
     return out
 
@@ -161,7 +165,10 @@ def analyse(plan: Plan) -> Dict[str, object]:
         row["p_holm"] = p
     secondary = [dict(treatment=t, reference=r, **contrast(*pair(t, r), plan, 1))
                  for t, r in plan.secondary if t in runs and r in runs]
+    recorded = {k: r["config_sha256"] for k, r in results.items() if "config_sha256" in r}
+    changed = sorted(k for k, h in recorded.items() if h != config_sha256(plan, *k))
     return {"runs": runs, "offline": {k: r.get("offline") for k, r in results.items()}, "cells": cells,
+            "config_changed": changed, "config_unrecorded": len(results) - len(recorded),
             "contrasts": rows, "secondary": secondary, "missing": missing(plan),
             "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
 
@@ -309,6 +316,12 @@ def write_report(plan: Plan = None) -> Path:
                          f"{_p(r['p'], 2 / plan.bootstrap)} | {r['mde']:.3f} |")
     lines += ["", f"## Missing runs ({len(a['missing'])} of {len(plan.runs())})", ""]
     lines += [", ".join(f"{c}_s{s}" for c, s in a["missing"]) or "none"]
+    if a["config_changed"]:
+        lines += ["", "**Trained with another config than the plan resolves to now** (the base config or a cell's "
+                  "overrides changed after the run): " + ", ".join(f"{c}_s{s}" for c, s in a["config_changed"])]
+    if a["config_unrecorded"]:
+        lines += ["", f"Config not recorded: {a['config_unrecorded']} run(s) made before runs recorded a hash of "
+                  "their resolved config."]
     if a["cells"]:
         lines += ["", "![success per cell](report_success.png)"]
         _plot(plan, a)
