@@ -82,7 +82,24 @@ def test_wordllama_text_tower_knows_unseen_wording_before_training():
     assert not torch.allclose(order[0], order[1], atol=1e-4)  # word order reaches the pooled vector
 
 
-def test_a_wordllama_model_carries_its_embeddings_in_the_checkpoint(tmp_path):
+def test_the_mean_wordllama_tower_is_the_pooled_vector_projected():
+    """model.text_tower: wordllama_mean: nothing trained reads word order, and an instruction's words
+    each give a token for the fusions that attend over them."""
+    from trimodal_ros.model.text_towers import WordLlamaMeanText
+
+    torch.manual_seed(0)
+    tower = WordLlamaMeanText(out_dim=16)
+    assert {n for n, _ in tower.named_parameters()} == {"prior.weight", "prior.bias", "token_projection.weight",
+                                                        "token_projection.bias"}
+    ids = tower.tokenize(["open the drawer then close the window", "close the drawer then open the window", ""])
+    pooled, tokens, mask = tower(ids)
+    assert pooled.shape == (3, 16) and tokens.shape == (3, tower.context_length, 16)
+    assert torch.allclose(pooled[0], pooled[1], atol=1e-5) and mask[2].sum() == 1  # a bag of words
+    assert not torch.allclose(pooled[0], pooled[2], atol=1e-3)
+
+
+@pytest.mark.parametrize("text_tower", ["wordllama", "wordllama_mean"])
+def test_a_wordllama_model_carries_its_embeddings_in_the_checkpoint(tmp_path, text_tower):
     """model.text_tower: wordllama replaces the CLIP text tower (no unused one left behind); the
     frozen table is in the saved state, so a checkpoint encodes instructions the same on load."""
     from trimodal_ros.model.action_tokenizer import ActionTokenizer
@@ -94,7 +111,7 @@ def test_a_wordllama_model_carries_its_embeddings_in_the_checkpoint(tmp_path):
     import numpy as np
 
     cfg = load_config("concat_mlp")
-    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, text_tower="wordllama"))
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, text_tower=text_tower))
     torch.manual_seed(0)
     model = TriModalModel(cfg.model).eval()
     assert not any(k.startswith("towers.text.transformer.resblocks") for k in model.state_dict())
@@ -105,4 +122,4 @@ def test_a_wordllama_model_carries_its_embeddings_in_the_checkpoint(tmp_path):
     loaded = load_checkpoint(tmp_path / "w.pt")[0].eval()
     a = model.encode_instructions(["shut the tap"]).pooled
     b = loaded.encode_instructions(["shut the tap"]).pooled
-    assert torch.allclose(a, b) and loaded.cfg.text_tower == "wordllama"
+    assert torch.allclose(a, b) and loaded.cfg.text_tower == text_tower

@@ -9,7 +9,7 @@ on ``--wordings`` (validation wordings); the held-out phrasings are only printed
 A few minutes per seed on one CPU thread.
 
     python -m trimodal_lab.probes.text_screen [--tasks lang] [--distractors 0.3] [--word-dropout 0.15]
-        [--pooling mean|mean_without_prior|attention] [--steps 400] [--seeds 3]
+        [--pooling mean|mean_without_prior|prior_only|attention] [--steps 400] [--seeds 3]
         [--wordings docs/results/language/validation_wordings.yaml]
 """
 
@@ -44,12 +44,12 @@ def drop_words(text: str, rng: np.random.Generator, q: float) -> str:
     return " ".join(kept) if kept else text
 
 
-POOLINGS = ("mean", "mean_without_prior", "attention")
+POOLINGS = ("mean", "mean_without_prior", "prior_only", "attention")
 
 
 def tower(pooling: str = "mean", out_dim: int = 128):
     """The wordllama tower as the policy has it ("mean": its tokens' mean plus wordllama's own
-    mean-pooled vector, projected), without that prior, or pooled by a learned query's attention
+    mean-pooled vector, projected), without that prior, that prior alone, or pooled by a learned query's attention
     over the tokens (plus the prior) instead of their mean."""
     import torch
 
@@ -69,6 +69,8 @@ def tower(pooling: str = "mean", out_dim: int = 128):
             prior = self.prior((e * w).sum(1) / w.sum(1))  # (B, E)
             if pooling == "mean_without_prior":
                 return pooled - prior, tokens, mask
+            if pooling == "prior_only":  # the frozen mean-pooled vector, projected: no trained word order
+                return prior, tokens, mask
             a = (tokens @ self.query).masked_fill(~mask, float("-inf")).softmax(1)  # (B, L)
             return (a.unsqueeze(-1) * tokens).sum(1) + prior, tokens, mask
 

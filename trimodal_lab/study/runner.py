@@ -109,7 +109,8 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
         offline = _offline(plan, cell, policy, work)
         episodes = _test_rollout(plan, cell, seed, policy, work, ckpt, progress)
         result = {"cell": cell, "seed": seed, "commit": _commit(), "plan_commit": plan_commit,
-                  "kind": plan.cells[cell].kind, "config_sha256": config_sha256(plan, cell, seed), "checkpoint_sha256": ckpt, "train_minutes": train_minutes,
+                  "kind": plan.cells[cell].kind, "config_sha256": config_sha256(plan, cell, seed),
+                  "checkpoint_sha256": ckpt, "train_minutes": train_minutes,
                   "minutes": round((time.time() - t0) / 60, 1), "host": socket.gethostname(),
                   "offline": offline, "episodes": episodes}
         return atomic_write_json(out, result)

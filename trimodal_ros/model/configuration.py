@@ -30,7 +30,7 @@ class ModelConfig:
     embed_dim: int = 128                # D: the shared image–action–text space
     # clip: the CLIP model's own text tower; wordllama: wordllama's pretrained token embeddings (frozen,
     # in the checkpoint) under a small trained transformer (model/text_towers.py), for wording the
-    # training phrasings never used
+    # training phrasings never used; wordllama_mean: its mean-pooled sentence vector, projected
     text_tower: str = "clip"
     fusion: str = DEFAULT_FUSION        # key of model.fusion.FUSIONS
     adapter: str = "linear"             # key of model.adapters.ADAPTERS (per-modality projection)

@@ -10,6 +10,9 @@ vector, so training starts from the zero-shot representation instead of from noi
 embeddings are a persistent buffer, so a checkpoint carries (and checks) the table it was trained
 with; building the tower still needs the installed wheel (pinned in requirements.txt) for its
 tokenizer and the table's shape.
+
+``wordllama_mean``: the same frozen table without the transformer: wordllama's mean-pooled sentence
+vector, linearly projected (and each token's embedding, for the fusions that attend over words).
 """
 
 from __future__ import annotations
@@ -48,12 +51,11 @@ def wordllama_files() -> Tuple[str, str]:
     return tok, weights
 
 
-@TEXT_TOWERS.register("wordllama")
-class WordLlamaText(nn.Module):
-    """ids (B, L) → pooled (B, E), tokens (B, L, E), in the towers' E-dim space. Padding id 0
+class _WordLlama(nn.Module):
+    """wordllama's frozen token table and tokenizer, shared by the towers built on them. Padding id 0
     (Llama's <unk>, which the byte-fallback tokenizer never emits for real text)."""
 
-    def __init__(self, out_dim: int, width: int = 256, layers: int = 2, heads: int = 4, context_length: int = 32):
+    def __init__(self, context_length: int = 32):
         super().__init__()
         from safetensors.torch import load_file
         from tokenizers import Tokenizer
@@ -65,14 +67,6 @@ class WordLlamaText(nn.Module):
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(context_length)
         self.context_length = context_length
-        d = table.shape[1]
-        self.proj_in = nn.Linear(d, width)
-        self.positional_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)
-        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
-        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.ln_final = nn.LayerNorm(width)
-        self.text_projection = nn.Linear(width, out_dim)
-        self.prior = nn.Linear(d, out_dim)  # wordllama's own mean-pooled sentence vector, projected
 
     def tokenize(self, texts: List[str]) -> torch.Tensor:
         """texts → (B, L) int64 ids, 0-padded to the context length (BOS first, as wordllama encodes)."""
@@ -82,14 +76,52 @@ class WordLlamaText(nn.Module):
             out[i, : len(ids)] = torch.as_tensor(ids, dtype=torch.long)
         return out
 
-    def forward(self, ids: torch.Tensor):
+    def _embed(self, ids: torch.Tensor, dtype: torch.dtype):
+        """(e (B, L, 256) frozen, mask (B, L), w (B, L, 1), mean (B, 256): wordllama's pooled sentence vector)."""
         mask = ids != 0  # (B, L)
         mask = mask | (torch.arange(ids.shape[1], device=ids.device) == 0)  # an empty text keeps its first slot
-        e = self.embedding[ids].to(self.proj_in.weight.dtype)  # (B, L, 256), frozen
+        e = self.embedding[ids].to(dtype)  # (B, L, 256)
         w = mask.unsqueeze(-1).to(e.dtype)  # (B, L, 1)
-        mean = (e * w).sum(1) / w.sum(1)  # (B, 256): wordllama's pooled sentence vector
+        return e, mask, w, (e * w).sum(1) / w.sum(1)
+
+
+@TEXT_TOWERS.register("wordllama")
+class WordLlamaText(_WordLlama):
+    """ids (B, L) → pooled (B, E), tokens (B, L, E), in the towers' E-dim space."""
+
+    def __init__(self, out_dim: int, width: int = 256, layers: int = 2, heads: int = 4, context_length: int = 32):
+        super().__init__(context_length)
+        d = self.embedding.shape[1]
+        self.proj_in = nn.Linear(d, width)
+        self.positional_embedding = nn.Parameter(torch.randn(context_length, width) * 0.01)
+        layer = nn.TransformerEncoderLayer(width, heads, 4 * width, dropout=0.0, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.ln_final = nn.LayerNorm(width)
+        self.text_projection = nn.Linear(width, out_dim)
+        self.prior = nn.Linear(d, out_dim)  # wordllama's own mean-pooled sentence vector, projected
+
+    def forward(self, ids: torch.Tensor):
+        e, mask, w, mean = self._embed(ids, self.proj_in.weight.dtype)
         x = self.proj_in(e) + self.positional_embedding[: ids.shape[1]]  # (B, L, W)
         x = self.ln_final(self.transformer(x, src_key_padding_mask=~mask))  # (B, L, W)
         tokens = self.text_projection(x)  # (B, L, E)
         pooled = (tokens * w).sum(1) / w.sum(1) + self.prior(mean)  # (B, E)
         return pooled, tokens, mask
+
+
+@TEXT_TOWERS.register("wordllama_mean")
+class WordLlamaMeanText(_WordLlama):
+    """ids (B, L) → pooled (B, E), tokens (B, L, E): wordllama's mean-pooled sentence vector and each
+    token's embedding, each through one linear map; nothing trained reads word order. On the text-only
+    screen (trimodal_lab/probes/text_screen.py, ``--pooling prior_only``) this named new wordings' tasks
+    more often than the transformer above, which can learn that a word ("open") decides on its own."""
+
+    def __init__(self, out_dim: int, context_length: int = 32):
+        super().__init__(context_length)
+        d = self.embedding.shape[1]
+        self.token_projection = nn.Linear(d, out_dim)  # for the fusions that attend over the words
+        self.prior = nn.Linear(d, out_dim)
+
+    def forward(self, ids: torch.Tensor):
+        e, mask, _, mean = self._embed(ids, self.prior.weight.dtype)
+        return self.prior(mean), self.token_projection(e), mask  # (B, E), (B, L, E), (B, L)
