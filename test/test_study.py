@@ -357,3 +357,14 @@ def test_a_runs_config_hash_is_its_resolved_config():
     assert len(h) == 64 and h == P.config_sha256(plan, "concat_mlp", 100)
     assert h != P.config_sha256(plan, "concat_mlp", 101) and h != P.config_sha256(plan, "concat_mlp+clip", 100)
     assert P.config_sha256(plan, "expert", 0) == ""  # trains nothing
+
+
+def test_a_deleted_result_file_does_not_open_a_second_rollout(study, monkeypatch):
+    """A result once committed stays done: the runner asks git's history, not only the folder."""
+    committed_result = P.REPO / "docs/results/study/runs/concat_mlp_s100.json"
+    assert S._ever_committed(committed_result)
+    assert not S._ever_committed(committed_result.with_name("concat_mlp_s999.json"))
+    assert not S._ever_committed(Path("/tmp/outside/the/repository.json"))
+    monkeypatch.setattr(S, "_ever_committed", lambda path: True)  # as if its file had been deleted here
+    with pytest.raises(S.RunRefused, match="in the repository's history"):
+        S.run("random_weights", 5, study, device="cpu", progress=False)

@@ -88,6 +88,26 @@ def _commit() -> str:
     return out.stdout.strip()
 
 
+def _ever_committed(path: Path) -> bool:
+    """Whether ``path`` is in the repository's history (on any branch), even if deleted here since:
+    deleting a result file must not open a second test rollout."""
+    try:
+        rel = str(Path(path).resolve().relative_to(REPO))
+    except ValueError:
+        return False
+    out = subprocess.run(["git", "-C", str(REPO), "log", "--all", "--format=%h", "-1", "--", rel],
+                         capture_output=True, text=True)
+    return bool(out.stdout.strip())
+
+
+def _refuse_done(cell: str, seed: int, out: Path) -> None:
+    if out.exists():
+        raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already ({out})")
+    if _ever_committed(out):
+        raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already: {out} is in the "
+                         "repository's history (restore it with git checkout)")
+
+
 def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto", progress: bool = True) -> Path:
     """Do run (``cell``, ``seed``) of the committed plan; return its result file."""
     plan = plan or load_plan()
@@ -97,13 +117,11 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
     if cell not in plan.cells or seed not in plan.cells[cell].seeds:
         raise RunRefused(f"{run_name(cell, seed)} is not in the committed plan (cells and seeds of plan.yaml)")
     out = result_path(cell, seed)
-    if out.exists():
-        raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already ({out})")
+    _refuse_done(cell, seed, out)
     work = WORK / run_name(cell, seed)
     work.mkdir(parents=True, exist_ok=True)
     with _Lock(work):
-        if out.exists():  # finished by the process that held the lock just before
-            raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already ({out})")
+        _refuse_done(cell, seed, out)  # finished by the process that held the lock just before
         t0 = time.time()
         policy, train_minutes, ckpt = _policy(plan, cell, seed, work, device, progress)
         offline = _offline(plan, cell, policy, work)
