@@ -48,6 +48,20 @@ def test_every_fusion_shapes_and_gradients(fusion):
     assert not missing, f"{fusion}: no gradient reaches {missing}"
 
 
+@pytest.mark.parametrize("fusion", ["concat_mlp", "early_fusion"])
+def test_the_mean_wordllama_tower_trains_under_a_fusion(fusion):
+    """model.text_tower: wordllama_mean: gradients reach its projections; the per-word one only where
+    the fusion reads the words (early_fusion, qformer; idle under concat_mlp, weighted_sum and
+    cross_attention, which read the pooled vector)."""
+    model = make(fusion=fusion, text_tower="wordllama_mean")
+    images, proprio, ids = batch(model)
+    objective(model, model(images, proprio, text_ids=ids)).backward()
+    missing = {n for n, p in model.named_parameters()
+               if p.requires_grad and (p.grad is None or not p.grad.abs().sum() > 0)}
+    idle = {"towers.text.token_projection.weight", "towers.text.token_projection.bias"}
+    assert missing == (idle if fusion == "concat_mlp" else set()), missing
+
+
 @pytest.mark.parametrize("adapter", ["mlp", "qformer"])
 def test_adapters_gradients(adapter):
     model = make(fusion="qformer", adapter=adapter)

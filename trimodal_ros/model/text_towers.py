@@ -119,7 +119,7 @@ class WordLlamaMeanText(_WordLlama):
     def __init__(self, out_dim: int, context_length: int = 32):
         super().__init__(context_length)
         d = self.embedding.shape[1]
-        self.token_projection = nn.Linear(d, out_dim)  # for the fusions that attend over the words
+        self.token_projection = nn.Linear(d, out_dim)  # read only by fusions over words (early_fusion, qformer)
         self.prior = nn.Linear(d, out_dim)
 
     def forward(self, ids: torch.Tensor):
