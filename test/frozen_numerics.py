@@ -16,9 +16,9 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent / "data" / "frozen"
 # every fusion variant's config, the shipped recipe's (state head, 512-wide concat head, positions
-# only) and the two-camera one; each is served for TICKS ticks of one task
+# only), the two-camera one and the wordllama text tower's; each is served for TICKS ticks of one task
 CONFIGS = ("weighted_sum", "concat_mlp", "cross_attention", "qformer", "early_fusion", "mt10_policy",
-           "mt10_policy_concat", "mt10_two_cameras")
+           "mt10_policy_concat", "mt10_two_cameras", "mt10_policy_wordllama")
 TICKS = 6
 INSTRUCTION = "open the drawer"
 
