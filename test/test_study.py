@@ -359,12 +359,18 @@ def test_a_runs_config_hash_is_its_resolved_config():
     assert P.config_sha256(plan, "expert", 0) == ""  # trains nothing
 
 
-def test_a_deleted_result_file_does_not_open_a_second_rollout(study, monkeypatch):
+def test_a_deleted_result_file_does_not_open_a_second_rollout(study, monkeypatch, tmp_path):
     """A result once committed stays done: the runner asks git's history, not only the folder."""
     committed_result = P.REPO / "docs/results/study/runs/concat_mlp_s100.json"
     assert S._ever_committed(committed_result)
     assert not S._ever_committed(committed_result.with_name("concat_mlp_s999.json"))
     assert not S._ever_committed(Path("/tmp/outside/the/repository.json"))
-    monkeypatch.setattr(S, "_ever_committed", lambda path: True)  # as if its file had been deleted here
-    with pytest.raises(S.RunRefused, match="in the repository's history"):
+    monkeypatch.setattr(S, "REPO", tmp_path)  # no git history to read: refused, not taken for "never"
+    with pytest.raises(S.RunRefused, match="cannot read the repository's history"):
+        S._ever_committed(tmp_path / "runs" / "x.json")
+    monkeypatch.setattr(S, "_ever_committed", lambda path: path.name == "random_weights_s5.json")
+    with pytest.raises(S.RunDone, match="in the repository's history"):  # as if its file had been deleted here
         S.run("random_weights", 5, study, device="cpu", progress=False)
+    monkeypatch.setattr(S, "load_plan", lambda: study)
+    out = S.next_run(device="cpu", progress=False, cells=["random_weights"])  # skips it, does the next
+    assert Path(out).name == "random_weights_s6.json"

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -35,6 +36,10 @@ def missing(plan: Plan, cells: Sequence[str] = ()) -> List[tuple]:
 
 class RunRefused(RuntimeError):
     """A run the study's rules do not allow (not in the plan, done already, locked, plan not committed)."""
+
+
+class RunDone(RunRefused):
+    """A run whose result exists, or once existed in the repository's history."""
 
 
 class RunLocked(RunRefused):
@@ -95,16 +100,22 @@ def _ever_committed(path: Path) -> bool:
         rel = str(Path(path).resolve().relative_to(REPO))
     except ValueError:
         return False
-    out = subprocess.run(["git", "-C", str(REPO), "log", "--all", "--format=%h", "-1", "--", rel],
-                         capture_output=True, text=True)
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), "log", "--all", "--format=%h", "-1", "--", rel],
+                             capture_output=True, text=True)
+    except OSError as e:
+        raise RunRefused(f"cannot read the repository's history to check {rel} was never rolled out: {e}") from None
+    if out.returncode != 0:  # unknown is not "never": refuse rather than risk a second rollout
+        raise RunRefused(f"cannot read the repository's history to check {rel} was never rolled out: "
+                         f"{out.stderr.strip()[:200]}")
     return bool(out.stdout.strip())
 
 
 def _refuse_done(cell: str, seed: int, out: Path) -> None:
     if out.exists():
-        raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already ({out})")
+        raise RunDone(f"{run_name(cell, seed)} was rolled out on the test set already ({out})")
     if _ever_committed(out):
-        raise RunRefused(f"{run_name(cell, seed)} was rolled out on the test set already: {out} is in the "
+        raise RunDone(f"{run_name(cell, seed)} was rolled out on the test set already: {out} is in the "
                          "repository's history (restore it with git checkout)")
 
 
@@ -123,11 +134,12 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
     with _Lock(work):
         _refuse_done(cell, seed, out)  # finished by the process that held the lock just before
         t0 = time.time()
+        commit, config_hash = _commit(), config_sha256(plan, cell, seed)  # what this process trains and rolls out
         policy, train_minutes, ckpt = _policy(plan, cell, seed, work, device, progress)
         offline = _offline(plan, cell, policy, work)
         episodes = _test_rollout(plan, cell, seed, policy, work, ckpt, progress)
-        result = {"cell": cell, "seed": seed, "commit": _commit(), "plan_commit": plan_commit,
-                  "kind": plan.cells[cell].kind, "config_sha256": config_sha256(plan, cell, seed),
+        result = {"cell": cell, "seed": seed, "commit": commit, "plan_commit": plan_commit,
+                  "kind": plan.cells[cell].kind, "config_sha256": config_hash,
                   "checkpoint_sha256": ckpt, "train_minutes": train_minutes,
                   "minutes": round((time.time() - t0) / 60, 1), "host": socket.gethostname(),
                   "offline": offline, "episodes": episodes}
@@ -247,7 +259,10 @@ def next_run(device: str = "auto", progress: bool = True, cells: Sequence[str] =
             return run(cell, seed, plan, device, progress)
         except RunLocked:
             continue
+        except RunDone as e:  # e.g. its result file deleted here but in git's history: the rest go on
+            print(f"[study] skipped: {e}", file=sys.stderr, flush=True)
+            continue
     return None
 
 
-__all__ = ["run", "next_run", "missing", "result_path", "RunRefused", "RunLocked"]
+__all__ = ["run", "next_run", "missing", "result_path", "RunRefused", "RunDone", "RunLocked"]
