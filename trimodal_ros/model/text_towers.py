@@ -112,9 +112,10 @@ class WordLlamaText(_WordLlama):
 @TEXT_TOWERS.register("wordllama_mean")
 class WordLlamaMeanText(_WordLlama):
     """ids (B, L) → pooled (B, E), tokens (B, L, E): wordllama's mean-pooled sentence vector and each
-    token's embedding, each through one linear map; nothing trained reads word order. On the text-only
-    screen (trimodal_lab/probes/text_screen.py, ``--pooling prior_only``) this named new wordings' tasks
-    more often than the transformer above, which can learn that a word ("open") decides on its own."""
+    token's embedding, each through one linear map; nothing trained reads word order, so no single
+    word can be learnt to decide alone. A text-only screen (trimodal_lab/probes/text_screen.py,
+    ``--pooling prior_only``) favoured it slightly; in closed loop it was no better than the tower
+    above (docs/results/language/README.md)."""
 
     def __init__(self, out_dim: int, context_length: int = 32):
         super().__init__(context_length)
