@@ -64,9 +64,7 @@ def tower(pooling: str = "mean", out_dim: int = 128):
             pooled, tokens, mask = super().forward(ids)  # (B, E), (B, L, E), (B, L)
             if pooling == "mean":
                 return pooled, tokens, mask
-            w = mask.unsqueeze(-1).to(tokens.dtype)  # (B, L, 1)
-            e = self.embedding[ids].to(tokens.dtype)  # (B, L, 256)
-            prior = self.prior((e * w).sum(1) / w.sum(1))  # (B, E)
+            prior = self.prior(self._embed(ids, tokens.dtype)[3])  # (B, E): wordllama's pooled vector, projected
             if pooling == "mean_without_prior":
                 return pooled - prior, tokens, mask
             if pooling == "prior_only":  # the frozen mean-pooled vector, projected: no trained word order

@@ -197,6 +197,11 @@ def config_sha256(plan: Plan, cell: str, seed: int) -> str:
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    """``git -C repo *args``, output captured as text."""
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+
+
 def committed(path: Path = PLAN) -> str:
     """The commit that last changed the plan, if the plan is committed and unmodified; else a
     ConfigError: a test rollout needs a plan that was on record before it."""
@@ -204,11 +209,9 @@ def committed(path: Path = PLAN) -> str:
         rel = str(Path(path).resolve().relative_to(REPO))
     except ValueError:
         raise ConfigError(f"{path} is outside the repository: a test rollout needs a committed plan") from None
-    def git(*args):
-        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
-    if git("ls-files", "--error-unmatch", rel).returncode != 0:
+    if git(REPO, "ls-files", "--error-unmatch", rel).returncode != 0:
         raise ConfigError(f"{rel} is not committed: commit the plan before any test rollout")
-    if git("diff", "--quiet", "HEAD", "--", rel).returncode != 0:
+    if git(REPO, "diff", "--quiet", "HEAD", "--", rel).returncode != 0:
         raise ConfigError(f"{rel} differs from its committed version: commit the change (an amendment, "
                           f"before the runs it concerns) or restore it")
-    return git("log", "-1", "--format=%H", "--", rel).stdout.strip()
+    return git(REPO, "log", "-1", "--format=%H", "--", rel).stdout.strip()

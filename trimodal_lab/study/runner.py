@@ -8,7 +8,6 @@ import fcntl
 import json
 import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 from trimodal_ros.io import atomic_write_json, sha256_file
 
-from .plan import REPO, STUDY, Plan, cell_config, committed, config_sha256, load_plan
+from .plan import REPO, STUDY, Plan, cell_config, committed, config_sha256, git, load_plan
 
 WORK = REPO / "runs" / "study"
 
@@ -89,8 +88,7 @@ def _alive(pid: int) -> bool:
 
 
 def _commit() -> str:
-    out = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip()
+    return git(REPO, "rev-parse", "HEAD").stdout.strip()
 
 
 def _ever_committed(path: Path) -> bool:
@@ -101,8 +99,7 @@ def _ever_committed(path: Path) -> bool:
     except ValueError:
         return False
     try:
-        out = subprocess.run(["git", "-C", str(REPO), "log", "--all", "--format=%h", "-1", "--", rel],
-                             capture_output=True, text=True)
+        out = git(REPO, "log", "--all", "--format=%h", "-1", "--", rel)
     except OSError as e:
         raise RunRefused(f"cannot read the repository's history to check {rel} was never rolled out: {e}") from None
     if out.returncode != 0:  # unknown is not "never": refuse rather than risk a second rollout
