@@ -359,6 +359,57 @@ def test_a_runs_config_hash_is_its_resolved_config():
     assert P.config_sha256(plan, "expert", 0) == ""  # trains nothing
 
 
+def test_a_trained_run_records_its_config_and_data_and_the_report_names_what_changed(study, small_bags, tmp_path,
+                                                                                      monkeypatch):
+    """A result carries the resolved config and a digest of the bags it trained on; the report names
+    the field that changed since, tells a field the code gained from a change, and flags runs trained
+    on different copies of the data."""
+    from trimodal_ros.data.bags import dataset_digest
+    from trimodal_ros.policy import Policy
+
+    d = yaml.safe_load((tmp_path / "plan.yaml").read_text())
+    d["data"] = str(small_bags)
+    d["cells"]["ws"] = {"seeds": [1, 2]}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(d))
+    plan = P.load_plan(tmp_path / "plan.yaml")
+    monkeypatch.setattr(S, "_policy", lambda plan, cell, seed, *a: (Policy.load(config=plan.base), 0.0, "ck"))
+    monkeypatch.setattr(S, "_offline", lambda *a: {})
+    r = json.loads(Path(S.run("ws", 1, plan, device="cpu", progress=False)).read_text())
+    assert r["config"] == P.resolved_config(plan, "ws", 1) and r["config"]["train"]["seed"] == 1
+    assert r["config_sha256"] == P.config_sha256(plan, "ws", 1) and r["data_sha256"] == dataset_digest(small_bags)
+    text = Path(R.write_report(plan)).read_text()
+    assert "another config" not in text and "Config fields added" not in text and "copies of the data" not in text
+    old = json.loads(json.dumps(r))
+    old["config"]["train"]["lr"] = 0.5  # trained with another learning rate than the base config has now
+    del old["config"]["model"]["text_tower"]  # a field the code had not yet
+    S.result_path("ws", 1).write_text(json.dumps(old))
+    text = Path(R.write_report(plan)).read_text()
+    lr = P.resolved_config(plan, "ws", 1)["train"]["lr"]
+    assert f"ws_s1 (train.lr: 0.5 → {lr!r})" in text and "model.text_tower" not in text
+    del old["config"]["train"]["lr"]
+    S.result_path("ws", 1).write_text(json.dumps(old))
+    text = Path(R.write_report(plan)).read_text()
+    assert "another config" not in text and "Config fields added since 1 run(s)" in text
+    assert "model.text_tower = " in text and "train.lr = " in text
+    other = dict(r, seed=2, data_sha256="f" * 64, config=P.resolved_config(plan, "ws", 2))
+    S.result_path("ws", 2).write_text(json.dumps(other))
+    text = Path(R.write_report(plan)).read_text()
+    assert f"different copies of the data** (digest of the bags' bytes): {r['data_sha256'][:12]}: ws_s1; " \
+           f"ffffffffffff: ws_s2" in text
+
+
+def test_the_data_digest_is_the_bags_bytes(small_bags, tmp_path):
+    import shutil
+
+    from trimodal_ros.data.bags import dataset_digest, find_bags
+
+    copy = tmp_path / "copy"
+    shutil.copytree(small_bags, copy)
+    assert dataset_digest(copy) == dataset_digest(small_bags)
+    shutil.rmtree(find_bags(copy)[0])  # one episode fewer
+    assert dataset_digest(copy) != dataset_digest(small_bags)
+
+
 def test_a_deleted_result_file_does_not_open_a_second_rollout(study, monkeypatch, tmp_path):
     """A result once committed stays done: the runner asks git's history, not only the folder."""
     committed_result = P.REPO / "docs/results/study/runs/concat_mlp_s100.json"

@@ -188,13 +188,31 @@ def cell_config(plan: Plan, cell: str, seed: int):
     return config_from_dict(d, where=f"cell {cell}")
 
 
-def config_sha256(plan: Plan, cell: str, seed: int) -> str:
+def resolved_config(plan: Plan, cell: str, seed: int) -> Dict[str, Dict[str, Any]]:
+    """The config a run of (``cell``, ``seed``) trains with, as plain data ({} for the cells that
+    train nothing): recorded in its result beside its hash."""
+    if plan.cells[cell].kind in ("expert", "random_weights"):
+        return {}
+    return json.loads(json.dumps(cell_config(plan, cell, seed).to_dict(), sort_keys=True, default=str))
+
+
+def config_sha256(plan: Plan, cell: str, seed: int, resolved: Optional[Dict] = None) -> str:
     """sha256 of the resolved config a run of (``cell``, ``seed``) trains with ("" for the cells that
     train nothing): recorded in its result, so a base config or override changed after the run shows."""
-    if plan.cells[cell].kind in ("expert", "random_weights"):
-        return ""
-    d = cell_config(plan, cell, seed).to_dict()
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()
+    d = resolved_config(plan, cell, seed) if resolved is None else resolved
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest() if d else ""
+
+
+def config_diff(recorded: Dict[str, Dict[str, Any]], now: Dict[str, Dict[str, Any]]) -> Dict[str, List[str]]:
+    """What differs between the config a run recorded and the one the plan resolves to now, by
+    ``section.key``: "changed" (a value differs, or a field is gone), "added" (fields the code gained
+    since the run; their value now is shown, the run's code had no such setting)."""
+    flat = [{f"{s}.{k}": v for s, sec in d.items() for k, v in (sec.items() if isinstance(sec, dict) else [("", sec)])}
+            for d in (recorded, now)]
+    old, new = flat
+    changed = [f"{k}: {old[k]!r} → {new[k]!r}" if k in new else f"{k}: {old[k]!r} → (gone)"
+               for k in sorted(old) if new.get(k, object()) != old[k]]
+    return {"changed": changed, "added": [f"{k} = {new[k]!r}" for k in sorted(set(new) - set(old))]}
 
 
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess:

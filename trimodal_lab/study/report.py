@@ -15,7 +15,7 @@ import numpy as np
 from trimodal_ros.io import atomic_savefig, atomic_write_text
 from trimodal_ros.schema import ConfigError
 
-from .plan import STUDY, Plan, config_sha256, load_plan
+from .plan import STUDY, Plan, config_diff, config_sha256, load_plan, resolved_config
 from .runner import missing, result_path
 
 Case = Tuple[str, int, str]  # (task, layout, wording)
@@ -165,12 +165,35 @@ def analyse(plan: Plan) -> Dict[str, object]:
         row["p_holm"] = p
     secondary = [dict(treatment=t, reference=r, **contrast(*pair(t, r), plan, 1))
                  for t, r in plan.secondary if t in runs and r in runs]
-    recorded = {k: r["config_sha256"] for k, r in results.items() if "config_sha256" in r}
-    changed = sorted(k for k, h in recorded.items() if h != config_sha256(plan, *k))
+    changed, added, unrecorded = _config_drift(plan, results)
+    data = {}  # the training data's digest -> the runs trained on it
+    for k, r in sorted(results.items()):
+        if r.get("data_sha256"):
+            data.setdefault(r["data_sha256"], []).append(k)
     return {"runs": runs, "offline": {k: r.get("offline") for k, r in results.items()}, "cells": cells,
-            "config_changed": changed, "config_unrecorded": len(results) - len(recorded),
+            "config_changed": changed, "config_added": added, "config_unrecorded": unrecorded, "data": data,
             "contrasts": rows, "secondary": secondary, "missing": missing(plan),
             "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
+
+
+def _config_drift(plan: Plan, results: Dict[tuple, Dict]):
+    """The runs whose recorded config differs from what the plan resolves to now ({run: what
+    changed}), those only lacking fields the code gained since ({run: fields}), and how many
+    recorded no config. A run that recorded only the hash says "changed" without naming a field."""
+    changed, added, unrecorded = {}, {}, 0
+    for k, r in sorted(results.items()):
+        if "config" in r:
+            d = config_diff(r["config"], resolved_config(plan, *k))
+            if d["changed"]:
+                changed[k] = d["changed"]
+            elif d["added"]:
+                added[k] = d["added"]
+        elif "config_sha256" in r:
+            if r["config_sha256"] != config_sha256(plan, *k):
+                changed[k] = ["(only its hash was recorded)"]
+        else:
+            unrecorded += 1
+    return changed, added, unrecorded
 
 
 def _cells_table(plan: Plan, a: Dict[str, object], arm: str) -> List[str]:
@@ -318,7 +341,15 @@ def write_report(plan: Plan = None) -> Path:
     lines += [", ".join(f"{c}_s{s}" for c, s in a["missing"]) or "none"]
     if a["config_changed"]:
         lines += ["", "**Trained with another config than the plan resolves to now** (the base config or a cell's "
-                  "overrides changed after the run): " + ", ".join(f"{c}_s{s}" for c, s in a["config_changed"])]
+                  "overrides changed after the run): " +
+                  "; ".join(f"{c}_s{s} ({', '.join(d)})" for (c, s), d in a["config_changed"].items())]
+    if a["config_added"]:
+        fields = sorted({f for d in a["config_added"].values() for f in d})
+        lines += ["", f"Config fields added since {len(a['config_added'])} run(s) were trained (their code had no "
+                  f"such setting; the values are today's defaults, not a change): {', '.join(fields)}."]
+    if len(a["data"]) > 1:
+        lines += ["", "**Trained on different copies of the data** (digest of the bags' bytes): " +
+                  "; ".join(f"{h[:12]}: " + ", ".join(f"{c}_s{s}" for c, s in ks) for h, ks in a["data"].items())]
     if a["config_unrecorded"]:
         lines += ["", f"Config not recorded: {a['config_unrecorded']} run(s) made before runs recorded a hash of "
                   "their resolved config."]

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from trimodal_ros.data.bags import dataset_digest
 from trimodal_ros.io import atomic_write_json, sha256_file
 
-from .plan import REPO, STUDY, Plan, cell_config, committed, config_sha256, git, load_plan
+from .plan import REPO, STUDY, Plan, cell_config, committed, config_sha256, git, load_plan, resolved_config
 
 WORK = REPO / "runs" / "study"
 
@@ -131,12 +132,15 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
     with _Lock(work):
         _refuse_done(cell, seed, out)  # finished by the process that held the lock just before
         t0 = time.time()
-        commit, config_hash = _commit(), config_sha256(plan, cell, seed)  # what this process trains and rolls out
+        # what this process trains on, with, and rolls out: taken before training
+        commit, config = _commit(), resolved_config(plan, cell, seed)
+        data = dataset_digest(plan.test(cell).data) if config else ""
         policy, train_minutes, ckpt = _policy(plan, cell, seed, work, device, progress)
         offline = _offline(plan, cell, policy, work)
         episodes = _test_rollout(plan, cell, seed, policy, work, ckpt, progress)
         result = {"cell": cell, "seed": seed, "commit": commit, "plan_commit": plan_commit,
-                  "kind": plan.cells[cell].kind, "config_sha256": config_hash,
+                  "kind": plan.cells[cell].kind, "config_sha256": config_sha256(plan, cell, seed, config),
+                  "config": config, "data_sha256": data,
                   "checkpoint_sha256": ckpt, "train_minutes": train_minutes,
                   "minutes": round((time.time() - t0) / 60, 1), "host": socket.gethostname(),
                   "offline": offline, "episodes": episodes}

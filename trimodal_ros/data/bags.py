@@ -255,6 +255,19 @@ def file_digests(path: PathLike) -> Dict[str, str]:
     return {f.name: sha256_file(f) for f in sorted(Path(path).glob("*.mcap")) + sorted(Path(path).glob("*.db3"))}
 
 
+def dataset_digest(root: PathLike) -> str:
+    """sha256 over every finished bag under ``root``: its folder's relative path and its storage
+    files' sha256 (the sidecar's where it has them): two runs with the same digest trained on the
+    same bytes."""
+    import hashlib
+    import json
+
+    root = Path(root)
+    entries = [[str(b.relative_to(root)) if b != root else ".", read_sidecar(b).get("sha256") or file_digests(b)]
+               for b in find_bags(root)]
+    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
+
+
 def write_sidecar(path: PathLike, meta: Dict) -> Dict:
     """Write ``meta`` as the bag folder's ``episode.json``, with the sha256 of its storage files
     added (into ``meta`` too, which is returned)."""
