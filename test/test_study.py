@@ -117,7 +117,7 @@ def study(tmp_path, monkeypatch):
 def test_a_run_writes_one_result_file_resumes_and_is_not_repeated(study, tmp_path, monkeypatch):
     out = S.run("random_weights", 5, study, device="cpu", progress=False)
     r = json.loads(Path(out).read_text())
-    assert r["cell"] == "random_weights" and r["seed"] == 5 and r["commit"]
+    assert r["cell"] == "random_weights" and r["seed"] == 5 and r["commit"] and r["torch_threads"] >= 1
     assert [(e["task"], e["layout"], e["wording"], e["split"]) for e in r["episodes"]] == [
         ("reach-v3", 1000, "train", "test"), ("reach-v3", 1001, "train", "test"),
         ("reach-v3", 1000, "heldout", "test"), ("reach-v3", 1001, "heldout", "test")]

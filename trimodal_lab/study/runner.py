@@ -88,6 +88,12 @@ def _alive(pid: int) -> bool:
         return True
 
 
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def _commit() -> str:
     return git(REPO, "rev-parse", "HEAD").stdout.strip()
 
@@ -143,6 +149,7 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
                   "config": config, "data_sha256": data,
                   "checkpoint_sha256": ckpt, "train_minutes": train_minutes,
                   "minutes": round((time.time() - t0) / 60, 1), "host": socket.gethostname(),
+                  "torch_threads": _threads(),
                   "offline": offline, "episodes": episodes}
         return atomic_write_json(out, result)
 
