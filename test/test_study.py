@@ -269,6 +269,24 @@ def test_holm_and_the_paired_bootstrap():
         R.paired_bootstrap(twice[:, :3], none[:, :3], 10, groups=np.array([0, 0, 1]))
 
 
+def test_the_projected_standard_error_at_the_planned_seeds():
+    """Whether the planned seeds will do: the cases' part stays, each cell's seed variance goes as 1/n."""
+    rng = np.random.default_rng(0)
+    b = (rng.random((3, 40)) < 0.5).astype(float)
+    a = b + np.array([[0.1], [0.0], [-0.1]])  # seed means 0.1 apart around b's, per-case differences equal
+    case = 0.0  # the seed-averaged difference is 0 on every case
+    var_a, var_b = a.mean(1).var(ddof=1), b.mean(1).var(ddof=1)
+    for n in (3, 4, 10):
+        assert R.projected_se(a, b, None, n, n) == pytest.approx(np.sqrt(case + (var_a + var_b) / n))
+    d = rng.random(40) * 0.2  # a cases' part: the per-case differences vary
+    se = R.projected_se(b + d, b, np.repeat(np.arange(20), 2), 10 ** 9, 10 ** 9)
+    pairs = d.reshape(20, 2).mean(1)
+    assert se == pytest.approx(pairs.std(ddof=1) / np.sqrt(20), rel=1e-3)
+    one = b.mean(0, keepdims=True) + 0.1  # one seed: no variance of its own, and no cases' part
+    assert R.projected_se(one, b, None, 3, 3) == pytest.approx(np.sqrt(2 * var_b / 3))  # borrows b's
+    assert np.isnan(R.projected_se(one, b[:1], None, 3, 3))
+
+
 def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path):
     for seed in (5, 6):
         S.result_path("random_weights", seed).parent.mkdir(parents=True, exist_ok=True)

@@ -127,9 +127,28 @@ def contrast(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], plan: P
     d = float(a.mean() - b.mean())
     se = float(boot.std(ddof=1))
     p = float(min(1.0, 2 * min((boot <= 0).mean(), (boot >= 0).mean())))
-    z = NormalDist().inv_cdf(1 - plan.alpha / (2 * m)) + NormalDist().inv_cdf(0.8)
     lo, hi = np.quantile(boot, [0.025, 0.975])
-    return {"diff": d, "lo": float(lo), "hi": float(hi), "p": p, "se": se, "mde": z * se}
+    return {"diff": d, "lo": float(lo), "hi": float(hi), "p": p, "se": se, "mde": _z(plan, m) * se}
+
+
+def _z(plan: Plan, m: int) -> float:
+    """z of a two-sided test at alpha / m plus z of 80% power: detectable = this × standard error."""
+    return NormalDist().inv_cdf(1 - plan.alpha / (2 * m)) + NormalDist().inv_cdf(0.8)
+
+
+def projected_se(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], n_a: int, n_b: int) -> float:
+    """The standard error of mean(a) − mean(b) expected with ``n_a`` and ``n_b`` seeds, from the
+    spread seen so far: the cases' part (the seed-averaged difference's cluster means; kept as it
+    is, though averaging more seeds would shrink it: conservative) plus each cell's between-seed
+    variance of its mean success over n. A cell with one seed borrows the other's seed variance
+    (nan when neither has two)."""
+    d = a.mean(0) - b.mean(0)
+    if groups is not None:
+        d = np.array([d[groups == g].mean() for g in np.unique(groups)])
+    case_var = d.var(ddof=1) / len(d)
+    var = [x.mean(1).var(ddof=1) if x.shape[0] > 1 else np.nan for x in (a, b)]
+    var = [v if not np.isnan(v) else var[1 - i] for i, v in enumerate(var)]
+    return float(np.sqrt(case_var + var[0] / n_a + var[1] / n_b))
 
 
 def analyse(plan: Plan) -> Dict[str, object]:
@@ -160,7 +179,9 @@ def analyse(plan: Plan) -> Dict[str, object]:
     rows = [dict(treatment=t, reference=r, seeds=min(len(runs[t]), len(runs[r])),
                  planned=max(len(plan.cells[c].seeds) for c in (t, r)),
                  complete=all(len(runs[c]) == len(plan.cells[c].seeds) for c in (t, r)),
-                 **contrast(*pair(t, r), plan, len(plan.primary))) for t, r in ready]
+                 **contrast(*pair(t, r), plan, len(plan.primary)),
+                 mde_planned=_z(plan, len(plan.primary)) * projected_se(
+                     *pair(t, r), len(plan.cells[t].seeds), len(plan.cells[r].seeds))) for t, r in ready]
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
     secondary = [dict(treatment=t, reference=r, **contrast(*pair(t, r), plan, 1))
@@ -315,17 +336,20 @@ def write_report(plan: Plan = None) -> Path:
               f"α = {plan.alpha}/{len(plan.primary)}, from the observed spread. An effect needs Holm p < "
               f"{plan.alpha} and |difference| ≥ {plan.effect}. No verdict is drawn before both cells of a "
               f"contrast have every planned seed (no interim looks); until then the interval holds the cases' "
-              f"variation and only part of the seeds'.", "",
-              "| treatment − reference | difference | 95% interval | p (Holm) | detectable | verdict |",
-              "|---|---|---|---|---|---|"]
+              f"variation and only part of the seeds'. At planned seeds: the detectable difference projected "
+              f"for every planned seed of both cells from the spread so far (the cases' part kept as it is, "
+              f"the seeds' over the planned count).", "",
+              "| treatment − reference | difference | 95% interval | p (Holm) | detectable | at planned seeds "
+              "| verdict |",
+              "|---|---|---|---|---|---|---|"]
     for r in a["contrasts"]:
         holm_p = _p(r["p_holm"], 2 * len(plan.primary) / plan.bootstrap)
         lines.append(f"| {r['treatment']} − {r['reference']} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
-                     f"{holm_p} | {r['mde']:.3f} | {_verdict(r, plan)} |")
+                     f"{holm_p} | {r['mde']:.3f} | {r['mde_planned']:.3f} | {_verdict(r, plan)} |")
     done = {(r["treatment"], r["reference"]) for r in a["contrasts"]}
     for t, ref in plan.primary:
         if (t, ref) not in done:
-            lines.append(f"| {t} − {ref} | waiting for runs | | | | |")
+            lines.append(f"| {t} − {ref} | waiting for runs | | | | | |")
     if plan.secondary:
         lines += ["", "## Secondary contrasts", "",
                   "Exploratory: the same paired bootstrap, p uncorrected, detectable at α = "
