@@ -443,3 +443,25 @@ def test_a_deleted_result_file_does_not_open_a_second_rollout(study, monkeypatch
     monkeypatch.setattr(S, "load_plan", lambda: study)
     out = S.next_run(device="cpu", progress=False, cells=["random_weights"])  # skips it, does the next
     assert Path(out).name == "random_weights_s6.json"
+
+
+def test_a_second_implementation_from_the_run_files_agrees_with_the_report():
+    """docs/results/study/recompute.py (json and numpy only) gets the report's success per cell and
+    primary differences exactly, and its intervals within the bootstraps' noise."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("recompute", P.STUDY / "recompute.py")
+    rc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rc)
+    plan = P.load_plan()
+    a = R.analyse(plan)
+    raw, outcomes = rc.load()
+    assert set(outcomes) == {c for c in a["cells"] if not plan.cells[c].arm} and len(outcomes) >= 3
+    for cell, seeds in outcomes.items():
+        assert rc.success(seeds, raw["test"]["wordings"]) == pytest.approx(a["cells"][cell]["success"], abs=1e-12)
+    assert len(a["contrasts"]) >= 1
+    for row in a["contrasts"]:
+        d, lo, hi = rc.contrast(outcomes[row["treatment"]], outcomes[row["reference"]], raw["test"]["wordings"],
+                                reps=4000)
+        assert d == pytest.approx(row["diff"], abs=1e-12)
+        assert lo == pytest.approx(row["lo"], abs=0.008) and hi == pytest.approx(row["hi"], abs=0.008)

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Recompute the study's MT10 figures from the run files alone, with none of this package's code:
+each cell's success over its seeds and each primary contrast's paired difference with a 95% interval
+from a two-level bootstrap (the scenes, a task's layout with both its wordings; then each cell's
+seeds, their spread widened by sqrt(n / (n - 1))). A second implementation of the report's analysis,
+for a reviewer to read in one sitting; the test suite checks that the two agree.
+
+    python docs/results/study/recompute.py            # needs numpy and PyYAML only
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+HERE = Path(__file__).resolve().parent
+
+
+def load(here: Path = HERE):
+    """(plan, {cell: {seed: {(task, layout, wording): success}}}) for the cells of the MT10 test set."""
+    plan = yaml.safe_load((here / "plan.yaml").read_text())
+    mt10 = {name for name, cell in plan["cells"].items() if not cell.get("arm")}
+    outcomes: dict = {}
+    for f in sorted((here / "runs").glob("*.json")):
+        r = json.loads(f.read_text())
+        if r["cell"] in mt10:
+            outcomes.setdefault(r["cell"], {})[r["seed"]] = {
+                (e["task"], e["layout"], e["wording"]): float(e["success"]) for e in r["episodes"]}
+    return plan, outcomes
+
+
+def success(seeds: dict, wordings) -> float:
+    """Mean success over every seed's cases in ``wordings``."""
+    return float(np.mean([s for run in seeds.values() for (_, _, w), s in run.items() if w in wordings]))
+
+
+def contrast(a: dict, b: dict, wordings, reps: int = 10000, seed: int = 1):
+    """(difference, low, high) of mean success a − b over the cases both share."""
+    cases = sorted(set.intersection(*[set(run) for run in [*a.values(), *b.values()]]))
+    cases = [c for c in cases if c[2] in wordings]
+    scenes = sorted({(t, x) for t, x, _ in cases})
+    by_scene = [[i for i, c in enumerate(cases) if (c[0], c[1]) == s] for s in scenes]
+
+    def matrix(seeds):  # (seeds, cases), each seed's deviation from the per-case mean widened
+        m = np.array([[run[c] for c in cases] for run in seeds.values()])
+        n = len(m)
+        return m if n < 2 else m.mean(0) + (m - m.mean(0)) * np.sqrt(n / (n - 1))
+
+    ma, mb = matrix(a), matrix(b)
+    rng = np.random.default_rng(seed)
+    boot = np.empty(reps)
+    for r in range(reps):
+        idx = np.concatenate([by_scene[k] for k in rng.integers(0, len(scenes), len(scenes))])
+        boot[r] = (ma[rng.integers(0, len(ma), len(ma))][:, idx].mean()
+                   - mb[rng.integers(0, len(mb), len(mb))][:, idx].mean())
+    lo, hi = np.quantile(boot, [0.025, 0.975])
+    return float(ma.mean() - mb.mean()), float(lo), float(hi)
+
+
+def main() -> int:
+    plan, outcomes = load()
+    wordings = plan["test"]["wordings"]
+    print("cell | seeds | success")
+    for name in plan["cells"]:
+        if name in outcomes:
+            print(f"{name} | {len(outcomes[name])} | {success(outcomes[name], wordings):.3f}")
+    print("\ntreatment - reference | difference | 95% interval")
+    for t, ref in plan["primary"]:
+        if t in outcomes and ref in outcomes:
+            d, lo, hi = contrast(outcomes[t], outcomes[ref], wordings)
+            print(f"{t} - {ref} | {d:+.3f} | [{lo:+.3f}, {hi:+.3f}]")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
