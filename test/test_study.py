@@ -403,7 +403,7 @@ def test_a_trained_run_records_its_config_and_data_and_the_report_names_what_cha
     S.result_path("ws", 1).write_text(json.dumps(old))
     text = Path(R.write_report(plan)).read_text()
     lr = P.resolved_config(plan, "ws", 1)["train"]["lr"]
-    assert f"ws_s1 (train.lr: 0.5 → {lr!r})" in text and "model.text_tower" not in text
+    assert f"ws_s1 (train.lr: 0.5 → {lr!r})" in text and "model.text_tower = " in text  # a change, and an addition
     del old["config"]["train"]["lr"]
     S.result_path("ws", 1).write_text(json.dumps(old))
     text = Path(R.write_report(plan)).read_text()
@@ -412,8 +412,41 @@ def test_a_trained_run_records_its_config_and_data_and_the_report_names_what_cha
     other = dict(r, seed=2, data_sha256="f" * 64, config=P.resolved_config(plan, "ws", 2))
     S.result_path("ws", 2).write_text(json.dumps(other))
     text = Path(R.write_report(plan)).read_text()
-    assert f"different copies of the data** (digest of the bags' bytes): {r['data_sha256'][:12]}: ws_s1; " \
+    assert f"different copies of {small_bags}** (digest of the bags' bytes): {r['data_sha256'][:12]}: ws_s1; " \
            f"ffffffffffff: ws_s2" in text
+
+
+def test_data_copies_are_told_apart_per_training_folder_not_across_arms():
+    plan = P.load_plan()  # MT10 cells train on data/mt10_192, the language arm's on data/lang_192
+    results = {("concat_mlp", 100): {"data_sha256": "a"}, ("lang.concat_mlp", 100): {"data_sha256": "b"},
+               ("concat_mlp", 101): {}, ("expert", 0): {}}
+    data, unrecorded = R._data_copies(plan, results)
+    assert data == {plan.data: {"a": [("concat_mlp", 100)]},
+                    plan.arms["language"].data: {"b": [("lang.concat_mlp", 100)]}}
+    assert unrecorded == 1  # the expert trains on nothing
+    results[("concat_mlp", 102)] = {"data_sha256": "c"}
+    assert R._data_copies(plan, results)[0][plan.data] == {"a": [("concat_mlp", 100)], "c": [("concat_mlp", 102)]}
+
+
+def test_a_config_value_of_another_type_is_a_change():
+    assert P.config_diff({"t": {"x": True, "y": 0}}, {"t": {"x": 1, "y": 0.0}})["changed"] == ["t.x: True → 1",
+                                                                                           "t.y: 0 → 0.0"]
+    assert P.config_diff({"t": {"x": [1, 2]}}, {"t": {"x": [1, 2]}}) == {"changed": [], "added": []}
+
+
+def test_the_detectable_difference_at_planned_seeds_is_todays_once_they_are_done():
+    plan = P.load_plan()
+    rng = np.random.default_rng(1)
+    n = len(plan.cells["weighted_sum"].seeds)
+    assert n == len(plan.cells["concat_mlp"].seeds)
+    a, b = ((rng.random((n, 200)) < p).astype(float) for p in (0.6, 0.5))
+    groups = np.repeat(np.arange(100), 2)
+    done = R._primary(plan, a, b, groups, "weighted_sum", "concat_mlp")
+    assert done["mde_planned"] == pytest.approx(done["mde"])
+    part = R._primary(plan, a[:2], b[:3], groups, "weighted_sum", "concat_mlp")
+    assert part["mde_planned"] < part["mde"]  # more seeds to come: a smaller difference detectable
+    assert part["mde_planned"] == pytest.approx(part["mde"] * R.projected_se(a[:2], b[:3], groups, n, n)
+                                                / R.projected_se(a[:2], b[:3], groups, 2, 3))
 
 
 def test_the_data_digest_is_the_bags_bytes(small_bags, tmp_path):
@@ -423,9 +456,22 @@ def test_the_data_digest_is_the_bags_bytes(small_bags, tmp_path):
 
     copy = tmp_path / "copy"
     shutil.copytree(small_bags, copy)
-    assert dataset_digest(copy) == dataset_digest(small_bags)
-    shutil.rmtree(find_bags(copy)[0])  # one episode fewer
-    assert dataset_digest(copy) != dataset_digest(small_bags)
+    digest = dataset_digest(small_bags)
+    assert dataset_digest(copy) == digest
+    bag = find_bags(copy)[0]
+    storage = next(bag.glob("*.mcap"))
+    raw = bytearray(storage.read_bytes())
+    raw[len(raw) // 2] ^= 1  # one bit of one message, its sidecar untouched
+    storage.write_bytes(bytes(raw))
+    assert dataset_digest(copy) != digest
+    shutil.copytree(small_bags, copy, dirs_exist_ok=True)
+    assert dataset_digest(copy) == digest
+    sidecar = json.loads((bag / "episode.json").read_text())
+    (bag / "episode.json").write_text(json.dumps(dict(sidecar, split="heldout" if sidecar.get("split") != "heldout"
+                                                      else "train")))  # relabelled, same bytes of the bag
+    assert dataset_digest(copy) != digest
+    shutil.rmtree(bag)  # one episode fewer
+    assert dataset_digest(copy) != digest
 
 
 def test_a_deleted_result_file_does_not_open_a_second_rollout(study, monkeypatch, tmp_path):
@@ -446,8 +492,8 @@ def test_a_deleted_result_file_does_not_open_a_second_rollout(study, monkeypatch
 
 
 def test_a_second_implementation_from_the_run_files_agrees_with_the_report():
-    """docs/results/study/recompute.py (json and numpy only) gets the report's success per cell and
-    primary differences exactly, and its intervals within the bootstraps' noise."""
+    """docs/results/study/recompute.py (json, numpy and PyYAML only) gets the report's success per
+    cell, primary differences and, drawing the same resamples, intervals exactly."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("recompute", P.STUDY / "recompute.py")
@@ -462,6 +508,5 @@ def test_a_second_implementation_from_the_run_files_agrees_with_the_report():
     assert len(a["contrasts"]) >= 1
     for row in a["contrasts"]:
         d, lo, hi = rc.contrast(outcomes[row["treatment"]], outcomes[row["reference"]], raw["test"]["wordings"],
-                                reps=4000)
-        assert d == pytest.approx(row["diff"], abs=1e-12)
-        assert lo == pytest.approx(row["lo"], abs=0.008) and hi == pytest.approx(row["hi"], abs=0.008)
+                                reps=plan.bootstrap)
+        assert (d, lo, hi) == pytest.approx((row["diff"], row["lo"], row["hi"]), abs=1e-12)

@@ -210,8 +210,9 @@ def config_diff(recorded: Dict[str, Dict[str, Any]], now: Dict[str, Dict[str, An
     flat = [{f"{s}.{k}": v for s, sec in d.items() for k, v in (sec.items() if isinstance(sec, dict) else [("", sec)])}
             for d in (recorded, now)]
     old, new = flat
+    text = {k: json.dumps(v, sort_keys=True) for k, v in new.items()}  # as the hash sees them: True is not 1
     changed = [f"{k}: {old[k]!r} → {new[k]!r}" if k in new else f"{k}: {old[k]!r} → (gone)"
-               for k in sorted(old) if new.get(k, object()) != old[k]]
+               for k in sorted(old) if text.get(k) != json.dumps(old[k], sort_keys=True)]
     return {"changed": changed, "added": [f"{k} = {new[k]!r}" for k in sorted(set(new) - set(old))]}
 
 

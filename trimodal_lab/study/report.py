@@ -131,17 +131,28 @@ def contrast(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], plan: P
     return {"diff": d, "lo": float(lo), "hi": float(hi), "p": p, "se": se, "mde": _z(plan, m) * se}
 
 
+def _primary(plan: Plan, a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], t: str, r: str) -> Dict:
+    """A primary contrast, with ``mde_planned``: the detectable difference expected once both cells
+    have every planned seed (the bootstrap's now, scaled by the analytic error's ratio between the
+    planned and the present seed counts; nan where no cell has two seeds yet)."""
+    c = contrast(a, b, groups, plan, len(plan.primary))
+    now = projected_se(a, b, groups, a.shape[0], b.shape[0])
+    later = projected_se(a, b, groups, len(plan.cells[t].seeds), len(plan.cells[r].seeds))
+    return {**c, "mde_planned": float(c["mde"] * later / now) if now > 0 else float("nan")}
+
+
 def _z(plan: Plan, m: int) -> float:
     """z of a two-sided test at alpha / m plus z of 80% power: detectable = this × standard error."""
     return NormalDist().inv_cdf(1 - plan.alpha / (2 * m)) + NormalDist().inv_cdf(0.8)
 
 
 def projected_se(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], n_a: int, n_b: int) -> float:
-    """The standard error of mean(a) − mean(b) expected with ``n_a`` and ``n_b`` seeds, from the
-    spread seen so far: the cases' part (the seed-averaged difference's cluster means; kept as it
-    is, though averaging more seeds would shrink it: conservative) plus each cell's between-seed
-    variance of its mean success over n. A cell with one seed borrows the other's seed variance
-    (nan when neither has two)."""
+    """An analytic standard error of mean(a) − mean(b) with ``n_a`` and ``n_b`` seeds, from the
+    spread seen so far: the cases' part (the seed-averaged difference's cluster means, kept as it
+    is) plus each cell's between-seed variance of its mean success over n. It leaves out the seeds ×
+    scenes interaction the two-level bootstrap also sees, so it runs below the bootstrap's error: use
+    it for the ratio between seed counts (``analyse`` scales the bootstrap's detectable difference by
+    it). A cell with one seed borrows the other's seed variance (nan when neither has two)."""
     d = a.mean(0) - b.mean(0)
     if groups is not None:
         d = np.array([d[groups == g].mean() for g in np.unique(groups)])
@@ -179,22 +190,28 @@ def analyse(plan: Plan) -> Dict[str, object]:
     rows = [dict(treatment=t, reference=r, seeds=min(len(runs[t]), len(runs[r])),
                  planned=max(len(plan.cells[c].seeds) for c in (t, r)),
                  complete=all(len(runs[c]) == len(plan.cells[c].seeds) for c in (t, r)),
-                 **contrast(*pair(t, r), plan, len(plan.primary)),
-                 mde_planned=_z(plan, len(plan.primary)) * projected_se(
-                     *pair(t, r), len(plan.cells[t].seeds), len(plan.cells[r].seeds))) for t, r in ready]
+                 **_primary(plan, *pair(t, r), t, r)) for t, r in ready]
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
     secondary = [dict(treatment=t, reference=r, **contrast(*pair(t, r), plan, 1))
                  for t, r in plan.secondary if t in runs and r in runs]
     changed, added, unrecorded = _config_drift(plan, results)
-    data = {}  # the training data's digest -> the runs trained on it
-    for k, r in sorted(results.items()):
-        if r.get("data_sha256"):
-            data.setdefault(r["data_sha256"], []).append(k)
+    data, undigested = _data_copies(plan, results)
     return {"runs": runs, "offline": {k: r.get("offline") for k, r in results.items()}, "cells": cells,
             "config_changed": changed, "config_added": added, "config_unrecorded": unrecorded, "data": data,
+            "data_unrecorded": undigested,
             "contrasts": rows, "secondary": secondary, "missing": missing(plan),
             "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
+
+
+def _data_copies(plan: Plan, results: Dict[tuple, Dict]):
+    """({training bags' folder: {digest: runs trained on that copy}}, how many trained runs recorded
+    no digest): a folder with two digests was regenerated or changed between runs."""
+    data: Dict[str, Dict[str, list]] = {}
+    for k, r in sorted(results.items()):
+        if r.get("data_sha256"):
+            data.setdefault(plan.test(k[0]).data, {}).setdefault(r["data_sha256"], []).append(k)
+    return data, sum(1 for k, r in results.items() if plan.cells[k[0]].kind == "train" and not r.get("data_sha256"))
 
 
 def _config_drift(plan: Plan, results: Dict[tuple, Dict]):
@@ -207,11 +224,11 @@ def _config_drift(plan: Plan, results: Dict[tuple, Dict]):
             d = config_diff(r["config"], resolved_config(plan, *k))
             if d["changed"]:
                 changed[k] = d["changed"]
-            elif d["added"]:
+            if d["added"]:
                 added[k] = d["added"]
         elif "config_sha256" in r:
             if r["config_sha256"] != config_sha256(plan, *k):
-                changed[k] = ["(only its hash was recorded)"]
+                changed[k] = ["only its hash was recorded: a field added to the config since changes it too"]
         else:
             unrecorded += 1
     return changed, added, unrecorded
@@ -305,6 +322,10 @@ def _p(p: float, floor: float) -> str:
     return f"< {floor:.4f}" if p == 0 else f"{p:.3f}" if p >= 0.001 else f"{p:.4f}"
 
 
+def _num(x: float) -> str:
+    return "—" if np.isnan(x) else f"{x:.3f}"
+
+
 def write_report(plan: Plan = None) -> Path:
     plan = plan or load_plan()
     a = analyse(plan)
@@ -336,16 +357,18 @@ def write_report(plan: Plan = None) -> Path:
               f"α = {plan.alpha}/{len(plan.primary)}, from the observed spread. An effect needs Holm p < "
               f"{plan.alpha} and |difference| ≥ {plan.effect}. No verdict is drawn before both cells of a "
               f"contrast have every planned seed (no interim looks); until then the interval holds the cases' "
-              f"variation and only part of the seeds'. At planned seeds: the detectable difference projected "
-              f"for every planned seed of both cells from the spread so far (the cases' part kept as it is, "
-              f"the seeds' over the planned count).", "",
+              f"variation and only part of the seeds'. At planned seeds: the detectable difference expected "
+              f"once both cells have every planned seed, from the spread so far (the bootstrap's, scaled by "
+              f"an analytic error's ratio between the planned and the present seed counts: the cases' part "
+              f"kept, each cell's between-seed variance over its seed count; a rough guide while a cell has "
+              f"two seeds).", "",
               "| treatment − reference | difference | 95% interval | p (Holm) | detectable | at planned seeds "
               "| verdict |",
               "|---|---|---|---|---|---|---|"]
     for r in a["contrasts"]:
         holm_p = _p(r["p_holm"], 2 * len(plan.primary) / plan.bootstrap)
         lines.append(f"| {r['treatment']} − {r['reference']} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
-                     f"{holm_p} | {r['mde']:.3f} | {r['mde_planned']:.3f} | {_verdict(r, plan)} |")
+                     f"{holm_p} | {r['mde']:.3f} | {_num(r['mde_planned'])} | {_verdict(r, plan)} |")
     done = {(r["treatment"], r["reference"]) for r in a["contrasts"]}
     for t, ref in plan.primary:
         if (t, ref) not in done:
@@ -370,10 +393,15 @@ def write_report(plan: Plan = None) -> Path:
     if a["config_added"]:
         fields = sorted({f for d in a["config_added"].values() for f in d})
         lines += ["", f"Config fields added since {len(a['config_added'])} run(s) were trained (their code had no "
-                  f"such setting; the values are today's defaults, not a change): {', '.join(fields)}."]
-    if len(a["data"]) > 1:
-        lines += ["", "**Trained on different copies of the data** (digest of the bags' bytes): " +
-                  "; ".join(f"{h[:12]}: " + ", ".join(f"{c}_s{s}" for c, s in ks) for h, ks in a["data"].items())]
+                  f"such setting; today's values, which should leave what they trained unchanged): "
+                  f"{', '.join(fields)}."]
+    for folder, digests in a["data"].items():
+        if len(digests) > 1:
+            lines += ["", f"**Trained on different copies of {folder}** (digest of the bags' bytes): " +
+                      "; ".join(f"{h[:12]}: " + ", ".join(f"{c}_s{s}" for c, s in ks) for h, ks in digests.items())]
+    if a["data_unrecorded"]:
+        lines += ["", f"Data not recorded: {a['data_unrecorded']} trained run(s) made before runs recorded a digest "
+                  "of their training bags."]
     if a["config_unrecorded"]:
         lines += ["", f"Config not recorded: {a['config_unrecorded']} run(s) made before runs recorded a hash of "
                   "their resolved config."]

@@ -256,15 +256,17 @@ def file_digests(path: PathLike) -> Dict[str, str]:
 
 
 def dataset_digest(root: PathLike) -> str:
-    """sha256 over every finished bag under ``root``: its folder's relative path and its storage
-    files' sha256 (the sidecar's where it has them): two runs with the same digest trained on the
-    same bytes."""
+    """sha256 over every finished bag under ``root``: its folder's relative path, the sha256 of each
+    of its files (storage, metadata.yaml, the sidecar with its labels and split): two runs with the
+    same digest trained on the same bytes. Reads every byte (about a second for 350 MB)."""
     import hashlib
     import json
 
+    from ..io import sha256_file
+
     root = Path(root)
-    entries = [[str(b.relative_to(root)) if b != root else ".", read_sidecar(b).get("sha256") or file_digests(b)]
-               for b in find_bags(root)]
+    entries = [[str(b.relative_to(root)) if b != root else ".",
+                {f.name: sha256_file(f) for f in sorted(b.iterdir()) if f.is_file()}] for b in find_bags(root)]
     return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
 
 

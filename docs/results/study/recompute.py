@@ -23,13 +23,16 @@ HERE = Path(__file__).resolve().parent
 def load(here: Path = HERE):
     """(plan, {cell: {seed: {(task, layout, wording): success}}}) for the cells of the MT10 test set."""
     plan = yaml.safe_load((here / "plan.yaml").read_text())
-    mt10 = {name for name, cell in plan["cells"].items() if not cell.get("arm")}
     outcomes: dict = {}
-    for f in sorted((here / "runs").glob("*.json")):
-        r = json.loads(f.read_text())
-        if r["cell"] in mt10:
-            outcomes.setdefault(r["cell"], {})[r["seed"]] = {
-                (e["task"], e["layout"], e["wording"]): float(e["success"]) for e in r["episodes"]}
+    for name, cell in plan["cells"].items():
+        if (cell or {}).get("arm"):
+            continue
+        for seed in cell["seeds"]:
+            f = here / "runs" / f"{name}_s{seed}.json"
+            if f.exists():
+                outcomes.setdefault(name, {})[seed] = {
+                    (e["task"], e["layout"], e["wording"]): float(e["success"])
+                    for e in json.loads(f.read_text())["episodes"]}
     return plan, outcomes
 
 
@@ -38,15 +41,16 @@ def success(seeds: dict, wordings) -> float:
     return float(np.mean([s for run in seeds.values() for (_, _, w), s in run.items() if w in wordings]))
 
 
-def contrast(a: dict, b: dict, wordings, reps: int = 10000, seed: int = 1):
-    """(difference, low, high) of mean success a − b over the cases both share."""
+def contrast(a: dict, b: dict, wordings, reps: int = 10000, seed: int = 0):
+    """(difference, low, high) of mean success a − b over the cases both share. With the plan's
+    number of resamples and seed 0 it draws what the report's bootstrap draws: the same interval."""
     cases = sorted(set.intersection(*[set(run) for run in [*a.values(), *b.values()]]))
     cases = [c for c in cases if c[2] in wordings]
     scenes = sorted({(t, x) for t, x, _ in cases})
     by_scene = [[i for i, c in enumerate(cases) if (c[0], c[1]) == s] for s in scenes]
 
     def matrix(seeds):  # (seeds, cases), each seed's deviation from the per-case mean widened
-        m = np.array([[run[c] for c in cases] for run in seeds.values()])
+        m = np.array([[seeds[s][c] for c in cases] for s in sorted(seeds)])
         n = len(m)
         return m if n < 2 else m.mean(0) + (m - m.mean(0)) * np.sqrt(n / (n - 1))
 
@@ -71,7 +75,7 @@ def main() -> int:
     print("\ntreatment - reference | difference | 95% interval")
     for t, ref in plan["primary"]:
         if t in outcomes and ref in outcomes:
-            d, lo, hi = contrast(outcomes[t], outcomes[ref], wordings)
+            d, lo, hi = contrast(outcomes[t], outcomes[ref], wordings, reps=plan["analysis"]["bootstrap"])
             print(f"{t} - {ref} | {d:+.3f} | [{lo:+.3f}, {hi:+.3f}]")
     return 0
 
