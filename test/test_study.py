@@ -382,7 +382,7 @@ def test_a_trained_run_records_its_config_and_data_and_the_report_names_what_cha
     """A result carries the resolved config and a digest of the bags it trained on; the report names
     the field that changed since, tells a field the code gained from a change, and flags runs trained
     on different copies of the data."""
-    from trimodal_ros.data.bags import dataset_digest
+    from trimodal_lab.study.runner import dataset_digest
     from trimodal_ros.policy import Policy
 
     d = yaml.safe_load((tmp_path / "plan.yaml").read_text())
@@ -394,7 +394,7 @@ def test_a_trained_run_records_its_config_and_data_and_the_report_names_what_cha
     monkeypatch.setattr(S, "_offline", lambda *a: {})
     r = json.loads(Path(S.run("ws", 1, plan, device="cpu", progress=False)).read_text())
     assert r["config"] == P.resolved_config(plan, "ws", 1) and r["config"]["train"]["seed"] == 1
-    assert r["config_sha256"] == P.config_sha256(plan, "ws", 1) and r["data_sha256"] == dataset_digest(small_bags)
+    assert r["config_sha256"] == P.config_sha256(plan, "ws", 1) and r["data_files_sha256"] == dataset_digest(small_bags)
     text = Path(R.write_report(plan)).read_text()
     assert "another config" not in text and "Config fields added" not in text and "copies of the data" not in text
     old = json.loads(json.dumps(r))
@@ -409,22 +409,22 @@ def test_a_trained_run_records_its_config_and_data_and_the_report_names_what_cha
     text = Path(R.write_report(plan)).read_text()
     assert "another config" not in text and "Config fields added since 1 run(s)" in text
     assert "model.text_tower = " in text and "train.lr = " in text
-    other = dict(r, seed=2, data_sha256="f" * 64, config=P.resolved_config(plan, "ws", 2))
+    other = dict(r, seed=2, data_files_sha256="f" * 64, config=P.resolved_config(plan, "ws", 2))
     S.result_path("ws", 2).write_text(json.dumps(other))
     text = Path(R.write_report(plan)).read_text()
-    assert f"different copies of {small_bags}** (digest of the bags' bytes): {r['data_sha256'][:12]}: ws_s1; " \
+    assert f"different copies of {small_bags}** (digest of the bags' bytes): {r['data_files_sha256'][:12]}: ws_s1; " \
            f"ffffffffffff: ws_s2" in text
 
 
 def test_data_copies_are_told_apart_per_training_folder_not_across_arms():
     plan = P.load_plan()  # MT10 cells train on data/mt10_192, the language arm's on data/lang_192
-    results = {("concat_mlp", 100): {"data_sha256": "a"}, ("lang.concat_mlp", 100): {"data_sha256": "b"},
+    results = {("concat_mlp", 100): {"data_files_sha256": "a"}, ("lang.concat_mlp", 100): {"data_files_sha256": "b"},
                ("concat_mlp", 101): {}, ("expert", 0): {}}
     data, unrecorded = R._data_copies(plan, results)
     assert data == {plan.data: {"a": [("concat_mlp", 100)]},
                     plan.arms["language"].data: {"b": [("lang.concat_mlp", 100)]}}
     assert unrecorded == 1  # the expert trains on nothing
-    results[("concat_mlp", 102)] = {"data_sha256": "c"}
+    results[("concat_mlp", 102)] = {"data_files_sha256": "c"}
     assert R._data_copies(plan, results)[0][plan.data] == {"a": [("concat_mlp", 100)], "c": [("concat_mlp", 102)]}
 
 
@@ -452,7 +452,8 @@ def test_the_detectable_difference_at_planned_seeds_is_todays_once_they_are_done
 def test_the_data_digest_is_the_bags_bytes(small_bags, tmp_path):
     import shutil
 
-    from trimodal_ros.data.bags import dataset_digest, find_bags
+    from trimodal_ros.data.bags import find_bags
+    from trimodal_lab.study.runner import dataset_digest
 
     copy = tmp_path / "copy"
     shutil.copytree(small_bags, copy)

@@ -209,9 +209,10 @@ def _data_copies(plan: Plan, results: Dict[tuple, Dict]):
     no digest): a folder with two digests was regenerated or changed between runs."""
     data: Dict[str, Dict[str, list]] = {}
     for k, r in sorted(results.items()):
-        if r.get("data_sha256"):
-            data.setdefault(plan.test(k[0]).data, {}).setdefault(r["data_sha256"], []).append(k)
-    return data, sum(1 for k, r in results.items() if plan.cells[k[0]].kind == "train" and not r.get("data_sha256"))
+        if r.get("data_files_sha256"):
+            data.setdefault(plan.test(k[0]).data, {}).setdefault(r["data_files_sha256"], []).append(k)
+    trained = [r for k, r in results.items() if plan.cells[k[0]].kind == "train"]
+    return data, sum(1 for r in trained if not r.get("data_files_sha256"))
 
 
 def _config_drift(plan: Plan, results: Dict[tuple, Dict]):

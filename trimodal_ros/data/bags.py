@@ -255,21 +255,6 @@ def file_digests(path: PathLike) -> Dict[str, str]:
     return {f.name: sha256_file(f) for f in sorted(Path(path).glob("*.mcap")) + sorted(Path(path).glob("*.db3"))}
 
 
-def dataset_digest(root: PathLike) -> str:
-    """sha256 over every finished bag under ``root``: its folder's relative path, the sha256 of each
-    of its files (storage, metadata.yaml, the sidecar with its labels and split): two runs with the
-    same digest trained on the same bytes. Reads every byte (about a second for 350 MB)."""
-    import hashlib
-    import json
-
-    from ..io import sha256_file
-
-    root = Path(root)
-    entries = [[str(b.relative_to(root)) if b != root else ".",
-                {f.name: sha256_file(f) for f in sorted(b.iterdir()) if f.is_file()}] for b in find_bags(root)]
-    return hashlib.sha256(json.dumps(entries, sort_keys=True).encode()).hexdigest()
-
-
 def write_sidecar(path: PathLike, meta: Dict) -> Dict:
     """Write ``meta`` as the bag folder's ``episode.json``, with the sha256 of its storage files
     added (into ``meta`` too, which is returned)."""
