@@ -109,8 +109,12 @@ def test_resume_equals_uninterrupted(small_bags, tmp_path):
     full = train(cfg, small_bags, tmp_path / "full", progress=False, dataset=ds)
     crashed = tmp_path / "crashed"
     _train_until(cfg, small_bags, crashed, ds, stop_after=8)  # dies right after its step-8 checkpoint
-    assert read_checkpoint(crashed / "last.pt")["step"] == 8
+    before = read_checkpoint(crashed / "last.pt")
+    assert before["step"] == 8 and before["train_seconds"] > 0 and before["torch_threads"] >= 1
     resumed = train(cfg, small_bags, crashed, resume=True, progress=False, dataset=ds)
+    # the training time is summed over the resume: the crashed process's eight steps and the last two
+    assert resumed.seconds > before["train_seconds"] and read_checkpoint(crashed / "last.pt")["train_seconds"] <= \
+        resumed.seconds
     a, b = full.model.state_dict(), resumed.model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)

@@ -181,10 +181,9 @@ def _policy(plan: Plan, cell: str, seed: int, work: Path, device: str, progress:
     last = work / "last.pt"
     minutes_file = work / "train_minutes.json"
     done = json.loads(minutes_file.read_text()) if minutes_file.exists() else {"minutes": 0.0, "finished": False}
-    if not done["finished"]:
-        t0 = time.time()
-        train(cfg, plan.test(cell).data, str(work), resume=True, device=device, progress=progress)
-        done = {"minutes": round(done["minutes"] + (time.time() - t0) / 60, 1), "finished": True}
+    if not done["finished"]:  # the trainer sums its time over the resumes in the checkpoint
+        result = train(cfg, plan.test(cell).data, str(work), resume=True, device=device, progress=progress)
+        done = {"minutes": round(result.seconds / 60, 1), "finished": True}
         atomic_write_json(minutes_file, done)
     return Policy.load(str(last), device=pick_device(device)), done["minutes"], sha256_file(last)
 

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import random
+import time
 from pathlib import Path
 from typing import Dict
 
@@ -171,6 +172,7 @@ class TrainResult:
     model: TriModalModel
     tokenizer: ActionTokenizer
     rank: int = 0
+    seconds: float = 0.0  # training time, summed over the resumes (each counted up to its last checkpoint)
 
 
 def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = "auto", progress: bool = True,
@@ -232,7 +234,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         params.append({"params": list(objective.chunk_encoder.parameters()), "weight_decay": tc.weight_decay})
     opt = torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
-    start = 0
+    start, seconds = 0, 0.0  # seconds: training time up to the last checkpoint, summed over resumes
     last = out_dir / "last.pt"
     if resume and last.exists():
         ck = read_checkpoint(last)
@@ -244,7 +246,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         for name in ("weighting", "chunk_encoder"):  # the objective's own parameters (raw ones under ema)
             if getattr(objective, name) is not None:
                 getattr(objective, name).load_state_dict(ck.get(f"train_{name}", ck[name]))
-        start = int(ck["step"])
+        start, seconds = int(ck["step"]), float(ck.get("train_seconds", 0.0))
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at step %d", last, start)
     ema = WeightAverage(model, tc.ema) if tc.ema and main else None  # only rank 0 checkpoints
@@ -270,6 +272,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     def checkpoint(step: int) -> Path:
         extra = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "torch_rng": torch.get_rng_state(), "data": str(data),
+                 "train_seconds": round(seconds + time.monotonic() - t0, 1), "torch_threads": torch.get_num_threads(),
                  "frame_size": list(ds[0]["image"].shape[-3:-1])}  # (H, W) of the frames: rollouts render so
         for name in ("weighting", "chunk_encoder"):
             if getattr(objective, name) is not None:
@@ -290,6 +293,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         return save_checkpoint(last, ema.model, cfg, tokenizer, extra)
 
     model.train()
+    t0 = time.monotonic()
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, disable=not (progress and main),
                desc=f"train {mc.fusion}/{tc.loss}", dynamic_ncols=True)
     for step in bar:
@@ -330,7 +334,8 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         dist.destroy_process_group()
     if tb is not None:
         tb.close()
-    return TrainResult(last, model if ema is None else ema.model, tokenizer, rank)  # what last.pt serves
+    return TrainResult(last, model if ema is None else ema.model, tokenizer, rank,  # what last.pt serves
+                       round(seconds + time.monotonic() - t0, 1))
 
 
 def _tensorboard(out_dir: Path):
