@@ -217,8 +217,8 @@ def _data_copies(plan: Plan, results: Dict[tuple, Dict]):
 
 def _config_drift(plan: Plan, results: Dict[tuple, Dict]):
     """The runs whose recorded config differs from what the plan resolves to now ({run: what
-    changed}), those only lacking fields the code gained since ({run: fields}), and how many
-    recorded no config. A run that recorded only the hash says "changed" without naming a field."""
+    changed}), those lacking fields the code gained since ({run: fields}), and how many recorded no
+    config. A run that recorded only the hash says "changed" without naming a field."""
     changed, added, unrecorded = {}, {}, 0
     for k, r in sorted(results.items()):
         if "config" in r:
