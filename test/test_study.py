@@ -511,3 +511,27 @@ def test_a_second_implementation_from_the_run_files_agrees_with_the_report():
         d, lo, hi = rc.contrast(outcomes[row["treatment"]], outcomes[row["reference"]], raw["test"]["wordings"],
                                 reps=plan.bootstrap)
         assert (d, lo, hi) == pytest.approx((row["diff"], row["lo"], row["hi"]), abs=1e-12)
+
+
+def test_status_says_who_holds_each_begun_run_and_how_far_it_got(study, tmp_path):
+    import os
+    import socket
+
+    d = yaml.safe_load((tmp_path / "plan.yaml").read_text())
+    d["cells"]["ws"] = {"seeds": [1]}
+    (tmp_path / "plan.yaml").write_text(yaml.safe_dump(d))
+    plan = P.load_plan(tmp_path / "plan.yaml")
+    assert S.status(plan) == ["0 of 4 runs have their result"]  # nothing begun here
+    work = S.WORK / "random_weights_s6"
+    work.mkdir(parents=True)
+    (work / "lock").write_text(f"{socket.gethostname()} {os.getpid()}")
+    (work / "test_progress.json").write_text(json.dumps({"checkpoint_sha256": "", "done": {"train/reach-v3": []}}))
+    (S.WORK / "ws_s1").mkdir()
+    (S.WORK / "ws_s1" / "metrics.csv").write_text("step,loss\n20,1.0\n40,0.9\n")
+    (S.WORK / "ws_s1" / "lock").write_text(f"{socket.gethostname()} 999999999")  # its process died
+    steps = P.cell_config(plan, "ws", 1).train.steps
+    assert S.status(plan) == [  # in the plan's (seed-major) order
+        f"ws_s1: stopped, training step 40/{steps}, test rollout 0/2 (wording, task) blocks",
+        f"random_weights_s6: running ({socket.gethostname()} {os.getpid()}), trained, test rollout 1/2 "
+        "(wording, task) blocks",
+        "0 of 4 runs have their result"]

@@ -24,12 +24,13 @@ def main(argv=None) -> int:
         p.add_argument("--cell", action="append", default=[], metavar="GLOB",
                        help="only cells matching this glob, e.g. 'lang.*' (repeatable; plan order kept)")
     sub.add_parser("report", help="write docs/results/study/report.md (+ plot) from the run files")
+    sub.add_parser("status", help="the runs begun on this machine: who holds each, how far it got")
     args = ap.parse_args(argv)
 
     from trimodal_ros.schema import ConfigError
 
     from .plan import load_plan
-    from .runner import RunRefused, missing, next_run, run
+    from .runner import RunRefused, missing, next_run, run, status
 
     try:
         if args.cmd == "list":
@@ -41,6 +42,8 @@ def main(argv=None) -> int:
         elif args.cmd == "next":
             out = next_run(device=args.device, cells=args.cell)
             print(f"wrote {out}" if out else "every run has its result")
+        elif args.cmd == "status":
+            print("\n".join(status(load_plan())))
         else:
             from .report import write_report
 

@@ -284,4 +284,41 @@ def next_run(device: str = "auto", progress: bool = True, cells: Sequence[str] =
     return None
 
 
-__all__ = ["run", "next_run", "missing", "result_path", "RunRefused", "RunDone", "RunLocked"]
+def status(plan: Plan) -> List[str]:
+    """One line per missing run that has begun here (a folder under ``WORK``): who holds it, how far
+    its training and its test rollout got; then the count of runs done. For a study that runs for
+    days beside other work (the worker's log is a stream of progress bars)."""
+    lines = []
+    for cell, seed in missing(plan):
+        work = WORK / run_name(cell, seed)
+        if not work.is_dir():
+            continue
+        lock = work / "lock"
+        holder = lock.read_text().strip() if lock.exists() else ""
+        host, _, pid = holder.partition(" ")
+        alive = bool(holder) and host == socket.gethostname() and _alive(int(pid or 0))
+        who = f"running ({holder})" if alive else f"held by {holder}" if holder and host != socket.gethostname() \
+            else "stopped"
+        if (work / "train_minutes.json").exists() or plan.cells[cell].kind != "train":
+            trained = "trained"
+        else:
+            rows = (work / "metrics.csv").read_text().splitlines() if (work / "metrics.csv").exists() else []
+            step = rows[-1].split(",")[0] if len(rows) > 1 else "0"
+            trained = f"training step {step}/{cell_config(plan, cell, seed).train.steps}"
+        test = plan.test(cell)
+        blocks = len(test.wordings) * len(_tasks(test.tasks))
+        prog = work / "test_progress.json"
+        done = len(json.loads(prog.read_text())["done"]) if prog.exists() else 0
+        lines.append(f"{run_name(cell, seed)}: {who}, {trained}, test rollout {done}/{blocks} (wording, task) blocks")
+    runs = plan.runs()
+    lines.append(f"{len(runs) - len(missing(plan))} of {len(runs)} runs have their result")
+    return lines
+
+
+def _tasks(tasks: str) -> List[str]:
+    from trimodal_ros.data.instructions import resolve_tasks
+
+    return resolve_tasks(tasks)
+
+
+__all__ = ["run", "next_run", "status", "missing", "result_path", "RunRefused", "RunDone", "RunLocked"]
