@@ -316,6 +316,11 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
     text = Path(R.write_report(study)).read_text()
     assert "another config" not in text
     assert "| random_weights − expert | -1.000 |" in text and "Missing runs (0 of 3)" in text
+    header, row = (next(line for line in text.splitlines() if line.startswith(start))
+                   for start in ("| treatment − reference | difference | 95% interval | p (Holm)",
+                                 "| random_weights − expert |"))
+    cols = dict(zip(header.split(" | "), row.split(" | ")))
+    assert cols["95% interval"] == "[-1.000, -1.000]" and cols["rules out \\|d\\| >"] == "1.000"
     assert "| < 0.0002 |" in text and "| harm |" in text  # every planned seed in: a verdict; p never 0
     assert "| expert − random_weights | +1.000 |" in text.split("## Secondary contrasts")[1]
     from trimodal_ros.data.instructions import paraphrases

@@ -362,18 +362,20 @@ def write_report(plan: Plan = None) -> Path:
               f"once both cells have every planned seed, from the spread so far (the bootstrap's, scaled by "
               f"an analytic error's ratio between the planned and the present seed counts: the cases' part "
               f"kept, each cell's between-seed variance over its seed count; a rough guide while a cell has "
-              f"two seeds).", "",
+              f"two seeds). Rules out: the 95% interval excludes every difference larger than this, either "
+              f"way (a complete contrast with this below {plan.effect} is \"no effect ≥ {plan.effect}\").", "",
               "| treatment − reference | difference | 95% interval | p (Holm) | detectable | at planned seeds "
-              "| verdict |",
-              "|---|---|---|---|---|---|---|"]
+              "| rules out \\|d\\| > | verdict |",
+              "|---|---|---|---|---|---|---|---|"]
     for r in a["contrasts"]:
         holm_p = _p(r["p_holm"], 2 * len(plan.primary) / plan.bootstrap)
         lines.append(f"| {r['treatment']} − {r['reference']} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
-                     f"{holm_p} | {r['mde']:.3f} | {_num(r['mde_planned'])} | {_verdict(r, plan)} |")
+                     f"{holm_p} | {r['mde']:.3f} | {_num(r['mde_planned'])} | {max(-r['lo'], r['hi']):.3f} | "
+                     f"{_verdict(r, plan)} |")
     done = {(r["treatment"], r["reference"]) for r in a["contrasts"]}
     for t, ref in plan.primary:
         if (t, ref) not in done:
-            lines.append(f"| {t} − {ref} | waiting for runs | | | | | |")
+            lines.append(f"| {t} − {ref} | waiting for runs | | | | | | |")
     if plan.secondary:
         lines += ["", "## Secondary contrasts", "",
                   "Exploratory: the same paired bootstrap, p uncorrected, detectable at α = "
