@@ -23,7 +23,7 @@ while :; do
     continue
   fi
   fails=0
-  report=(docs/results/study/report.md docs/results/study/report_success.png)
+  report=(docs/results/study/report.md docs/results/study/report_*.png)
   .venv/bin/trimodal-study report >>runs/study/worker.log 2>&1 || report=()  # a stale report is not committed
   for _ in 1 2 3 4 5; do
     git add "$f" "${report[@]}" 2>/dev/null &&

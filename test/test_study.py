@@ -321,6 +321,8 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
                                  "| random_weights − expert |"))
     cols = dict(zip(header.split(" | "), row.split(" | ")))
     assert cols["95% interval"] == "[-1.000, -1.000]" and cols["rules out \\|d\\| >"] == "1.000"
+    assert "![the contrasts' differences and intervals](report_contrasts.png)" in text
+    assert (tmp_path / "report_contrasts.png").stat().st_size > 10_000  # the plot beside the report
     assert "| < 0.0002 |" in text and "| harm |" in text  # every planned seed in: a verdict; p never 0
     assert "| expert − random_weights | +1.000 |" in text.split("## Secondary contrasts")[1]
     from trimodal_ros.data.instructions import paraphrases

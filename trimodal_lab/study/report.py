@@ -411,6 +411,9 @@ def write_report(plan: Plan = None) -> Path:
     if a["cells"]:
         lines += ["", "![success per cell](report_success.png)"]
         _plot(plan, a)
+    if a["contrasts"] or a["secondary"]:
+        lines += ["", "![the contrasts' differences and intervals](report_contrasts.png)"]
+        _forest(plan, a)
     return atomic_write_text(STUDY / "report.md", "\n".join(lines) + "\n")
 
 
@@ -422,7 +425,7 @@ def _plot(plan: Plan, a: Dict[str, object]) -> None:
 
     arms = [arm for arm in ["", *plan.arms] if any(c.arm == arm and n in a["cells"] for n, c in plan.cells.items())]
     groups = [[n for n, c in plan.cells.items() if c.arm == arm and n in a["cells"]] for arm in arms]
-    fig, axes = plt.subplots(1, len(arms), figsize=(max(5, 0.7 * sum(map(len, groups)) + 1), 3.5), squeeze=False,
+    fig, axes = plt.subplots(1, len(arms), figsize=(max(5, 0.7 * sum(map(len, groups)) + 1), 6), squeeze=False,
                              gridspec_kw={"width_ratios": [max(len(g), 2) for g in groups]})
     for ax, arm, names in zip(axes[0], arms, groups):  # one panel per test set: their successes differ in kind
         for i, n in enumerate(names):
@@ -436,4 +439,29 @@ def _plot(plan: Plan, a: Dict[str, object]) -> None:
     axes[0][0].set_ylabel("test success (dots: seeds)")
     fig.tight_layout()
     atomic_savefig(fig, STUDY / "report_success.png", dpi=120)
+    plt.close(fig)
+
+
+def _forest(plan: Plan, a: Dict[str, object]) -> None:
+    """Each contrast's paired difference and 95% interval against 0 and ± the plan's effect size:
+    the primary ones (filled; open while seeds are missing) above the secondary ones (grey)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [(r, "primary") for r in a["contrasts"]] + [(r, "secondary") for r in a["secondary"]]
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.2))
+    for y, (r, kind) in enumerate(reversed(rows)):
+        colour = "C0" if kind == "primary" else "0.55"
+        ax.errorbar(r["diff"], y, xerr=[[r["diff"] - r["lo"]], [r["hi"] - r["diff"]]], fmt="o", color=colour,
+                    mfc=colour if kind == "secondary" or r["complete"] else "white", capsize=2, ms=4)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r['treatment']} − {r['reference']}" for r, _ in reversed(rows)], fontsize=7)
+    ax.axvline(0, color="k", lw=0.8)
+    for x in (-plan.effect, plan.effect):
+        ax.axvline(x, color="k", lw=0.6, ls="--")
+    ax.set_xlabel(f"difference in test success, 95% interval (dashed: ±{plan.effect}; open: seeds missing)")
+    fig.tight_layout()
+    atomic_savefig(fig, STUDY / "report_contrasts.png", dpi=120)
     plt.close(fig)
