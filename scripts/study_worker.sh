@@ -23,8 +23,9 @@ while :; do
     continue
   fi
   fails=0
-  report=(docs/results/study/report.md docs/results/study/report_*.png)
-  .venv/bin/trimodal-study report >>runs/study/worker.log 2>&1 || report=()  # a stale report is not committed
+  report=()  # a stale report is not committed; the plots are listed once the report has written them
+  .venv/bin/trimodal-study report >>runs/study/worker.log 2>&1 &&
+    report=(docs/results/study/report.md $(ls docs/results/study/report_*.png 2>/dev/null))
   for _ in 1 2 3 4 5; do
     git add "$f" "${report[@]}" 2>/dev/null &&
       git commit -q -m "study: $(basename "$f" .json)" -- "$f" "${report[@]}" && break

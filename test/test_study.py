@@ -394,7 +394,7 @@ def test_a_trained_run_records_its_config_and_data_and_the_report_names_what_cha
 
     d = yaml.safe_load((tmp_path / "plan.yaml").read_text())
     d["data"] = str(small_bags)
-    d["cells"]["ws"] = {"seeds": [1, 2]}
+    d["cells"]["ws"] = {"seeds": [1, 2, 3]}
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(d))
     plan = P.load_plan(tmp_path / "plan.yaml")
     monkeypatch.setattr(S, "_policy", lambda plan, cell, seed, *a: (Policy.load(config=plan.base), 0.0, "ck"))
@@ -402,6 +402,15 @@ def test_a_trained_run_records_its_config_and_data_and_the_report_names_what_cha
     r = json.loads(Path(S.run("ws", 1, plan, device="cpu", progress=False)).read_text())
     assert r["config"] == P.resolved_config(plan, "ws", 1) and r["config"]["train"]["seed"] == 1
     assert r["config_sha256"] == P.config_sha256(plan, "ws", 1) and r["data_files_sha256"] == dataset_digest(small_bags)
+    assert r["commit"] == r["finished_commit"] == S._commit() and "data_files_sha256_at_finish" not in r
+    # a resumed run: what it began with (another commit, other bags) is what its result says trained
+    (S.WORK / "ws_s3").mkdir(parents=True)
+    (S.WORK / "ws_s3" / "provenance.json").write_text(json.dumps(
+        {"commit": "abc", "config": P.resolved_config(plan, "ws", 3), "data": "d" * 64}))
+    r3 = json.loads(Path(S.run("ws", 3, plan, device="cpu", progress=False)).read_text())
+    assert (r3["commit"], r3["finished_commit"]) == ("abc", S._commit())
+    assert r3["data_files_sha256"] == "d" * 64 and r3["data_files_sha256_at_finish"] == dataset_digest(small_bags)
+    S.result_path("ws", 3).unlink()
     text = Path(R.write_report(plan)).read_text()
     assert "another config" not in text and "Config fields added" not in text and "copies of the data" not in text
     old = json.loads(json.dumps(r))
@@ -454,6 +463,11 @@ def test_the_detectable_difference_at_planned_seeds_is_todays_once_they_are_done
     assert part["mde_planned"] < part["mde"]  # more seeds to come: a smaller difference detectable
     assert part["mde_planned"] == pytest.approx(part["mde"] * R.projected_se(a[:2], b[:3], groups, n, n)
                                                 / R.projected_se(a[:2], b[:3], groups, 2, 3))
+    # one seed so far: the bootstrap saw no seed variance in that cell; the planned seeds will have some
+    one = R._primary(plan, a[:1], b[:3], groups, "weighted_sum", "concat_mlp")
+    assert one["mde_planned"] == pytest.approx(one["mde"] * R.projected_se(a[:1], b[:3], groups, n, n)
+                                               / R.projected_se(a[:1], b[:3], groups, 1, 3, borrow=False))
+    assert R.projected_se(a[:1], b[:3], groups, 1, 3, borrow=False) < R.projected_se(a[:1], b[:3], groups, 1, 3)
 
 
 def test_the_data_digest_is_the_bags_bytes(small_bags, tmp_path):
@@ -539,6 +553,11 @@ def test_status_says_who_holds_each_begun_run_and_how_far_it_got(study, tmp_path
     steps = P.cell_config(plan, "ws", 1).train.steps
     assert S.status(plan) == [  # in the plan's (seed-major) order
         f"ws_s1: stopped, training step 40/{steps}, test rollout 0/2 (wording, task) blocks",
-        f"random_weights_s6: running ({socket.gethostname()} {os.getpid()}), trained, test rollout 1/2 "
+        f"random_weights_s6: running ({socket.gethostname()} {os.getpid()}), no training, test rollout 1/2 "
         "(wording, task) blocks",
         "0 of 4 runs have their result"]
+    (S.WORK / "ws_s1" / "lock").write_text("another-machine 12")
+    (work / "lock").write_text("")  # its writer died before writing it
+    assert S.status(plan)[:2] == [f"ws_s1: held by another-machine, training step 40/{steps}, test rollout 0/2 "
+                                  "(wording, task) blocks",
+                                  "random_weights_s6: stopped, no training, test rollout 1/2 (wording, task) blocks"]

@@ -111,10 +111,18 @@ def test_resume_equals_uninterrupted(small_bags, tmp_path):
     _train_until(cfg, small_bags, crashed, ds, stop_after=8)  # dies right after its step-8 checkpoint
     before = read_checkpoint(crashed / "last.pt")
     assert before["step"] == 8 and before["train_seconds"] > 0 and before["torch_threads"] >= 1
+    import shutil
+
+    from trimodal_ros.checkpoint import atomic_save
+
+    old = tmp_path / "old"  # the same checkpoint as one written before it carried the training time
+    shutil.copytree(crashed, old)
+    atomic_save({k: v for k, v in before.items() if k != "train_seconds"}, old / "last.pt")
+    atomic_save(dict(before, train_seconds=1000.0), crashed / "last.pt")  # as if the first 8 steps took 1000 s
     resumed = train(cfg, small_bags, crashed, resume=True, progress=False, dataset=ds)
-    # the training time is summed over the resume: the crashed process's eight steps and the last two
-    assert resumed.seconds > before["train_seconds"] and read_checkpoint(crashed / "last.pt")["train_seconds"] <= \
-        resumed.seconds
+    assert resumed.seconds > 1000.0 and read_checkpoint(crashed / "last.pt")["train_seconds"] == resumed.seconds
+    unknown = train(cfg, small_bags, old, resume=True, progress=False, dataset=ds)
+    assert unknown.seconds is None and read_checkpoint(old / "last.pt")["train_seconds"] is None  # not a guess
     a, b = full.model.state_dict(), resumed.model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)

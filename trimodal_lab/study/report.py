@@ -136,7 +136,7 @@ def _primary(plan: Plan, a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarr
     have every planned seed (the bootstrap's now, scaled by the analytic error's ratio between the
     planned and the present seed counts; nan where no cell has two seeds yet)."""
     c = contrast(a, b, groups, plan, len(plan.primary))
-    now = projected_se(a, b, groups, a.shape[0], b.shape[0])
+    now = projected_se(a, b, groups, a.shape[0], b.shape[0], borrow=False)
     later = projected_se(a, b, groups, len(plan.cells[t].seeds), len(plan.cells[r].seeds))
     return {**c, "mde_planned": float(c["mde"] * later / now) if now > 0 else float("nan")}
 
@@ -146,19 +146,21 @@ def _z(plan: Plan, m: int) -> float:
     return NormalDist().inv_cdf(1 - plan.alpha / (2 * m)) + NormalDist().inv_cdf(0.8)
 
 
-def projected_se(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], n_a: int, n_b: int) -> float:
+def projected_se(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], n_a: int, n_b: int,
+                 borrow: bool = True) -> float:
     """An analytic standard error of mean(a) − mean(b) with ``n_a`` and ``n_b`` seeds, from the
     spread seen so far: the cases' part (the seed-averaged difference's cluster means, kept as it
     is) plus each cell's between-seed variance of its mean success over n. It leaves out the seeds ×
     scenes interaction the two-level bootstrap also sees, so it runs below the bootstrap's error: use
     it for the ratio between seed counts (``analyse`` scales the bootstrap's detectable difference by
-    it). A cell with one seed borrows the other's seed variance (nan when neither has two)."""
+    it). A cell with one seed borrows the other's seed variance (nan when neither has two); with
+    ``borrow`` False it has none, as the bootstrap, resampling its one seed, sees it."""
     d = a.mean(0) - b.mean(0)
     if groups is not None:
         d = np.array([d[groups == g].mean() for g in np.unique(groups)])
     case_var = d.var(ddof=1) / len(d)
     var = [x.mean(1).var(ddof=1) if x.shape[0] > 1 else np.nan for x in (a, b)]
-    var = [v if not np.isnan(v) else var[1 - i] for i, v in enumerate(var)]
+    var = [v if not np.isnan(v) else var[1 - i] if borrow else 0.0 for i, v in enumerate(var)]
     return float(np.sqrt(case_var + var[0] / n_a + var[1] / n_b))
 
 
@@ -212,7 +214,7 @@ def _data_copies(plan: Plan, results: Dict[tuple, Dict]):
         if r.get("data_files_sha256"):
             data.setdefault(plan.test(k[0]).data, {}).setdefault(r["data_files_sha256"], []).append(k)
     trained = [r for k, r in results.items() if plan.cells[k[0]].kind == "train"]
-    return data, sum(1 for r in trained if not r.get("data_files_sha256"))
+    return data, sum(1 for r in trained if not r.get("data_files_sha256") and not r.get("data_sha256"))
 
 
 def _config_drift(plan: Plan, results: Dict[tuple, Dict]):
@@ -362,16 +364,17 @@ def write_report(plan: Plan = None) -> Path:
               f"once both cells have every planned seed, from the spread so far (the bootstrap's, scaled by "
               f"an analytic error's ratio between the planned and the present seed counts: the cases' part "
               f"kept, each cell's between-seed variance over its seed count; a rough guide while a cell has "
-              f"two seeds). Rules out: the 95% interval excludes every difference larger than this, either "
-              f"way (a complete contrast with this below {plan.effect} is \"no effect ≥ {plan.effect}\").", "",
+              f"two seeds). Rules out: the 95% interval (unadjusted) excludes every difference larger than "
+              f"this, either way (below {plan.effect}: \"no effect ≥ {plan.effect}\"); shown once both cells "
+              f"have every planned seed.", "",
               "| treatment − reference | difference | 95% interval | p (Holm) | detectable | at planned seeds "
               "| rules out \\|d\\| > | verdict |",
               "|---|---|---|---|---|---|---|---|"]
     for r in a["contrasts"]:
         holm_p = _p(r["p_holm"], 2 * len(plan.primary) / plan.bootstrap)
+        rules_out = _num(max(-r["lo"], r["hi"]) if r["complete"] else float("nan"))
         lines.append(f"| {r['treatment']} − {r['reference']} | {r['diff']:+.3f} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
-                     f"{holm_p} | {r['mde']:.3f} | {_num(r['mde_planned'])} | {max(-r['lo'], r['hi']):.3f} | "
-                     f"{_verdict(r, plan)} |")
+                     f"{holm_p} | {r['mde']:.3f} | {_num(r['mde_planned'])} | {rules_out} | {_verdict(r, plan)} |")
     done = {(r["treatment"], r["reference"]) for r in a["contrasts"]}
     for t, ref in plan.primary:
         if (t, ref) not in done:
@@ -404,7 +407,8 @@ def write_report(plan: Plan = None) -> Path:
                       "; ".join(f"{h[:12]}: " + ", ".join(f"{c}_s{s}" for c, s in ks) for h, ks in digests.items())]
     if a["data_unrecorded"]:
         lines += ["", f"Data not recorded: {a['data_unrecorded']} trained run(s) made before runs recorded a digest "
-                  "of their training bags."]
+                  "of their training bags (and not counted here, a few with an earlier digest of the storage "
+                  "files only, not compared)."]
     if a["config_unrecorded"]:
         lines += ["", f"Config not recorded: {a['config_unrecorded']} run(s) made before runs recorded a hash of "
                   "their resolved config."]
@@ -414,6 +418,8 @@ def write_report(plan: Plan = None) -> Path:
     if a["contrasts"] or a["secondary"]:
         lines += ["", "![the contrasts' differences and intervals](report_contrasts.png)"]
         _forest(plan, a)
+    else:
+        (STUDY / "report_contrasts.png").unlink(missing_ok=True)  # not a stale picture of other runs
     return atomic_write_text(STUDY / "report.md", "\n".join(lines) + "\n")
 
 
@@ -454,14 +460,16 @@ def _forest(plan: Plan, a: Dict[str, object]) -> None:
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(rows) + 1.2))
     for y, (r, kind) in enumerate(reversed(rows)):
         colour = "C0" if kind == "primary" else "0.55"
-        ax.errorbar(r["diff"], y, xerr=[[r["diff"] - r["lo"]], [r["hi"] - r["diff"]]], fmt="o", color=colour,
+        err = [[max(0.0, r["diff"] - r["lo"])], [max(0.0, r["hi"] - r["diff"])]]  # a quantile may miss the mean
+        ax.errorbar(r["diff"], y, xerr=err, fmt="o", color=colour,
                     mfc=colour if kind == "secondary" or r["complete"] else "white", capsize=2, ms=4)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([f"{r['treatment']} − {r['reference']}" for r, _ in reversed(rows)], fontsize=7)
     ax.axvline(0, color="k", lw=0.8)
     for x in (-plan.effect, plan.effect):
         ax.axvline(x, color="k", lw=0.6, ls="--")
-    ax.set_xlabel(f"difference in test success, 95% interval (dashed: ±{plan.effect}; open: seeds missing)")
+    ax.set_xlabel(f"difference in test success, 95% interval (dashed: ±{plan.effect}; blue: primary, open while "
+                  f"seeds are missing; grey: secondary)")
     fig.tight_layout()
     atomic_savefig(fig, STUDY / "report_contrasts.png", dpi=120)
     plt.close(fig)

@@ -65,11 +65,11 @@ class _Lock:
                     os.close(fd)
                     return self
                 except FileExistsError:
-                    try:
-                        host, _, pid = self.path.read_text().partition(" ")
-                    except FileNotFoundError:  # its holder let go meanwhile
+                    holder = _holder(self.path)
+                    if holder is None:  # its holder let go meanwhile
                         continue
-                    if host != socket.gethostname() or _alive(int(pid or 0)):
+                    host, pid, live = holder
+                    if live:
                         raise RunLocked(f"{self.path.parent.name} is being run by {host} pid {pid}") from None
                     self.path.unlink(missing_ok=True)  # left by a process that died
         raise RunRefused(f"cannot lock {self.path}")
@@ -86,6 +86,19 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
+
+
+def _holder(lock: Path) -> Optional[tuple]:
+    """(host, pid, alive) of a lock file; None if there is none. A lock of another host counts as
+    alive (its process cannot be asked); an empty or garbled one of this host as dead (its writer
+    died between creating and writing it: takers hold the guard, so none sees one being written)."""
+    try:
+        host, _, pid = lock.read_text().strip().partition(" ")
+    except FileNotFoundError:
+        return None
+    if host and host != socket.gethostname():
+        return host, pid, True
+    return host, pid, pid.isdigit() and _alive(int(pid))
 
 
 def dataset_digest(root) -> str:
@@ -150,20 +163,35 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
     with _Lock(work):
         _refuse_done(cell, seed, out)  # finished by the process that held the lock just before
         t0 = time.time()
-        # what this process trains on, with, and rolls out: taken before training
-        commit, config = _commit(), resolved_config(plan, cell, seed)
-        data = dataset_digest(plan.test(cell).data) if config else ""
+        begun = _provenance(plan, cell, seed, work)
+        data_now = dataset_digest(plan.test(cell).data) if begun["config"] else ""
         policy, train_minutes, ckpt = _policy(plan, cell, seed, work, device, progress)
         offline = _offline(plan, cell, policy, work)
         episodes = _test_rollout(plan, cell, seed, policy, work, ckpt, progress)
-        result = {"cell": cell, "seed": seed, "commit": commit, "plan_commit": plan_commit,
-                  "kind": plan.cells[cell].kind, "config_sha256": config_sha256(plan, cell, seed, config),
-                  "config": config, "data_files_sha256": data,
+        result = {"cell": cell, "seed": seed, "commit": begun["commit"], "finished_commit": _commit(),
+                  "plan_commit": plan_commit, "kind": plan.cells[cell].kind,
+                  "config_sha256": config_sha256(plan, cell, seed, begun["config"]), "config": begun["config"],
+                  "data_files_sha256": begun["data"],
+                  **({"data_files_sha256_at_finish": data_now} if data_now != begun["data"] else {}),
                   "checkpoint_sha256": ckpt, "train_minutes": train_minutes,
                   "minutes": round((time.time() - t0) / 60, 1), "host": socket.gethostname(),
                   "torch_threads": _threads(),
                   "offline": offline, "episodes": episodes}
         return atomic_write_json(out, result)
+
+
+def _provenance(plan: Plan, cell: str, seed: int, work: Path) -> Dict:
+    """What a run began with (commit, resolved config, the training bags' digest), written to
+    ``work/provenance.json`` by the process that began it and read back by every one that resumes
+    it, so the result describes the code and data that trained, not only the process that finished."""
+    path = work / "provenance.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    config = resolved_config(plan, cell, seed)
+    begun = {"commit": _commit(), "config": config,
+             "data": dataset_digest(plan.test(cell).data) if config else ""}
+    atomic_write_json(path, begun)
+    return begun
 
 
 def _policy(plan: Plan, cell: str, seed: int, work: Path, device: str, progress: bool):
@@ -183,7 +211,8 @@ def _policy(plan: Plan, cell: str, seed: int, work: Path, device: str, progress:
     done = json.loads(minutes_file.read_text()) if minutes_file.exists() else {"minutes": 0.0, "finished": False}
     if not done["finished"]:  # the trainer sums its time over the resumes in the checkpoint
         result = train(cfg, plan.test(cell).data, str(work), resume=True, device=device, progress=progress)
-        done = {"minutes": round(result.seconds / 60, 1), "finished": True}
+        known = result.seconds is not None  # None: resumed from a checkpoint older than the field
+        done = {"minutes": round(result.seconds / 60, 1) if known else None, "finished": True}
         atomic_write_json(minutes_file, done)
     return Policy.load(str(last), device=pick_device(device)), done["minutes"], sha256_file(last)
 
@@ -293,13 +322,12 @@ def status(plan: Plan) -> List[str]:
         work = WORK / run_name(cell, seed)
         if not work.is_dir():
             continue
-        lock = work / "lock"
-        holder = lock.read_text().strip() if lock.exists() else ""
-        host, _, pid = holder.partition(" ")
-        alive = bool(holder) and host == socket.gethostname() and _alive(int(pid or 0))
-        who = f"running ({holder})" if alive else f"held by {holder}" if holder and host != socket.gethostname() \
-            else "stopped"
-        if (work / "train_minutes.json").exists() or plan.cells[cell].kind != "train":
+        holder = _holder(work / "lock")
+        who = "stopped" if holder is None or not holder[2] else \
+            f"running ({holder[0]} {holder[1]})" if holder[0] == socket.gethostname() else f"held by {holder[0]}"
+        if plan.cells[cell].kind != "train":
+            trained = "no training"
+        elif (work / "train_minutes.json").exists():
             trained = "trained"
         else:
             rows = (work / "metrics.csv").read_text().splitlines() if (work / "metrics.csv").exists() else []

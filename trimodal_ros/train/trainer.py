@@ -17,7 +17,7 @@ import os
 import random
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Optional
 
 import numpy as np
 import torch
@@ -172,7 +172,8 @@ class TrainResult:
     model: TriModalModel
     tokenizer: ActionTokenizer
     rank: int = 0
-    seconds: float = 0.0  # training time, summed over the resumes (each counted up to its last checkpoint)
+    seconds: Optional[float] = 0.0  # training time as the last checkpoint has it; None: unknown (resumed
+    # from a checkpoint written before the checkpoint carried it)
 
 
 def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = "auto", progress: bool = True,
@@ -180,6 +181,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     """Train ``cfg`` on the train layouts of the bags in ``data`` (or on ``dataset``)."""
     from ..data.dataset import BagDataset, dataset_stats
 
+    t0 = time.monotonic()  # the whole call: data loading and model building count, as every resume's
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank, world = 0, 1
     dev = pick_device(device)
@@ -234,7 +236,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         params.append({"params": list(objective.chunk_encoder.parameters()), "weight_decay": tc.weight_decay})
     opt = torch.optim.AdamW(params, lr=tc.lr, betas=(0.9, 0.98), eps=1e-6, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, tc.warmup_steps, tc.steps))
-    start, seconds = 0, 0.0  # seconds: training time up to the last checkpoint, summed over resumes
+    start, seconds = 0, 0.0  # training time before this call, summed over the resumes (None: unknown)
     last = out_dir / "last.pt"
     if resume and last.exists():
         ck = read_checkpoint(last)
@@ -246,7 +248,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         for name in ("weighting", "chunk_encoder"):  # the objective's own parameters (raw ones under ema)
             if getattr(objective, name) is not None:
                 getattr(objective, name).load_state_dict(ck.get(f"train_{name}", ck[name]))
-        start, seconds = int(ck["step"]), float(ck.get("train_seconds", 0.0))
+        start, seconds = int(ck["step"]), ck.get("train_seconds")
         torch.set_rng_state(ck["torch_rng"])
         log.info("resumed %s at step %d", last, start)
     ema = WeightAverage(model, tc.ema) if tc.ema and main else None  # only rank 0 checkpoints
@@ -269,10 +271,13 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
             csv.writer(f).writerow(METRIC_FIELDS)
     tb = _tensorboard(out_dir) if main else None
 
+    written = [seconds]  # the training time the newest checkpoint carries
+
     def checkpoint(step: int) -> Path:
+        written[0] = None if seconds is None else round(seconds + time.monotonic() - t0, 1)
         extra = {"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "data": str(data),
-                 "train_seconds": round(seconds + time.monotonic() - t0, 1), "torch_threads": torch.get_num_threads(),
+                 "torch_rng": torch.get_rng_state(), "data": str(data), "train_seconds": written[0],
+                 "torch_threads": torch.get_num_threads(),
                  "frame_size": list(ds[0]["image"].shape[-3:-1])}  # (H, W) of the frames: rollouts render so
         for name in ("weighting", "chunk_encoder"):
             if getattr(objective, name) is not None:
@@ -293,7 +298,6 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         return save_checkpoint(last, ema.model, cfg, tokenizer, extra)
 
     model.train()
-    t0 = time.monotonic()
     bar = tqdm(range(start, tc.steps), initial=start, total=tc.steps, disable=not (progress and main),
                desc=f"train {mc.fusion}/{tc.loss}", dynamic_ncols=True)
     for step in bar:
@@ -334,8 +338,7 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
         dist.destroy_process_group()
     if tb is not None:
         tb.close()
-    return TrainResult(last, model if ema is None else ema.model, tokenizer, rank,  # what last.pt serves
-                       round(seconds + time.monotonic() - t0, 1))
+    return TrainResult(last, model if ema is None else ema.model, tokenizer, rank, written[0])  # what last.pt serves
 
 
 def _tensorboard(out_dir: Path):

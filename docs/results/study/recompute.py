@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Recompute the study's MT10 figures from the run files alone, with none of this package's code:
 each cell's success over its seeds and each primary contrast's paired difference with a 95% interval
-from a two-level bootstrap (the scenes, a task's layout with both its wordings; then each cell's
-seeds, their spread widened by sqrt(n / (n - 1))). A second implementation of the report's analysis,
+from a two-level bootstrap (the scenes, a task's layout with both its wordings, which is what a
+scene is on MT10, not in the language arm; then each cell's seeds, their spread widened by
+sqrt(n / (n - 1))). It draws the report's resamples in the report's order, so the test checks the
+arithmetic, not the choice of method. A second implementation of the report's analysis,
 for a reviewer to read in one sitting; the test suite checks that the two agree.
 
     python docs/results/study/recompute.py            # needs numpy and PyYAML only
