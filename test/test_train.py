@@ -1,5 +1,6 @@
 """Training on real (small) Meta-World bags: the loss goes down, resume is exact, DDP agrees."""
 
+import csv
 import dataclasses
 import os
 import subprocess
@@ -87,7 +88,6 @@ def test_an_instruction_blind_batch_carries_no_words(small_bags):
 
 @pytest.mark.slow
 def test_a_few_steps_lower_the_loss(small_bags, tmp_path):
-    import csv
 
     ds = BagDataset.from_config(small_bags, load_config("weighted_sum").model, split="all", verbose=False)
     cfg = small_cfg(steps=30, instructions="bag")
@@ -119,7 +119,12 @@ def test_resume_equals_uninterrupted(small_bags, tmp_path):
     shutil.copytree(crashed, old)
     atomic_save({k: v for k, v in before.items() if k != "train_seconds"}, old / "last.pt")
     atomic_save(dict(before, train_seconds=1000.0), crashed / "last.pt")  # as if the first 8 steps took 1000 s
+    with open(crashed / "metrics.csv", "a") as f:  # rows logged after the step-8 checkpoint, before the crash
+        f.write("9,1.0,1.0,0,0,0,0,nan,nan,nan,nan\n")
     resumed = train(cfg, small_bags, crashed, resume=True, progress=False, dataset=ds)
+    steps = [int(r["step"]) for r in csv.DictReader(open(crashed / "metrics.csv"))]
+    assert steps == [int(r["step"]) for r in csv.DictReader(open(tmp_path / "full" / "metrics.csv"))] == \
+        list(range(1, 11))  # step 9 once, as the resumed run logged it
     assert resumed.seconds > 1000.0 and read_checkpoint(crashed / "last.pt")["train_seconds"] == resumed.seconds
     unknown = train(cfg, small_bags, old, resume=True, progress=False, dataset=ds)
     assert unknown.seconds is None and read_checkpoint(old / "last.pt")["train_seconds"] is None  # not a guess
@@ -272,7 +277,6 @@ def test_the_state_loss_needs_the_models_state_head_and_the_recorded_state(small
 def test_hl_gauss_targets_train_the_token_head(small_bags, tmp_path):
     """train.label_sigma: soft targets around the demonstrated bin; the head still learns the bins
     (token accuracy rises well above chance) and the cross-entropy falls."""
-    import csv
 
     ds = BagDataset.from_config(small_bags, load_config("weighted_sum").model, split="all", verbose=False)
     train(small_cfg(steps=30, loss="none", instructions="bag", label_sigma=2.0), small_bags, tmp_path,
@@ -288,7 +292,6 @@ def test_state_input_model_predicts_the_state_and_its_action_head_reads_it(small
     """model.state_input: the state head (6-D, or 9-D with the hand) is the model's own (served, and
     its prediction moves the actions), trained by train.state_weight: its error falls; without that
     weight, or with another width, refused."""
-    import csv
 
     from trimodal_ros.policy import Policy
 
@@ -356,7 +359,6 @@ def test_text_alignment_pulls_a_tasks_phrasings_together(small_bags, tmp_path, t
     """With a wordllama tower, task positives and the text–text term, a short run lowers the
     text–text loss and its checkpoint serves: the two tasks' held-out phrasings then sit nearer
     their own task's training phrasings than the other task's (with the full tower)."""
-    import csv
 
     from trimodal_ros.checkpoint import load_checkpoint
     from trimodal_ros.data.instructions import paraphrases
@@ -395,7 +397,6 @@ def test_the_action_chunk_as_the_third_modality_trains_resumes_and_stays_out_of_
     """train.align_action: chunk — the alignment term reads the demonstrated chunk (its loss moves
     with the batch's tokens, unlike with proprio), a short run lowers it, resume restores the chunk
     encoder exactly, and the served model is the plain model (a robot has no future actions)."""
-    import csv
 
     from trimodal_ros.checkpoint import load_checkpoint
     from trimodal_ros.model.objective import TriModalObjective

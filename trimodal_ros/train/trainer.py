@@ -28,6 +28,7 @@ from ..config import Config, config_from_dict
 from ..data.instructions import instruction_for, perturb_instruction
 from ..model import ActionTokenizer, TriModalModel
 from ..checkpoint import read_checkpoint, save_checkpoint
+from ..io import atomic_write_text
 from ..model.losses import gradient_conflict
 from ..model.objective import TriModalObjective
 from ..model.preprocess import random_shift
@@ -269,6 +270,11 @@ def train(cfg: Config, data: str, out: str, resume: bool = False, device: str = 
     if main and (start == 0 or not metrics_path.exists()):
         with open(metrics_path, "w", newline="") as f:
             csv.writer(f).writerow(METRIC_FIELDS)
+    elif main:  # rows logged after the checkpoint resumed from are redone: drop them, keep the rest
+        rows = metrics_path.read_text().splitlines(keepends=True)
+        kept = rows[:1] + [r for r in rows[1:] if r.split(",", 1)[0].isdigit() and int(r.split(",", 1)[0]) <= start]
+        if len(kept) < len(rows):
+            atomic_write_text(metrics_path, "".join(kept))
     tb = _tensorboard(out_dir) if main else None
 
     written = [seconds]  # the training time the newest checkpoint carries
