@@ -163,8 +163,9 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
     with _Lock(work):
         _refuse_done(cell, seed, out)  # finished by the process that held the lock just before
         t0 = time.time()
-        begun = _provenance(plan, cell, seed, work)
-        data_now = dataset_digest(plan.test(cell).data) if begun["config"] else ""
+        config = resolved_config(plan, cell, seed)
+        data_now = dataset_digest(plan.test(cell).data) if config else ""
+        begun = _provenance(work, config, data_now)
         policy, train_minutes, ckpt = _policy(plan, cell, seed, work, device, progress)
         offline = _offline(plan, cell, policy, work)
         episodes = _test_rollout(plan, cell, seed, policy, work, ckpt, progress)
@@ -180,16 +181,15 @@ def run(cell: str, seed: int, plan: Optional[Plan] = None, device: str = "auto",
         return atomic_write_json(out, result)
 
 
-def _provenance(plan: Plan, cell: str, seed: int, work: Path) -> Dict:
+def _provenance(work: Path, config: Dict, data: str) -> Dict:
     """What a run began with (commit, resolved config, the training bags' digest), written to
-    ``work/provenance.json`` by the process that began it and read back by every one that resumes
-    it, so the result describes the code and data that trained, not only the process that finished."""
+    ``work/provenance.json`` by the process that began it (from ``config`` and ``data``, this
+    process's) and read back by every one that resumes it, so the result describes the code and data
+    that trained, not only the process that finished."""
     path = work / "provenance.json"
     if path.exists():
         return json.loads(path.read_text())
-    config = resolved_config(plan, cell, seed)
-    begun = {"commit": _commit(), "config": config,
-             "data": dataset_digest(plan.test(cell).data) if config else ""}
+    begun = {"commit": _commit(), "config": config, "data": data}
     atomic_write_json(path, begun)
     return begun
 
@@ -317,6 +317,8 @@ def status(plan: Plan) -> List[str]:
     """One line per missing run that has begun here (a folder under ``WORK``): who holds it, how far
     its training and its test rollout got; then the count of runs done. For a study that runs for
     days beside other work (the worker's log is a stream of progress bars)."""
+    from trimodal_ros.data.instructions import resolve_tasks
+
     lines = []
     for cell, seed in missing(plan):
         work = WORK / run_name(cell, seed)
@@ -334,19 +336,13 @@ def status(plan: Plan) -> List[str]:
             step = rows[-1].split(",")[0] if len(rows) > 1 else "0"
             trained = f"training step {step}/{cell_config(plan, cell, seed).train.steps}"
         test = plan.test(cell)
-        blocks = len(test.wordings) * len(_tasks(test.tasks))
+        blocks = len(test.wordings) * len(resolve_tasks(test.tasks))
         prog = work / "test_progress.json"
         done = len(json.loads(prog.read_text())["done"]) if prog.exists() else 0
         lines.append(f"{run_name(cell, seed)}: {who}, {trained}, test rollout {done}/{blocks} (wording, task) blocks")
     runs = plan.runs()
     lines.append(f"{len(runs) - len(missing(plan))} of {len(runs)} runs have their result")
     return lines
-
-
-def _tasks(tasks: str) -> List[str]:
-    from trimodal_ros.data.instructions import resolve_tasks
-
-    return resolve_tasks(tasks)
 
 
 __all__ = ["run", "next_run", "status", "missing", "result_path", "RunRefused", "RunDone", "RunLocked"]
