@@ -324,6 +324,9 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
     assert "![the contrasts' differences and intervals](report_contrasts.png)" in text
     assert (tmp_path / "report_contrasts.png").stat().st_size > 10_000  # the plot beside the report
     assert "| < 0.0002 |" in text and "| harm |" in text  # every planned seed in: a verdict; p never 0
+    per_wording = text.split("### The primary contrasts per wording")[1].split("## Secondary")[0]
+    assert "| train: difference [95% interval] | heldout: difference [95% interval] |" in per_wording
+    assert "| random_weights − expert | -1.000 [-1.000, -1.000] | -1.000 [-1.000, -1.000] |" in per_wording
     assert "| expert − random_weights | +1.000 |" in text.split("## Secondary contrasts")[1]
     from trimodal_ros.data.instructions import paraphrases
 
@@ -530,6 +533,15 @@ def test_a_second_implementation_from_the_run_files_agrees_with_the_report():
     assert len(a["contrasts"]) >= 1
     for row in a["contrasts"]:
         d, lo, hi = rc.contrast(outcomes[row["treatment"]], outcomes[row["reference"]], raw["test"]["wordings"],
+                                reps=plan.bootstrap)
+        assert (d, lo, hi) == pytest.approx((row["diff"], row["lo"], row["hi"]), abs=1e-12)
+    assert len(a["by_wording"]) == len(a["contrasts"]) * len(raw["test"]["wordings"])
+    for row in a["contrasts"]:  # as many cases per wording: the pooled difference is their mean
+        parts = [r["diff"] for r in a["by_wording"] if (r["treatment"], r["reference"]) == (row["treatment"],
+                                                                                          row["reference"])]
+        assert np.mean(parts) == pytest.approx(row["diff"], abs=1e-12)
+    for row in a["by_wording"]:
+        d, lo, hi = rc.contrast(outcomes[row["treatment"]], outcomes[row["reference"]], [row["wording"]],
                                 reps=plan.bootstrap)
         assert (d, lo, hi) == pytest.approx((row["diff"], row["lo"], row["hi"]), abs=1e-12)
 

@@ -183,8 +183,8 @@ def analyse(plan: Plan) -> Dict[str, object]:
         cells[name] = {"seeds": sorted(seeds), "success": float(pooled.mean()), "per_seed": pooled.mean(1).tolist(),
                        **{f"success_{w}": v for w, v in by_wording.items()}}
 
-    def pair(t: str, r: str):
-        on = scored[plan.cells[t].arm]
+    def pair(t: str, r: str, wordings: Optional[List[str]] = None):
+        on = [c for c in scored[plan.cells[t].arm] if wordings is None or c[2] in wordings]
         groups = scene_ids(on) if plan.resample == "scene" else None
         return matrix(runs[t], on), matrix(runs[r], on), groups
 
@@ -197,12 +197,14 @@ def analyse(plan: Plan) -> Dict[str, object]:
         row["p_holm"] = p
     secondary = [dict(treatment=t, reference=r, **contrast(*pair(t, r), plan, 1))
                  for t, r in plan.secondary if t in runs and r in runs]
+    by_wording = [dict(treatment=t, reference=r, wording=w, **contrast(*pair(t, r, [w]), plan, 1))
+                  for t, r in ready for w in plan.test(t).wordings]
     changed, added, unrecorded = _config_drift(plan, results)
     data, undigested = _data_copies(plan, results)
     return {"runs": runs, "offline": {k: r.get("offline") for k, r in results.items()}, "cells": cells,
             "config_changed": changed, "config_added": added, "config_unrecorded": unrecorded, "data": data,
             "data_unrecorded": undigested,
-            "contrasts": rows, "secondary": secondary, "missing": missing(plan),
+            "contrasts": rows, "by_wording": by_wording, "secondary": secondary, "missing": missing(plan),
             "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
 
 
@@ -379,6 +381,19 @@ def write_report(plan: Plan = None) -> Path:
     for t, ref in plan.primary:
         if (t, ref) not in done:
             lines.append(f"| {t} − {ref} | waiting for runs | | | | | | |")
+    if a["by_wording"]:
+        wordings = list(dict.fromkeys(r["wording"] for r in a["by_wording"]))
+        lines += ["", "### The primary contrasts per wording", "",
+                  "Exploratory, not pre-registered: each primary contrast on the cases of one wording only (a "
+                  "training phrasing, or a held-out one: does the change make the policy more general?), the "
+                  "same paired bootstrap, unadjusted; no verdict is drawn from it.", "",
+                  "| treatment − reference | " + " | ".join(f"{w}: difference [95% interval]" for w in wordings)
+                  + " |", "|---|" + "---|" * len(wordings)]
+        cell = {(r["treatment"], r["reference"], r["wording"]): r for r in a["by_wording"]}
+        for r in a["contrasts"]:
+            lines.append(f"| {r['treatment']} − {r['reference']} | " + " | ".join(
+                f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
+                for c in (cell[(r["treatment"], r["reference"], w)] for w in wordings)) + " |")
     if plan.secondary:
         lines += ["", "## Secondary contrasts", "",
                   "Exploratory: the same paired bootstrap, p uncorrected, detectable at α = "

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Recompute the study's MT10 figures from the run files alone, with none of this package's code:
-each cell's success over its seeds and each primary contrast's paired difference with a 95% interval
-from a two-level bootstrap (the scenes, a task's layout with both its wordings, which is what a
-scene is on MT10, not in the language arm; then each cell's seeds, their spread widened by
-sqrt(n / (n - 1))). It draws the report's resamples in the report's order, so the test checks the
-arithmetic, not the choice of method. A second implementation of the report's analysis,
-for a reviewer to read in one sitting; the test suite checks that the two agree.
+each cell's success over its seeds and each primary contrast's paired difference (over both wordings,
+and over each alone) with a 95% interval from a two-level bootstrap (the scenes, a task's layout with
+both its wordings, which is what a scene is on MT10, not in the language arm; then each cell's seeds,
+their spread widened by sqrt(n / (n - 1))). It draws the report's resamples in the report's order,
+so the test checks the arithmetic, not the choice of method. A second implementation of the
+report's analysis, for a reviewer to read in one sitting; the test suite checks that the two agree.
 
     python docs/results/study/recompute.py            # needs numpy and PyYAML only
 """
@@ -79,6 +79,12 @@ def main() -> int:
         if t in outcomes and ref in outcomes:
             d, lo, hi = contrast(outcomes[t], outcomes[ref], wordings, reps=plan["analysis"]["bootstrap"])
             print(f"{t} - {ref} | {d:+.3f} | [{lo:+.3f}, {hi:+.3f}]")
+    print("\nper wording (exploratory): treatment - reference | wording | difference | 95% interval")
+    for t, ref in plan["primary"]:
+        if t in outcomes and ref in outcomes:
+            for w in wordings:
+                d, lo, hi = contrast(outcomes[t], outcomes[ref], [w], reps=plan["analysis"]["bootstrap"])
+                print(f"{t} - {ref} | {w} | {d:+.3f} | [{lo:+.3f}, {hi:+.3f}]")
     return 0
 
 
