@@ -3,6 +3,7 @@ so, results are one small file each, the report's statistics are right; the fres
 never recorded and only the study rolls them out."""
 
 import json
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -270,21 +271,54 @@ def test_holm_and_the_paired_bootstrap():
 
 
 def test_the_projected_standard_error_at_the_planned_seeds():
-    """Whether the planned seeds will do: the cases' part stays, each cell's seed variance goes as 1/n."""
+    """Whether the planned seeds will do: a true per-scene difference stays, a cell's seed variance
+    and the episodes' noise go as one over its seeds."""
     rng = np.random.default_rng(0)
-    b = (rng.random((3, 40)) < 0.5).astype(float)
-    a = b + np.array([[0.1], [0.0], [-0.1]])  # seed means 0.1 apart around b's, per-case differences equal
-    case = 0.0  # the seed-averaged difference is 0 on every case
-    var_a, var_b = a.mean(1).var(ddof=1), b.mean(1).var(ddof=1)
+    offsets = np.array([[0.1], [0.0], [-0.1]])
+    a, b = np.zeros((3, 40)) + offsets, np.zeros((3, 40))  # seeds apart, no noise, no per-case differences
     for n in (3, 4, 10):
-        assert R.projected_se(a, b, None, n, n) == pytest.approx(np.sqrt(case + (var_a + var_b) / n))
-    d = rng.random(40) * 0.2  # a cases' part: the per-case differences vary
-    se = R.projected_se(b + d, b, np.repeat(np.arange(20), 2), 10 ** 9, 10 ** 9)
+        assert R.projected_se(a, b, None, n, n) == pytest.approx(np.sqrt(0.01 / n))
+    d = rng.random(40) * 0.2  # a true per-case difference, seeds alike, no noise: more seeds do not help
     pairs = d.reshape(20, 2).mean(1)
-    assert se == pytest.approx(pairs.std(ddof=1) / np.sqrt(20), rel=1e-3)
-    one = b.mean(0, keepdims=True) + 0.1  # one seed: no variance of its own, and no cases' part
-    assert R.projected_se(one, b, None, 3, 3) == pytest.approx(np.sqrt(2 * var_b / 3))  # borrows b's
-    assert np.isnan(R.projected_se(one, b[:1], None, 3, 3))
+    for n in (3, 10 ** 9):
+        assert R.projected_se(b + d, b, np.repeat(np.arange(20), 2), n, n) == pytest.approx(
+            pairs.std(ddof=1) / np.sqrt(20))
+    noise = (rng.random((6, 400)) < 0.5).astype(float)  # the episodes' noise only: it goes as 1/n
+    ratio = R.projected_se(noise[:3], noise[3:], None, 3, 3) / R.projected_se(noise[:3], noise[3:], None, 12, 12)
+    assert ratio == pytest.approx(2.0, rel=0.1)
+    one = noise[:1]  # one seed: no variance of its own, borrowed from the other cell
+    assert R.projected_se(one, noise[3:], None, 3, 3) > R.projected_se(one, noise[3:], None, 1, 3, borrow=False) * 0.5
+    assert np.isnan(R.projected_se(one, noise[3:4], None, 3, 3))
+
+
+def _simulated_errors(seeds: int, seed_sd: float, sims: int = 120, scenes: int = 100):
+    """(the difference's spread over simulated studies, the bootstrap's mean standard error, the
+    moment estimate's, the moment interval's coverage of 0) for two cells with the same per-case
+    success (drawn as the study's: many near 0 or 1), each seed shifted by N(0, seed_sd)."""
+    rng = np.random.default_rng(7)
+    p = rng.beta(0.4, 0.3, scenes * 2)
+    groups = np.repeat(np.arange(scenes), 2)
+    study = SimpleNamespace(alpha=0.05)  # all the moment contrast reads of a plan
+    diffs, boot, moments, covered = [], [], [], 0
+    for i in range(sims):
+        a, b = ((rng.random((seeds, len(p))) < np.clip(p + rng.normal(0, seed_sd, (seeds, 1)), 0, 1)).astype(float)
+                for _ in range(2))
+        diffs.append(a.mean() - b.mean())
+        boot.append(R.paired_bootstrap(a, b, 200, seed=i, groups=groups).std())
+        c = R.components_contrast(a, b, groups, study, 7)
+        moments.append(c["se"])
+        covered += c["lo"] <= 0 <= c["hi"]
+    return np.std(diffs, ddof=1), np.mean(boot), np.mean(moments), covered / sims
+
+
+def test_the_bootstrap_counts_the_episodes_noise_twice_the_moment_estimate_once():
+    """The report's sensitivity figures: with no difference the moment estimate's standard error is
+    near the difference's actual spread (above it where seeds hardly differ: a seed variance
+    estimated below 0 counts as 0); the crossed bootstrap's runs well above it."""
+    spread, boot, moments, coverage = _simulated_errors(seeds=3, seed_sd=0.0)  # 1.87x, 1.31x here
+    assert boot / spread > 1.6 and 1.0 < moments / spread < 1.45 and coverage >= 0.9
+    spread, boot, moments, coverage = _simulated_errors(seeds=5, seed_sd=0.03)  # 1.34x, 1.01x
+    assert boot / spread > 1.2 and 0.85 < moments / spread < 1.15 and coverage >= 0.9
 
 
 def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path):
@@ -540,6 +574,9 @@ def test_a_second_implementation_from_the_run_files_agrees_with_the_report():
         parts = [r["diff"] for r in a["by_wording"] if (r["treatment"], r["reference"]) == (row["treatment"],
                                                                                           row["reference"])]
         assert np.mean(parts) == pytest.approx(row["diff"], abs=1e-12)
+        gap = next(r for r in a["gap"] if (r["treatment"], r["reference"]) == (row["treatment"], row["reference"]))
+        assert gap["diff"] == pytest.approx(parts[1] - parts[0], abs=1e-12)  # held-out minus train
+        assert gap["lo"] < gap["diff"] < gap["hi"]
     for row in a["by_wording"]:
         d, lo, hi = rc.contrast(outcomes[row["treatment"]], outcomes[row["reference"]], [row["wording"]],
                                 reps=plan.bootstrap)

@@ -141,27 +141,89 @@ def _primary(plan: Plan, a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarr
     return {**c, "mde_planned": float(c["mde"] * later / now) if now > 0 else float("nan")}
 
 
+def _counted_once(plan: Plan, a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], t: str, r: str) -> Dict:
+    """A primary contrast by ``components_contrast``, with its detectable difference at the planned seeds."""
+    c = components_contrast(a, b, groups, plan, len(plan.primary))
+    comp = variance_components(a, b, groups)
+    later = components_se(comp, len(plan.cells[t].seeds), len(plan.cells[r].seeds))
+    return {**c, "mde_planned": float(c["mde"] * later / c["se"]) if c["se"] > 0 else float("nan")}
+
+
 def _z(plan: Plan, m: int) -> float:
     """z of a two-sided test at alpha / m plus z of 80% power: detectable = this × standard error."""
     return NormalDist().inv_cdf(1 - plan.alpha / (2 * m)) + NormalDist().inv_cdf(0.8)
 
 
+def variance_components(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray]) -> Dict[str, object]:
+    """Moment estimates for a paired difference of two (seeds, cases) outcome matrices, seeds crossed
+    with scenes (``groups``' clusters of cases, or single cases): the variance across scenes of the
+    seed-averaged difference (``scene``), and per cell (``a``, ``b``) the between-seed variance of
+    its mean success net of the episodes' own noise and that noise: (seed, residual) from a two-way
+    table of seeds × scenes, None with one seed. Each source counted once, where resampling both
+    scenes and seeds counts the episodes' noise in both."""
+    def by_scene(x: np.ndarray) -> np.ndarray:  # (seeds, scenes) means
+        if groups is None:
+            return x
+        return np.stack([x[:, groups == g].mean(1) for g in np.unique(groups)], axis=1)
+
+    xa, xb = by_scene(a), by_scene(b)
+    out: Dict[str, object] = {"scenes": xa.shape[1], "seeds": (xa.shape[0], xb.shape[0]),
+                              "scene": float((xa.mean(0) - xb.mean(0)).var(ddof=1))}
+    for key, x in (("a", xa), ("b", xb)):
+        s, g = x.shape
+        if s < 2:
+            out[key] = None
+            continue
+        resid = x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + x.mean()
+        mse = float((resid ** 2).sum() / ((s - 1) * (g - 1)))
+        out[key] = (max(0.0, float(x.mean(1).var(ddof=1)) - mse / g), mse)
+    return out
+
+
+def components_se(comp: Dict[str, object], n_a: int, n_b: int, borrow: bool = True) -> float:
+    """The standard error of the difference with ``n_a`` and ``n_b`` seeds from ``variance_components``:
+    the true per-scene differences' variance stays, the episodes' noise and each cell's seed variance
+    go as one over its seeds. A one-seed cell borrows the other's figures (nan when neither has two);
+    with ``borrow`` False it has none."""
+    parts = [comp["a"], comp["b"]]
+    parts = [p if p is not None else parts[1 - i] if borrow else (0.0, 0.0) for i, p in enumerate(parts)]
+    if any(p is None for p in parts):
+        return float("nan")
+    now = comp["seeds"]
+    true = max(0.0, comp["scene"] - sum(p[1] / n for p, n in zip(parts, now)))
+    scene = (true + sum(p[1] / n for p, n in zip(parts, (n_a, n_b)))) / comp["scenes"]
+    return float(np.sqrt(scene + sum(p[0] / n for p, n in zip(parts, (n_a, n_b)))))
+
+
 def projected_se(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], n_a: int, n_b: int,
                  borrow: bool = True) -> float:
     """An analytic standard error of mean(a) − mean(b) with ``n_a`` and ``n_b`` seeds, from the
-    spread seen so far: the cases' part (the seed-averaged difference's cluster means, kept as it
-    is) plus each cell's between-seed variance of its mean success over n. It leaves out the seeds ×
-    scenes interaction the two-level bootstrap also sees, so it runs below the bootstrap's error: use
-    it for the ratio between seed counts (``analyse`` scales the bootstrap's detectable difference by
-    it). A cell with one seed borrows the other's seed variance (nan when neither has two); with
-    ``borrow`` False it has none, as the bootstrap, resampling its one seed, sees it."""
-    d = a.mean(0) - b.mean(0)
-    if groups is not None:
-        d = np.array([d[groups == g].mean() for g in np.unique(groups)])
-    case_var = d.var(ddof=1) / len(d)
-    var = [x.mean(1).var(ddof=1) if x.shape[0] > 1 else np.nan for x in (a, b)]
-    var = [v if not np.isnan(v) else var[1 - i] if borrow else 0.0 for i, v in enumerate(var)]
-    return float(np.sqrt(case_var + var[0] / n_a + var[1] / n_b))
+    spread seen so far (``components_se``); ``analyse`` scales the bootstrap's detectable difference
+    by its ratio between the planned and the present seed counts."""
+    return components_se(variance_components(a, b, groups), n_a, n_b, borrow)
+
+
+def components_contrast(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], plan: Plan,
+                        m: int) -> Dict[str, float]:
+    """The paired difference with the moment estimate of its error (``variance_components``), a t
+    interval at Satterthwaite's degrees of freedom (the scenes' and each cell's seeds'), the
+    two-sided p and the detectable difference at 80% power at alpha / m; nan while a cell has one seed."""
+    from scipy import stats
+
+    comp = variance_components(a, b, groups)
+    d, nan = float(a.mean() - b.mean()), float("nan")
+    if comp["a"] is None or comp["b"] is None:
+        return {"diff": d, "se": nan, "df": nan, "lo": nan, "hi": nan, "p": nan, "mde": nan}
+    terms = [(comp["scene"] / comp["scenes"], comp["scenes"] - 1)]
+    terms += [(comp[k][0] / n, n - 1) for k, n in zip("ab", comp["seeds"])]
+    se = components_se(comp, *comp["seeds"])
+    df = se ** 4 / sum(v ** 2 / f for v, f in terms if v > 0) if se > 0 else nan
+    if not se > 0:
+        return {"diff": d, "se": se, "df": df, "lo": d, "hi": d, "p": 1.0 if d == 0 else 0.0, "mde": 0.0}
+    q = stats.t.ppf(0.975, df)
+    return {"diff": d, "se": se, "df": float(df), "lo": d - q * se, "hi": d + q * se,
+            "p": float(2 * stats.t.sf(abs(d) / se, df)),
+            "mde": float((stats.t.ppf(1 - plan.alpha / (2 * m), df) + stats.t.ppf(0.8, df)) * se)}
 
 
 def analyse(plan: Plan) -> Dict[str, object]:
@@ -195,17 +257,37 @@ def analyse(plan: Plan) -> Dict[str, object]:
                  **_primary(plan, *pair(t, r), t, r)) for t, r in ready]
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
+    counted_once = [dict(treatment=t, reference=r, **_counted_once(plan, *pair(t, r), t, r)) for t, r in ready]
+    for row, p in zip(counted_once, holm([1.0 if np.isnan(r["p"]) else r["p"] for r in counted_once]
+                                         + [1.0] * (len(plan.primary) - len(rows)))):
+        row["p_holm"] = p
     secondary = [dict(treatment=t, reference=r, **contrast(*pair(t, r), plan, 1))
                  for t, r in plan.secondary if t in runs and r in runs]
     by_wording = [dict(treatment=t, reference=r, wording=w, **contrast(*pair(t, r, [w]), plan, 1))
                   for t, r in ready for w in plan.test(t).wordings]
+    gap = [dict(treatment=t, reference=r, **contrast(*_wording_gap(plan, runs, scored, t, r), plan, 1))
+           for t, r in ready if {"train", "heldout"} <= set(plan.test(t).wordings)]
     changed, added, unrecorded = _config_drift(plan, results)
     data, undigested = _data_copies(plan, results)
     return {"runs": runs, "offline": {k: r.get("offline") for k, r in results.items()}, "cells": cells,
             "config_changed": changed, "config_added": added, "config_unrecorded": unrecorded, "data": data,
             "data_unrecorded": undigested,
-            "contrasts": rows, "by_wording": by_wording, "secondary": secondary, "missing": missing(plan),
+            "contrasts": rows, "counted_once": counted_once, "by_wording": by_wording, "gap": gap,
+            "secondary": secondary,
+            "missing": missing(plan),
             "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
+
+
+def _wording_gap(plan: Plan, runs, scored, t: str, r: str):
+    """(seeds, scenes) held-out minus training-phrasing outcomes of cells ``t`` and ``r``, case by case
+    of one (task, layout), and the scene ids: their paired difference says whether ``t`` loses less
+    than ``r`` to new words."""
+    on = scored[plan.cells[t].arm]
+    held, train = ([c for c in on if c[2] == w] for w in ("heldout", "train"))
+    if [c[:2] for c in held] != [c[:2] for c in train]:
+        raise ValueError("the held-out and training-phrasing cases are not the same (task, layout)s")
+    groups = scene_ids(held) if plan.resample == "scene" else None
+    return (*(matrix(runs[c], held) - matrix(runs[c], train) for c in (t, r)), groups)
 
 
 def _data_copies(plan: Plan, results: Dict[tuple, Dict]):
@@ -327,8 +409,12 @@ def _p(p: float, floor: float) -> str:
     return f"< {floor:.4f}" if p == 0 else f"{p:.3f}" if p >= 0.001 else f"{p:.4f}"
 
 
-def _num(x: float) -> str:
-    return "—" if np.isnan(x) else f"{x:.3f}"
+def _t_p(p: float) -> str:
+    return "—" if np.isnan(p) else f"{p:.3f}" if p >= 0.001 else "< 0.001"
+
+
+def _num(x: float, fmt: str = ".3f") -> str:
+    return "—" if np.isnan(x) else f"{x:{fmt}}"
 
 
 def write_report(plan: Plan = None) -> Path:
@@ -360,13 +446,16 @@ def write_report(plan: Plan = None) -> Path:
               f"bootstrap, Holm over the "
               f"{len(plan.primary)} primary contrasts; detectable: the difference found at 80% power at "
               f"α = {plan.alpha}/{len(plan.primary)}, from the observed spread. An effect needs Holm p < "
-              f"{plan.alpha} and |difference| ≥ {plan.effect}. No verdict is drawn before both cells of a "
-              f"contrast have every planned seed (no interim looks); until then the interval holds the cases' "
+              f"{plan.alpha} and |difference| ≥ {plan.effect} (the estimate, not its interval's bound); \"no "
+              f"effect\" needs the unadjusted 95% interval inside ±{plan.effect}, as the plan has it. "
+              f"No verdict is drawn before both cells of a contrast have every planned seed (no interim looks); "
+              f"until then the interval holds the cases' "
               f"variation and only part of the seeds'. At planned seeds: the detectable difference expected "
               f"once both cells have every planned seed, from the spread so far (the bootstrap's, scaled by "
-              f"an analytic error's ratio between the planned and the present seed counts: the cases' part "
-              f"kept, each cell's between-seed variance over its seed count; a rough guide while a cell has "
-              f"two seeds). Rules out: the 95% interval (unadjusted) excludes every difference larger than "
+              f"an analytic error's ratio between the planned and the present seed counts: the true per-scene "
+              f"differences kept, the episodes' noise and each cell's between-seed variance over its seed "
+              f"count; a rough guide while a cell has two seeds). "
+              f"Rules out: the 95% interval (unadjusted) excludes every difference larger than "
               f"this, either way (below {plan.effect}: \"no effect ≥ {plan.effect}\"); shown once both cells "
               f"have every planned seed.", "",
               "| treatment − reference | difference | 95% interval | p (Holm) | detectable | at planned seeds "
@@ -381,19 +470,50 @@ def write_report(plan: Plan = None) -> Path:
     for t, ref in plan.primary:
         if (t, ref) not in done:
             lines.append(f"| {t} − {ref} | waiting for runs | | | | | | |")
+    if a["counted_once"]:
+        lines += ["", "### Sensitivity: each source of error counted once (not the pre-registered rule)", "",
+                  "Seeds and scenes are crossed: resampling both puts each episode's own noise into a scene's "
+                  "seed average and into a seed's mean, so the bootstrap above counts it twice and its intervals "
+                  "run wide (conservative: on simulated studies with no difference, three to five seeds, seeds "
+                  "alike or apart by 0.03-0.05, its standard error was 1.2-1.9× the difference's actual spread; "
+                  "the estimate here 1.0-1.3×, its seed variances kept ≥ 0; `test_study.py`). Here the "
+                  "error is estimated by moments, each source once: the variance across scenes of the "
+                  "seed-averaged difference, plus each cell's between-seed variance net of the episodes' noise "
+                  "over its seed count; a t interval at Satterthwaite's degrees of freedom, Holm over the "
+                  f"{len(plan.primary)} primary contrasts, detectable at α = {plan.alpha}/{len(plan.primary)}. "
+                  "The verdicts stay the plan's; this says how much finer the design resolves than its "
+                  "conservative rule.", "",
+                  "| treatment − reference | difference | standard error (bootstrap's) | df | 95% interval "
+                  "| p (Holm) | detectable | at planned seeds |", "|---|---|---|---|---|---|---|---|"]
+        boot = {(r["treatment"], r["reference"]): r for r in a["contrasts"]}
+        for r in a["counted_once"]:
+            b = boot[(r["treatment"], r["reference"])]
+            lines.append(f"| {r['treatment']} − {r['reference']} | {r['diff']:+.3f} | {_num(r['se'])} "
+                         f"({b['se']:.3f}) | {_num(r['df'], '.0f')} | [{r['lo']:+.3f}, {r['hi']:+.3f}] | "
+                         f"{_t_p(r['p_holm'] if r['se'] > 0 else float('nan'))} | {_num(r['mde'])} | "
+                         f"{_num(r['mde_planned'])} |")
     if a["by_wording"]:
         wordings = list(dict.fromkeys(r["wording"] for r in a["by_wording"]))
+        gap = {(r["treatment"], r["reference"]): r for r in a["gap"]}
         lines += ["", "### The primary contrasts per wording", "",
                   "Exploratory, not pre-registered: each primary contrast on the cases of one wording only (a "
-                  "training phrasing, or a held-out one: does the change make the policy more general?), the "
-                  "same paired bootstrap, unadjusted; no verdict is drawn from it.", "",
+                  "training phrasing, or a held-out one), and whether the change loses less to new words (the "
+                  "held-out phrasing's difference minus the training one's, case by case: does it make the "
+                  "policy more general?); the same paired bootstrap, unadjusted; no verdict is drawn from it. "
+                  "The bootstrap resamples scenes, not phrasings: each task has two held-out phrasings, each "
+                  "given to several scenes, so these intervals hold for these phrasings, not for new ones, "
+                  "and one phrasing can carry a difference (the per-phrasing table above).", "",
                   "| treatment − reference | " + " | ".join(f"{w}: difference [95% interval]" for w in wordings)
-                  + " |", "|---|" + "---|" * len(wordings)]
+                  + (" | held-out − train [95% interval]" if gap else "") + " |",
+                  "|---|" + "---|" * (len(wordings) + bool(gap))]
         cell = {(r["treatment"], r["reference"], r["wording"]): r for r in a["by_wording"]}
+        def span(c: Dict[str, float]) -> str:
+            return f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
+
         for r in a["contrasts"]:
-            lines.append(f"| {r['treatment']} − {r['reference']} | " + " | ".join(
-                f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}]"
-                for c in (cell[(r["treatment"], r["reference"], w)] for w in wordings)) + " |")
+            key = (r["treatment"], r["reference"])
+            lines.append(f"| {key[0]} − {key[1]} | " + " | ".join(span(cell[(*key, w)]) for w in wordings)
+                         + (f" | {span(gap[key])}" if key in gap else "") + " |")
     if plan.secondary:
         lines += ["", "## Secondary contrasts", "",
                   "Exploratory: the same paired bootstrap, p uncorrected, detectable at α = "
