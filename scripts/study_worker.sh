@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The study's missing runs, one after another, each result file committed as it lands; the report is
-# regenerated after each. Safe to start again after an interruption (runs resume) and on several
-# machines at once (a run being done elsewhere is skipped). A refused or failed run (say, a plan being
-# amended, not yet committed) is retried after a minute, five times in a row at most. Arguments go to
+# regenerated after each. Safe to start again after an interruption (runs resume) and several times
+# at once (a run another worker holds is skipped; across machines, where they share runs/study/). A
+# refused or failed run (say, a plan being amended, not yet committed) is retried after a minute, five
+# times in a row at most. Arguments go to
 # `trimodal-study next` (e.g. --device cuda, --cell "lang.*"). Log: runs/study/worker.log.
 set -u
 cd "$(dirname "$0")/.."

@@ -350,6 +350,10 @@ def test_the_report_says_what_is_missing_and_tests_the_contrasts(study, tmp_path
     text = Path(R.write_report(study)).read_text()
     assert "another config" not in text
     assert "| random_weights − expert | -1.000 |" in text and "Missing runs (0 of 3)" in text
+    assert "Not in the plan" not in text
+    S.result_path("expert", 9).write_text(S.result_path("expert", 0).read_text())  # a seed the plan lacks
+    assert "**Not in the plan, not counted**: expert_s9.json." in Path(R.write_report(study)).read_text()
+    S.result_path("expert", 9).unlink()
     header, row = (next(line for line in text.splitlines() if line.startswith(start))
                    for start in ("| treatment − reference | difference | 95% interval | p (Holm)",
                                  "| random_weights − expert |"))

@@ -274,8 +274,15 @@ def analyse(plan: Plan) -> Dict[str, object]:
             "data_unrecorded": undigested,
             "contrasts": rows, "counted_once": counted_once, "by_wording": by_wording, "gap": gap,
             "secondary": secondary,
-            "missing": missing(plan),
+            "missing": missing(plan), "unplanned": _unplanned(plan),
             "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
+
+
+def _unplanned(plan: Plan) -> List[str]:
+    """Result files no planned run writes (a cell or seed not in the plan, a misnamed copy): not counted."""
+    planned = {result_path(c, s).name for c, s in plan.runs()}
+    folder = result_path("x", 0).parent
+    return sorted(f.name for f in folder.glob("*.json") if f.name not in planned) if folder.is_dir() else []
 
 
 def _wording_gap(plan: Plan, runs, scored, t: str, r: str):
@@ -527,6 +534,8 @@ def write_report(plan: Plan = None) -> Path:
                          f"{_p(r['p'], 2 / plan.bootstrap)} | {r['mde']:.3f} |")
     lines += ["", f"## Missing runs ({len(a['missing'])} of {len(plan.runs())})", ""]
     lines += [", ".join(f"{c}_s{s}" for c, s in a["missing"]) or "none"]
+    if a["unplanned"]:
+        lines += ["", f"**Not in the plan, not counted**: {', '.join(a['unplanned'])}."]
     if a["config_changed"]:
         lines += ["", "**Trained with another config than the plan resolves to now** (the base config or a cell's "
                   "overrides changed after the run): " +

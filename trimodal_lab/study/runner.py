@@ -1,6 +1,7 @@
 """One run of the study: train a cell with a seed (resuming), roll it out once on the test set
-(resuming task by task), write its result file. Any process on any machine may start any run; a
-lock file keeps two from doing the same one at once."""
+(resuming task by task), write its result file. Any process may start any run; a lock file in the
+run's work folder keeps two from doing the same one at once (on several machines: where they share
+that folder, or each takes its own runs of the list)."""
 
 from __future__ import annotations
 
