@@ -573,6 +573,9 @@ def test_a_second_implementation_from_the_run_files_agrees_with_the_report():
         d, lo, hi = rc.contrast(outcomes[row["treatment"]], outcomes[row["reference"]], raw["test"]["wordings"],
                                 reps=plan.bootstrap)
         assert (d, lo, hi) == pytest.approx((row["diff"], row["lo"], row["hi"]), abs=1e-12)
+    for row in a["counted_once"]:
+        d, se, df = rc.moments(outcomes[row["treatment"]], outcomes[row["reference"]], raw["test"]["wordings"])
+        assert (d, se, df) == pytest.approx((row["diff"], row["se"], row["df"]), rel=1e-9)
     assert len(a["by_wording"]) == len(a["contrasts"]) * len(raw["test"]["wordings"])
     for row in a["contrasts"]:  # as many cases per wording: the pooled difference is their mean
         parts = [r["diff"] for r in a["by_wording"] if (r["treatment"], r["reference"]) == (row["treatment"],

@@ -214,7 +214,8 @@ def components_contrast(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarra
     d, nan = float(a.mean() - b.mean()), float("nan")
     if comp["a"] is None or comp["b"] is None:
         return {"diff": d, "se": nan, "df": nan, "lo": nan, "hi": nan, "p": nan, "mde": nan}
-    terms = [(comp["scene"] / comp["scenes"], comp["scenes"] - 1)]
+    noise = sum(comp[k][1] / n for k, n in zip("ab", comp["seeds"]))  # the scenes' part is at least this
+    terms = [(max(comp["scene"], noise) / comp["scenes"], comp["scenes"] - 1)]
     terms += [(comp[k][0] / n, n - 1) for k, n in zip("ab", comp["seeds"])]
     se = components_se(comp, *comp["seeds"])
     df = se ** 4 / sum(v ** 2 / f for v, f in terms if v > 0) if se > 0 else nan

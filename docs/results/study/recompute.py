@@ -3,9 +3,10 @@
 each cell's success over its seeds and each primary contrast's paired difference (over both wordings,
 and over each alone) with a 95% interval from a two-level bootstrap (the scenes, a task's layout with
 both its wordings, which is what a scene is on MT10, not in the language arm; then each cell's seeds,
-their spread widened by sqrt(n / (n - 1))). It draws the report's resamples in the report's order,
-so the test checks the arithmetic, not the choice of method. A second implementation of the
-report's analysis, for a reviewer to read in one sitting; the test suite checks that the two agree.
+their spread widened by sqrt(n / (n - 1))), and the sensitivity analysis's standard errors. It draws
+the report's resamples in the report's order, so the test checks the arithmetic, not the choice of
+method. A second implementation of the report's analysis, for a reviewer to read in one sitting; the
+test suite checks that the two agree.
 
     python docs/results/study/recompute.py            # needs numpy and PyYAML only
 """
@@ -67,6 +68,36 @@ def contrast(a: dict, b: dict, wordings, reps: int = 10000, seed: int = 0):
     return float(ma.mean() - mb.mean()), float(lo), float(hi)
 
 
+def moments(a: dict, b: dict, wordings):
+    """(difference, standard error, degrees of freedom) of the report's sensitivity analysis: each
+    source of error counted once. Per scene and seed the mean over its cases; the variance across
+    scenes of the seed-averaged difference (at least the residual's share of it) over the scenes, plus
+    per cell the variance of its seeds' means net of the seeds x scenes residual (a two-way table;
+    kept >= 0) over its seeds; Satterthwaite's degrees of freedom."""
+    cases = sorted(set.intersection(*[set(run) for run in [*a.values(), *b.values()]]))
+    scenes = sorted({(t, x) for t, x, w in cases if w in wordings})
+
+    def table(seeds):  # (seeds, scenes)
+        return np.array([[np.mean([run[c] for c in cases if c[:2] == sc and c[2] in wordings]) for sc in scenes]
+                         for run in (seeds[k] for k in sorted(seeds))])
+
+    ta, tb = table(a), table(b)
+    g = len(scenes)
+    scene = (ta.mean(0) - tb.mean(0)).var(ddof=1)
+    seed_parts, noise, terms = [], 0.0, []
+    for t in (ta, tb):
+        s = len(t)
+        resid = t - t.mean(1, keepdims=True) - t.mean(0, keepdims=True) + t.mean()
+        mse = (resid ** 2).sum() / ((s - 1) * (g - 1))
+        noise += mse / s  # the episodes' noise in the seed-averaged difference: the scenes' part is no less
+        seed_parts.append(max(0.0, t.mean(1).var(ddof=1) - mse / g) / s)
+        terms.append((seed_parts[-1], s - 1))
+    terms.append((max(scene, noise) / g, g - 1))
+    se = np.sqrt(max(scene, noise) / g + sum(seed_parts))
+    df = se ** 4 / sum(v ** 2 / f for v, f in terms if v > 0)
+    return float(ta.mean() - tb.mean()), float(se), float(df)
+
+
 def main() -> int:
     plan, outcomes = load()
     wordings = plan["test"]["wordings"]
@@ -79,6 +110,11 @@ def main() -> int:
         if t in outcomes and ref in outcomes:
             d, lo, hi = contrast(outcomes[t], outcomes[ref], wordings, reps=plan["analysis"]["bootstrap"])
             print(f"{t} - {ref} | {d:+.3f} | [{lo:+.3f}, {hi:+.3f}]")
+    print("\nsensitivity, each source of error once: treatment - reference | difference | se | df")
+    for t, ref in plan["primary"]:
+        if t in outcomes and ref in outcomes:
+            d, se, df = moments(outcomes[t], outcomes[ref], wordings)
+            print(f"{t} - {ref} | {d:+.3f} | {se:.3f} | {df:.0f}")
     print("\nper wording (exploratory): treatment - reference | wording | difference | 95% interval")
     for t, ref in plan["primary"]:
         if t in outcomes and ref in outcomes:
