@@ -1,4 +1,4 @@
-"""ament_python package that also installs with plain pip (``pip install -e .[train]``)."""
+"""ament_python package that also installs with plain pip (``pip install -e .[model,data,test]``)."""
 
 from glob import glob
 
@@ -22,7 +22,7 @@ setup(
     install_requires=["numpy", "pyyaml", "tqdm", "setuptools"],
     extras_require={
         # pins: see requirements.txt, the lock used by scripts/setup.sh and CI
-        "model": ["torch==2.14.1", "torchvision==0.29.1", "open_clip_torch==3.3.0"],
+        "model": ["torch==2.14.1", "torchvision==0.29.1", "open_clip_torch==3.3.0", "wordllama==0.4.0.post1"],
         "data": ["rosbags==0.11.9", "metaworld==3.1.1", "packaging", "matplotlib"],
         "test": ["pytest"],
     },

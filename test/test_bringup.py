@@ -82,14 +82,16 @@ def test_launch_file_and_up_expose_the_same_arguments(launch_file):
 
 
 def test_params_file_remappings_and_log_level_reach_the_node(tmp_path):
-    """With a params file only the explicitly given arguments override it; remappings and the log
+    """With a params file only the arguments set apart from their defaults override it; remappings and the log
     level travel as the node's --ros-args (`trimodal-ros up --ros-args ...` appends its own)."""
     from trimodal_ros.ros.bringup import ros_arguments
 
     f = tmp_path / "vla.yaml"
     spec = node_specs({"params_file": str(f), "rate_hz": "5", "remappings": "camera/image_raw:=/cam/color; a:=b",
                        "log_level": "debug"})[0]
-    assert spec.parameters == {"rate_hz": 5.0, "use_sim_time": False, "autostart": True}
+    assert spec.parameters == {"rate_hz": 5.0}  # the file's use_sim_time and autostart stand
+    assert node_specs({"params_file": str(f), "use_sim_time": "true", "lifecycle": "true"})[0].parameters == {
+        "use_sim_time": True, "autostart": False}  # set apart from their defaults: they win
     spec.ros_args = ["-p", "seed:=3"]
     assert ros_arguments(spec) == ["--ros-args", "--params-file", str(f), "-r", "camera/image_raw:=/cam/color",
                                    "-r", "a:=b", "--log-level", "debug", "-p", "seed:=3"]

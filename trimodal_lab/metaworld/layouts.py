@@ -26,7 +26,7 @@ VAL_LAYOUTS = tuple(range(35, 40))      # for every choice: configuration, check
 HELDOUT_LAYOUTS = tuple(range(40, 50))  # rolled out by many policies: for choosing, like val, now
 # The study's test set: entries 0-19 of MT1(task, seed=LAYOUT_SEED + 20), a seed block no recording
 # or rollout had rendered before the study's plan was committed. Never recorded (``episode_layout``
-# refuses them); rolled out once per pre-registered run, only by ``trimodal-ros study run``.
+# refuses them); rolled out once per pre-registered run, only by ``trimodal-study run``.
 TEST_LAYOUTS = tuple(range(1000, 1020))
 LAYOUT_SEED = 0
 

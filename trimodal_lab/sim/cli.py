@@ -42,7 +42,7 @@ def register(sub) -> None:
     p.add_argument("--through-ros", action="store_true", help="via sim_node <-> vla_node over DDS")
     p.add_argument("--compare", action="store_true", help="run both paths and compare their actions")
     p.add_argument("--split", default="heldout", choices=["heldout", "val", "train", "all"],
-                   help="layouts (the test set is rolled out only by `trimodal-ros study run`)")
+                   help="layouts (the test set is rolled out only by `trimodal-study run`)")
     p.add_argument("--layouts", default=None, help="explicit layouts for every task, e.g. 35-49 or 35,40-42 "
                    "(replaces --split and --episodes)")
     p.add_argument("--instructions", default="train", choices=["train", "heldout", "other_task", "empty"],
@@ -138,7 +138,7 @@ def rollout_plan(tasks: List[str], args, allow_test: bool = False):
     layouts = parse_layouts(args.layouts) if args.layouts else None
     if not allow_test and layouts and set(layouts) & set(TEST_LAYOUTS):
         raise ValueError(f"layouts {TEST_LAYOUTS[0]}-{TEST_LAYOUTS[-1]} are the study's test set: they are rolled "
-                         f"out once per pre-registered run, by `trimodal-ros study run`")
+                         f"out once per pre-registered run, by `trimodal-study run`")
     if args.instructions == "empty" and (args.through_ros or args.compare):
         raise ValueError("an empty instruction stops vla_node: --instructions empty runs in-process only")
     wordings = read_wordings(args.wordings) if args.wordings else None

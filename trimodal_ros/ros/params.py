@@ -270,8 +270,8 @@ EXTRA_LAUNCH_ARGS = [
     LaunchArg("use_sim_time", "false", "use /clock (bag replay with --clock, simulation)", ["true", "false"]),
     LaunchArg("lifecycle", "false", "start vla_node as a managed lifecycle node: it waits for "
                                     "`ros2 lifecycle set /vla_node configure` and `activate`", ["true", "false"]),
-    LaunchArg("params_file", "", "ROS parameters YAML for vla_node (as ros2 run --params-file); launch "
-                                 "arguments given explicitly win over it"),
+    LaunchArg("params_file", "", "ROS parameters YAML for vla_node (as ros2 run --params-file); a launch "
+                                 "argument set to other than its default wins over it"),
     LaunchArg("remappings", "", "topic remappings, 'from:=to' separated by ';' (camera/image_raw:=/cam/color)"),
     LaunchArg("log_level", "info", "vla_node's log level", ["debug", "info", "warn", "error", "fatal"]),
 ]
@@ -341,9 +341,10 @@ def node_specs(values: Mapping[str, Any]) -> List[NodeSpec]:
     params_file = v["params_file"]
     if params_file:  # only what was set apart from the defaults: the file decides the rest
         params = {n: x for n, x in params.items() if x != parse_value(tbl[n], _launch_str(tbl[n].default))}
-    params["use_sim_time"] = v["use_sim_time"] == "true"
     managed = v["lifecycle"] == "true"
-    params["autostart"] = not managed
+    ours, defaults = {"use_sim_time": v["use_sim_time"] == "true", "autostart": not managed}, (False, True)
+    # with a file, these too only where set apart from their defaults: a file's use_sim_time: true stands
+    params.update({k: x for (k, x), d in zip(ours.items(), defaults) if not params_file or x != d})
     return [NodeSpec(executable="vla_node", name="vla_node", namespace=v["namespace"], parameters=params,
                      managed=managed, params_file=params_file, remappings=parse_remappings(v["remappings"]),
                      log_level=v["log_level"])]
