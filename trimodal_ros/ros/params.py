@@ -342,9 +342,9 @@ def node_specs(values: Mapping[str, Any]) -> List[NodeSpec]:
     if params_file:  # only what was set apart from the defaults: the file decides the rest
         params = {n: x for n, x in params.items() if x != parse_value(tbl[n], _launch_str(tbl[n].default))}
     managed = v["lifecycle"] == "true"
-    ours, defaults = {"use_sim_time": v["use_sim_time"] == "true", "autostart": not managed}, (False, True)
+    ours, defaults = {"use_sim_time": v["use_sim_time"] == "true", "autostart": not managed}, {"autostart": True}
     # with a file, these too only where set apart from their defaults: a file's use_sim_time: true stands
-    params.update({k: x for (k, x), d in zip(ours.items(), defaults) if not params_file or x != d})
+    params.update({k: x for k, x in ours.items() if not params_file or x != defaults.get(k, False)})
     return [NodeSpec(executable="vla_node", name="vla_node", namespace=v["namespace"], parameters=params,
                      managed=managed, params_file=params_file, remappings=parse_remappings(v["remappings"]),
                      log_level=v["log_level"])]

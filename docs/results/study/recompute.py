@@ -68,12 +68,19 @@ def contrast(a: dict, b: dict, wordings, reps: int = 10000, seed: int = 0):
     return float(ma.mean() - mb.mean()), float(lo), float(hi)
 
 
+def gap(seeds: dict) -> dict:
+    """Each seed's held-out minus training-phrasing outcome per (task, layout), as a one-wording cell
+    (wording "gap") for ``contrast``: does a treatment lose less to new words?"""
+    return {k: {(t, x, "gap"): run[(t, x, "heldout")] - run[(t, x, "train")] for t, x, w in run if w == "train"}
+            for k, run in seeds.items()}
+
+
 def moments(a: dict, b: dict, wordings):
     """(difference, standard error, degrees of freedom) of the report's sensitivity analysis: each
     source of error counted once. Per scene and seed the mean over its cases; the variance across
     scenes of the seed-averaged difference (at least the residual's share of it) over the scenes, plus
     per cell the variance of its seeds' means net of the seeds x scenes residual (a two-way table;
-    kept >= 0) over its seeds; Satterthwaite's degrees of freedom."""
+    kept >= 0) over its seeds; Satterthwaite's degrees of freedom over those mean squares."""
     cases = sorted(set.intersection(*[set(run) for run in [*a.values(), *b.values()]]))
     scenes = sorted({(t, x) for t, x, w in cases if w in wordings})
 
@@ -83,19 +90,21 @@ def moments(a: dict, b: dict, wordings):
 
     ta, tb = table(a), table(b)
     g = len(scenes)
-    scene = (ta.mean(0) - tb.mean(0)).var(ddof=1)
-    seed_parts, noise, terms = [], 0.0, []
+    scene = (ta.mean(0) - tb.mean(0)).var(ddof=1)  # its mean square: g - 1 degrees of freedom
+    noise, seed_terms, seed_var = 0.0, [], 0.0
     for t in (ta, tb):
         s = len(t)
         resid = t - t.mean(1, keepdims=True) - t.mean(0, keepdims=True) + t.mean()
-        mse = (resid ** 2).sum() / ((s - 1) * (g - 1))
+        mse = (resid ** 2).sum() / ((s - 1) * (g - 1))  # (s - 1)(g - 1) degrees of freedom
+        rows = t.mean(1).var(ddof=1)  # s - 1 degrees of freedom
         noise += mse / s  # the episodes' noise in the seed-averaged difference: the scenes' part is no less
-        seed_parts.append(max(0.0, t.mean(1).var(ddof=1) - mse / g) / s)
-        terms.append((seed_parts[-1], s - 1))
-    terms.append((max(scene, noise) / g, g - 1))
-    se = np.sqrt(max(scene, noise) / g + sum(seed_parts))
-    df = se ** 4 / sum(v ** 2 / f for v, f in terms if v > 0)
-    return float(ta.mean() - tb.mean()), float(se), float(df)
+        if rows - mse / g > 0:  # a seed variance estimated at 0 adds no term
+            seed_var += (rows - mse / g) / s
+            seed_terms += [(rows / s, s - 1), (mse / (g * s), (s - 1) * (g - 1))]
+    var = max(scene, noise) / g + seed_var
+    terms = [(max(scene, noise) / g, g - 1)] + seed_terms  # Satterthwaite over the mean squares
+    df = var ** 2 / sum(v ** 2 / f for v, f in terms if v)
+    return float(ta.mean() - tb.mean()), float(np.sqrt(var)), float(df)
 
 
 def main() -> int:
@@ -109,6 +118,11 @@ def main() -> int:
     for t, ref in plan["primary"]:
         if t in outcomes and ref in outcomes:
             d, lo, hi = contrast(outcomes[t], outcomes[ref], wordings, reps=plan["analysis"]["bootstrap"])
+            print(f"{t} - {ref} | {d:+.3f} | [{lo:+.3f}, {hi:+.3f}]")
+    print("\nheld-out minus training phrasing (exploratory): treatment - reference | difference | 95% interval")
+    for t, ref in plan["primary"]:
+        if t in outcomes and ref in outcomes:
+            d, lo, hi = contrast(gap(outcomes[t]), gap(outcomes[ref]), ["gap"], reps=plan["analysis"]["bootstrap"])
             print(f"{t} - {ref} | {d:+.3f} | [{lo:+.3f}, {hi:+.3f}]")
     print("\nsensitivity, each source of error once: treatment - reference | difference | se | df")
     for t, ref in plan["primary"]:
