@@ -72,13 +72,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, reps: int, seed: int = 0,
     cell's per-case mean is first widened by sqrt(n / (n − 1))."""
     rng = np.random.default_rng(seed)
     a, b = _widen_seeds(a), _widen_seeds(b)
-    if groups is None:
-        members = np.arange(a.shape[1])[:, None]
-    else:  # (clusters, size) case indices
-        members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
-        if len({len(m) for m in members}) != 1:
-            raise ValueError(f"clusters of unequal size {sorted({len(m) for m in members})}: a test set is incomplete")
-        members = np.stack(members)
+    members = _clusters(groups, a.shape[1])
     n = len(members)
     out = np.empty(reps)
     for r in range(reps):
@@ -87,6 +81,17 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, reps: int, seed: int = 0,
         sb = b[rng.integers(0, b.shape[0], b.shape[0])][:, idx]
         out[r] = sa.mean() - sb.mean()
     return out
+
+
+def _clusters(groups: Optional[np.ndarray], cases: int) -> np.ndarray:
+    """(clusters, size) case indices of ``groups`` (a cluster id per case, in id order; None: each case
+    its own); clusters of unequal size are an error: a test set is incomplete."""
+    if groups is None:
+        return np.arange(cases)[:, None]
+    members = [np.flatnonzero(groups == g) for g in np.unique(groups)]
+    if len({len(m) for m in members}) != 1:
+        raise ValueError(f"clusters of unequal size {sorted({len(m) for m in members})}: a test set is incomplete")
+    return np.stack(members)
 
 
 def _widen_seeds(x: np.ndarray) -> np.ndarray:
@@ -131,20 +136,23 @@ def contrast(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], plan: P
     return {"diff": d, "lo": float(lo), "hi": float(hi), "p": p, "se": se, "mde": _z(plan, m) * se}
 
 
-def _primary(plan: Plan, a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], t: str, r: str) -> Dict:
+def _primary(plan: Plan, a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], t: str, r: str,
+             comp: Optional[Dict[str, object]] = None) -> Dict:
     """A primary contrast, with ``mde_planned``: the detectable difference expected once both cells
     have every planned seed (the bootstrap's now, scaled by the analytic error's ratio between the
-    planned and the present seed counts; nan where no cell has two seeds yet)."""
+    planned and the present seed counts, from ``comp``, their ``variance_components``; nan where no
+    cell has two seeds yet)."""
     c = contrast(a, b, groups, plan, len(plan.primary))
-    now = projected_se(a, b, groups, a.shape[0], b.shape[0], borrow=False)
-    later = projected_se(a, b, groups, len(plan.cells[t].seeds), len(plan.cells[r].seeds))
+    comp = comp or variance_components(a, b, groups)
+    now = components_error(comp, a.shape[0], b.shape[0], borrow=False)[0]
+    later = components_error(comp, len(plan.cells[t].seeds), len(plan.cells[r].seeds))[0]
     return {**c, "mde_planned": float(c["mde"] * later / now) if now > 0 else float("nan")}
 
 
-def _counted_once(plan: Plan, a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], t: str, r: str) -> Dict:
+def _counted_once(plan: Plan, a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], t: str, r: str,
+                  comp: Dict[str, object]) -> Dict:
     """A primary contrast by ``components_contrast``, with ``mde_planned``: the detectable difference an
     analysis with every planned seed would have, its error and degrees of freedom projected alike."""
-    comp = variance_components(a, b, groups)
     c = components_contrast(a, b, groups, plan, len(plan.primary), comp)
     se, df = components_error(comp, len(plan.cells[t].seeds), len(plan.cells[r].seeds))
     return {**c, "mde_planned": _detectable(plan, len(plan.primary), se, df)}
@@ -162,15 +170,8 @@ def variance_components(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarra
     net of the episodes' noise and that noise, (seed, residual) from its two-way table of seeds ×
     scenes (the seed variance kept >= 0), None with one seed. Each source is counted once, where
     resampling both scenes and seeds counts the episodes' noise in both."""
-    def by_scene(x: np.ndarray) -> np.ndarray:  # (seeds, scenes) means
-        if groups is None:
-            return x
-        members = [groups == g for g in np.unique(groups)]
-        if len({int(m.sum()) for m in members}) != 1:
-            raise ValueError("clusters of unequal size: a test set is incomplete")
-        return np.stack([x[:, m].mean(1) for m in members], axis=1)
-
-    xa, xb = by_scene(a), by_scene(b)
+    members = _clusters(groups, a.shape[1])
+    xa, xb = (x[:, members].mean(2) for x in (a, b))  # (seeds, scenes) means
     out: Dict[str, object] = {"scenes": xa.shape[1], "seeds": (xa.shape[0], xb.shape[0]),
                               "scene": float((xa.mean(0) - xb.mean(0)).var(ddof=1)) if xa.shape[1] > 1 else 0.0}
     for key, x in (("a", xa), ("b", xb)):
@@ -268,13 +269,17 @@ def analyse(plan: Plan) -> Dict[str, object]:
         return matrix(runs[t], on), matrix(runs[r], on), groups
 
     ready = [(t, r) for t, r in plan.primary if t in runs and r in runs]
-    rows = [dict(treatment=t, reference=r, seeds=min(len(runs[t]), len(runs[r])),
-                 planned=max(len(plan.cells[c].seeds) for c in (t, r)),
-                 complete=all(len(runs[c]) == len(plan.cells[c].seeds) for c in (t, r)),
-                 **_primary(plan, *pair(t, r), t, r)) for t, r in ready]
+    rows, counted_once = [], []  # the pre-registered bootstrap's, and the sensitivity analysis's
+    for t, r in ready:
+        m = pair(t, r)
+        comp = variance_components(*m)
+        rows.append(dict(treatment=t, reference=r, seeds=min(len(runs[t]), len(runs[r])),
+                         planned=max(len(plan.cells[c].seeds) for c in (t, r)),
+                         complete=all(len(runs[c]) == len(plan.cells[c].seeds) for c in (t, r)),
+                         **_primary(plan, *m, t, r, comp)))
+        counted_once.append(dict(treatment=t, reference=r, **_counted_once(plan, *m, t, r, comp)))
     for row, p in zip(rows, holm([r["p"] for r in rows] + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
-    counted_once = [dict(treatment=t, reference=r, **_counted_once(plan, *pair(t, r), t, r)) for t, r in ready]
     for row, p in zip(counted_once, holm([1.0 if np.isnan(r["p"]) else r["p"] for r in counted_once]
                                          + [1.0] * (len(plan.primary) - len(rows)))):
         row["p_holm"] = p
