@@ -577,6 +577,26 @@ def test_a_deleted_result_file_does_not_open_a_second_rollout(study, monkeypatch
     assert Path(out).name == "random_weights_s6.json"
 
 
+def test_the_new_words_interval_covers_a_difference_that_varies_by_phrasing():
+    """With the treatment's effect drawn per phrasing (mean 0 over phrasings), the interval that takes
+    the phrasings as a sample holds 0 at about its level; the crossed moment interval, which holds
+    these phrasings fixed, does not: it answers another question."""
+    rng = np.random.default_rng(5)
+    tasks = np.repeat([f"task{k}" for k in range(10)], 20)  # 10 tasks, 2 phrasings, 10 scenes each
+    words = [f"{t}-{i // 10 % 2}" for i, t in enumerate(tasks)]
+    study, covered, fixed = SimpleNamespace(alpha=0.05), 0, 0
+    for _ in range(300):
+        scene = rng.normal(0, 1.5, 200)  # new scenes too: the difference is 0 on average
+        shift = np.repeat(rng.normal(0, 1.5, 20), 10)  # the treatment's gain or loss on each phrasing
+        a, b = ((rng.random((4, 200)) < 1 / (1 + np.exp(-(scene + u + rng.normal(0, 0.2, (4, 1)))))).astype(float)
+                for u in (shift, 0.0))
+        c = R.phrasing_contrast(a, b, words, list(tasks), R.variance_components(a, b, None))
+        covered += c["lo"] <= 0 <= c["hi"]
+        m = R.components_contrast(a, b, None, study, 7)
+        fixed += m["lo"] <= 0 <= m["hi"]
+    assert 0.92 <= covered / 300 <= 0.995 and fixed / 300 < 0.9, (covered / 300, fixed / 300)  # 0.97, 0.80
+
+
 def test_a_second_implementation_from_the_run_files_agrees_with_the_report():
     """docs/results/study/recompute.py (json, numpy and PyYAML only) gets the report's success per
     cell, primary differences and, drawing the same resamples, intervals exactly."""
@@ -613,6 +633,14 @@ def test_a_second_implementation_from_the_run_files_agrees_with_the_report():
         d, lo, hi = rc.contrast(outcomes[row["treatment"]], outcomes[row["reference"]], [row["wording"]],
                                 reps=plan.bootstrap)
         assert (d, lo, hi) == pytest.approx((row["diff"], row["lo"], row["hi"]), abs=1e-12)
+    words = rc.load_words()
+    assert words == R.heldout_words(plan.test()) and len(set(words.values())) == 20  # the committed file is today's
+    assert len(a["new_phrasings"]) == len(a["contrasts"])
+    for row in a["new_phrasings"]:
+        t, ref = outcomes[row["treatment"]], outcomes[row["reference"]]
+        for key, got in (("heldout", rc.new_words(t, ref, "heldout", words)),
+                         ("gap", rc.new_words(rc.gap(t), rc.gap(ref), "gap", words))):
+            assert got == pytest.approx(tuple(row[key][k] for k in ("diff", "se", "df")), rel=1e-9)
 
 
 def test_status_says_who_holds_each_begun_run_and_how_far_it_got(study, tmp_path):

@@ -73,9 +73,9 @@ class Plan:
                                       # from it: correlated) or "case" (task, layout, wording)
     path: Optional[Path] = None       # the file it was read from: the one that must be committed
 
-    def test(self, cell: str) -> TestSet:
-        """The training bags and test cases of ``cell``: the plan's own, or its arm's."""
-        arm = self.cells[cell].arm
+    def test(self, cell: str = "") -> TestSet:
+        """The training bags and test cases of ``cell``: the plan's own (also with no cell), or its arm's."""
+        arm = self.cells[cell].arm if cell else ""
         if arm:
             return self.arms[arm]
         return TestSet(self.data, self.tasks, self.layouts, self.wordings, self.max_steps, self.size,

@@ -15,7 +15,7 @@ import numpy as np
 from trimodal_ros.io import atomic_savefig, atomic_write_text
 from trimodal_ros.schema import ConfigError
 
-from .plan import STUDY, Plan, config_diff, config_sha256, load_plan, resolved_config
+from .plan import STUDY, Plan, TestSet, config_diff, config_sha256, load_plan, resolved_config
 from .runner import missing, result_path
 
 Case = Tuple[str, int, str]  # (task, layout, wording)
@@ -287,14 +287,24 @@ def analyse(plan: Plan) -> Dict[str, object]:
                  for t, r in plan.secondary if t in runs and r in runs]
     by_wording = [dict(treatment=t, reference=r, wording=w, **contrast(*pair(t, r, [w]), plan, 1))
                   for t, r in ready for w in pools[plan.cells[t].arm]]  # the wordings success pools
+    worded = [(t, r) for t, r in ready if {"train", "heldout"} <= set(pools[plan.cells[t].arm])]
     gap = [dict(treatment=t, reference=r, **contrast(*_wording_gap(plan, runs, scored, t, r), plan, 1))
-           for t, r in ready if {"train", "heldout"} <= set(pools[plan.cells[t].arm])]
+           for t, r in worded]
+    words = {plan.cells[t].arm: heldout_words(plan.test(t)) for t, _ in worded}
+    new_words = []  # the held-out difference and the gap again, the phrasings a sample
+    for t, r in worded:
+        held = [c for c in scored[plan.cells[t].arm] if c[2] == "heldout"]
+        names, tasks = [words[plan.cells[t].arm][c[:2]] for c in held], [c[0] for c in held]
+        new_words.append(dict(treatment=t, reference=r, **{
+            key: phrasing_contrast(m[0], m[1], names, tasks, variance_components(*m))
+            for key, m in (("heldout", pair(t, r, ["heldout"])), ("gap", _wording_gap(plan, runs, scored, t, r)))}))
     changed, added, unrecorded = _config_drift(plan, results)
     data, undigested = _data_copies(plan, results)
     return {"runs": runs, "offline": {k: r.get("offline") for k, r in results.items()}, "cells": cells,
             "config_changed": changed, "config_added": added, "config_unrecorded": unrecorded, "data": data,
             "data_unrecorded": undigested,
             "contrasts": rows, "counted_once": counted_once, "by_wording": by_wording, "gap": gap,
+            "new_phrasings": new_words,
             "secondary": secondary,
             "missing": missing(plan), "unplanned": _unplanned(plan),
             "cases": len(cases.get("", [])), "arm_cases": {arm: len(cs) for arm, cs in cases.items()}}
@@ -369,22 +379,57 @@ def _cells_table(plan: Plan, a: Dict[str, object], arm: str) -> List[str]:
     return lines
 
 
-def _phrasing_table(plan: Plan, runs: Dict[str, Dict[int, Dict[Case, bool]]], arm: str) -> List[str]:
-    """Success per held-out phrasing (pooled over a cell's seeds) of the cells of one test set: the
-    words each case was given, drawn again as the runner drew them, so a failure has a name."""
+def heldout_words(t: TestSet) -> Dict[Tuple[str, int], str]:
+    """{(task, layout): the held-out phrasing its case was given} on test set ``t``, drawn again as the
+    runner drew them (the run files record the wording condition, not the words)."""
     from trimodal_lab.metaworld import parse_layouts
     from trimodal_lab.sim.rollout import episode_plan
     from trimodal_ros.data.instructions import resolve_tasks
 
+    layouts = parse_layouts(t.layouts)
+    return {(task, layout): words for task in resolve_tasks(t.tasks)
+            for _, layout, words in episode_plan([task], 0, seed=t.wording_seed, instructions="heldout",
+                                                 layouts=layouts)}
+
+
+def phrasing_contrast(a: np.ndarray, b: np.ndarray, words: List[str], tasks: List[str],
+                      comp: Dict[str, object]) -> Dict[str, float]:
+    """The paired difference of two (seeds, cases) matrices with the held-out phrasings taken as a
+    sample of the ways each task could be worded, not as fixed: each phrasing's difference (its cases'
+    and seeds' mean; ``words`` and ``tasks`` name each case's), averaged per task, then over tasks.
+    Its error: the spread between a task's phrasings over their count (each scene has one held-out
+    phrasing, so the spread holds the scenes' and the episodes' variation too), plus each cell's
+    seed variance from ``comp`` (``variance_components`` of the same matrices: shared by every
+    phrasing, so absent from their spread) over its seeds; a t interval at Satterthwaite's degrees
+    of freedom (one per task, n − 1 per cell). A task with one phrasing adds to the estimate only."""
+    from scipy import stats
+
+    d = a.mean(0) - b.mean(0)  # (cases,) the seeds' mean difference per case
+    per_task: Dict[str, List[float]] = {}
+    for w, k in sorted(set(zip(words, tasks))):
+        per_task.setdefault(k, []).append(float(d[[i for i, x in enumerate(words) if x == w]].mean()))
+    n_tasks = len(per_task)
+    terms = [(float(np.var(v, ddof=1)) / len(v) / n_tasks ** 2, len(v) - 1) for v in per_task.values() if len(v) > 1]
+    terms += [(p[0] / n, n - 1) for p, n in zip((comp["a"], comp["b"]), comp["seeds"]) if p is not None and p[0] > 0]
+    diff, var = float(np.mean([np.mean(v) for v in per_task.values()])), sum(v for v, _ in terms)
+    if not var > 0:
+        return {"diff": diff, "se": 0.0, "df": float("nan"), "lo": diff, "hi": diff, "phrasings": len(set(words))}
+    df = var ** 2 / sum(v ** 2 / f for v, f in terms if v)
+    q = float(stats.t.ppf(0.975, df))
+    return {"diff": diff, "se": float(np.sqrt(var)), "df": float(df), "lo": diff - q * np.sqrt(var),
+            "hi": diff + q * np.sqrt(var), "phrasings": len(set(words))}
+
+
+def _phrasing_table(plan: Plan, runs: Dict[str, Dict[int, Dict[Case, bool]]], arm: str) -> List[str]:
+    """Success per held-out phrasing (pooled over a cell's seeds) of the cells of one test set: the
+    words each case was given, so a failure has a name."""
     names = [n for n, c in plan.cells.items() if c.arm == arm and n in runs and not c.rollout_instructions
              and c.kind != "expert"]  # the cells that read the words
     if not names or "heldout" not in plan.test(names[0]).wordings:
         return []
-    t = plan.test(names[0])
-    layouts, given = parse_layouts(t.layouts), {}  # phrasing -> its cases
-    for task in resolve_tasks(t.tasks):
-        for _, layout, words in episode_plan([task], 0, seed=t.wording_seed, instructions="heldout", layouts=layouts):
-            given.setdefault(words, []).append((task, layout, "heldout"))
+    given: Dict[str, List[Case]] = {}  # phrasing -> its cases
+    for (task, layout), words in heldout_words(plan.test(names[0])).items():
+        given.setdefault(words, []).append((task, layout, "heldout"))
     lines = ["", "Success per held-out phrasing (its cases, all seeds; the task's difficulty is in it too: compare "
              "the cell's training-phrasing success on the task):", "",
              "| phrasing | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
@@ -534,7 +579,8 @@ def write_report(plan: Plan = None) -> Path:
                   "policy more general?); the same paired bootstrap, unadjusted; no verdict is drawn from it. "
                   "The bootstrap resamples scenes, not phrasings: each task has two held-out phrasings, each "
                   "given to several scenes, so these intervals hold for these phrasings, not for new ones, "
-                  "and one phrasing can carry a difference (the per-phrasing table above).", "",
+                  "and one phrasing can carry a difference (the per-phrasing table above; the next table takes "
+                  "the phrasings as a sample).", "",
                   "| treatment − reference | " + " | ".join(f"{w}: difference [95% interval]" for w in wordings)
                   + (" | held-out − train [95% interval]" if gap else "") + " |",
                   "|---|" + "---|" * (len(wordings) + bool(gap))]
@@ -546,6 +592,24 @@ def write_report(plan: Plan = None) -> Path:
             key = (r["treatment"], r["reference"])
             lines.append(f"| {key[0]} − {key[1]} | " + " | ".join(span(cell[(*key, w)]) for w in wordings)
                          + (f" | {span(gap[key])}" if key in gap else "") + " |")
+    if a["new_phrasings"]:
+        n = a["new_phrasings"][0]["heldout"]["phrasings"]
+        lines += ["", "### For words no run has seen", "",
+                  f"Exploratory, not pre-registered: the held-out column and the gap again, with the {n} held-out "
+                  "phrasings taken as a sample of the ways a task could be worded, not as fixed: each phrasing's "
+                  "difference (over its scenes and seeds) averaged per task, then over tasks, each phrasing alike; "
+                  "its error from how far a task's phrasings disagree (each scene has one held-out phrasing, so "
+                  "that holds the scenes' and the episodes' variation too) plus each cell's seed variance over "
+                  "its seeds; a t interval at Satterthwaite's degrees of freedom (at most one per task and the "
+                  "seeds' own: few, so wide). It asks whether a difference would carry to new words; the "
+                  "intervals above hold for these phrasings only.", "",
+                  "| treatment − reference | held-out: difference [95% interval] (df) "
+                  "| held-out − train: difference [95% interval] (df) |", "|---|---|---|"]
+        def spread(c: Dict[str, float]) -> str:
+            return f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] ({_num(c['df'], '.0f')})"
+
+        for r in a["new_phrasings"]:
+            lines.append(f"| {r['treatment']} − {r['reference']} | {spread(r['heldout'])} | {spread(r['gap'])} |")
     if plan.secondary:
         lines += ["", "## Secondary contrasts", "",
                   "Exploratory: the same paired bootstrap, p uncorrected, detectable at α = "
@@ -581,6 +645,7 @@ def write_report(plan: Plan = None) -> Path:
     if a["config_unrecorded"]:
         lines += ["", f"Config not recorded: {a['config_unrecorded']} run(s) made before runs recorded a hash of "
                   "their resolved config."]
+    _write_words(plan)
     if a["cells"]:
         lines += ["", "![success per cell](report_success.png)"]
         _plot(plan, a)
@@ -590,6 +655,18 @@ def write_report(plan: Plan = None) -> Path:
     else:
         (STUDY / "report_contrasts.png").unlink(missing_ok=True)  # not a stale picture of other runs
     return atomic_write_text(STUDY / "report.md", "\n".join(lines) + "\n")
+
+
+def _write_words(plan: Plan) -> None:
+    """heldout_words.json: the held-out phrasing of every test case (``heldout_words``), keyed
+    "<task> <layout>", for a reviewer who recomputes the per-phrasing figures from the run files."""
+    def cases(t: TestSet) -> Dict[str, str]:
+        return {f"{k} {x}": w for (k, x), w in sorted(heldout_words(t).items())} if "heldout" in t.wordings else {}
+
+    atomic_write_text(STUDY / "heldout_words.json", json.dumps(
+        {"about": "the held-out phrasing each test case was given, drawn as the runner draws them (a run "
+                  "file records the wording condition, not the words); regenerated by trimodal-study report",
+         "test": cases(plan.test()), "arms": {name: cases(t) for name, t in plan.arms.items()}}, indent=1) + "\n")
 
 
 def _plot(plan: Plan, a: Dict[str, object]) -> None:

@@ -3,7 +3,8 @@
 each cell's success over its seeds and each primary contrast's paired difference (over both wordings,
 and over each alone) with a 95% interval from a two-level bootstrap (the scenes, a task's layout with
 both its wordings, which is what a scene is on MT10, not in the language arm; then each cell's seeds,
-their spread widened by sqrt(n / (n - 1))), and the sensitivity analysis's standard errors. It draws
+their spread widened by sqrt(n / (n - 1))), the sensitivity analysis's standard errors and those
+with the held-out phrasings a sample (heldout_words.json names each case's phrasing). It draws
 the report's resamples in the report's order, so the test checks the arithmetic, not the choice of
 method. A second implementation of the report's analysis, for a reviewer to read in one sitting; the
 test suite checks that the two agree.
@@ -37,6 +38,12 @@ def load(here: Path = HERE):
                     (e["task"], e["layout"], e["wording"]): float(e["success"])
                     for e in json.loads(f.read_text())["episodes"]}
     return plan, outcomes
+
+
+def load_words(here: Path = HERE) -> dict:
+    """{(task, layout): its held-out phrasing} of the MT10 test set, from heldout_words.json."""
+    cases = json.loads((here / "heldout_words.json").read_text())["test"]
+    return {(key.rsplit(" ", 1)[0], int(key.rsplit(" ", 1)[1])): words for key, words in cases.items()}
 
 
 def success(seeds: dict, wordings) -> float:
@@ -107,6 +114,36 @@ def moments(a: dict, b: dict, wordings):
     return float(ta.mean() - tb.mean()), float(np.sqrt(var)), float(df)
 
 
+def new_words(a: dict, b: dict, wording: str, words: dict):
+    """(difference, standard error, degrees of freedom) of the report's figures for words no run has
+    seen: the cases of ``wording`` grouped by the held-out phrasing of their (task, layout) (``words``:
+    heldout_words.json); each phrasing's mean difference over its cases and seeds, averaged per task,
+    then over tasks; its variance: per task the variance of its phrasings' figures over their count,
+    summed over the tasks squared, plus per cell its seeds' variance net of the seeds x cases residual
+    (when above 0) over its seeds; Satterthwaite's degrees of freedom (one per task, n - 1 per cell)."""
+    cases = sorted(c for c in set.intersection(*[set(run) for run in [*a.values(), *b.values()]]) if c[2] == wording)
+    ma, mb = (np.array([[run[c] for c in cases] for run in (s[k] for k in sorted(s))]) for s in (a, b))
+    d = ma.mean(0) - mb.mean(0)
+    phrasings: dict = {}
+    for i, c in enumerate(cases):
+        phrasings.setdefault((c[0], words[c[:2]]), []).append(d[i])
+    per_task: dict = {}
+    for (task, _), v in sorted(phrasings.items()):
+        per_task.setdefault(task, []).append(np.mean(v))
+    k = len(per_task)
+    terms = [(np.var(v, ddof=1) / len(v) / k ** 2, len(v) - 1) for v in per_task.values() if len(v) > 1]
+    for m in (ma, mb):
+        s, g = m.shape
+        if s > 1:
+            resid = m - m.mean(1, keepdims=True) - m.mean(0, keepdims=True) + m.mean()
+            seed = m.mean(1).var(ddof=1) - (resid ** 2).sum() / ((s - 1) * (g - 1)) / g
+            if seed > 0:
+                terms.append((seed / s, s - 1))
+    var = sum(v for v, _ in terms)
+    df = var ** 2 / sum(v ** 2 / f for v, f in terms if v)
+    return float(np.mean([np.mean(v) for v in per_task.values()])), float(np.sqrt(var)), float(df)
+
+
 def main() -> int:
     plan, outcomes = load()
     wordings = plan["test"]["wordings"]
@@ -129,6 +166,14 @@ def main() -> int:
         if t in outcomes and ref in outcomes:
             d, se, df = moments(outcomes[t], outcomes[ref], wordings)
             print(f"{t} - {ref} | {d:+.3f} | {se:.3f} | {df:.0f}")
+    words = load_words()
+    print("\nfor new words (exploratory), the held-out phrasings a sample: treatment - reference | "
+          "held-out: difference, se, df | held-out - train: difference, se, df")
+    for t, ref in plan["primary"]:
+        if t in outcomes and ref in outcomes:
+            held = new_words(outcomes[t], outcomes[ref], "heldout", words)
+            gaps = new_words(gap(outcomes[t]), gap(outcomes[ref]), "gap", words)
+            print(f"{t} - {ref} | " + " | ".join(f"{d:+.3f}, {se:.3f}, {df:.0f}" for d, se, df in (held, gaps)))
     print("\nper wording (exploratory): treatment - reference | wording | difference | 95% interval")
     for t, ref in plan["primary"]:
         if t in outcomes and ref in outcomes:
