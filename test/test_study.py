@@ -578,23 +578,45 @@ def test_a_deleted_result_file_does_not_open_a_second_rollout(study, monkeypatch
 
 
 def test_the_new_words_interval_covers_a_difference_that_varies_by_phrasing():
-    """With the treatment's effect drawn per phrasing (mean 0 over phrasings), the interval that takes
-    the phrasings as a sample holds 0 at about its level; the crossed moment interval, which holds
-    these phrasings fixed, does not: it answers another question."""
+    """With the treatment's effect drawn per phrasing (mean 0 over phrasings; 7 and 13 scenes per
+    task's two), the interval that takes the phrasings as a sample holds 0 at about its level, also
+    where the seeds' spread dominates; the crossed moment interval, which holds these phrasings
+    fixed, does not: it answers another question."""
     rng = np.random.default_rng(5)
-    tasks = np.repeat([f"task{k}" for k in range(10)], 20)  # 10 tasks, 2 phrasings, 10 scenes each
-    words = [f"{t}-{i // 10 % 2}" for i, t in enumerate(tasks)]
-    study, covered, fixed = SimpleNamespace(alpha=0.05), 0, 0
-    for _ in range(300):
-        scene = rng.normal(0, 1.5, 200)  # new scenes too: the difference is 0 on average
-        shift = np.repeat(rng.normal(0, 1.5, 20), 10)  # the treatment's gain or loss on each phrasing
-        a, b = ((rng.random((4, 200)) < 1 / (1 + np.exp(-(scene + u + rng.normal(0, 0.2, (4, 1)))))).astype(float)
-                for u in (shift, 0.0))
-        c = R.phrasing_contrast(a, b, words, list(tasks), R.variance_components(a, b, None))
-        covered += c["lo"] <= 0 <= c["hi"]
-        m = R.components_contrast(a, b, None, study, 7)
-        fixed += m["lo"] <= 0 <= m["hi"]
-    assert 0.92 <= covered / 300 <= 0.995 and fixed / 300 < 0.9, (covered / 300, fixed / 300)  # 0.97, 0.80
+    tasks = np.repeat([f"task{k}" for k in range(10)], 20)
+    phrasing = np.arange(10).repeat(20) * 2 + np.tile(np.r_[np.zeros(7), np.ones(13)], 10).astype(int)
+    words = [f"words{p}" for p in phrasing]
+    for phrasing_sd, seed_sd, fixed_at_most in ((1.5, 0.2, 0.9), (0.3, 0.8, 1.0)):  # 0.97, 0.79; 0.95, 0.95
+        covered = fixed = 0
+        for _ in range(300):
+            scene = rng.normal(0, 1.5, 200)  # new scenes too: the difference is 0 on average
+            shift = rng.normal(0, phrasing_sd, 20)[phrasing]  # the treatment's gain or loss on each phrasing
+            a, b = ((rng.random((4, 200)) < 1 / (1 + np.exp(-(scene + u + rng.normal(0, seed_sd, (4, 1))))))
+                    .astype(float) for u in (shift, 0.0))
+            c = R.phrasing_contrast(a, b, words, list(tasks), R.variance_components(a, b, None))
+            covered += c["lo"] <= 0 <= c["hi"]
+            m = R.components_contrast(a, b, None, SimpleNamespace(alpha=0.05), 7)
+            fixed += m["lo"] <= 0 <= m["hi"]
+        assert 0.93 <= covered / 300 <= 0.995 and fixed / 300 <= fixed_at_most, (covered / 300, fixed / 300)
+
+
+def test_the_new_words_interval_needs_two_phrasings_per_task_and_borrows_a_seed_variance():
+    """No interval where a task has one phrasing (its spread unknown); a one-seed cell borrows the
+    other cell's seed variance, as the moment estimate does."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.random((3, 40)) < 0.6).astype(float), (rng.random((3, 40)) < 0.5).astype(float)
+    tasks = ["t0"] * 20 + ["t1"] * 20
+    two = [f"w{i // 10}" for i in range(40)]
+    c = R.phrasing_contrast(a, b, two, tasks, R.variance_components(a, b, None))
+    assert c["phrasings"] == 4 and c["lo"] < c["diff"] < c["hi"] and c["df"] > 0
+    one = ["w0"] * 20 + ["w2"] * 10 + ["w3"] * 10  # t0 worded one way only
+    c = R.phrasing_contrast(a, b, one, tasks, R.variance_components(a, b, None))
+    assert np.isnan(c["lo"]) and np.isnan(c["se"]) and not np.isnan(c["diff"])
+    c1 = R.phrasing_contrast(a[:1], b, two, tasks, R.variance_components(a[:1], b, None))
+    assert c1["se"] > 0 and c1["df"] > 0
+    d, uneven = a.mean(0) - b.mean(0), ["t0"] * 30 + ["t1"] * 10  # one text in two tasks: each its own cases
+    c = R.phrasing_contrast(a, b, ["w"] * 40, uneven, R.variance_components(a, b, None))
+    assert c["phrasings"] == 2 and c["diff"] == pytest.approx((d[:30].mean() + d[30:].mean()) / 2)
 
 
 def test_a_second_implementation_from_the_run_files_agrees_with_the_report():

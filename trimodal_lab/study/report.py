@@ -395,29 +395,35 @@ def heldout_words(t: TestSet) -> Dict[Tuple[str, int], str]:
 def phrasing_contrast(a: np.ndarray, b: np.ndarray, words: List[str], tasks: List[str],
                       comp: Dict[str, object]) -> Dict[str, float]:
     """The paired difference of two (seeds, cases) matrices with the held-out phrasings taken as a
-    sample of the ways each task could be worded, not as fixed: each phrasing's difference (its cases'
-    and seeds' mean; ``words`` and ``tasks`` name each case's), averaged per task, then over tasks.
-    Its error: the spread between a task's phrasings over their count (each scene has one held-out
-    phrasing, so the spread holds the scenes' and the episodes' variation too), plus each cell's
-    seed variance from ``comp`` (``variance_components`` of the same matrices: shared by every
-    phrasing, so absent from their spread) over its seeds; a t interval at Satterthwaite's degrees
-    of freedom (one per task, n − 1 per cell). A task with one phrasing adds to the estimate only."""
+    sample of the ways each of these tasks could be worded, not as fixed: each phrasing's difference
+    (its cases' and seeds' mean; ``words`` and ``tasks`` name each case's), averaged per task, then
+    over tasks. Its error: the spread between a task's phrasings over their count (each scene has one
+    held-out phrasing, so the spread holds the scenes' and the episodes' variation too), plus each
+    cell's seed variance from ``comp`` (``variance_components`` of the same matrices: shared by every
+    phrasing, so absent from their spread) over its seeds, a one-seed cell borrowing the other's; a t
+    interval at Satterthwaite's degrees of freedom (one per task, n − 1 per cell). No interval (nan)
+    where a task has one phrasing, or a cell's seed variance is unknown."""
     from scipy import stats
 
     d = a.mean(0) - b.mean(0)  # (cases,) the seeds' mean difference per case
     per_task: Dict[str, List[float]] = {}
     for w, k in sorted(set(zip(words, tasks))):
-        per_task.setdefault(k, []).append(float(d[[i for i, x in enumerate(words) if x == w]].mean()))
-    n_tasks = len(per_task)
-    terms = [(float(np.var(v, ddof=1)) / len(v) / n_tasks ** 2, len(v) - 1) for v in per_task.values() if len(v) > 1]
-    terms += [(p[0] / n, n - 1) for p, n in zip((comp["a"], comp["b"]), comp["seeds"]) if p is not None and p[0] > 0]
-    diff, var = float(np.mean([np.mean(v) for v in per_task.values()])), sum(v for v, _ in terms)
-    if not var > 0:
-        return {"diff": diff, "se": 0.0, "df": float("nan"), "lo": diff, "hi": diff, "phrasings": len(set(words))}
-    df = var ** 2 / sum(v ** 2 / f for v, f in terms if v)
-    q = float(stats.t.ppf(0.975, df))
-    return {"diff": diff, "se": float(np.sqrt(var)), "df": float(df), "lo": diff - q * np.sqrt(var),
-            "hi": diff + q * np.sqrt(var), "phrasings": len(set(words))}
+        per_task.setdefault(k, []).append(float(d[[i for i, c in enumerate(zip(words, tasks)) if c == (w, k)]].mean()))
+    nan, n_tasks = float("nan"), len(per_task)
+    out = {"diff": float(np.mean([np.mean(v) for v in per_task.values()])), "se": nan, "df": nan, "lo": nan,
+           "hi": nan, "phrasings": sum(len(v) for v in per_task.values())}
+    parts = [comp["a"], comp["b"]]
+    parts = [p if p is not None else parts[1 - i] for i, p in enumerate(parts)]
+    if min(len(v) for v in per_task.values()) < 2 or any(p is None for p in parts):
+        return out
+    terms = [(float(np.var(v, ddof=1)) / len(v) / n_tasks ** 2, len(v) - 1) for v in per_task.values()]
+    terms += [(p[0] / n, max(n - 1, 1)) for p, n in zip(parts, comp["seeds"]) if p[0] > 0]
+    var = sum(v for v, _ in terms)
+    if var > 0:
+        df = var ** 2 / sum(v ** 2 / f for v, f in terms if v)
+        half = float(stats.t.ppf(0.975, df) * np.sqrt(var))
+        out.update(se=float(np.sqrt(var)), df=float(df), lo=out["diff"] - half, hi=out["diff"] + half)
+    return out
 
 
 def _phrasing_table(plan: Plan, runs: Dict[str, Dict[int, Dict[Case, bool]]], arm: str) -> List[str]:
@@ -596,17 +602,19 @@ def write_report(plan: Plan = None) -> Path:
         n = a["new_phrasings"][0]["heldout"]["phrasings"]
         lines += ["", "### For words no run has seen", "",
                   f"Exploratory, not pre-registered: the held-out column and the gap again, with the {n} held-out "
-                  "phrasings taken as a sample of the ways a task could be worded, not as fixed: each phrasing's "
-                  "difference (over its scenes and seeds) averaged per task, then over tasks, each phrasing alike; "
-                  "its error from how far a task's phrasings disagree (each scene has one held-out phrasing, so "
-                  "that holds the scenes' and the episodes' variation too) plus each cell's seed variance over "
-                  "its seeds; a t interval at Satterthwaite's degrees of freedom (at most one per task and the "
-                  "seeds' own: few, so wide). It asks whether a difference would carry to new words; the "
-                  "intervals above hold for these phrasings only.", "",
+                  "phrasings taken as a sample of the ways these tasks could be worded, not as fixed (the tasks "
+                  "stay fixed): each phrasing's difference (over its scenes and seeds) averaged per task, then "
+                  "over tasks, so each phrasing counts alike and the differences move a little from the cases' "
+                  "means above; its error from how far a task's phrasings disagree (each scene has one held-out "
+                  "phrasing, so that holds the scenes' and the episodes' variation too) plus each cell's seed "
+                  "variance over its seeds; a t interval at Satterthwaite's degrees of freedom (at most one per "
+                  "task and the seeds' own: few, so wide; a task with one phrasing leaves no interval). It asks "
+                  "whether a difference would carry to new words; the intervals above hold for these phrasings "
+                  "only.", "",
                   "| treatment − reference | held-out: difference [95% interval] (df) "
                   "| held-out − train: difference [95% interval] (df) |", "|---|---|---|"]
         def spread(c: Dict[str, float]) -> str:
-            return f"{c['diff']:+.3f} [{c['lo']:+.3f}, {c['hi']:+.3f}] ({_num(c['df'], '.0f')})"
+            return f"{c['diff']:+.3f} [{_num(c['lo'], '+.3f')}, {_num(c['hi'], '+.3f')}] ({_num(c['df'], '.0f')})"
 
         for r in a["new_phrasings"]:
             lines.append(f"| {r['treatment']} − {r['reference']} | {spread(r['heldout'])} | {spread(r['gap'])} |")

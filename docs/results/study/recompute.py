@@ -120,7 +120,8 @@ def new_words(a: dict, b: dict, wording: str, words: dict):
     heldout_words.json); each phrasing's mean difference over its cases and seeds, averaged per task,
     then over tasks; its variance: per task the variance of its phrasings' figures over their count,
     summed over the tasks squared, plus per cell its seeds' variance net of the seeds x cases residual
-    (when above 0) over its seeds; Satterthwaite's degrees of freedom (one per task, n - 1 per cell)."""
+    (when above 0) over its seeds; Satterthwaite's degrees of freedom (one per task, n - 1 per cell).
+    For cells of two seeds or more and two phrasings per task, as the primary contrasts have."""
     cases = sorted(c for c in set.intersection(*[set(run) for run in [*a.values(), *b.values()]]) if c[2] == wording)
     ma, mb = (np.array([[run[c] for c in cases] for run in (s[k] for k in sorted(s))]) for s in (a, b))
     d = ma.mean(0) - mb.mean(0)
@@ -140,7 +141,7 @@ def new_words(a: dict, b: dict, wording: str, words: dict):
             if seed > 0:
                 terms.append((seed / s, s - 1))
     var = sum(v for v, _ in terms)
-    df = var ** 2 / sum(v ** 2 / f for v, f in terms if v)
+    df = var ** 2 / sum(v ** 2 / f for v, f in terms if v) if var > 0 else float("nan")
     return float(np.mean([np.mean(v) for v in per_task.values()])), float(np.sqrt(var)), float(df)
 
 
