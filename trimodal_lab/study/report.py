@@ -193,8 +193,7 @@ def components_error(comp: Dict[str, object], n_a: int, n_b: int, borrow: bool =
     degrees of freedom those of its mean squares (g − 1, n − 1, (n − 1)(g − 1)); a cell whose seed
     variance came out 0 adds no seed term. A one-seed cell borrows the other's figures (nan when
     neither has two); with ``borrow`` False it has none."""
-    parts = [comp["a"], comp["b"]]
-    parts = [p if p is not None else parts[1 - i] if borrow else (0.0, 0.0) for i, p in enumerate(parts)]
+    parts = _seed_parts(comp, (0.0, 0.0) if not borrow else None)
     g = comp["scenes"]
     if any(p is None for p in parts) or g < 2:
         return float("nan"), float("nan")
@@ -208,6 +207,13 @@ def components_error(comp: Dict[str, object], n_a: int, n_b: int, borrow: bool =
     var = sum(v for v, _ in terms)
     df = var ** 2 / sum(v ** 2 / d for v, d in terms if v) if var > 0 else float("nan")
     return float(np.sqrt(var)), float(df)
+
+
+def _seed_parts(comp: Dict[str, object], missing: Optional[Tuple[float, float]] = None) -> list:
+    """Each cell's (seed variance, residual) from ``variance_components``; a one-seed cell's is
+    ``missing``, or by default the other cell's (None when neither has two seeds)."""
+    parts = [comp["a"], comp["b"]]
+    return [p if p is not None else missing if missing is not None else parts[1 - i] for i, p in enumerate(parts)]
 
 
 def projected_se(a: np.ndarray, b: np.ndarray, groups: Optional[np.ndarray], n_a: int, n_b: int,
@@ -288,16 +294,16 @@ def analyse(plan: Plan) -> Dict[str, object]:
     by_wording = [dict(treatment=t, reference=r, wording=w, **contrast(*pair(t, r, [w]), plan, 1))
                   for t, r in ready for w in pools[plan.cells[t].arm]]  # the wordings success pools
     worded = [(t, r) for t, r in ready if {"train", "heldout"} <= set(pools[plan.cells[t].arm])]
-    gap = [dict(treatment=t, reference=r, **contrast(*_wording_gap(plan, runs, scored, t, r), plan, 1))
-           for t, r in worded]
     words = {plan.cells[t].arm: heldout_words(plan.test(t)) for t, _ in worded}
-    new_words = []  # the held-out difference and the gap again, the phrasings a sample
+    gap, new_words = [], []  # new_words: the held-out difference and the gap again, the phrasings a sample
     for t, r in worded:
         held = [c for c in scored[plan.cells[t].arm] if c[2] == "heldout"]
         names, tasks = [words[plan.cells[t].arm][c[:2]] for c in held], [c[0] for c in held]
+        m_gap = _wording_gap(plan, runs, scored, t, r)
+        gap.append(dict(treatment=t, reference=r, **contrast(*m_gap, plan, 1)))
         new_words.append(dict(treatment=t, reference=r, **{
             key: phrasing_contrast(m[0], m[1], names, tasks, variance_components(*m))
-            for key, m in (("heldout", pair(t, r, ["heldout"])), ("gap", _wording_gap(plan, runs, scored, t, r)))}))
+            for key, m in (("heldout", pair(t, r, ["heldout"])), ("gap", m_gap))}))
     changed, added, unrecorded = _config_drift(plan, results)
     data, undigested = _data_copies(plan, results)
     return {"runs": runs, "offline": {k: r.get("offline") for k, r in results.items()}, "cells": cells,
@@ -412,8 +418,7 @@ def phrasing_contrast(a: np.ndarray, b: np.ndarray, words: List[str], tasks: Lis
     nan, n_tasks = float("nan"), len(per_task)
     out = {"diff": float(np.mean([np.mean(v) for v in per_task.values()])), "se": nan, "df": nan, "lo": nan,
            "hi": nan, "phrasings": sum(len(v) for v in per_task.values())}
-    parts = [comp["a"], comp["b"]]
-    parts = [p if p is not None else parts[1 - i] for i, p in enumerate(parts)]
+    parts = _seed_parts(comp)
     if min(len(v) for v in per_task.values()) < 2 or any(p is None for p in parts):
         return out
     terms = [(float(np.var(v, ddof=1)) / len(v) / n_tasks ** 2, len(v) - 1) for v in per_task.values()]
